@@ -1,0 +1,275 @@
+//! Path handling that cannot be tricked by symlinks or `..` in a root or an extension.
+//!
+//! Every path that comes from a root (`--root`, `/sysroot`) or from inside an extension
+//! is opened relative to a directory fd with `openat2(RESOLVE_IN_ROOT)`: absolute
+//! symlinks and `..` stay inside that directory, as systemd's `chase()` does. Files are
+//! read with `O_NONBLOCK` and checked to be regular before reading, so a FIFO where a
+//! release file should be cannot block us, and with a size cap, so a huge file cannot
+//! exhaust memory in the initrd.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+
+/// Largest env-style file (os-release, extension-release, metadata) we read.
+/// systemd reads these whole; 4 MiB is far beyond any real one and bounds memory.
+pub const MAX_TEXT_FILE: u64 = 4 << 20;
+
+/// An opened root directory; paths below it are resolved with `RESOLVE_IN_ROOT`.
+#[derive(Debug)]
+pub struct Root {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Root {
+    /// Opens `path` (following symlinks: the caller chose it) as a root.
+    pub fn open(path: impl AsRef<Path>) -> io::Result<Root> {
+        let path = path.as_ref();
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Root {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The path the root was opened with (for messages and for composing host paths).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when this root is the running system's `/`.
+    pub fn is_host_root(&self) -> bool {
+        self.path == Path::new("/")
+    }
+
+    /// The root's directory fd.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// `rel` (absolute or relative, interpreted inside the root) as a host path for
+    /// messages: `/sysroot` + `/etc/os-release` → `/sysroot/etc/os-release`.
+    pub fn display_path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        join_in_root(&self.path, rel.as_ref())
+    }
+
+    /// Opens `rel` inside the root (`openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`).
+    pub fn open_at(&self, rel: impl AsRef<Path>, flags: OFlags) -> io::Result<OwnedFd> {
+        open_in(self.fd.as_fd(), rel.as_ref(), flags, ResolveFlags::empty())
+    }
+}
+
+/// Joins `rel` below `root` textually (for messages and mount targets; never for opening).
+pub fn join_in_root(root: &Path, rel: &Path) -> PathBuf {
+    let mut out = root.to_path_buf();
+    for c in rel.components() {
+        if let Component::Normal(n) = c {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// `openat2(dirfd, path, flags | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | extra)`.
+///
+/// `path` is interpreted with `dirfd` as the root directory: `..` and absolute symlinks
+/// cannot leave it. A leading `/` is allowed and means `dirfd` itself.
+pub fn open_in(
+    dirfd: BorrowedFd<'_>,
+    path: &Path,
+    flags: OFlags,
+    extra: ResolveFlags,
+) -> io::Result<OwnedFd> {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let rel: &Path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    rustix::io::retry_on_intr(|| {
+        rustix::fs::openat2(
+            dirfd,
+            rel,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | extra,
+        )
+    })
+    .map_err(io::Error::from)
+}
+
+/// Why a file could not be read as a small regular text file.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The open or read failed.
+    Io(io::Error),
+    /// It is a directory, FIFO, socket or device: refused without reading.
+    NotRegular(&'static str),
+    /// Larger than the limit.
+    TooLarge {
+        /// Its size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+}
+
+impl ReadError {
+    /// True when the file does not exist (`ENOENT`).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ReadError::Io(e) if e.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// The errno that best describes the failure (for the C ABI and exit codes).
+    pub fn errno(&self) -> i32 {
+        match self {
+            ReadError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            ReadError::NotRegular("directory") => libc::EISDIR,
+            ReadError::NotRegular(_) => libc::EBADFD,
+            ReadError::TooLarge { .. } => libc::EFBIG,
+        }
+    }
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::NotRegular(t) => write!(f, "not a regular file ({t})"),
+            ReadError::TooLarge { size, limit } => {
+                write!(f, "file too large ({size} bytes, limit {limit})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+/// A human name for a file type, for messages.
+pub fn file_type_name(t: FileType) -> &'static str {
+    match t {
+        FileType::RegularFile => "regular file",
+        FileType::Directory => "directory",
+        FileType::Symlink => "symlink",
+        FileType::Fifo => "fifo",
+        FileType::Socket => "socket",
+        FileType::CharacterDevice => "character device",
+        FileType::BlockDevice => "block device",
+        FileType::Unknown => "unknown file type",
+    }
+}
+
+/// Reads a regular file of at most `limit` bytes from an already opened fd.
+pub fn read_fd_bounded(fd: OwnedFd, limit: u64) -> Result<Vec<u8>, ReadError> {
+    let st = rustix::fs::fstat(&fd).map_err(io::Error::from)?;
+    let ft = FileType::from_raw_mode(st.st_mode);
+    if ft != FileType::RegularFile {
+        return Err(ReadError::NotRegular(file_type_name(ft)));
+    }
+    let size = st.st_size as u64;
+    if size > limit {
+        return Err(ReadError::TooLarge { size, limit });
+    }
+    let mut buf = Vec::with_capacity(size as usize);
+    // Files may grow while we read (or lie about their size, as in /proc): cap the read.
+    std::fs::File::from(fd)
+        .take(limit + 1)
+        .read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(ReadError::TooLarge {
+            size: buf.len() as u64,
+            limit,
+        });
+    }
+    Ok(buf)
+}
+
+/// Opens `path` inside `dirfd` (as [`open_in`]) non-blocking and reads it as a small
+/// regular file. `extra` may add e.g. `RESOLVE_NO_SYMLINKS`.
+pub fn read_file_in(
+    dirfd: BorrowedFd<'_>,
+    path: &Path,
+    extra: ResolveFlags,
+    limit: u64,
+) -> Result<Vec<u8>, ReadError> {
+    let fd = open_in(
+        dirfd,
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+        extra,
+    )?;
+    read_fd_bounded(fd, limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn symlinks_stay_in_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(t.path().join("secret"), b"outside").unwrap();
+        std::fs::write(root.join("secret"), b"inside").unwrap();
+        symlink("/secret", root.join("etc/abs")).unwrap();
+        symlink("../../../../secret", root.join("etc/rel")).unwrap();
+        let r = Root::open(&root).unwrap();
+        for p in ["/etc/abs", "etc/rel", "/../secret"] {
+            let got = read_file_in(r.fd(), Path::new(p), ResolveFlags::empty(), 100).unwrap();
+            assert_eq!(got, b"inside", "{p}");
+        }
+        let e = read_file_in(
+            r.fd(),
+            Path::new("/etc/abs"),
+            ResolveFlags::NO_SYMLINKS,
+            100,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ReadError::Io(ref e) if e.raw_os_error() == Some(libc::ELOOP)));
+    }
+
+    #[test]
+    fn refuses_fifo_dir_and_large() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("fifo");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600)).unwrap();
+        std::fs::write(t.path().join("big"), vec![b'x'; 101]).unwrap();
+        let r = Root::open(t.path()).unwrap();
+        let e = read_file_in(r.fd(), Path::new("fifo"), ResolveFlags::empty(), 100).unwrap_err();
+        assert_eq!(e.to_string(), "not a regular file (fifo)");
+        let e = read_file_in(r.fd(), Path::new("/"), ResolveFlags::empty(), 100).unwrap_err();
+        assert_eq!(e.to_string(), "not a regular file (directory)");
+        let e = read_file_in(r.fd(), Path::new("big"), ResolveFlags::empty(), 100).unwrap_err();
+        assert_eq!(e.to_string(), "file too large (101 bytes, limit 100)");
+        let e = read_file_in(r.fd(), Path::new("nope"), ResolveFlags::empty(), 100).unwrap_err();
+        assert!(e.is_not_found());
+    }
+
+    #[test]
+    fn display_path_joins() {
+        assert_eq!(
+            join_in_root(Path::new("/sysroot"), Path::new("/etc/os-release")),
+            PathBuf::from("/sysroot/etc/os-release")
+        );
+        assert_eq!(
+            join_in_root(Path::new("/"), Path::new("usr")),
+            PathBuf::from("/usr")
+        );
+    }
+}

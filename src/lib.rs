@@ -1,0 +1,15 @@
+//! extmerge: systemd-style system and configuration extensions, merged without a daemon.
+//!
+//! The data flows one way: root → [`discover`] → [`release`] (+ [`vpick`]) → [`plan`] →
+//! [`merge`]. Everything up to `plan` reads files and returns values; only the modules
+//! under [`mount`] and [`merge`] change the system, and they undo what they did on error.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod arch;
+pub mod class;
+pub mod discover;
+pub mod fsutil;
+pub mod os_release;
+pub mod release;
+pub mod vpick;

@@ -77,10 +77,7 @@ pub struct DiscoverError {
     pub source: std::io::Error,
 }
 
-/// systemd's `image_name_is_valid`.
-pub fn image_name_is_valid(_name: &str) -> bool {
-    unimplemented!()
-}
+pub use crate::name::image_name_is_valid;
 
 /// True when `<root>/etc/initrd-release` exists (chooses the initrd search list and scope).
 pub fn root_is_initrd(_root: &Root) -> bool {

@@ -10,6 +10,7 @@ pub mod arch;
 pub mod class;
 pub mod discover;
 pub mod fsutil;
+pub mod name;
 pub mod os_release;
 pub mod release;
 pub mod vpick;

@@ -1,11 +1,22 @@
 //! Finding extensions in a root's search directories (systemd's `discover-image.c`).
-//! STUB: to be implemented (see the helper brief).
+//!
+//! Each class has an ordered list of search directories inside the root. Their entries
+//! become [`Image`]s (`*.raw` files, directories, block devices, or the entry picked from a
+//! `NAME.v/` directory) or, with a reason, [`Skipped`] entries.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
+use rustix::fs::{Dir, FileType, OFlags, Stat};
+
+use crate::arch;
 use crate::class::Class;
-use crate::fsutil::Root;
-use crate::vpick::Picked;
+use crate::fsutil::{file_type_name, Root};
+use crate::vpick::{self, Picked};
 
 /// What an extension is on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,11 +91,1113 @@ pub struct DiscoverError {
 pub use crate::name::image_name_is_valid;
 
 /// True when `<root>/etc/initrd-release` exists (chooses the initrd search list and scope).
-pub fn root_is_initrd(_root: &Root) -> bool {
-    unimplemented!()
+///
+/// The file is looked up inside the root (symlinks resolved with the root as `/`); any
+/// error, including a dangling symlink, counts as "not an initrd".
+pub fn root_is_initrd(root: &Root) -> bool {
+    root.open_at("/etc/initrd-release", OFlags::PATH).is_ok()
 }
 
 /// Walks the class's search directories in precedence order.
-pub fn discover(_root: &Root, _class: Class, _initrd: bool) -> Result<Discovery, DiscoverError> {
-    unimplemented!()
+///
+/// Search directories come from [`Class::search_dirs`]; one that does not exist (or is not
+/// a directory) is skipped silently, any other error opening or reading it aborts.
+///
+/// Within a directory, entries are processed in byte-sorted name order. systemd uses
+/// `readdir` order, which is filesystem-dependent; sorting makes the winner between two
+/// entries of one directory deriving the same name (`foo.raw` and `foo/`) deterministic.
+/// The first search directory (then the first entry in sorted order) wins; later entries
+/// with the same name are recorded in [`Discovery::skipped`] as shadowed. Entries that are
+/// rejected (bad name, wrong type, no usable `.v` entry) do not shadow anything.
+///
+/// Every entry is resolved inside the root (absolute symlink targets are re-rooted, as in
+/// the newest systemd), but [`Image::path`] keeps the entry's own path and the name is
+/// derived from the entry's own file name.
+pub fn discover(root: &Root, class: Class, initrd: bool) -> Result<Discovery, DiscoverError> {
+    let mut out = Discovery::default();
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+
+    for &dir in class.search_dirs(initrd) {
+        let dir_error = |source: io::Error| DiscoverError {
+            path: root.display_path(dir),
+            source,
+        };
+        let fd = match root.open_at(dir, OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok(fd) => fd,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => continue,
+            Err(e) => return Err(dir_error(e)),
+        };
+        for entry in list_dir(fd).map_err(dir_error)? {
+            let path = Path::new(dir).join(&entry);
+            match examine(root, class, dir, &entry, &path) {
+                Ok(image) => {
+                    if let Some(winner) = seen.get(&image.name) {
+                        out.skipped.push(Skipped {
+                            reason: format!("shadowed by {}", winner.display()),
+                            path,
+                        });
+                    } else {
+                        seen.insert(image.name.clone(), image.path.clone());
+                        out.images.push(image);
+                    }
+                }
+                Err(reason) => out.skipped.push(Skipped { path, reason }),
+            }
+        }
+    }
+
+    out.images
+        .sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    Ok(out)
+}
+
+/// What an entry's type and name make of it (before the `.v` pick).
+#[derive(Debug, PartialEq, Eq)]
+enum Candidate {
+    /// Used as is.
+    Image(ImageKind),
+    /// A `NAME.v/` directory; pick inside with this suffix (`.raw`, `.sysext.raw`, `""`…).
+    Pick(String),
+}
+
+/// Derives and validates the image name of directory entry `entry` (its own file name)
+/// whose resolved type is `ft` (systemd's `discover-image.c` rules, A.1.3/A.1.4).
+fn derive(entry: &[u8], ft: FileType, class: Class) -> Result<(String, Candidate), String> {
+    let class_suffix = class.name_suffix().as_bytes();
+    let (name, candidate): (&[u8], Candidate) = match ft {
+        FileType::RegularFile => {
+            let Some(rest) = entry.strip_suffix(b".raw") else {
+                return Err("regular file without .raw suffix".to_string());
+            };
+            let rest = rest.strip_suffix(class_suffix).unwrap_or(rest);
+            (rest, Candidate::Image(ImageKind::Raw))
+        }
+        FileType::Directory => match entry.strip_suffix(b".v") {
+            Some(rest) => {
+                let mut suffix = String::new();
+                let rest = match rest.strip_suffix(b".raw") {
+                    Some(r) => {
+                        suffix.push_str(".raw");
+                        r
+                    }
+                    None => rest,
+                };
+                let rest = match rest.strip_suffix(class_suffix) {
+                    Some(r) => {
+                        suffix.insert_str(0, class.name_suffix());
+                        r
+                    }
+                    None => rest,
+                };
+                (rest, Candidate::Pick(suffix))
+            }
+            None => (
+                entry.strip_suffix(class_suffix).unwrap_or(entry),
+                Candidate::Image(ImageKind::Directory),
+            ),
+        },
+        FileType::BlockDevice => (entry, Candidate::Image(ImageKind::Block)),
+        other => {
+            return Err(format!(
+                "not a regular file, directory or block device ({})",
+                file_type_name(other)
+            ))
+        }
+    };
+    let name = match std::str::from_utf8(name) {
+        Ok(n) => n,
+        Err(_) => {
+            return Err(format!(
+                "invalid image name {:?} (not UTF-8)",
+                String::from_utf8_lossy(name)
+            ))
+        }
+    };
+    if !image_name_is_valid(name) {
+        return Err(format!("invalid image name {name:?}"));
+    }
+    Ok((name.to_string(), candidate))
+}
+
+/// Classifies one search-directory entry; `Err` is the reason it is skipped.
+fn examine(
+    root: &Root,
+    class: Class,
+    search_dir: &'static str,
+    entry: &OsStr,
+    path: &Path,
+) -> Result<Image, String> {
+    let (ft, st) = resolve(root, path)?;
+    let (name, candidate) = derive(entry.as_bytes(), ft, class)?;
+    match candidate {
+        Candidate::Image(kind) => Ok(Image {
+            name,
+            class,
+            kind,
+            path: path.to_path_buf(),
+            search_dir,
+            mtime_usec: mtime_usec(&st),
+            picked: None,
+        }),
+        Candidate::Pick(suffix) => {
+            let (picked, kind, st) = pick_in(root, &name, &suffix, entry, path)?;
+            Ok(Image {
+                name,
+                class,
+                kind,
+                path: path.join(&picked.file_name),
+                search_dir,
+                mtime_usec: mtime_usec(&st),
+                picked: Some(picked),
+            })
+        }
+    }
+}
+
+/// Picks inside the `.v` directory at `path` and checks the winner's type: a regular file
+/// or block device when `suffix` ends in `.raw`, else a directory. No fallback to the
+/// next-best entry when the winner has the wrong type (as systemd).
+fn pick_in(
+    root: &Root,
+    name: &str,
+    suffix: &str,
+    entry: &OsStr,
+    path: &Path,
+) -> Result<(Picked, ImageKind, Stat), String> {
+    let fd = root
+        .open_at(path, OFlags::RDONLY | OFlags::DIRECTORY)
+        .map_err(|e| e.to_string())?;
+    let names = list_dir(fd).map_err(|e| e.to_string())?;
+    // vpick patterns are UTF-8 text; a non-UTF-8 entry can never match.
+    let candidates = names.iter().filter_map(|n| n.to_str());
+    let native = arch::native();
+    let picked = vpick::pick(name, suffix, candidates, native, arch::secondary(native))
+        .ok_or_else(|| format!("no matching entry in {}", entry.to_string_lossy()))?;
+    let (ft, st) = resolve(root, &path.join(&picked.file_name))
+        .map_err(|reason| format!("{}: {reason}", picked.file_name))?;
+    let want_file = suffix.ends_with(".raw");
+    let kind = match ft {
+        FileType::RegularFile if want_file => ImageKind::Raw,
+        FileType::BlockDevice if want_file => ImageKind::Block,
+        FileType::Directory if !want_file => ImageKind::Directory,
+        other => {
+            return Err(format!(
+                "{}: picked entry is a {}, expected {}",
+                picked.file_name,
+                file_type_name(other),
+                if want_file {
+                    "a regular file or block device"
+                } else {
+                    "a directory"
+                }
+            ))
+        }
+    };
+    Ok((picked, kind, st))
+}
+
+/// Opens `path` inside the root (following symlinks, re-rooted) and stats it.
+fn resolve(root: &Root, path: &Path) -> Result<(FileType, Stat), String> {
+    let fd = root.open_at(path, OFlags::PATH).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            "dangling symlink".to_string()
+        } else {
+            e.to_string()
+        }
+    })?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| io::Error::from(e).to_string())?;
+    Ok((FileType::from_raw_mode(st.st_mode), st))
+}
+
+/// Modification time in µs since the epoch; `None` before the epoch.
+// The field types differ between architectures (`i64`/`c_long`, `u32`/`c_ulong`).
+#[allow(clippy::useless_conversion)]
+fn mtime_usec(st: &Stat) -> Option<u64> {
+    let sec = u64::try_from(i64::from(st.st_mtime)).ok()?;
+    let nsec = u64::from(st.st_mtime_nsec);
+    sec.checked_mul(1_000_000)?.checked_add(nsec / 1000)
+}
+
+/// The names in an opened directory except `.` and `..`, byte-sorted.
+fn list_dir(fd: OwnedFd) -> io::Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for entry in Dir::new(fd)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(name).to_os_string());
+        }
+    }
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// One thing to create in a fixture. Paths are inside the root unless noted.
+    #[derive(Clone, Copy)]
+    enum Fx {
+        /// Regular file.
+        F(&'static str),
+        /// Directory.
+        D(&'static str),
+        /// Symlink at `.0` pointing to `.1`.
+        L(&'static str, &'static str),
+        /// FIFO.
+        P(&'static str),
+        /// Unix socket.
+        S(&'static str),
+        /// Regular file relative to the directory that contains the root (outside it).
+        Outside(&'static str),
+    }
+    use Fx::*;
+
+    struct Case {
+        name: &'static str,
+        class: Class,
+        initrd: bool,
+        fixture: &'static [Fx],
+        /// (name, kind, path), sorted by name.
+        images: &'static [(&'static str, &'static str, &'static str)],
+        /// (path, reason), in the order seen.
+        skipped: &'static [(&'static str, &'static str)],
+    }
+
+    const SYS: Class = Class::Sysext;
+    const CONF: Class = Class::Confext;
+    const ELOOP_TEXT: &str = "Too many levels of symbolic links (os error 40)";
+
+    const CASES: &[Case] = &[
+        Case {
+            name: "sysext normal: three dirs, no /usr/lib, no /.extra",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                F("/etc/extensions/a.raw"),
+                F("/run/extensions/b.raw"),
+                F("/var/lib/extensions/c.raw"),
+                F("/usr/lib/extensions/d.raw"),
+                F("/usr/local/lib/extensions/e.raw"),
+                F("/.extra/sysext/f.raw"),
+                F("/.extra/global_sysext/g.raw"),
+                F("/run/confexts/h.raw"),
+            ],
+            images: &[
+                ("a", "raw", "/etc/extensions/a.raw"),
+                ("b", "raw", "/run/extensions/b.raw"),
+                ("c", "raw", "/var/lib/extensions/c.raw"),
+            ],
+            skipped: &[],
+        },
+        Case {
+            name: "sysext initrd: adds /.extra/sysext and /.extra/global_sysext",
+            class: SYS,
+            initrd: true,
+            fixture: &[
+                F("/etc/extensions/a.raw"),
+                F("/run/extensions/b.raw"),
+                F("/var/lib/extensions/c.raw"),
+                F("/usr/lib/extensions/d.raw"),
+                F("/.extra/sysext/f.raw"),
+                F("/.extra/global_sysext/g.raw"),
+                F("/.extra/confext/h.raw"),
+            ],
+            images: &[
+                ("a", "raw", "/etc/extensions/a.raw"),
+                ("b", "raw", "/run/extensions/b.raw"),
+                ("c", "raw", "/var/lib/extensions/c.raw"),
+                ("f", "raw", "/.extra/sysext/f.raw"),
+                ("g", "raw", "/.extra/global_sysext/g.raw"),
+            ],
+            skipped: &[],
+        },
+        Case {
+            name: "confext normal: four dirs, no /etc/confexts, no /.extra",
+            class: CONF,
+            initrd: false,
+            fixture: &[
+                F("/etc/confexts/e.raw"),
+                F("/run/confexts/a.raw"),
+                F("/var/lib/confexts/b.raw"),
+                F("/usr/local/lib/confexts/c.raw"),
+                F("/usr/lib/confexts/d.raw"),
+                F("/.extra/confext/f.raw"),
+                F("/.extra/global_confext/g.raw"),
+                F("/etc/extensions/h.raw"),
+            ],
+            images: &[
+                ("a", "raw", "/run/confexts/a.raw"),
+                ("b", "raw", "/var/lib/confexts/b.raw"),
+                ("c", "raw", "/usr/local/lib/confexts/c.raw"),
+                ("d", "raw", "/usr/lib/confexts/d.raw"),
+            ],
+            skipped: &[],
+        },
+        Case {
+            name: "confext initrd: drops /usr/lib/confexts, adds /.extra",
+            class: CONF,
+            initrd: true,
+            fixture: &[
+                F("/etc/confexts/e.raw"),
+                F("/run/confexts/a.raw"),
+                F("/var/lib/confexts/b.raw"),
+                F("/usr/local/lib/confexts/c.raw"),
+                F("/usr/lib/confexts/d.raw"),
+                F("/.extra/confext/f.raw"),
+                F("/.extra/global_confext/g.raw"),
+                F("/.extra/sysext/h.raw"),
+            ],
+            images: &[
+                ("a", "raw", "/run/confexts/a.raw"),
+                ("b", "raw", "/var/lib/confexts/b.raw"),
+                ("c", "raw", "/usr/local/lib/confexts/c.raw"),
+                ("f", "raw", "/.extra/confext/f.raw"),
+                ("g", "raw", "/.extra/global_confext/g.raw"),
+            ],
+            skipped: &[],
+        },
+        Case {
+            name: "empty root",
+            class: SYS,
+            initrd: true,
+            fixture: &[],
+            images: &[],
+            skipped: &[],
+        },
+        Case {
+            name: "first search dir wins across dirs",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                D("/etc/extensions/foo"),
+                F("/run/extensions/foo.sysext.raw"),
+                F("/var/lib/extensions/foo.raw"),
+            ],
+            images: &[("foo", "directory", "/etc/extensions/foo")],
+            skipped: &[
+                (
+                    "/run/extensions/foo.sysext.raw",
+                    "shadowed by /etc/extensions/foo",
+                ),
+                (
+                    "/var/lib/extensions/foo.raw",
+                    "shadowed by /etc/extensions/foo",
+                ),
+            ],
+        },
+        Case {
+            name: "same dir: sorted first wins (foo/ before foo.raw)",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                F("/var/lib/extensions/foo.raw"),
+                D("/var/lib/extensions/foo"),
+            ],
+            images: &[("foo", "directory", "/var/lib/extensions/foo")],
+            skipped: &[(
+                "/var/lib/extensions/foo.raw",
+                "shadowed by /var/lib/extensions/foo",
+            )],
+        },
+        Case {
+            name: "same dir: foo.raw before foo.sysext.raw",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                F("/run/extensions/foo.sysext.raw"),
+                F("/run/extensions/foo.raw"),
+            ],
+            images: &[("foo", "raw", "/run/extensions/foo.raw")],
+            skipped: &[(
+                "/run/extensions/foo.sysext.raw",
+                "shadowed by /run/extensions/foo.raw",
+            )],
+        },
+        Case {
+            name: "sysext strips only .sysext",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                F("/etc/extensions/foo.sysext.raw"),
+                F("/etc/extensions/bar.confext.raw"),
+                D("/etc/extensions/baz.sysext"),
+                D("/etc/extensions/qux.confext"),
+            ],
+            images: &[
+                ("bar.confext", "raw", "/etc/extensions/bar.confext.raw"),
+                ("baz", "directory", "/etc/extensions/baz.sysext"),
+                ("foo", "raw", "/etc/extensions/foo.sysext.raw"),
+                ("qux.confext", "directory", "/etc/extensions/qux.confext"),
+            ],
+            skipped: &[],
+        },
+        Case {
+            name: "confext strips only .confext",
+            class: CONF,
+            initrd: false,
+            fixture: &[
+                F("/run/confexts/foo.sysext.raw"),
+                F("/run/confexts/bar.confext.raw"),
+                D("/run/confexts/baz.confext"),
+                D("/run/confexts/qux.sysext"),
+            ],
+            images: &[
+                ("bar", "raw", "/run/confexts/bar.confext.raw"),
+                ("baz", "directory", "/run/confexts/baz.confext"),
+                ("foo.sysext", "raw", "/run/confexts/foo.sysext.raw"),
+                ("qux.sysext", "directory", "/run/confexts/qux.sysext"),
+            ],
+            skipped: &[],
+        },
+        Case {
+            name: "regular files need .raw; version part is kept",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                F("/etc/extensions/foo.img"),
+                F("/etc/extensions/bar.v"),
+                F("/etc/extensions/baz"),
+                F("/etc/extensions/foo_1.2_x86-64.raw"),
+            ],
+            images: &[("foo_1.2_x86-64", "raw", "/etc/extensions/foo_1.2_x86-64.raw")],
+            skipped: &[
+                ("/etc/extensions/bar.v", "regular file without .raw suffix"),
+                ("/etc/extensions/baz", "regular file without .raw suffix"),
+                ("/etc/extensions/foo.img", "regular file without .raw suffix"),
+            ],
+        },
+        Case {
+            name: "invalid names",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                F("/etc/extensions/.raw"),
+                F("/etc/extensions/..raw"),
+                F("/etc/extensions/.#foo.raw"),
+                F("/etc/extensions/.sysext.raw"),
+                D("/etc/extensions/.sysext"),
+                F("/etc/extensions/tab\there.raw"),
+            ],
+            images: &[],
+            skipped: &[
+                ("/etc/extensions/.#foo.raw", "invalid image name \".#foo\""),
+                ("/etc/extensions/..raw", "invalid image name \".\""),
+                ("/etc/extensions/.raw", "invalid image name \"\""),
+                ("/etc/extensions/.sysext", "invalid image name \"\""),
+                ("/etc/extensions/.sysext.raw", "invalid image name \"\""),
+                (
+                    "/etc/extensions/tab\there.raw",
+                    "invalid image name \"tab\\there\"",
+                ),
+            ],
+        },
+        Case {
+            name: "invalid entries do not shadow",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                F("/etc/extensions/foo.img"),
+                P("/etc/extensions/foo.raw"),
+                F("/var/lib/extensions/foo.raw"),
+            ],
+            images: &[("foo", "raw", "/var/lib/extensions/foo.raw")],
+            skipped: &[
+                ("/etc/extensions/foo.img", "regular file without .raw suffix"),
+                (
+                    "/etc/extensions/foo.raw",
+                    "not a regular file, directory or block device (fifo)",
+                ),
+            ],
+        },
+        Case {
+            name: "hidden entries and spaces are accepted",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                F("/etc/extensions/.foo.raw"),
+                D("/etc/extensions/.bar"),
+                F("/etc/extensions/a b.raw"),
+                D("/etc/extensions/my ext.sysext"),
+            ],
+            images: &[
+                (".bar", "directory", "/etc/extensions/.bar"),
+                (".foo", "raw", "/etc/extensions/.foo.raw"),
+                ("a b", "raw", "/etc/extensions/a b.raw"),
+                ("my ext", "directory", "/etc/extensions/my ext.sysext"),
+            ],
+            skipped: &[],
+        },
+        Case {
+            name: "absolute symlink resolved inside the root, entry path kept",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                F("/var/store/foo_1.raw"),
+                D("/var/store/tree"),
+                L("/etc/extensions/foo.raw", "/var/store/foo_1.raw"),
+                L("/etc/extensions/bar", "/var/store/tree"),
+                L("/etc/extensions/baz.raw", "../../var/store/foo_1.raw"),
+                // Points to a directory, so `.raw` is not stripped.
+                L("/etc/extensions/tree.raw", "/var/store/tree"),
+            ],
+            images: &[
+                ("bar", "directory", "/etc/extensions/bar"),
+                ("baz", "raw", "/etc/extensions/baz.raw"),
+                ("foo", "raw", "/etc/extensions/foo.raw"),
+                ("tree.raw", "directory", "/etc/extensions/tree.raw"),
+            ],
+            skipped: &[],
+        },
+        Case {
+            name: "relative symlink escaping the root stays inside (dangling)",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                Outside("outside.raw"),
+                L("/etc/extensions/out.raw", "../../../outside.raw"),
+                L("/run/extensions/abs.raw", "/../../outside.raw"),
+            ],
+            images: &[],
+            skipped: &[
+                ("/etc/extensions/out.raw", "dangling symlink"),
+                ("/run/extensions/abs.raw", "dangling symlink"),
+            ],
+        },
+        Case {
+            name: "relative symlink escaping the root finds the file inside",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                Outside("outside.raw"),
+                F("/outside.raw"),
+                L("/etc/extensions/out.raw", "../../../outside.raw"),
+            ],
+            images: &[("out", "raw", "/etc/extensions/out.raw")],
+            skipped: &[],
+        },
+        Case {
+            name: "symlink loops and dangling symlinks",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                L("/etc/extensions/self.raw", "self.raw"),
+                L("/etc/extensions/a.raw", "b.raw"),
+                L("/etc/extensions/b.raw", "/etc/extensions/a.raw"),
+                L("/etc/extensions/gone.raw", "/nowhere.raw"),
+                L("/etc/extensions/gone", "/nowhere"),
+            ],
+            images: &[],
+            skipped: &[
+                ("/etc/extensions/a.raw", ELOOP_TEXT),
+                ("/etc/extensions/b.raw", ELOOP_TEXT),
+                ("/etc/extensions/gone", "dangling symlink"),
+                ("/etc/extensions/gone.raw", "dangling symlink"),
+                ("/etc/extensions/self.raw", ELOOP_TEXT),
+            ],
+        },
+        Case {
+            name: "fifo, socket and symlink to fifo skipped",
+            class: CONF,
+            initrd: false,
+            fixture: &[
+                P("/run/confexts/pipe.raw"),
+                S("/run/confexts/sock.raw"),
+                L("/run/confexts/to-pipe.raw", "/run/confexts/pipe.raw"),
+            ],
+            images: &[],
+            skipped: &[
+                (
+                    "/run/confexts/pipe.raw",
+                    "not a regular file, directory or block device (fifo)",
+                ),
+                (
+                    "/run/confexts/sock.raw",
+                    "not a regular file, directory or block device (socket)",
+                ),
+                (
+                    "/run/confexts/to-pipe.raw",
+                    "not a regular file, directory or block device (fifo)",
+                ),
+            ],
+        },
+        Case {
+            name: "search dir that is a file is skipped; symlinked search dirs followed in root",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                F("/etc/extensions"),
+                L("/run/extensions", "/opt/ext"),
+                F("/opt/ext/a.raw"),
+                L("/var/lib/extensions", "/nowhere"),
+            ],
+            images: &[("a", "raw", "/run/extensions/a.raw")],
+            skipped: &[],
+        },
+        Case {
+            name: "foo.raw.v picks the newest version",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                F("/var/lib/extensions/foo.raw.v/foo_1.raw"),
+                F("/var/lib/extensions/foo.raw.v/foo_1.10.raw"),
+                F("/var/lib/extensions/foo.raw.v/foo_1.2.raw"),
+                F("/var/lib/extensions/foo.raw.v/foobar_9.raw"),
+                F("/var/lib/extensions/foo.raw.v/foo_9.img"),
+            ],
+            images: &[("foo", "raw", "/var/lib/extensions/foo.raw.v/foo_1.10.raw")],
+            skipped: &[],
+        },
+        Case {
+            name: "foo.v picks directories",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                D("/etc/extensions/foo.v/foo_1"),
+                D("/etc/extensions/foo.v/foo_2"),
+                F("/etc/extensions/foo.v/bar_10"),
+                D("/etc/extensions/foo.v/foo_3~rc1"),
+            ],
+            images: &[("foo", "directory", "/etc/extensions/foo.v/foo_2")],
+            skipped: &[],
+        },
+        Case {
+            name: "foo.sysext.raw.v uses suffix .sysext.raw",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                F("/etc/extensions/foo.sysext.raw.v/foo_1.sysext.raw"),
+                F("/etc/extensions/foo.sysext.raw.v/foo_2.raw"),
+                D("/etc/extensions/bar.sysext.v/bar_3.sysext"),
+                D("/etc/extensions/bar.sysext.v/bar_4"),
+            ],
+            images: &[
+                ("bar", "directory", "/etc/extensions/bar.sysext.v/bar_3.sysext"),
+                ("foo", "raw", "/etc/extensions/foo.sysext.raw.v/foo_1.sysext.raw"),
+            ],
+            skipped: &[],
+        },
+        Case {
+            name: "confext keeps .sysext in .v names",
+            class: CONF,
+            initrd: false,
+            fixture: &[F("/run/confexts/foo.sysext.raw.v/foo.sysext_1.raw")],
+            images: &[(
+                "foo.sysext",
+                "raw",
+                "/run/confexts/foo.sysext.raw.v/foo.sysext_1.raw",
+            )],
+            skipped: &[],
+        },
+        Case {
+            name: "wrong type of winner skips the whole .v (no fallback, no shadowing)",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                F("/etc/extensions/foo.raw.v/foo_1.raw"),
+                D("/etc/extensions/foo.raw.v/foo_2.raw"),
+                D("/etc/extensions/bar.v/bar_1"),
+                F("/etc/extensions/bar.v/bar_2"),
+                P("/etc/extensions/baz.raw.v/baz_1.raw"),
+                L("/etc/extensions/qux.raw.v/qux_1.raw", "/nowhere"),
+                F("/var/lib/extensions/foo.raw"),
+            ],
+            images: &[("foo", "raw", "/var/lib/extensions/foo.raw")],
+            skipped: &[
+                (
+                    "/etc/extensions/bar.v",
+                    "bar_2: picked entry is a regular file, expected a directory",
+                ),
+                (
+                    "/etc/extensions/baz.raw.v",
+                    "baz_1.raw: picked entry is a fifo, expected a regular file or block device",
+                ),
+                (
+                    "/etc/extensions/foo.raw.v",
+                    "foo_2.raw: picked entry is a directory, expected a regular file or block device",
+                ),
+                ("/etc/extensions/qux.raw.v", "qux_1.raw: dangling symlink"),
+            ],
+        },
+        Case {
+            name: "empty or non-matching .v is skipped and does not shadow",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                D("/etc/extensions/foo.raw.v"),
+                F("/etc/extensions/bar.raw.v/bar.raw"),
+                F("/etc/extensions/bar.raw.v/barx_1.raw"),
+                F("/run/extensions/foo.raw"),
+            ],
+            images: &[("foo", "raw", "/run/extensions/foo.raw")],
+            skipped: &[
+                ("/etc/extensions/bar.raw.v", "no matching entry in bar.raw.v"),
+                ("/etc/extensions/foo.raw.v", "no matching entry in foo.raw.v"),
+            ],
+        },
+        Case {
+            name: "picked .v shadows later entries; winner may be a symlink",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                F("/var/store/foo-2.raw"),
+                F("/etc/extensions/foo.raw.v/foo_1.raw"),
+                L("/etc/extensions/foo.raw.v/foo_2.raw", "/var/store/foo-2.raw"),
+                F("/var/lib/extensions/foo.raw"),
+                L("/etc/extensions/bar.raw.v", "/var/store/bar.raw.v"),
+                D("/var/store/bar.raw.v/bar_5.raw"),
+                F("/var/store/bar.raw.v/bar_4.raw"),
+            ],
+            images: &[("foo", "raw", "/etc/extensions/foo.raw.v/foo_2.raw")],
+            skipped: &[
+                (
+                    "/etc/extensions/bar.raw.v",
+                    "bar_5.raw: picked entry is a directory, expected a regular file or block device",
+                ),
+                (
+                    "/var/lib/extensions/foo.raw",
+                    "shadowed by /etc/extensions/foo.raw.v/foo_2.raw",
+                ),
+            ],
+        },
+        Case {
+            name: "invalid .v names",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                F("/etc/extensions/.raw.v/_1.raw"),
+                F("/etc/extensions/.v/_1"),
+                F("/etc/extensions/.#x.v/.#x_1"),
+            ],
+            images: &[],
+            skipped: &[
+                ("/etc/extensions/.#x.v", "invalid image name \".#x\""),
+                ("/etc/extensions/.raw.v", "invalid image name \"\""),
+                ("/etc/extensions/.v", "invalid image name \"\""),
+            ],
+        },
+    ];
+
+    fn build(fixture: &[Fx]) -> (tempfile::TempDir, Root) {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let inside = |p: &str| root.join(p.trim_start_matches('/'));
+        let parent = |p: &Path| std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        for fx in fixture {
+            match *fx {
+                F(p) => {
+                    let p = inside(p);
+                    parent(&p);
+                    std::fs::write(&p, b"x").unwrap();
+                }
+                Outside(p) => {
+                    let p = t.path().join(p);
+                    parent(&p);
+                    std::fs::write(&p, b"x").unwrap();
+                }
+                D(p) => std::fs::create_dir_all(inside(p)).unwrap(),
+                L(p, target) => {
+                    let p = inside(p);
+                    parent(&p);
+                    symlink(target, &p).unwrap();
+                }
+                P(p) => {
+                    let p = inside(p);
+                    parent(&p);
+                    rustix::fs::mkfifoat(rustix::fs::CWD, &p, rustix::fs::Mode::from(0o600))
+                        .unwrap();
+                }
+                S(p) => {
+                    let p = inside(p);
+                    parent(&p);
+                    drop(std::os::unix::net::UnixListener::bind(&p).unwrap());
+                }
+            }
+        }
+        let r = Root::open(&root).unwrap();
+        (t, r)
+    }
+
+    fn check(case: &Case) -> Result<(), String> {
+        let (_t, root) = build(case.fixture);
+        let d = discover(&root, case.class, case.initrd).map_err(|e| e.to_string())?;
+        let dirs = case.class.search_dirs(case.initrd);
+        for img in &d.images {
+            if img.class != case.class
+                || !dirs.contains(&img.search_dir)
+                || !img.path.starts_with(img.search_dir)
+                || img.mtime_usec.is_none()
+            {
+                return Err(format!("bad image fields: {img:?}"));
+            }
+            let pick_ok = match &img.picked {
+                Some(p) => img.path.file_name() == Some(OsStr::new(&p.file_name)),
+                None => true,
+            };
+            if !pick_ok {
+                return Err(format!("picked file name differs from path: {img:?}"));
+            }
+        }
+        let images: Vec<(String, &str, String)> = d
+            .images
+            .iter()
+            .map(|i| {
+                (
+                    i.name.clone(),
+                    i.kind.as_str(),
+                    i.path.display().to_string(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, &str, String)> = case
+            .images
+            .iter()
+            .map(|&(n, k, p)| (n.to_string(), k, p.to_string()))
+            .collect();
+        if images != want {
+            return Err(format!(
+                "images: got {images:#?}, want {want:#?}, skipped {:#?}",
+                d.skipped
+            ));
+        }
+        let skipped: Vec<(String, String)> = d
+            .skipped
+            .iter()
+            .map(|s| (s.path.display().to_string(), s.reason.clone()))
+            .collect();
+        let want: Vec<(String, String)> = case
+            .skipped
+            .iter()
+            .map(|&(p, r)| (p.to_string(), r.to_string()))
+            .collect();
+        if skipped != want {
+            return Err(format!("skipped: got {skipped:#?}, want {want:#?}"));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn discover_cases() {
+        let failures: Vec<String> = CASES
+            .iter()
+            .filter_map(|c| check(c).err().map(|e| format!("case {:?}: {e}", c.name)))
+            .collect();
+        assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+        assert!(CASES.len() >= 20);
+    }
+
+    #[test]
+    fn discover_derive_table() {
+        use FileType::*;
+        let long = format!("{}.raw", "x".repeat(296));
+        type Row = (
+            &'static [u8],
+            FileType,
+            Class,
+            Result<(&'static str, Candidate), &'static str>,
+        );
+        let cases: &[Row] = &[
+            (
+                b"foo.raw",
+                RegularFile,
+                SYS,
+                Ok(("foo", Candidate::Image(ImageKind::Raw))),
+            ),
+            (
+                b"sda.raw",
+                BlockDevice,
+                SYS,
+                Ok(("sda.raw", Candidate::Image(ImageKind::Block))),
+            ),
+            (
+                b"sda.sysext",
+                BlockDevice,
+                SYS,
+                Ok(("sda.sysext", Candidate::Image(ImageKind::Block))),
+            ),
+            (
+                b"foo.v",
+                Directory,
+                SYS,
+                Ok(("foo", Candidate::Pick(String::new()))),
+            ),
+            (
+                b"foo.raw.v",
+                Directory,
+                SYS,
+                Ok(("foo", Candidate::Pick(".raw".into()))),
+            ),
+            (
+                b"foo.sysext.v",
+                Directory,
+                SYS,
+                Ok(("foo", Candidate::Pick(".sysext".into()))),
+            ),
+            (
+                b"foo.sysext.raw.v",
+                Directory,
+                SYS,
+                Ok(("foo", Candidate::Pick(".sysext.raw".into()))),
+            ),
+            (
+                b"foo.confext.raw.v",
+                Directory,
+                SYS,
+                Ok(("foo.confext", Candidate::Pick(".raw".into()))),
+            ),
+            (
+                b"foo.confext.raw.v",
+                Directory,
+                CONF,
+                Ok(("foo", Candidate::Pick(".confext.raw".into()))),
+            ),
+            (
+                b"foo.raw.sysext.v",
+                Directory,
+                SYS,
+                Ok(("foo.raw", Candidate::Pick(".sysext".into()))),
+            ),
+            (
+                b"tty0",
+                CharacterDevice,
+                SYS,
+                Err("not a regular file, directory or block device (character device)"),
+            ),
+            (
+                b"x.raw",
+                Symlink,
+                SYS,
+                Err("not a regular file, directory or block device (symlink)"),
+            ),
+            (
+                b"caf\xe9.raw",
+                RegularFile,
+                SYS,
+                Err("invalid image name \"caf\u{fffd}\" (not UTF-8)"),
+            ),
+            (
+                b"\xff.v",
+                Directory,
+                SYS,
+                Err("invalid image name \"\u{fffd}\" (not UTF-8)"),
+            ),
+        ];
+        for (entry, ft, class, want) in cases {
+            let got = derive(entry, *ft, *class);
+            let want = want
+                .as_ref()
+                .map(|(n, c)| (n.to_string(), c))
+                .map_err(|e| e.to_string());
+            let got = got
+                .as_ref()
+                .map(|(n, c)| (n.clone(), c))
+                .map_err(|e| e.clone());
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(entry));
+        }
+        // No file system accepts a 300-byte name, so the length rule is tested here.
+        let err = derive(long.as_bytes(), RegularFile, SYS).unwrap_err();
+        assert!(err.starts_with("invalid image name \"xxx"), "{err}");
+        let ok = format!("{}.raw", "x".repeat(251));
+        assert_eq!(
+            derive(ok.as_bytes(), RegularFile, SYS).unwrap().0.len(),
+            251
+        );
+    }
+
+    #[test]
+    fn discover_non_utf8_and_long_names() {
+        let (t, root) = build(&[D("/etc/extensions/foo.raw.v"), F("/etc/extensions/ok.raw")]);
+        let dir = t.path().join("root/etc/extensions");
+        std::fs::write(dir.join(OsStr::from_bytes(b"caf\xe9.raw")), b"x").unwrap();
+        std::fs::create_dir(dir.join(OsStr::from_bytes(b"b\xffd"))).unwrap();
+        let long = format!("{}.raw", "y".repeat(251));
+        std::fs::write(dir.join(&long), b"x").unwrap();
+        // A non-UTF-8 entry in a .v directory is ignored, not fatal.
+        std::fs::write(dir.join("foo.raw.v/foo_1.raw"), b"x").unwrap();
+        std::fs::write(
+            dir.join(OsStr::from_bytes(b"foo.raw.v/foo_9\xff.raw")),
+            b"x",
+        )
+        .unwrap();
+        let d = discover(&root, SYS, false).unwrap();
+        let names: Vec<&str> = d.images.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["foo", "ok", &"y".repeat(251)]);
+        assert_eq!(d.images[0].picked.as_ref().unwrap().file_name, "foo_1.raw");
+        let skipped: Vec<(&[u8], &str)> = d
+            .skipped
+            .iter()
+            .map(|s| (s.path.as_os_str().as_bytes(), s.reason.as_str()))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                (
+                    &b"/etc/extensions/b\xffd"[..],
+                    "invalid image name \"b\u{fffd}d\" (not UTF-8)"
+                ),
+                (
+                    &b"/etc/extensions/caf\xe9.raw"[..],
+                    "invalid image name \"caf\u{fffd}\" (not UTF-8)"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn discover_mtime_of_resolved_entry() {
+        let (t, root) = build(&[
+            F("/var/store/foo_1.raw"),
+            L("/etc/extensions/foo.raw", "/var/store/foo_1.raw"),
+        ]);
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_234_567_890_123_456);
+        std::fs::File::options()
+            .write(true)
+            .open(t.path().join("root/var/store/foo_1.raw"))
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+        let d = discover(&root, SYS, false).unwrap();
+        assert_eq!(d.images[0].mtime_usec, Some(1_234_567_890_123_456));
+    }
+
+    #[test]
+    fn discover_search_dir_error_aborts() {
+        let (t, root) = build(&[
+            F("/etc/extensions/a.raw"),
+            L("/var/lib/extensions", "/var/lib/extensions"),
+        ]);
+        let e = discover(&root, SYS, false).unwrap_err();
+        assert_eq!(e.path, t.path().join("root/var/lib/extensions"));
+        assert_eq!(e.source.raw_os_error(), Some(libc::ELOOP));
+    }
+
+    #[test]
+    fn discover_root_is_initrd() {
+        for (fixture, want) in [
+            (&[][..], false),
+            (&[F("/etc/os-release")][..], false),
+            (&[F("/etc/initrd-release")][..], true),
+            (
+                &[
+                    L("/etc/initrd-release", "/usr/lib/initrd-release"),
+                    F("/usr/lib/initrd-release"),
+                ][..],
+                true,
+            ),
+            (&[L("/etc/initrd-release", "/nowhere")][..], false),
+            (
+                &[
+                    Outside("etc/initrd-release"),
+                    L("/etc/initrd-release", "../../etc/initrd-release"),
+                ][..],
+                false,
+            ),
+        ] {
+            let (_t, root) = build(fixture);
+            assert_eq!(root_is_initrd(&root), want);
+        }
+    }
 }

@@ -1,0 +1,656 @@
+//! Executing a [`MergePlan`]: build every overlay detached, then attach them; undo all
+//! of it if any step fails. Also unmerge, refresh and the manager reload.
+//!
+//! All-or-nothing: every step that changes the system registers its undo in a
+//! [`Txn`]; on error (or injected fault) the undos run in reverse, so the mount table
+//! afterwards equals the one before.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::mount::MountAttrFlags;
+
+use crate::class::Class;
+use crate::fsutil::{self, Root};
+use crate::metadata::{self, find_merged, StateError};
+use crate::mount::{self, fd_path, LayerStrategy, MountError, Overlay};
+use crate::options::{hierarchy_component, Options};
+use crate::plan::{self, HierarchyPlan, MergePlan, PlanError, Upper};
+
+/// The host directory under which each run stages its metadata tmpfs (not under
+/// `--root`, as systemd's `/run/systemd/sysext`). The mount is removed again before
+/// the run returns; the overlays keep private references to it.
+pub const WORKSPACE: &str = "/run/extmerge";
+
+/// Environment variable for fault injection in tests: the N-th step fails with `EIO`.
+pub const FAULT_ENV: &str = "EXTMERGE_FAIL_AT_STEP";
+/// Environment variable forcing the refresh strategy: `beneath` or `detach`.
+pub const REPLACE_ENV: &str = "EXTMERGE_REPLACE";
+/// Environment variable forcing the overlay layer strategy: `append` or `joined`.
+pub const LAYERS_ENV: &str = "EXTMERGE_LAYERS";
+
+/// Why a merge, unmerge or refresh failed. Messages name the path and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// Planning failed.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// A mount step failed.
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    /// Reading merge state failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The hierarchy is already merged (`merge` never stacks; use `refresh`).
+    #[error("{0}: hierarchy is already merged (use refresh or unmerge)")]
+    AlreadyMerged(PathBuf),
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// Host path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A fault injected by a test.
+    #[error("injected fault at step {0} ({1})")]
+    Injected(usize, String),
+}
+
+impl MergeError {
+    /// errno for the C ABI and exit codes.
+    pub fn errno(&self) -> i32 {
+        match self {
+            MergeError::Plan(e) => e.errno(),
+            MergeError::Mount(e) => e.errno(),
+            MergeError::State(e) => e.errno,
+            MergeError::AlreadyMerged(_) => libc::EBUSY,
+            MergeError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            MergeError::Injected(..) => libc::EIO,
+        }
+    }
+}
+
+fn io_at(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> MergeError {
+    let path = path.into();
+    move |source| MergeError::Io { path, source }
+}
+
+type Undo = Box<dyn FnOnce() -> Result<(), MountError>>;
+
+/// Steps done so far and how to undo them.
+struct Txn {
+    undo: Vec<(String, Undo)>,
+    steps: usize,
+    fail_at: Option<usize>,
+}
+
+impl Txn {
+    fn new() -> Txn {
+        Txn {
+            undo: Vec::new(),
+            steps: 0,
+            fail_at: std::env::var(FAULT_ENV).ok().and_then(|v| v.parse().ok()),
+        }
+    }
+
+    /// Called before each step that changes the system; fails where a test asked.
+    fn step(&mut self, what: &str) -> Result<(), MergeError> {
+        self.steps += 1;
+        if self.fail_at == Some(self.steps) {
+            return Err(MergeError::Injected(self.steps, what.to_string()));
+        }
+        Ok(())
+    }
+
+    fn on_undo(&mut self, what: impl Into<String>, f: impl FnOnce() -> Result<(), MountError> + 'static) {
+        self.undo.push((what.into(), Box::new(f)));
+    }
+
+    fn rollback(mut self) {
+        while let Some((what, f)) = self.undo.pop() {
+            if let Err(e) = f() {
+                crate::log::warn(&format!("rollback of {what} failed: {e}"));
+            }
+        }
+    }
+}
+
+/// What a merge or refresh did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outcome {
+    /// Hierarchies now carrying a new merge.
+    pub merged: Vec<String>,
+    /// Hierarchies unmerged.
+    pub unmerged: Vec<String>,
+    /// Extensions used.
+    pub extensions: Vec<String>,
+    /// Refresh found nothing changed and left the mounts alone.
+    pub unchanged: bool,
+    /// Number of extensions found but skipped as incompatible.
+    pub ignored: usize,
+}
+
+static STAGING_SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn open_fd(dir: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    fsutil::open_in(dir, rel, flags, ResolveFlags::empty())
+}
+
+/// `mkdir -p` of `rel` inside the root, each new component with `mode`.
+fn mkdir_p_in_root(root: &Root, rel: &Path, mode: u32) -> io::Result<OwnedFd> {
+    let mut cur = root.open_at("/", OFlags::PATH | OFlags::DIRECTORY)?;
+    for c in rel.components() {
+        let std::path::Component::Normal(name) = c else { continue };
+        match rustix::fs::mkdirat(&cur, name, Mode::from_raw_mode(mode)) {
+            Ok(()) => {
+                let fd = open_fd(cur.as_fd(), Path::new(name), OFlags::RDONLY | OFlags::DIRECTORY)?;
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+            }
+            Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // Resolve inside the root, so a symlink component cannot lead out of it.
+        let next = fsutil::open_in(root.fd(), &rel_prefix(rel, name), OFlags::PATH | OFlags::DIRECTORY, ResolveFlags::empty())?;
+        cur = next;
+    }
+    Ok(cur)
+}
+
+/// `rel` up to and including the component `upto`.
+fn rel_prefix(rel: &Path, upto: &std::ffi::OsStr) -> PathBuf {
+    let mut p = PathBuf::from("/");
+    for c in rel.components() {
+        if let std::path::Component::Normal(n) = c {
+            p.push(n);
+            if n == upto {
+                break;
+            }
+        }
+    }
+    p
+}
+
+fn mkdir_at(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<OwnedFd> {
+    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    Ok(fd)
+}
+
+/// The tmpfs holding metadata layers (and ephemeral upper dirs) for one run, attached
+/// at a private path under [`WORKSPACE`] only while the overlays are built (Linux 6.1's
+/// overlayfs refuses layers on detached mounts).
+struct Staging {
+    mnt: OwnedFd,
+    dir_parent: OwnedFd,
+    dir_name: String,
+}
+
+impl Staging {
+    fn create(class: Class, txn: &mut Txn) -> Result<Staging, MergeError> {
+        let ws = Path::new(WORKSPACE);
+        rustix::fs::mkdir(ws, Mode::from_raw_mode(0o700)).or_else(|e| if e == rustix::io::Errno::EXIST { Ok(()) } else { Err(e) }).map_err(|e| io_at(ws)(e.into()))?;
+        let parent = rustix::fs::open(ws, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).map_err(|e| io_at(ws)(e.into()))?;
+        let name = format!("{}.{}.{}", class.as_str(), std::process::id(), STAGING_SEQ.fetch_add(1, Ordering::Relaxed));
+        let dir = mkdir_at(parent.as_fd(), &name, 0o700).map_err(io_at(ws.join(&name)))?;
+        let rm_parent = parent.try_clone().map_err(io_at(ws))?;
+        let rm_name = name.clone();
+        txn.on_undo("staging directory", move || {
+            let _ = rustix::fs::unlinkat(&rm_parent, rm_name.as_str(), rustix::fs::AtFlags::REMOVEDIR);
+            Ok(())
+        });
+        txn.step("create staging tmpfs")?;
+        let mnt = mount::tmpfs_detached(class.mount_source(), "0755")?;
+        txn.step("attach staging tmpfs")?;
+        mount::attach(mnt.as_fd(), dir.as_fd(), false, &ws.join(&name).display().to_string())?;
+        let undo_fd = mnt.try_clone().map_err(io_at(ws))?;
+        txn.on_undo("staging tmpfs", move || mount::detach(undo_fd.as_fd(), "staging tmpfs"));
+        Ok(Staging { mnt, dir_parent: parent, dir_name: name })
+    }
+
+    /// Unmounts and removes the staging point (the overlays keep their private clones).
+    fn finish(self) {
+        if let Err(e) = mount::detach(self.mnt.as_fd(), "staging tmpfs") {
+            crate::log::warn(&format!("{e}"));
+        }
+        let _ = rustix::fs::unlinkat(&self.dir_parent, self.dir_name.as_str(), rustix::fs::AtFlags::REMOVEDIR);
+    }
+}
+
+fn layer_strategy() -> Option<LayerStrategy> {
+    match std::env::var(LAYERS_ENV).as_deref() {
+        Ok("append") => Some(LayerStrategy::Append),
+        Ok("joined") => Some(LayerStrategy::Joined),
+        _ => None,
+    }
+}
+
+/// A built, not yet attached overlay for one hierarchy.
+struct Built {
+    hierarchy: String,
+    mnt: OwnedFd,
+    meta: OwnedFd,
+    mutable: bool,
+}
+
+fn build_hierarchy(
+    root: &Root,
+    plan: &MergePlan,
+    h: &HierarchyPlan,
+    staging: &Staging,
+    fingerprint: &str,
+    txn: &mut Txn,
+) -> Result<Built, MergeError> {
+    let class = plan.class;
+    let comp = hierarchy_component(&h.hierarchy);
+    let stage_path = |p: &str| PathBuf::from(WORKSPACE).join(&staging.dir_name).join(p);
+    let meta_root = mkdir_at(staging.mnt.as_fd(), "meta", 0o755).map_err(io_at(stage_path("meta")))?;
+    let meta = mkdir_at(meta_root.as_fd(), &comp, h.mode & 0o7777).map_err(io_at(stage_path(&format!("meta/{comp}"))))?;
+    let dot = mkdir_at(meta.as_fd(), class.metadata_dir(), 0o755).map_err(io_at(stage_path(class.metadata_dir())))?;
+    metadata::write_file(dot.as_fd(), class.list_file(), &plan.list_file()).map_err(io_at(stage_path(class.list_file())))?;
+
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    let mut lowers = vec![fd_path(meta.as_fd())];
+    let mut open_layer = |root_rel: &Path, sub: Option<&str>| -> Result<String, MergeError> {
+        let display = root.display_path(root_rel.join(sub.unwrap_or("")));
+        let fd = root.open_at(root_rel, OFlags::PATH | OFlags::DIRECTORY).map_err(io_at(&display))?;
+        let fd = match sub {
+            Some(s) => open_fd(fd.as_fd(), Path::new(s), OFlags::PATH | OFlags::DIRECTORY).map_err(io_at(&display))?,
+            None => fd,
+        };
+        let p = fd_path(fd.as_fd());
+        fds.push(fd);
+        Ok(p)
+    };
+    if let Some(imp) = &h.import {
+        lowers.push(open_layer(imp, None)?);
+    }
+    let rel = h.hierarchy.trim_start_matches('/');
+    for l in &h.layers {
+        lowers.push(open_layer(&l.image_path, Some(rel))?);
+    }
+    if h.host_lower {
+        lowers.push(open_layer(Path::new(&h.hierarchy), None)?);
+    }
+
+    let mut options: Vec<(String, Option<String>)> = Vec::new();
+    let mut upper = None;
+    let mut work_dir_file = None;
+    match &h.upper {
+        None => {}
+        Some(Upper::Persistent { upper: up, work, .. }) => {
+            let upfd = mkdir_p_in_root(root, up, h.mode & 0o7777).map_err(io_at(root.display_path(up)))?;
+            rustix::fs::fchmod(&root.open_at(up, OFlags::RDONLY | OFlags::DIRECTORY).map_err(io_at(root.display_path(up)))?, Mode::from_raw_mode(h.mode & 0o7777)).map_err(|e| io_at(root.display_path(up))(e.into()))?;
+            let wfd = mkdir_p_in_root(root, work, 0o700).map_err(io_at(root.display_path(work)))?;
+            let (a, b) = (rustix::fs::fstat(&upfd), rustix::fs::fstat(&wfd));
+            if let (Ok(a), Ok(b)) = (a, b) {
+                if a.st_dev != b.st_dev {
+                    return Err(io_at(root.display_path(work))(io::Error::from_raw_os_error(libc::EXDEV)));
+                }
+            }
+            upper = Some((fd_path(upfd.as_fd()), fd_path(wfd.as_fd())));
+            fds.push(upfd);
+            fds.push(wfd);
+            let w = work.to_string_lossy();
+            work_dir_file = Some(metadata::cescape(w.trim_start_matches('/')));
+        }
+        Some(Upper::Ephemeral) => {
+            let eph = mkdir_at(staging.mnt.as_fd(), "ephemeral", 0o755).map_err(io_at(stage_path("ephemeral")))?;
+            let base = mkdir_at(eph.as_fd(), &comp, 0o755).map_err(io_at(stage_path("ephemeral")))?;
+            let up = mkdir_at(base.as_fd(), "upper", h.mode & 0o7777).map_err(io_at(stage_path("ephemeral/upper")))?;
+            let wk = mkdir_at(base.as_fd(), "work", 0o700).map_err(io_at(stage_path("ephemeral/work")))?;
+            upper = Some((fd_path(up.as_fd()), fd_path(wk.as_fd())));
+            fds.push(up);
+            fds.push(wk);
+        }
+    }
+    let mutable = upper.is_some();
+    let mut attrs = MountAttrFlags::empty();
+    if h.flags.read_only {
+        attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY;
+    }
+    if h.flags.nodev {
+        attrs |= MountAttrFlags::MOUNT_ATTR_NODEV;
+    }
+    if h.flags.nosuid {
+        attrs |= MountAttrFlags::MOUNT_ATTR_NOSUID;
+    }
+    if h.flags.noexec {
+        attrs |= MountAttrFlags::MOUNT_ATTR_NOEXEC;
+    }
+    if mutable {
+        attrs |= MountAttrFlags::MOUNT_ATTR_NOATIME;
+        for (k, v) in [("redirect_dir", "on"), ("metacopy", "off"), ("index", "off")] {
+            options.push((k.into(), Some(v.into())));
+        }
+    } else {
+        options.push(("ro".into(), None));
+    }
+    let ov = Overlay {
+        source: class.mount_source().to_string(),
+        lowers,
+        upper,
+        options,
+        attrs,
+    };
+    txn.step(&format!("mount overlay for {}", h.hierarchy))?;
+    let mnt = ov.mount(layer_strategy()).map_err(|mut e| {
+        e.what = format!("{} ({})", root.display_path(&h.hierarchy).display(), e.what);
+        e
+    })?;
+    drop(fds);
+    let st = rustix::fs::fstat(&mnt).map_err(|e| io_at(root.display_path(&h.hierarchy))(e.into()))?;
+    txn.step(&format!("write metadata for {}", h.hierarchy))?;
+    let wr = |name: &str, content: &str| metadata::write_file(dot.as_fd(), name, content).map_err(io_at(stage_path(name)));
+    wr("dev", &format!("{}\n", metadata::format_dev(st.st_dev)))?;
+    if let Some(w) = work_dir_file {
+        wr("work_dir", &format!("{w}\n"))?;
+    }
+    wr(metadata::FINGERPRINT_FILE, fingerprint)?;
+    // The merged root's mtime is the merge time ("since" in status).
+    rustix::fs::futimens(&meta, &rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
+        last_modification: rustix::fs::Timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
+    })
+    .map_err(|e| io_at(stage_path("meta"))(e.into()))?;
+    Ok(Built { hierarchy: h.hierarchy.clone(), mnt, meta, mutable })
+}
+
+/// Whether `move_mount(MOVE_MOUNT_BENEATH)` should be tried for a refresh.
+fn use_beneath() -> bool {
+    std::env::var(REPLACE_ENV).as_deref() != Ok("detach")
+}
+
+/// Puts `new` where `old_top` (the mount on top of the hierarchy) is, then removes
+/// `old_top`. With `MOVE_MOUNT_BENEATH` (6.5+) there is no moment without a mount;
+/// without it (6.1) the old one is detached first and the new attached right after.
+fn swap(root: &Root, h: &str, old_top: BorrowedFd<'_>, new: BorrowedFd<'_>) -> Result<(), MountError> {
+    let what = root.display_path(h).display().to_string();
+    if use_beneath() {
+        match mount::attach(new, old_top, true, &what) {
+            Ok(()) => return mount::detach(old_top, &what),
+            Err(e) if matches!(e.errno(), libc::EINVAL | libc::ENOSYS) => {
+                crate::log::debug(&format!("{e}; falling back to detach + attach"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    mount::detach(old_top, &what)?;
+    let target = root
+        .open_at(h, OFlags::PATH | OFlags::DIRECTORY)
+        .map_err(|e| MountError::new("open", what.clone(), e))?;
+    mount::attach(new, target.as_fd(), false, &what)
+}
+
+fn attach_built(root: &Root, plan: &MergePlan, b: &Built, host_exists: bool, replace: bool, txn: &mut Txn) -> Result<(), MergeError> {
+    let class = plan.class;
+    let h = b.hierarchy.as_str();
+    let old = if replace { find_merged(root, class, h)? } else { None };
+    if !host_exists && old.is_none() {
+        txn.step(&format!("create {h}"))?;
+        mkdir_p_in_root(root, Path::new(h), 0o755).map_err(io_at(root.display_path(h)))?;
+    }
+    txn.step(&format!("attach {h}"))?;
+    match old {
+        Some(old) => {
+            let old_clone = mount::clone_tree(old.fd.as_fd(), h)?;
+            swap(root, h, old.fd.as_fd(), b.mnt.as_fd())?;
+            let new_fd = b.mnt.try_clone().map_err(io_at(root.display_path(h)))?;
+            let (root_path, hh) = (root.path().to_path_buf(), h.to_string());
+            txn.on_undo(format!("refresh of {h}"), move || {
+                let root = Root::open(&root_path).map_err(|e| MountError::new("open", root_path.display().to_string(), e))?;
+                swap(&root, &hh, new_fd.as_fd(), old_clone.as_fd())
+            });
+        }
+        None => {
+            let target = root.open_at(h, OFlags::PATH | OFlags::DIRECTORY).map_err(io_at(root.display_path(h)))?;
+            mount::attach(b.mnt.as_fd(), target.as_fd(), false, &root.display_path(h).display().to_string())?;
+            let undo_fd = b.mnt.try_clone().map_err(io_at(root.display_path(h)))?;
+            let what = root.display_path(h).display().to_string();
+            txn.on_undo(format!("merge of {h}"), move || mount::detach(undo_fd.as_fd(), &what));
+        }
+    }
+    if b.mutable {
+        // Keep the metadata read-only even though the overlay is writable.
+        txn.step(&format!("protect metadata of {h}"))?;
+        let dot = open_fd(b.mnt.as_fd(), Path::new(class.metadata_dir()), OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(io_at(metadata::metadata_path(h, class)))?;
+        let bind = mount::clone_tree(dot.as_fd(), class.metadata_dir())?;
+        mount::set_attrs(bind.as_fd(), MountAttrFlags::MOUNT_ATTR_RDONLY, class.metadata_dir())?;
+        mount::attach(bind.as_fd(), dot.as_fd(), false, class.metadata_dir())?;
+    }
+    let _ = &b.meta;
+    Ok(())
+}
+
+/// Executes `plan`. With `replace`, hierarchies already merged are swapped for the new
+/// overlay (refresh); otherwise they must not be merged.
+pub fn execute(root: &Root, plan: &MergePlan, replace: bool) -> Result<Vec<String>, MergeError> {
+    let mut txn = Txn::new();
+    match execute_in(root, plan, replace, &mut txn) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            txn.rollback();
+            Err(e)
+        }
+    }
+}
+
+fn execute_in(root: &Root, plan: &MergePlan, replace: bool, txn: &mut Txn) -> Result<Vec<String>, MergeError> {
+    let fingerprint = plan.fingerprint(root);
+    let staging = Staging::create(plan.class, txn)?;
+    let mut built = Vec::new();
+    for h in &plan.hierarchies {
+        built.push((build_hierarchy(root, plan, h, &staging, &fingerprint, txn)?, h.host_exists));
+    }
+    for (b, exists) in &built {
+        attach_built(root, plan, b, *exists, replace, txn)?;
+    }
+    txn.step("remove staging tmpfs")?;
+    // Success: forget the undos of the attached overlays, remove the staging mount.
+    txn.undo.clear();
+    staging.finish();
+    Ok(built.into_iter().map(|(b, _)| b.hierarchy).collect())
+}
+
+/// Opens the root named in `opts`.
+pub fn open_root(opts: &Options) -> Result<Root, MergeError> {
+    Root::open(&opts.root).map_err(|source| {
+        MergeError::Plan(PlanError::Root {
+            path: opts.root.clone(),
+            source,
+        })
+    })
+}
+
+/// `merge`: fails with [`MergeError::AlreadyMerged`] if a hierarchy is merged already.
+pub fn merge(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
+    let root = open_root(opts)?;
+    let hierarchies = opts.hierarchies_for(class).map_err(PlanError::Hierarchies)?;
+    for h in &hierarchies {
+        if find_merged(&root, class, h)?.is_some() {
+            return Err(MergeError::AlreadyMerged(root.display_path(h)));
+        }
+    }
+    let plan = plan::plan_in(&root, opts, class)?;
+    let mut out = outcome_of(&plan);
+    if plan.extensions.is_empty() {
+        return Ok(out);
+    }
+    out.merged = execute(&root, &plan, false)?;
+    maybe_reload(opts, &root, class, &plan.extensions);
+    Ok(out)
+}
+
+fn outcome_of(plan: &MergePlan) -> Outcome {
+    Outcome {
+        extensions: plan.extensions.clone(),
+        ignored: plan.candidates.len() - plan.extensions.len(),
+        ..Outcome::default()
+    }
+}
+
+/// `refresh`: merge what is installed now, replacing an existing merge atomically; when
+/// nothing is installed any more, unmerge; when nothing changed, do nothing.
+pub fn refresh(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
+    let root = open_root(opts)?;
+    let plan = plan::plan_in(&root, opts, class)?;
+    let mut out = outcome_of(&plan);
+    if plan.extensions.is_empty() {
+        out.unmerged = unmerge_in(opts, &root, class)?;
+        return Ok(out);
+    }
+    let hierarchies = opts.hierarchies_for(class).map_err(PlanError::Hierarchies)?;
+    if !opts.always_refresh {
+        let fp = plan.fingerprint(&root);
+        let planned: Vec<&str> = plan.hierarchies.iter().map(|h| h.hierarchy.as_str()).collect();
+        let mut same = true;
+        for h in &hierarchies {
+            let cur = find_merged(&root, class, h)?;
+            let ok = match (&cur, planned.contains(&h.as_str())) {
+                (Some(m), true) => m.fingerprint.as_deref() == Some(fp.as_str()),
+                (None, false) => true,
+                _ => false,
+            };
+            same &= ok;
+        }
+        if same {
+            out.unchanged = true;
+            return Ok(out);
+        }
+    }
+    // Hierarchies merged before but not touched by the new set: unmerge them too.
+    let planned: Vec<String> = plan.hierarchies.iter().map(|h| h.hierarchy.clone()).collect();
+    out.merged = execute(&root, &plan, true)?;
+    for h in hierarchies.iter().filter(|h| !planned.contains(h)) {
+        if unmerge_hierarchy(&root, class, h)? {
+            out.unmerged.push(h.clone());
+        }
+    }
+    maybe_reload(opts, &root, class, &plan.extensions);
+    Ok(out)
+}
+
+/// `unmerge`: removes every merge of the class (stacked ones too) from its hierarchies.
+pub fn unmerge(opts: &Options, class: Class) -> Result<Vec<String>, MergeError> {
+    let root = open_root(opts)?;
+    unmerge_in(opts, &root, class)
+}
+
+fn unmerge_in(opts: &Options, root: &Root, class: Class) -> Result<Vec<String>, MergeError> {
+    let hierarchies = opts.hierarchies_for(class).map_err(PlanError::Hierarchies)?;
+    let names: Vec<String> = hierarchies
+        .iter()
+        .filter_map(|h| find_merged(root, class, h).ok().flatten())
+        .flat_map(|m| m.extensions)
+        .collect();
+    let mut done = Vec::new();
+    for h in &hierarchies {
+        if unmerge_hierarchy(root, class, h)? {
+            done.push(h.clone());
+        }
+    }
+    if !done.is_empty() {
+        maybe_reload(opts, root, class, &names);
+    }
+    Ok(done)
+}
+
+/// Removes all of our merges from `h`; true if there was one.
+fn unmerge_hierarchy(root: &Root, class: Class, h: &str) -> Result<bool, MergeError> {
+    let mut any = false;
+    // Each round removes one layer of stacking; bounded so a broken state cannot loop.
+    for _ in 0..64 {
+        let Some(m) = find_merged(root, class, h)? else { break };
+        mount::detach(m.fd.as_fd(), &root.display_path(h).display().to_string())?;
+        if let Some(w) = &m.work_dir {
+            remove_tree_in_root(root, Path::new(w)).map_err(io_at(root.display_path(w)))?;
+        }
+        crate::log::info(&format!("Unmerged '{}'.", root.display_path(h).display()));
+        any = true;
+    }
+    Ok(any)
+}
+
+/// `rm -rf` of `rel` inside the root, never following symlinks.
+pub fn remove_tree_in_root(root: &Root, rel: &Path) -> io::Result<()> {
+    let Some(name) = rel.file_name() else { return Ok(()) };
+    let parent = rel.parent().unwrap_or(Path::new("/"));
+    let pfd = match root.open_at(parent, OFlags::RDONLY | OFlags::DIRECTORY) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    remove_entry(pfd.as_fd(), name, 0)
+}
+
+fn remove_entry(dir: BorrowedFd<'_>, name: &std::ffi::OsStr, depth: usize) -> io::Result<()> {
+    use rustix::fs::AtFlags;
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) => return Ok(()),
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(rustix::io::Errno::ISDIR) | Err(rustix::io::Errno::PERM) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if depth > 256 {
+        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+    }
+    let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    let mut names = Vec::new();
+    for e in rustix::fs::Dir::read_from(&fd)? {
+        let e = e?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(std::ffi::OsString::from(std::ffi::OsStr::from_bytes_compat(n)));
+        }
+    }
+    for n in names {
+        remove_entry(fd.as_fd(), &n, depth + 1)?;
+    }
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
+    Ok(())
+}
+
+trait FromBytesCompat {
+    fn from_bytes_compat(b: &[u8]) -> &std::ffi::OsStr;
+}
+impl FromBytesCompat for std::ffi::OsStr {
+    fn from_bytes_compat(b: &[u8]) -> &std::ffi::OsStr {
+        std::os::unix::ffi::OsStrExt::from_bytes(b)
+    }
+}
+
+/// Asks the service manager to reload when an extension requests it
+/// (`EXTENSION_RELOAD_MANAGER=1`), as systemd-sysext does. We send PID 1 `SIGHUP`,
+/// which systemd documents as equivalent to `daemon-reload`; no D-Bus needed.
+fn maybe_reload(opts: &Options, root: &Root, class: Class, names: &[String]) {
+    if opts.no_reload || !root.is_host_root() || names.is_empty() {
+        return;
+    }
+    if !Path::new("/run/systemd/system").exists() {
+        crate::log::debug("no service manager running, not reloading");
+        return;
+    }
+    let (initrd, scope) = plan::root_scope(root);
+    let Ok(host) = crate::release::HostIdentity::load(root, scope) else { return };
+    let Ok((cands, _)) = plan::evaluate(root, class, &host, initrd, true) else { return };
+    let wants = cands.iter().any(|c| {
+        names.contains(&c.image.name)
+            && c.release.as_ref().and_then(|r| r.env.get("EXTENSION_RELOAD_MANAGER")).and_then(crate::options::parse_boolean) == Some(true)
+    });
+    if wants {
+        crate::log::info("Reloading the service manager (EXTENSION_RELOAD_MANAGER=1).");
+        if let Some(pid1) = rustix::process::Pid::from_raw(1) {
+            if let Err(e) = rustix::process::kill_process(pid1, rustix::process::Signal::HUP) {
+                crate::log::warn(&format!("failed to reload the service manager: {e}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Thin wrappers over the kernel's mount API, named for the kernel operation.
+//!
+//! Everything here takes and returns file descriptors: a mount is built detached
+//! (`fsopen` → `fsconfig` → `fsmount`) and attached in one `move_mount`, so a merge
+//! never shows a half-configured overlay, and targets are directory fds opened with
+//! `RESOLVE_IN_ROOT`, so a symlink swapped into a root cannot redirect a mount.
+//! Kernel differences are handled beside the call that needs them (see [`Overlay`]).
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::mount::{
+    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
+    open_tree, unmount, FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags,
+    OpenTreeFlags, UnmountFlags,
+};
+
+/// A failed mount step: which call, on what, and the kernel's own words if it gave any.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {what}: {source}{}", fmt_messages(.messages))]
+pub struct MountError {
+    /// The syscall or step (`fsconfig lowerdir+`, `move_mount`…).
+    pub op: &'static str,
+    /// What it was applied to (a path, a layer).
+    pub what: String,
+    /// The errno.
+    pub source: io::Error,
+    /// Messages the kernel left in the fs context (`read(2)` on the fsopen fd).
+    pub messages: Vec<String>,
+}
+
+fn fmt_messages(m: &[String]) -> String {
+    if m.is_empty() {
+        String::new()
+    } else {
+        format!(" (kernel: {})", m.join("; "))
+    }
+}
+
+impl MountError {
+    /// A mount error without kernel messages.
+    pub fn new(op: &'static str, what: impl Into<String>, source: impl Into<io::Error>) -> Self {
+        MountError {
+            op,
+            what: what.into(),
+            source: source.into(),
+            messages: Vec::new(),
+        }
+    }
+
+    /// errno for the C ABI.
+    pub fn errno(&self) -> i32 {
+        self.source.raw_os_error().unwrap_or(libc::EIO)
+    }
+}
+
+/// The path under which the kernel resolves an open fd: `/proc/self/fd/N`.
+///
+/// Layer paths given to overlayfs are built this way from fds that were opened safely,
+/// so what is mounted is exactly what was checked.
+pub fn fd_path(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// Drains the fs context's message queue (`e …`, `w …`, `i …` lines).
+fn context_messages(fs: &OwnedFd) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    while let Ok(n) = rustix::io::read(fs, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.push(String::from_utf8_lossy(&buf[..n]).trim_end().to_string());
+        if out.len() > 16 {
+            break;
+        }
+    }
+    out
+}
+
+fn ctx_err(fs: &OwnedFd, op: &'static str, what: impl Into<String>, e: rustix::io::Errno) -> MountError {
+    MountError {
+        op,
+        what: what.into(),
+        source: e.into(),
+        messages: context_messages(fs),
+    }
+}
+
+/// A fresh detached tmpfs: `fsopen("tmpfs")`, `mode=`, `fsmount`. Used for the metadata
+/// layer and ephemeral upper dirs.
+pub fn tmpfs_detached(source: &str, mode: &str) -> Result<OwnedFd, MountError> {
+    let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| MountError::new("fsopen", "tmpfs", e))?;
+    fsconfig_set_string(&fs, "source", source).map_err(|e| ctx_err(&fs, "fsconfig source", "tmpfs", e))?;
+    fsconfig_set_string(&fs, "mode", mode).map_err(|e| ctx_err(&fs, "fsconfig mode", "tmpfs", e))?;
+    fsconfig_create(&fs).map_err(|e| ctx_err(&fs, "fsconfig create", "tmpfs", e))?;
+    fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID)
+        .map_err(|e| ctx_err(&fs, "fsmount", "tmpfs", e))
+}
+
+/// `move_mount(mnt, "", target, "", F_EMPTY_PATH | T_EMPTY_PATH [| BENEATH])`: attaches a
+/// detached mount (or moves an attached one) onto the directory `target` refers to.
+/// With `beneath` (Linux 6.5+) it goes *under* the mount on top of `target`, so that
+/// unmounting that one reveals the new mount with no gap.
+pub fn attach(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>, beneath: bool, what: &str) -> Result<(), MountError> {
+    let mut flags = MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH;
+    if beneath {
+        flags |= MoveMountFlags::MOVE_MOUNT_BENEATH;
+    }
+    move_mount(mnt, "", target, "", flags).map_err(|e| {
+        MountError::new(if beneath { "move_mount beneath" } else { "move_mount" }, what, e)
+    })
+}
+
+/// Lazily unmounts the mount whose root `fd` is (`umount2("/proc/self/fd/N", MNT_DETACH)`).
+/// Going through the fd rather than a path means we unmount what we opened, even if a
+/// symlink in the root changed meanwhile.
+pub fn detach(fd: BorrowedFd<'_>, what: &str) -> Result<(), MountError> {
+    unmount(fd_path(fd).as_str(), UnmountFlags::DETACH).map_err(|e| MountError::new("umount2", what, e))
+}
+
+/// Is the directory `fd` refers to the root of a mount? (`statx` `STATX_ATTR_MOUNT_ROOT`,
+/// Linux 5.8+; falls back to comparing with the parent's device and inode.)
+pub fn is_mount_root(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    use rustix::fs::{statx, AtFlags, StatxAttributes, StatxFlags};
+    let st = statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)?;
+    if st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) {
+        return Ok(st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT));
+    }
+    let me = rustix::fs::fstat(fd)?;
+    let parent = rustix::fs::statat(fd, "..", AtFlags::empty())?;
+    Ok(me.st_dev != parent.st_dev || me.st_ino == parent.st_ino)
+}
+
+/// How the overlay's lower layers are handed to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerStrategy {
+    /// One `fsconfig("lowerdir+", path)` per layer (Linux 6.8+): no length limit.
+    Append,
+    /// One `fsconfig("lowerdir", "a:b:c")` (all kernels with fsopen, value < 256 bytes).
+    Joined,
+}
+
+/// An overlayfs mount being configured.
+#[derive(Debug)]
+pub struct Overlay {
+    /// `source=` (shows as the mount source in mountinfo).
+    pub source: String,
+    /// Lower layer paths, topmost first.
+    pub lowers: Vec<String>,
+    /// `upperdir=` and `workdir=` for a writable overlay.
+    pub upper: Option<(String, String)>,
+    /// Extra `key[=value]` options (e.g. `redirect_dir=on`).
+    pub options: Vec<(String, Option<String>)>,
+    /// Mount attributes for `fsmount` (read-only, nodev, …).
+    pub attrs: MountAttrFlags,
+}
+
+/// Escapes a layer path for overlayfs' `lowerdir=` list (`\` before `:`, `,` and `\`).
+pub fn escape_layer(path: &str) -> String {
+    let mut s = String::with_capacity(path.len());
+    for c in path.chars() {
+        if matches!(c, ':' | ',' | '\\') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s
+}
+
+/// The largest string value `fsconfig` accepts (`strndup_user(…, 256)` in fs/fsopen.c).
+const FSCONFIG_MAX_STRING: usize = 255;
+
+impl Overlay {
+    /// Builds the overlay as a detached mount and returns its fd.
+    ///
+    /// `lowerdir+` is tried first; a kernel without it (before 6.8, e.g. Debian's 6.1)
+    /// answers `EINVAL` to the first call, and then the layers go in one `lowerdir`
+    /// string. `force` pins a strategy (tests use it to cover both on one kernel).
+    pub fn mount(&self, force: Option<LayerStrategy>) -> Result<OwnedFd, MountError> {
+        let mut strategy = force.unwrap_or(LayerStrategy::Append);
+        loop {
+            match self.try_mount(strategy) {
+                Err(Retry) if force.is_none() && strategy == LayerStrategy::Append => {
+                    strategy = LayerStrategy::Joined;
+                }
+                Err(Retry) => unreachable!("only Append asks to retry"),
+                Ok(r) => return r,
+            }
+        }
+    }
+
+    fn try_mount(&self, strategy: LayerStrategy) -> Result<Result<OwnedFd, MountError>, Retry> {
+        let fs = match fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC) {
+            Ok(fs) => fs,
+            Err(e) => return Ok(Err(MountError::new("fsopen", "overlay", e))),
+        };
+        let set = |key: &str, value: &str| -> Result<(), MountError> {
+            fsconfig_set_string(&fs, key, value).map_err(|e| {
+                let mut err = ctx_err(&fs, "fsconfig", format!("{key}={value}"), e);
+                err.op = "fsconfig";
+                err
+            })
+        };
+        if let Err(e) = set("source", &self.source) {
+            return Ok(Err(e));
+        }
+        match strategy {
+            LayerStrategy::Append => {
+                for (i, l) in self.lowers.iter().enumerate() {
+                    match fsconfig_set_string(&fs, "lowerdir+", l.as_str()) {
+                        Ok(()) => {}
+                        Err(rustix::io::Errno::INVAL) if i == 0 => {
+                            let msgs = context_messages(&fs);
+                            // "Unknown parameter" means the kernel predates lowerdir+.
+                            if msgs.is_empty() || msgs.iter().any(|m| m.contains("nknown parameter")) {
+                                return Err(Retry);
+                            }
+                            return Ok(Err(MountError { op: "fsconfig", what: format!("lowerdir+={l}"), source: io::Error::from_raw_os_error(libc::EINVAL), messages: msgs }));
+                        }
+                        Err(e) => return Ok(Err(ctx_err(&fs, "fsconfig", format!("lowerdir+={l}"), e))),
+                    }
+                }
+            }
+            LayerStrategy::Joined => {
+                let joined: Vec<String> = self.lowers.iter().map(|l| escape_layer(l)).collect();
+                let joined = joined.join(":");
+                if joined.len() > FSCONFIG_MAX_STRING {
+                    return Ok(Err(MountError::new(
+                        "fsconfig",
+                        format!("lowerdir ({} layers)", self.lowers.len()),
+                        io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("layer list is {} bytes; this kernel takes at most {FSCONFIG_MAX_STRING} without lowerdir+ (Linux 6.8)", joined.len()),
+                        ),
+                    )));
+                }
+                if let Err(e) = set("lowerdir", &joined) {
+                    return Ok(Err(e));
+                }
+            }
+        }
+        if let Some((upper, work)) = &self.upper {
+            for (k, v) in [("upperdir", upper), ("workdir", work)] {
+                if let Err(e) = set(k, v) {
+                    return Ok(Err(e));
+                }
+            }
+        }
+        for (k, v) in &self.options {
+            let r = match v {
+                Some(v) => set(k, v),
+                None => fsconfig_set_flag(&fs, k.as_str()).map_err(|e| ctx_err(&fs, "fsconfig", k.clone(), e)),
+            };
+            if let Err(e) = r {
+                return Ok(Err(e));
+            }
+        }
+        if let Err(e) = fsconfig_create(&fs) {
+            return Ok(Err(ctx_err(&fs, "fsconfig create", "overlay", e)));
+        }
+        Ok(fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, self.attrs)
+            .map_err(|e| ctx_err(&fs, "fsmount", "overlay", e)))
+    }
+}
+
+/// Internal signal: the kernel lacks `lowerdir+`; try the joined string.
+struct Retry;
+
+/// `open_tree(fd, "", OPEN_TREE_CLONE | AT_EMPTY_PATH)`: a detached copy of the mount at `fd`.
+pub fn clone_tree(fd: BorrowedFd<'_>, what: &str) -> Result<OwnedFd, MountError> {
+    open_tree(
+        fd,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH,
+    )
+    .map_err(|e| MountError::new("open_tree", what, e))
+}
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH, {attr_set})`: e.g. make a bind read-only.
+pub fn set_attrs(fd: BorrowedFd<'_>, set: MountAttrFlags, what: &str) -> Result<(), MountError> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: set.bits() as u64,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: mount_setattr(2) reads `size` bytes from `attr`, a live, correctly laid
+    // out `struct mount_attr` (MOUNT_ATTR_SIZE_VER0 = 32 bytes); the path is a valid C string.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(MountError::new("mount_setattr", what, io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Converts an [`OsStr`] path to a layer string; layer paths we build are always UTF-8.
+pub fn path_str(p: &OsStr) -> String {
+    String::from_utf8_lossy(p.as_bytes()).into_owned()
+}
+
+/// Is `fd` a file descriptor we can pass by `/proc/self/fd`? (For tests and asserts.)
+pub fn fd_is_open(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fstat(fd.as_fd()).is_ok()
+}

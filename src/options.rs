@@ -1,0 +1,179 @@
+//! What the caller asks for: root, class, hierarchies, mutable mode and flags.
+//! Shared by the CLI, the initrd program and the C ABI.
+
+use std::path::PathBuf;
+
+use crate::class::Class;
+
+/// `--mutable=`: whether and how the merged hierarchy is writable (systemd-sysext(8)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MutableMode {
+    /// Read-only overlay (default).
+    #[default]
+    No,
+    /// Writable; upper dir `/var/lib/extensions.mutable/<h>` is created if missing.
+    Yes,
+    /// Writable if the upper dir exists, else read-only.
+    Auto,
+    /// Read-only, with the upper dir's contents as an extra lower layer.
+    Import,
+    /// Writable; changes go to a tmpfs and are lost at unmerge.
+    Ephemeral,
+    /// As `Ephemeral`, with the persistent upper dir as an extra lower layer.
+    EphemeralImport,
+}
+
+impl MutableMode {
+    /// Parses a mode; booleans are accepted as systemd does (`true` → yes, `0` → no).
+    pub fn parse(s: &str) -> Option<MutableMode> {
+        Some(match s {
+            "auto" => MutableMode::Auto,
+            "import" => MutableMode::Import,
+            "ephemeral" => MutableMode::Ephemeral,
+            "ephemeral-import" => MutableMode::EphemeralImport,
+            _ => match parse_boolean(s)? {
+                true => MutableMode::Yes,
+                false => MutableMode::No,
+            },
+        })
+    }
+
+    /// The name systemd uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MutableMode::No => "no",
+            MutableMode::Yes => "yes",
+            MutableMode::Auto => "auto",
+            MutableMode::Import => "import",
+            MutableMode::Ephemeral => "ephemeral",
+            MutableMode::EphemeralImport => "ephemeral-import",
+        }
+    }
+}
+
+/// systemd's `parse_boolean`.
+pub fn parse_boolean(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "yes" | "y" | "true" | "t" | "on" => Some(true),
+        "0" | "no" | "n" | "false" | "f" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Everything a merge, unmerge, refresh, status or list needs to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// The root whose extensions and hierarchies are used (`--root`, default `/`).
+    pub root: PathBuf,
+    /// Hierarchies to overlay; `None` = the class default or the `SYSTEMD_*_HIERARCHIES`
+    /// environment variable.
+    pub hierarchies: Option<Vec<String>>,
+    /// `--force`: merge without checking extension-release files.
+    pub force: bool,
+    /// `--mutable=`.
+    pub mutable: MutableMode,
+    /// `--noexec=`: `None` = the class default (confext: noexec, sysext: exec).
+    pub noexec: Option<bool>,
+    /// `--no-reload`: never ask the service manager to reload.
+    pub no_reload: bool,
+    /// `--always-refresh`: refresh even when nothing changed.
+    pub always_refresh: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            root: PathBuf::from("/"),
+            hierarchies: None,
+            force: false,
+            mutable: MutableMode::No,
+            noexec: None,
+            no_reload: false,
+            always_refresh: false,
+        }
+    }
+}
+
+impl Options {
+    /// Hierarchies for `class`: explicit ones, else the environment's, else the default.
+    /// The environment variable is a colon-separated list of absolute paths.
+    pub fn hierarchies_for(&self, class: Class) -> Result<Vec<String>, String> {
+        let list = match &self.hierarchies {
+            Some(h) => h.clone(),
+            None => match std::env::var(class.hierarchies_env()) {
+                Ok(v) => v.split(':').filter(|s| !s.is_empty()).map(String::from).collect(),
+                Err(_) => class.default_hierarchies().iter().map(|s| s.to_string()).collect(),
+            },
+        };
+        for h in &list {
+            if !hierarchy_is_valid(h) {
+                return Err(format!(
+                    "invalid hierarchy {h:?}: must be an absolute, normalized path other than /"
+                ));
+            }
+        }
+        Ok(list)
+    }
+}
+
+/// A hierarchy must be absolute, normalized (no `.`, `..`, `//`, trailing `/`) and not `/`.
+pub fn hierarchy_is_valid(h: &str) -> bool {
+    h.len() > 1
+        && h.starts_with('/')
+        && !h.ends_with('/')
+        && h[1..]
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// `/usr` → `usr`, `/foo/bar` → `foo.bar`: the single path component systemd uses in
+/// per-hierarchy names (`/var/lib/extensions.mutable/usr`, `.systemd-usr-workdir`).
+pub fn hierarchy_component(h: &str) -> String {
+    h.trim_matches('/').replace('/', ".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutable_modes() {
+        for (s, m) in [
+            ("no", Some(MutableMode::No)),
+            ("false", Some(MutableMode::No)),
+            ("0", Some(MutableMode::No)),
+            ("yes", Some(MutableMode::Yes)),
+            ("TRUE", Some(MutableMode::Yes)),
+            ("auto", Some(MutableMode::Auto)),
+            ("import", Some(MutableMode::Import)),
+            ("ephemeral", Some(MutableMode::Ephemeral)),
+            ("ephemeral-import", Some(MutableMode::EphemeralImport)),
+            ("sometimes", None),
+        ] {
+            assert_eq!(MutableMode::parse(s), m, "{s}");
+        }
+    }
+
+    #[test]
+    fn hierarchies() {
+        for (h, ok) in [
+            ("/usr", true),
+            ("/foo/bar", true),
+            ("/", false),
+            ("usr", false),
+            ("/usr/", false),
+            ("/usr/../etc", false),
+            ("//usr", false),
+            ("/./usr", false),
+        ] {
+            assert_eq!(hierarchy_is_valid(h), ok, "{h}");
+        }
+        assert_eq!(hierarchy_component("/usr"), "usr");
+        assert_eq!(hierarchy_component("/foo/bar"), "foo.bar");
+        let o = Options {
+            hierarchies: Some(vec!["/usr".into(), "bad".into()]),
+            ..Options::default()
+        };
+        assert!(o.hierarchies_for(Class::Sysext).is_err());
+    }
+}

@@ -15,6 +15,7 @@ use rustix::mount::MountAttrFlags;
 
 use crate::class::Class;
 use crate::fsutil::{self, Root};
+use crate::hierarchy::HostDir;
 use crate::metadata::{self, find_merged, StateError};
 use crate::mount::{self, fd_path, LayerStrategy, MountError, Overlay};
 use crate::options::{hierarchy_component, Options};
@@ -277,7 +278,25 @@ fn build_hierarchy(
         lowers.push(open_layer(&l.image_path, Some(rel))?);
     }
     if h.host_lower {
-        lowers.push(open_layer(Path::new(&h.hierarchy), None)?);
+        let display = root.display_path(&h.hierarchy);
+        match HostDir::open(root, class, &h.hierarchy).map_err(io_at(&display))? {
+            HostDir::UnderMerge { parent_clone, name } => {
+                // Attach the clone in the staging area: overlayfs (6.1) takes layers only
+                // from mounts in our namespace. It goes away with the staging tmpfs.
+                let point = format!("under-{comp}");
+                let dir = mkdir_at(staging.mnt.as_fd(), &point, 0o700).map_err(io_at(stage_path(&point)))?;
+                txn.step(&format!("attach host {}", h.hierarchy))?;
+                mount::attach(parent_clone.as_fd(), dir.as_fd(), false, &point)?;
+                // Re-open through the path: `dir` is the directory below the new mount.
+                let fd = open_fd(staging.mnt.as_fd(), &Path::new(&point).join(&name), OFlags::PATH | OFlags::DIRECTORY).map_err(io_at(&display))?;
+                lowers.push(fd_path(fd.as_fd()));
+                fds.push(fd);
+            }
+            HostDir::Plain(_) => lowers.push(open_layer(Path::new(&h.hierarchy), None)?),
+            HostDir::Missing | HostDir::StackedOnMount => {
+                return Err(io_at(&display)(io::Error::new(io::ErrorKind::NotFound, "host directory not reachable under the merged hierarchy")))
+            }
+        }
     }
 
     let mut options: Vec<(String, Option<String>)> = Vec::new();
@@ -508,6 +527,17 @@ pub fn refresh(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
         return Ok(out);
     }
     let hierarchies = opts.hierarchies_for(class).map_err(PlanError::Hierarchies)?;
+    for h in &hierarchies {
+        if matches!(HostDir::open(&root, class, h), Ok(HostDir::StackedOnMount)) {
+            // A merge over a mount root cannot be replaced from below: unmerge, then merge.
+            crate::log::info(&format!("{}: merged over a mount point, refreshing by unmerge + merge", root.display_path(h).display()));
+            out.unmerged = unmerge_in(opts, &root, class)?;
+            let plan = plan::plan_in(&root, opts, class)?;
+            out.merged = execute(&root, &plan, false)?;
+            maybe_reload(opts, &root, class, &plan.extensions);
+            return Ok(out);
+        }
+    }
     if !opts.always_refresh {
         let fp = plan.fingerprint(&root);
         let planned: Vec<&str> = plan.hierarchies.iter().map(|h| h.hierarchy.as_str()).collect();

@@ -55,11 +55,13 @@ impl EnvFile {
     /// - A NUL byte anywhere is an error (`NUL byte`). systemd stops scanning at the first
     ///   NUL of its read buffer (undefined as far as the format goes); we refuse the file.
     /// - Invalid UTF-8 in a key or value is an error for the whole file, exactly as in
-    ///   systemd; its line is the physical line of the first offending byte (systemd
-    ///   reports its own, less precise, line counter). Invalid UTF-8 in a comment or in a
-    ///   dropped line is not an error in systemd (those bytes never reach the UTF-8
-    ///   check) and is not one here either; a comment with invalid UTF-8 is recorded as
-    ///   a warning.
+    ///   systemd (whose `utf8_is_valid` also refuses the noncharacters U+FDD0..U+FDEF and
+    ///   U+xFFFE/U+xFFFF; so do we). The error's line is the physical line of the first
+    ///   offending byte (systemd reports its own, less precise, line counter).
+    ///   Not a difference, but worth knowing: invalid UTF-8 in a comment or in a dropped
+    ///   line is not an error in systemd (those bytes never reach its UTF-8 check) and is
+    ///   not one here either, so both accept such a file; a comment with invalid UTF-8 is
+    ///   recorded as a warning.
     /// - Line numbers are physical lines: a line ends at `\n`, `\r\n` or a lone `\r`
     ///   (systemd's parser treats `\r` and `\n` alike, so CRLF ends the line at `\r` and
     ///   the `\n` is a blank line; only the numbering differs, not the result).
@@ -791,7 +793,7 @@ mod tests {
     #[test]
     fn huge_value() {
         let mut data = b"A=".to_vec();
-        data.extend(std::iter::repeat(b'x').take(3 << 20));
+        data.extend_from_slice(&vec![b'x'; 3 << 20]);
         data.extend_from_slice(b"\nB=1\n");
         let f = EnvFile::parse(&data).unwrap();
         assert_eq!(f.get("A").map(str::len), Some(3 << 20));

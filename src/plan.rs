@@ -334,7 +334,7 @@ pub fn plan_in(root: &Root, opts: &Options, class: Class) -> Result<MergePlan, P
             untouched.push(h.clone());
             continue;
         }
-        planned.push(plan_hierarchy(root, h, layers, opts.mutable, flags)?);
+        planned.push(plan_hierarchy(root, class, h, layers, opts.mutable, flags)?);
     }
 
     Ok(MergePlan {
@@ -351,12 +351,16 @@ pub fn plan_in(root: &Root, opts: &Options, class: Class) -> Result<MergePlan, P
 
 fn plan_hierarchy(
     root: &Root,
+    class: Class,
     h: &str,
     layers: Vec<Layer>,
     mode: MutableMode,
     mut flags: MountFlags,
 ) -> Result<HierarchyPlan, PlanError> {
-    let host_fd = open_opt(root.fd(), h, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| io_err(root, Path::new(h), e))?;
+    // The host's own directory, also when our merge covers it (refresh).
+    let host_fd = crate::hierarchy::HostDir::open(root, class, h)
+        .and_then(|d| d.reader())
+        .map_err(|e| io_err(root, Path::new(h), e))?;
     let (host_exists, host_mode, host_empty, host_id) = match &host_fd {
         Some(fd) => {
             let st = rustix::fs::fstat(fd).map_err(|e| io_err(root, Path::new(h), e.into()))?;

@@ -247,7 +247,12 @@ fn parse_release(path: PathBuf, data: &[u8]) -> Result<ReleaseFile, ReleaseError
 /// Differences from systemd, both on paths where systemd misbehaves or fails anyway:
 /// the exact file must be a regular file (systemd would block on a FIFO there or fail
 /// reading a directory; we return [`ReleaseError::Read`] without blocking), and no file
-/// larger than [`MAX_TEXT_FILE`] is read. Fallback candidates are examined in name order.
+/// larger than [`MAX_TEXT_FILE`] is read. Fallback candidates are examined in name order
+/// (systemd uses readdir order; the outcome is the same, only which two files a
+/// [`ReleaseError::NotUnique`] names can differ). As in systemd, a fallback candidate that
+/// cannot be opened (e.g. a symlink reported as `DT_UNKNOWN`, refused by
+/// `RESOLVE_NO_SYMLINKS`) fails the lookup, while one that opens but is not a regular file
+/// is skipped.
 pub fn find_extension_release(
     ext_root: BorrowedFd<'_>,
     name: &str,
@@ -428,4 +433,1192 @@ pub fn validate(_name: &str, class: Class, host: &HostIdentity, ext: &EnvFile) -
 
     // 9. Host LEVEL set, no host VERSION_ID, no extension LEVEL.
     Verdict::Match
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    fn env(text: &str) -> EnvFile {
+        EnvFile::parse(text.as_bytes()).unwrap()
+    }
+
+    fn host(os_release: &str, arch: Option<&str>, scope: Scope) -> HostIdentity {
+        HostIdentity::from_env(
+            &env(os_release),
+            PathBuf::from("/etc/os-release"),
+            arch.map(String::from),
+            scope,
+        )
+        .unwrap()
+    }
+
+    const DEB: &str = "ID=debian\nVERSION_ID=12\n";
+    const X86: Option<&str> = Some("x86-64");
+    const S: Class = Class::Sysext;
+    const C: Class = Class::Confext;
+    const SYS: Scope = Scope::System;
+    const INITRD: Scope = Scope::Initrd;
+
+    /// (description, class, host os-release, host arch, host scope, extension-release,
+    /// expected: `None` = match, `Some(reason)` = mismatch).
+    type MatchCase = (
+        &'static str,
+        Class,
+        &'static str,
+        Option<&'static str>,
+        Scope,
+        &'static str,
+        Option<&'static str>,
+    );
+
+    const MATCH_CASES: &[MatchCase] = &[
+        // Step 1: no assignments.
+        (
+            "1 empty file",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "",
+            Some("extension-release file has no assignments"),
+        ),
+        (
+            "1 only comments",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "# ID=debian\n",
+            Some("extension-release file has no assignments"),
+        ),
+        (
+            "1 only a dropped line",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID\n",
+            Some("extension-release file has no assignments"),
+        ),
+        (
+            "1 an empty assignment counts",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "A=\n",
+            Some("extension-release has no ID="),
+        ),
+        // Step 2: scope.
+        (
+            "2 scope absent, system",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=12",
+            None,
+        ),
+        (
+            "2 scope absent, initrd",
+            S,
+            DEB,
+            X86,
+            INITRD,
+            "ID=debian\nVERSION_ID=12",
+            Some(
+                "no SYSEXT_SCOPE= (default: system portable) does not include host scope 'initrd'",
+            ),
+        ),
+        (
+            "2 scope portable only",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "SYSEXT_SCOPE=portable\nID=debian\nVERSION_ID=12",
+            Some("SYSEXT_SCOPE=portable does not include host scope 'system'"),
+        ),
+        (
+            "2 scope present but empty",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "SYSEXT_SCOPE=\nID=debian\nVERSION_ID=12",
+            Some("SYSEXT_SCOPE= does not include host scope 'system'"),
+        ),
+        (
+            "2 scope empty quoted",
+            S,
+            DEB,
+            X86,
+            INITRD,
+            "SYSEXT_SCOPE=\"\"\nID=debian\nVERSION_ID=12",
+            Some("SYSEXT_SCOPE= does not include host scope 'initrd'"),
+        ),
+        (
+            "2 scope initrd in initrd",
+            S,
+            DEB,
+            X86,
+            INITRD,
+            "SYSEXT_SCOPE=initrd\nID=debian\nVERSION_ID=12",
+            None,
+        ),
+        (
+            "2 scope initrd on system",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "SYSEXT_SCOPE=initrd\nID=debian\nVERSION_ID=12",
+            Some("SYSEXT_SCOPE=initrd does not include host scope 'system'"),
+        ),
+        (
+            "2 scope multiple words",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "SYSEXT_SCOPE=\"initrd  system\tportable\"\nID=debian\nVERSION_ID=12",
+            None,
+        ),
+        (
+            "2 scope words are exact",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "SYSEXT_SCOPE=\"systemd System\"\nID=debian\nVERSION_ID=12",
+            Some("SYSEXT_SCOPE=systemd System does not include host scope 'system'"),
+        ),
+        (
+            "2 scope before arch",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "SYSEXT_SCOPE=portable\nARCHITECTURE=arm64\nID=debian",
+            Some("SYSEXT_SCOPE=portable does not include host scope 'system'"),
+        ),
+        // Step 3: architecture.
+        (
+            "3 arch differs",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=12\nARCHITECTURE=arm64",
+            Some("ARCHITECTURE=arm64 does not match host architecture x86-64"),
+        ),
+        (
+            "3 arch equal",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=12\nARCHITECTURE=x86-64",
+            None,
+        ),
+        (
+            "3 arch uname spelling is not systemd's",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=12\nARCHITECTURE=x86_64",
+            Some("ARCHITECTURE=x86_64 does not match host architecture x86-64"),
+        ),
+        (
+            "3 arch case-sensitive",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=12\nARCHITECTURE=X86-64",
+            Some("ARCHITECTURE=X86-64 does not match host architecture x86-64"),
+        ),
+        (
+            "3 arch _any",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=12\nARCHITECTURE=_any",
+            None,
+        ),
+        (
+            "3 arch empty",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=12\nARCHITECTURE=",
+            None,
+        ),
+        (
+            "3 unknown host arch, arch set",
+            S,
+            DEB,
+            None,
+            SYS,
+            "ID=debian\nVERSION_ID=12\nARCHITECTURE=x86-64",
+            Some("ARCHITECTURE=x86-64 does not match host architecture (unknown)"),
+        ),
+        (
+            "3 unknown host arch, _any",
+            S,
+            DEB,
+            None,
+            SYS,
+            "ID=debian\nVERSION_ID=12\nARCHITECTURE=_any",
+            None,
+        ),
+        (
+            "3 unknown host arch, none set",
+            S,
+            DEB,
+            None,
+            SYS,
+            "ID=debian\nVERSION_ID=12",
+            None,
+        ),
+        // Step 4 / 4a: ID.
+        (
+            "4 no ID",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "VERSION_ID=12",
+            Some("extension-release has no ID="),
+        ),
+        (
+            "4 empty ID",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=\nVERSION_ID=12",
+            Some("extension-release has no ID="),
+        ),
+        (
+            "4a ID=_any skips versions",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=_any\nVERSION_ID=99\nSYSEXT_LEVEL=7",
+            None,
+        ),
+        (
+            "4a ID=_any with level host",
+            S,
+            "ID=debian\nSYSEXT_LEVEL=1",
+            X86,
+            SYS,
+            "ID=_any\nSYSEXT_LEVEL=2",
+            None,
+        ),
+        (
+            "4a ID=_any still checks arch",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=_any\nARCHITECTURE=arm64",
+            Some("ARCHITECTURE=arm64 does not match host architecture x86-64"),
+        ),
+        (
+            "4a ID=_any still checks scope",
+            S,
+            DEB,
+            X86,
+            INITRD,
+            "ID=_any",
+            Some(
+                "no SYSEXT_SCOPE= (default: system portable) does not include host scope 'initrd'",
+            ),
+        ),
+        // Step 5: ID / ID_LIKE.
+        (
+            "5 ID differs",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=fedora\nVERSION_ID=12",
+            Some("ID=fedora does not match host ID=debian"),
+        ),
+        (
+            "5 ID case-sensitive",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=Debian\nVERSION_ID=12",
+            Some("ID=Debian does not match host ID=debian"),
+        ),
+        (
+            "5 ID in host ID_LIKE",
+            S,
+            "ID=mint\nID_LIKE=\"ubuntu debian\"\nVERSION_ID=12",
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=12",
+            None,
+        ),
+        (
+            "5 ID in host ID_LIKE (first word)",
+            S,
+            "ID=mint\nID_LIKE=\"ubuntu debian\"\nVERSION_ID=12",
+            X86,
+            SYS,
+            "ID=ubuntu\nVERSION_ID=12",
+            None,
+        ),
+        (
+            "5 ID not in host ID_LIKE",
+            S,
+            "ID=mint\nID_LIKE=\"ubuntu debian\"\nVERSION_ID=12",
+            X86,
+            SYS,
+            "ID=fedora\nVERSION_ID=12",
+            Some("ID=fedora does not match host ID=mint or ID_LIKE=ubuntu debian"),
+        ),
+        (
+            "5 ID_LIKE words are exact",
+            S,
+            "ID=mint\nID_LIKE=ubuntu-like\nVERSION_ID=12",
+            X86,
+            SYS,
+            "ID=ubuntu\nVERSION_ID=12",
+            Some("ID=ubuntu does not match host ID=mint or ID_LIKE=ubuntu-like"),
+        ),
+        (
+            "5 extension's own ID_LIKE ignored",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=fedora\nID_LIKE=debian\nVERSION_ID=12",
+            Some("ID=fedora does not match host ID=debian"),
+        ),
+        (
+            "5 ID_LIKE match still checks version",
+            S,
+            "ID=mint\nID_LIKE=debian\nVERSION_ID=21",
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=12",
+            Some("VERSION_ID=12 does not match host VERSION_ID=21"),
+        ),
+        // Step 6: rolling release.
+        (
+            "6 rolling host, bare extension",
+            S,
+            "ID=arch",
+            X86,
+            SYS,
+            "ID=arch",
+            None,
+        ),
+        (
+            "6 rolling host, extension has versions",
+            S,
+            "ID=arch",
+            X86,
+            SYS,
+            "ID=arch\nVERSION_ID=5\nSYSEXT_LEVEL=3",
+            None,
+        ),
+        (
+            "6 host empty VERSION_ID is rolling",
+            S,
+            "ID=arch\nVERSION_ID=\nSYSEXT_LEVEL=\"\"",
+            X86,
+            SYS,
+            "ID=arch\nVERSION_ID=1",
+            None,
+        ),
+        // Step 7: levels.
+        (
+            "7 levels equal, versions differ",
+            S,
+            "ID=debian\nVERSION_ID=12\nSYSEXT_LEVEL=1",
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=11\nSYSEXT_LEVEL=1",
+            None,
+        ),
+        (
+            "7 levels differ, versions equal",
+            S,
+            "ID=debian\nVERSION_ID=12\nSYSEXT_LEVEL=1",
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=12\nSYSEXT_LEVEL=2",
+            Some("SYSEXT_LEVEL=2 does not match host SYSEXT_LEVEL=1"),
+        ),
+        (
+            "7 levels compared as strings",
+            S,
+            "ID=debian\nSYSEXT_LEVEL=1",
+            X86,
+            SYS,
+            "ID=debian\nSYSEXT_LEVEL=1.0",
+            Some("SYSEXT_LEVEL=1.0 does not match host SYSEXT_LEVEL=1"),
+        ),
+        (
+            "7 levels, extension without VERSION_ID",
+            S,
+            "ID=debian\nVERSION_ID=12\nSYSEXT_LEVEL=1",
+            X86,
+            SYS,
+            "ID=debian\nSYSEXT_LEVEL=1",
+            None,
+        ),
+        // Step 8: VERSION_ID.
+        (
+            "8 no host level, versions equal",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=12",
+            None,
+        ),
+        (
+            "8 no host level, versions differ",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=11",
+            Some("VERSION_ID=11 does not match host VERSION_ID=12"),
+        ),
+        (
+            "8 exact string comparison",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=12.0",
+            Some("VERSION_ID=12.0 does not match host VERSION_ID=12"),
+        ),
+        (
+            "8 extension without VERSION_ID",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=debian",
+            Some("no VERSION_ID= (host has VERSION_ID=12)"),
+        ),
+        (
+            "8 extension empty VERSION_ID",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=",
+            Some("no VERSION_ID= (host has VERSION_ID=12)"),
+        ),
+        (
+            "8 extension level but host has none",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=11\nSYSEXT_LEVEL=1",
+            Some("VERSION_ID=11 does not match host VERSION_ID=12"),
+        ),
+        (
+            "8 host level, extension none: version decides",
+            S,
+            "ID=debian\nVERSION_ID=12\nSYSEXT_LEVEL=1",
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=11",
+            Some("VERSION_ID=11 does not match host VERSION_ID=12"),
+        ),
+        (
+            "8 host level, extension none, versions equal",
+            S,
+            "ID=debian\nVERSION_ID=12\nSYSEXT_LEVEL=1",
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=12",
+            None,
+        ),
+        // Step 9.
+        (
+            "9 host level only, extension no level",
+            S,
+            "ID=debian\nSYSEXT_LEVEL=1",
+            X86,
+            SYS,
+            "ID=debian",
+            None,
+        ),
+        (
+            "9 host level only, extension VERSION_ID ignored",
+            S,
+            "ID=debian\nSYSEXT_LEVEL=1",
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=3",
+            None,
+        ),
+        // Class-specific keys.
+        (
+            "confext uses CONFEXT_LEVEL",
+            C,
+            "ID=debian\nVERSION_ID=12\nSYSEXT_LEVEL=1\nCONFEXT_LEVEL=1",
+            X86,
+            SYS,
+            "ID=debian\nSYSEXT_LEVEL=1\nCONFEXT_LEVEL=2",
+            Some("CONFEXT_LEVEL=2 does not match host CONFEXT_LEVEL=1"),
+        ),
+        (
+            "confext ignores SYSEXT_LEVEL",
+            C,
+            "ID=debian\nVERSION_ID=12\nSYSEXT_LEVEL=1",
+            X86,
+            SYS,
+            "ID=debian\nSYSEXT_LEVEL=1",
+            Some("no VERSION_ID= (host has VERSION_ID=12)"),
+        ),
+        (
+            "confext host with only SYSEXT_LEVEL is rolling",
+            C,
+            "ID=debian\nSYSEXT_LEVEL=1",
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=7",
+            None,
+        ),
+        (
+            "confext ignores SYSEXT_SCOPE",
+            C,
+            DEB,
+            X86,
+            SYS,
+            "SYSEXT_SCOPE=portable\nID=debian\nVERSION_ID=12",
+            None,
+        ),
+        (
+            "confext uses CONFEXT_SCOPE",
+            C,
+            DEB,
+            X86,
+            SYS,
+            "CONFEXT_SCOPE=initrd\nID=debian\nVERSION_ID=12",
+            Some("CONFEXT_SCOPE=initrd does not include host scope 'system'"),
+        ),
+        (
+            "confext scope absent in initrd",
+            C,
+            DEB,
+            X86,
+            INITRD,
+            "ID=debian\nVERSION_ID=12",
+            Some(
+                "no CONFEXT_SCOPE= (default: system portable) does not include host scope 'initrd'",
+            ),
+        ),
+        (
+            "sysext ignores CONFEXT_SCOPE",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "CONFEXT_SCOPE=initrd\nID=debian\nVERSION_ID=12",
+            None,
+        ),
+        (
+            "sysext ignores CONFEXT_LEVEL",
+            S,
+            "ID=debian\nVERSION_ID=12\nCONFEXT_LEVEL=1",
+            X86,
+            SYS,
+            "ID=debian\nVERSION_ID=13\nCONFEXT_LEVEL=1",
+            Some("VERSION_ID=13 does not match host VERSION_ID=12"),
+        ),
+        // Duplicate keys: last value counts.
+        (
+            "duplicate ID, last wins",
+            S,
+            DEB,
+            X86,
+            SYS,
+            "ID=fedora\nVERSION_ID=12\nID=debian",
+            None,
+        ),
+    ];
+
+    #[test]
+    fn matching_table() {
+        for &(desc, class, host_text, arch, scope, ext_text, want) in MATCH_CASES {
+            let h = host(host_text, arch, scope);
+            let got = validate("foo", class, &h, &env(ext_text));
+            let want = match want {
+                None => Verdict::Match,
+                Some(r) => Verdict::Mismatch(r.to_string()),
+            };
+            assert_eq!(got, want, "{desc}");
+        }
+    }
+
+    #[test]
+    fn host_from_env() {
+        let h = host(
+            "ID=mint\nID_LIKE=\" ubuntu\tdebian \"\nVERSION_ID=\nSYSEXT_LEVEL=1\nCONFEXT_LEVEL=2",
+            X86,
+            INITRD,
+        );
+        assert_eq!(h.id, "mint");
+        assert_eq!(h.id_like, vec!["ubuntu", "debian"]);
+        assert_eq!(h.version_id, None);
+        assert_eq!(h.level(S), Some("1"));
+        assert_eq!(h.level(C), Some("2"));
+        assert_eq!(h.scope, INITRD);
+        assert_eq!(h.arch.as_deref(), Some("x86-64"));
+        for text in ["VERSION_ID=1", "ID=\nVERSION_ID=1", "ID=\"\""] {
+            let e = HostIdentity::from_env(&env(text), PathBuf::from("/x"), None, SYS).unwrap_err();
+            assert!(
+                matches!(e, OsReleaseError::NoId { ref path } if path == Path::new("/x")),
+                "{text}"
+            );
+        }
+    }
+
+    // ---- extension-release lookup ----
+
+    const SYSDIR: &str = "usr/lib/extension-release.d";
+
+    fn mkext() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("ext").join(SYSDIR)).unwrap();
+        t
+    }
+
+    fn ext_path(t: &tempfile::TempDir) -> PathBuf {
+        t.path().join("ext")
+    }
+
+    fn write_rel(t: &tempfile::TempDir, file: &str, text: &str) -> PathBuf {
+        let p = ext_path(t).join(SYSDIR).join(file);
+        fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn find(t: &tempfile::TempDir, name: &str, class: Class) -> Result<ReleaseFile, ReleaseError> {
+        let root = Root::open(ext_path(t)).unwrap();
+        find_extension_release(root.fd(), name, class)
+    }
+
+    fn rel(file: &str) -> PathBuf {
+        Path::new(SYSDIR).join(file)
+    }
+
+    /// Sets the strict xattr; false (with a message) when the filesystem refuses.
+    fn set_strict(p: &Path, value: &str) -> bool {
+        match rustix::fs::setxattr(
+            p,
+            STRICT_XATTR,
+            value.as_bytes(),
+            rustix::fs::XattrFlags::empty(),
+        ) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!(
+                    "skipping xattr case: setxattr on {} failed: {e}",
+                    p.display()
+                );
+                false
+            }
+        }
+    }
+
+    #[test]
+    fn exact_file() {
+        let t = mkext();
+        write_rel(&t, "extension-release.foo", "ID=debian\n");
+        let r = find(&t, "foo", S).unwrap();
+        assert_eq!(r.path, rel("extension-release.foo"));
+        assert_eq!(r.env.get("ID"), Some("debian"));
+    }
+
+    #[test]
+    fn exact_confext_and_class_separation() {
+        let t = mkext();
+        write_rel(&t, "extension-release.foo", "ID=debian\n");
+        let e = find(&t, "foo", C).unwrap_err();
+        assert!(
+            matches!(e, ReleaseError::NotFound(ref s) if s == "etc/extension-release.d/extension-release.foo"),
+            "{e}"
+        );
+        fs::create_dir_all(ext_path(&t).join("etc/extension-release.d")).unwrap();
+        fs::write(
+            ext_path(&t).join("etc/extension-release.d/extension-release.foo"),
+            "ID=c\n",
+        )
+        .unwrap();
+        let r = find(&t, "foo", C).unwrap();
+        assert_eq!(
+            r.path,
+            Path::new("etc/extension-release.d/extension-release.foo")
+        );
+        assert_eq!(r.env.get("ID"), Some("c"));
+    }
+
+    #[test]
+    fn exact_wins_over_fallback() {
+        let t = mkext();
+        write_rel(&t, "extension-release.foo_1", "ID=exact\n");
+        write_rel(&t, "extension-release.foo", "ID=base\n");
+        let r = find(&t, "foo_1", S).unwrap();
+        assert_eq!(r.env.get("ID"), Some("exact"));
+    }
+
+    #[test]
+    fn exact_symlink_resolves_inside_extension() {
+        let t = mkext();
+        let ext = ext_path(&t);
+        fs::create_dir_all(ext.join("etc")).unwrap();
+        fs::write(ext.join("x"), "ID=inside\n").unwrap();
+        fs::write(t.path().join("x"), "ID=outside\n").unwrap();
+        symlink("/etc/../x", ext.join(SYSDIR).join("extension-release.foo")).unwrap();
+        let r = find(&t, "foo", S).unwrap();
+        assert_eq!(r.env.get("ID"), Some("inside"));
+        // An absolute link to a file that exists only outside the extension: not found.
+        let outside = t.path().join("only-outside");
+        fs::write(&outside, "ID=outside\n").unwrap();
+        symlink(&outside, ext.join(SYSDIR).join("extension-release.bar")).unwrap();
+        let e = find(&t, "bar", S).unwrap_err();
+        assert!(matches!(e, ReleaseError::NotFound(_)), "{e}");
+    }
+
+    #[test]
+    fn exact_fifo_is_refused_without_blocking() {
+        let t = mkext();
+        let p = ext_path(&t).join(SYSDIR).join("extension-release.foo");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &p, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+        let e = find(&t, "foo", S).unwrap_err();
+        match e {
+            ReleaseError::Read {
+                path,
+                source: ReadError::NotRegular("fifo"),
+            } => {
+                assert_eq!(path, rel("extension-release.foo"))
+            }
+            e => panic!("unexpected {e:?}"),
+        }
+    }
+
+    #[test]
+    fn exact_directory_is_an_error() {
+        let t = mkext();
+        fs::create_dir(ext_path(&t).join(SYSDIR).join("extension-release.foo")).unwrap();
+        // Even with an acceptable fallback present: only ENOENT falls back.
+        write_rel(&t, "extension-release.fo", "ID=x\n");
+        let e = find(&t, "foo", S).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ReleaseError::Read {
+                    source: ReadError::NotRegular("directory"),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn exact_parse_error() {
+        let t = mkext();
+        write_rel(
+            &t,
+            "extension-release.foo",
+            "ID=debian\nVERSION_ID=\u{fffe}\n",
+        );
+        let e = find(&t, "foo", S).unwrap_err();
+        match e {
+            ReleaseError::Parse { path, source } => {
+                assert_eq!(path, rel("extension-release.foo"));
+                assert_eq!(source.line, 2);
+            }
+            e => panic!("unexpected {e:?}"),
+        }
+    }
+
+    #[test]
+    fn exact_huge_file() {
+        let t = mkext();
+        let p = write_rel(&t, "extension-release.foo", "ID=x\n");
+        fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(MAX_TEXT_FILE + 1)
+            .unwrap();
+        let e = find(&t, "foo", S).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ReleaseError::Read {
+                    source: ReadError::TooLarge { .. },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn fallback_huge_file() {
+        let t = mkext();
+        let p = write_rel(&t, "extension-release.foo", "ID=x\n");
+        fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(MAX_TEXT_FILE + 1)
+            .unwrap();
+        let e = find(&t, "foo_2", S).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ReleaseError::Read {
+                    source: ReadError::TooLarge { .. },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn fallback_by_base_name() {
+        // (image name, files present, expected file or None for NotFound)
+        let cases: &[(&str, &[&str], Option<&str>)] = &[
+            (
+                "foo_1.2_x86-64",
+                &["extension-release.foo"],
+                Some("extension-release.foo"),
+            ),
+            (
+                "foo+3",
+                &["extension-release.foo"],
+                Some("extension-release.foo"),
+            ),
+            (
+                "foo.sysext.raw",
+                &["extension-release.foo"],
+                Some("extension-release.foo"),
+            ),
+            ("foo_1.2", &["extension-release.bar"], None),
+            ("foo_1.2", &["extension-release.foo_1"], None),
+            (
+                "foo_1.2",
+                &["extension-release.foo", "extension-release.bar", "other"],
+                Some("extension-release.foo"),
+            ),
+            (
+                "foo_1.2",
+                &["extension-release.", "extension-release..#foo"],
+                None,
+            ),
+            ("foo_1.2", &[], None),
+        ];
+        for (name, files, want) in cases {
+            let t = mkext();
+            for f in *files {
+                write_rel(&t, f, "ID=debian\n");
+            }
+            match (find(&t, name, S), want) {
+                (Ok(r), Some(w)) => assert_eq!(r.path, rel(w), "{name} {files:?}"),
+                (Err(ReleaseError::NotFound(s)), None) => {
+                    assert_eq!(s, format!("{SYSDIR}/extension-release.{name}"))
+                }
+                (got, _) => panic!("{name} {files:?}: unexpected {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn fallback_dir_missing() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("ext")).unwrap();
+        let e = find(&t, "foo", S).unwrap_err();
+        assert!(matches!(e, ReleaseError::NotFound(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!("no {SYSDIR}/extension-release.foo found")
+        );
+    }
+
+    #[test]
+    fn fallback_symlink_and_fifo_refused() {
+        let t = mkext();
+        let dir = ext_path(&t).join(SYSDIR);
+        fs::write(dir.join("real"), "ID=debian\n").unwrap();
+        symlink("real", dir.join("extension-release.foo")).unwrap();
+        let e = find(&t, "foo_1.2", S).unwrap_err();
+        assert!(matches!(e, ReleaseError::NotFound(_)), "{e:?}");
+
+        let t = mkext();
+        let p = ext_path(&t).join(SYSDIR).join("extension-release.foo");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &p, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+        let e = find(&t, "foo_1.2", S).unwrap_err();
+        assert!(matches!(e, ReleaseError::NotFound(_)), "{e:?}");
+    }
+
+    #[test]
+    fn fallback_strict_xattr() {
+        // (xattr value or None, accepted?)
+        let cases: &[(Option<&str>, bool)] = &[
+            (Some("0"), true),
+            (Some("no"), true),
+            (Some("n"), true),
+            (Some("false"), true),
+            (Some("F"), true),
+            (Some("OFF"), true),
+            (Some("1"), false),
+            (Some("yes"), false),
+            (Some("true"), false),
+            (Some("bogus"), false),
+            (Some(""), false),
+            (Some(" 0"), false),
+            (None, false),
+        ];
+        for (value, accepted) in cases {
+            let t = mkext();
+            let p = write_rel(&t, "extension-release.bar", "ID=debian\n");
+            if let Some(v) = value {
+                if !set_strict(&p, v) {
+                    return;
+                }
+            }
+            match (find(&t, "foo", S), accepted) {
+                (Ok(r), true) => assert_eq!(r.path, rel("extension-release.bar")),
+                (Err(ReleaseError::NotFound(_)), false) => {}
+                (got, _) => panic!("xattr {value:?}: unexpected {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn fallback_two_accepted_not_unique() {
+        let t = mkext();
+        let p = write_rel(&t, "extension-release.bar", "ID=debian\n");
+        write_rel(&t, "extension-release.foo", "ID=debian\n");
+        if !set_strict(&p, "0") {
+            return;
+        }
+        let e = find(&t, "foo_1", S).unwrap_err();
+        match e {
+            ReleaseError::NotUnique(a, b) => {
+                assert_eq!(a, rel("extension-release.bar"));
+                assert_eq!(b, rel("extension-release.foo"));
+            }
+            e => panic!("unexpected {e:?}"),
+        }
+        // Strict=1 on the other one: back to a single candidate.
+        let t = mkext();
+        let p = write_rel(&t, "extension-release.bar", "ID=debian\n");
+        write_rel(&t, "extension-release.foo", "ID=debian\n");
+        assert!(set_strict(&p, "1"));
+        assert_eq!(
+            find(&t, "foo_1", S).unwrap().path,
+            rel("extension-release.foo")
+        );
+    }
+
+    #[test]
+    fn invalid_names() {
+        let t = mkext();
+        for name in ["../x", "", ".", "..", "a/b", ".#foo", "x\ny"] {
+            let e = find(&t, name, S).unwrap_err();
+            assert!(
+                matches!(e, ReleaseError::InvalidName(ref n) if n == name),
+                "{name:?}: {e:?}"
+            );
+        }
+    }
+
+    // ---- host os-release ----
+
+    fn root_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let p = t.path().join(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        t
+    }
+
+    fn load(
+        t: &tempfile::TempDir,
+        env_override: Option<&str>,
+    ) -> Result<HostIdentity, OsReleaseError> {
+        let root = Root::open(t.path()).unwrap();
+        load_with(
+            &root,
+            SYS,
+            env_override.map(OsString::from),
+            Some("x86-64".into()),
+        )
+    }
+
+    #[test]
+    fn load_etc_os_release() {
+        let t = root_with(&[
+            ("etc/os-release", "ID=debian\nVERSION_ID=\"12\"\nID_LIKE=\n"),
+            ("usr/lib/os-release", "ID=other\n"),
+        ]);
+        let h = load(&t, None).unwrap();
+        assert_eq!(h.id, "debian");
+        assert_eq!(h.version_id.as_deref(), Some("12"));
+        assert!(h.id_like.is_empty());
+        assert_eq!(h.os_release_path, t.path().join("etc/os-release"));
+        assert_eq!(h.arch.as_deref(), Some("x86-64"));
+        assert_eq!(h.scope, SYS);
+    }
+
+    #[test]
+    fn load_usr_lib_os_release() {
+        let t = root_with(&[("usr/lib/os-release", "ID=fedora\nVERSION_ID=40\n")]);
+        let h = load(&t, None).unwrap();
+        assert_eq!(h.id, "fedora");
+        assert_eq!(h.os_release_path, t.path().join("usr/lib/os-release"));
+        // A dangling /etc/os-release is ENOENT too: falls back.
+        fs::create_dir(t.path().join("etc")).unwrap();
+        symlink("/nowhere", t.path().join("etc/os-release")).unwrap();
+        assert_eq!(load(&t, None).unwrap().id, "fedora");
+    }
+
+    #[test]
+    fn load_missing() {
+        let t = root_with(&[]);
+        let e = load(&t, None).unwrap_err();
+        assert!(
+            matches!(e, OsReleaseError::Missing { ref root } if root == t.path()),
+            "{e:?}"
+        );
+        assert_eq!(e.errno(), libc::ENOENT);
+    }
+
+    #[test]
+    fn load_empty_id() {
+        let t = root_with(&[("etc/os-release", "ID=\nVERSION_ID=1\n")]);
+        let e = load(&t, None).unwrap_err();
+        assert!(
+            matches!(e, OsReleaseError::NoId { ref path } if *path == t.path().join("etc/os-release")),
+            "{e:?}"
+        );
+        assert_eq!(e.errno(), libc::EINVAL);
+    }
+
+    #[test]
+    fn load_parse_error() {
+        let t = root_with(&[("etc/os-release", "ID=x\nNAME=\"\u{ffff}\"\n")]);
+        let e = load(&t, None).unwrap_err();
+        assert!(
+            matches!(e, OsReleaseError::Parse { ref source, .. } if source.line == 2),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn load_non_enoent_error_stops_search() {
+        let t = root_with(&[("usr/lib/os-release", "ID=fedora\n")]);
+        fs::create_dir_all(t.path().join("etc/os-release")).unwrap();
+        let e = load(&t, None).unwrap_err();
+        assert!(
+            matches!(e, OsReleaseError::Read { ref path, source: ReadError::NotRegular("directory") }
+            if *path == t.path().join("etc/os-release")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn load_symlink_to_absolute_path_stays_in_root() {
+        let outer = tempfile::tempdir().unwrap();
+        let outside = outer.path().join("os-release.outside");
+        fs::write(&outside, "ID=outside\n").unwrap();
+        // The same absolute path, but below the root.
+        let t = tempfile::tempdir().unwrap();
+        let inside = t.path().join(outside.strip_prefix("/").unwrap());
+        fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        fs::write(&inside, "ID=inside\n").unwrap();
+        fs::create_dir(t.path().join("etc")).unwrap();
+        symlink(&outside, t.path().join("etc/os-release")).unwrap();
+        let h = load(&t, None).unwrap();
+        assert_eq!(h.id, "inside");
+        assert_eq!(h.os_release_path, t.path().join("etc/os-release"));
+    }
+
+    #[test]
+    fn load_env_override_is_final() {
+        let t = root_with(&[
+            ("etc/os-release", "ID=debian\n"),
+            ("custom/os", "ID=custom\n"),
+        ]);
+        let h = load(&t, Some("/custom/os")).unwrap();
+        assert_eq!(h.id, "custom");
+        assert_eq!(h.os_release_path, t.path().join("custom/os"));
+        let e = load(&t, Some("/custom/missing")).unwrap_err();
+        assert!(
+            matches!(e, OsReleaseError::Read { ref path, ref source }
+            if *path == t.path().join("custom/missing") && source.is_not_found()),
+            "{e:?}"
+        );
+        assert_eq!(e.errno(), libc::ENOENT);
+    }
+
+    #[test]
+    fn load_public_uses_uname() {
+        if std::env::var_os(OS_RELEASE_ENV).is_some() {
+            eprintln!("skipping: {OS_RELEASE_ENV} is set");
+            return;
+        }
+        let t = root_with(&[("etc/os-release", "ID=debian\n")]);
+        let root = Root::open(t.path()).unwrap();
+        let h = HostIdentity::load(&root, INITRD).unwrap();
+        assert_eq!(h.id, "debian");
+        assert_eq!(h.scope, INITRD);
+        assert_eq!(h.arch.as_deref(), crate::arch::uname_architecture());
+    }
+
+    #[test]
+    fn parse_boolean_table() {
+        for (v, want) in [
+            ("1", Some(true)),
+            ("yes", Some(true)),
+            ("Y", Some(true)),
+            ("TRUE", Some(true)),
+            ("t", Some(true)),
+            ("On", Some(true)),
+            ("0", Some(false)),
+            ("no", Some(false)),
+            ("N", Some(false)),
+            ("False", Some(false)),
+            ("f", Some(false)),
+            ("off", Some(false)),
+            ("", None),
+            ("2", None),
+            ("yes ", None),
+            ("nope", None),
+        ] {
+            assert_eq!(parse_boolean(v), want, "{v:?}");
+        }
+    }
 }

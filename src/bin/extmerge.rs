@@ -1,1 +1,312 @@
-fn main() {}
+//! `extmerge`: merge system and configuration extensions, the way `systemd-sysext` and
+//! `systemd-confext` do. Invoked as `systemd-sysext` / `systemd-confext` (a symlink) it
+//! takes that class, so scripts written for systemd keep working.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use extmerge::class::Class;
+use extmerge::fsutil::Root;
+use extmerge::json::Json;
+use extmerge::merge::{self, MergeError};
+use extmerge::metadata;
+use extmerge::options::{parse_boolean, MutableMode, Options};
+use extmerge::plan;
+use extmerge::release::Verdict;
+use extmerge::report;
+
+const HELP: &str = "\
+Usage: extmerge [OPTIONS...] [VERB]
+
+Merge system extensions (/usr, /opt) and configuration extensions (/etc).
+
+Verbs:
+  status          Show merged extensions (default)
+  merge           Merge extensions into the hierarchies
+  unmerge         Unmerge extensions
+  refresh         Unmerge and merge again what is installed now
+  list            List installed extensions
+  plan            Show what merge would do, with reasons for what it skips
+
+Options:
+  --root=PATH           Operate on the root at PATH
+  --class=CLASS         sysext, confext or both (default: both; fixed when invoked
+                        as systemd-sysext or systemd-confext)
+  --json=pretty|short|off
+  --force               Merge even incompatible extensions
+  --no-reload           Do not reload the service manager
+  --noexec=BOOL         Mount merged hierarchies noexec (default: confext only)
+  --mutable=MODE        no, yes, auto, import, ephemeral, ephemeral-import
+  --always-refresh=BOOL Refresh even when nothing changed
+  --dry-run             With merge/refresh: print the plan, change nothing
+  --no-legend, --no-pager
+  -h --help, --version
+";
+
+struct Cli {
+    opts: Options,
+    classes: Vec<Class>,
+    fixed_class: bool,
+    json: Option<bool>,
+    verb: String,
+    dry_run: bool,
+    legend: bool,
+}
+
+fn parse_args() -> Result<Option<Cli>, String> {
+    let mut args = std::env::args();
+    let argv0 = args.next().unwrap_or_default();
+    let prog = Path::new(&argv0).file_name().and_then(|s| s.to_str()).unwrap_or("");
+    let (mut classes, fixed_class) = match prog {
+        "systemd-sysext" => (vec![Class::Sysext], true),
+        "systemd-confext" => (vec![Class::Confext], true),
+        _ => (Class::ALL.to_vec(), false),
+    };
+    let mut cli_mutable = None;
+    let mut opts = Options::default();
+    let mut json = None;
+    let mut verb = None;
+    let mut dry_run = false;
+    let mut legend = true;
+    let rest: Vec<String> = args.collect();
+    let mut i = 0;
+    while i < rest.len() {
+        let a = &rest[i];
+        i += 1;
+        let (key, inline) = match a.split_once('=') {
+            Some((k, v)) if k.starts_with("--") => (k.to_string(), Some(v.to_string())),
+            _ => (a.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<String, String> {
+            if let Some(v) = inline.clone() {
+                return Ok(v);
+            }
+            let v = rest.get(i).cloned().ok_or_else(|| format!("option {name} needs a value"))?;
+            i += 1;
+            Ok(v)
+        };
+        let boolean = |v: &str, name: &str| parse_boolean(v).ok_or_else(|| format!("invalid boolean for {name}: {v:?}"));
+        match key.as_str() {
+            "-h" | "--help" => {
+                print!("{HELP}");
+                return Ok(None);
+            }
+            "--version" => {
+                println!("extmerge {}", env!("CARGO_PKG_VERSION"));
+                return Ok(None);
+            }
+            "--root" => opts.root = PathBuf::from(value("--root")?),
+            "--class" => {
+                let v = value("--class")?;
+                if fixed_class {
+                    return Err("--class is not available when invoked as systemd-sysext/systemd-confext".into());
+                }
+                classes = match v.as_str() {
+                    "both" => Class::ALL.to_vec(),
+                    c => vec![Class::from_name(c).ok_or_else(|| format!("invalid --class={c}: sysext, confext or both"))?],
+                };
+            }
+            "--json" => {
+                json = match value("--json")?.as_str() {
+                    "pretty" => Some(true),
+                    "short" => Some(false),
+                    "off" => None,
+                    v => return Err(format!("invalid --json={v}: pretty, short or off")),
+                }
+            }
+            "--force" => opts.force = true,
+            "--no-reload" => opts.no_reload = true,
+            "--dry-run" => dry_run = true,
+            "--no-legend" => legend = false,
+            "--no-pager" => {}
+            "--noexec" => opts.noexec = Some(boolean(&value("--noexec")?, "--noexec")?),
+            "--always-refresh" => {
+                opts.always_refresh = match inline.as_deref() {
+                    None => true,
+                    Some(v) => boolean(v, "--always-refresh")?,
+                }
+            }
+            "--mutable" => {
+                let v = value("--mutable")?;
+                cli_mutable = Some(MutableMode::parse(&v).ok_or_else(|| format!("invalid --mutable={v}"))?);
+            }
+            "--image-policy" => {
+                // Accepted for compatibility; images land with disk-image support.
+                let _ = value("--image-policy")?;
+            }
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s => {
+                if verb.is_some() {
+                    return Err(format!("too many arguments: {s}"));
+                }
+                verb = Some(s.to_string());
+            }
+        }
+    }
+    let verb = verb.unwrap_or_else(|| "status".into());
+    if !["status", "merge", "unmerge", "refresh", "list", "plan", "help"].contains(&verb.as_str()) {
+        return Err(format!("unknown verb {verb:?}"));
+    }
+    if verb == "help" {
+        print!("{HELP}");
+        return Ok(None);
+    }
+    if opts.root != Path::new("/") {
+        // systemd: --root implies --no-reload.
+        opts.no_reload = true;
+    }
+    // --mutable= beats $SYSTEMD_*_MUTABLE_MODE (read per class below).
+    opts.mutable = cli_mutable.unwrap_or(MutableMode::No);
+    let cli = Cli { opts, classes, fixed_class, json, verb, dry_run, legend };
+    Ok(Some(Cli { opts: Options { ..cli.opts.clone() }, ..cli }).map(|c| with_mutable_env(c, cli_mutable)))
+}
+
+fn with_mutable_env(mut c: Cli, cli: Option<MutableMode>) -> Cli {
+    if cli.is_none() && c.classes.len() == 1 {
+        if let Ok(v) = std::env::var(c.classes[0].mutable_env()) {
+            match MutableMode::parse(&v) {
+                Some(m) => c.opts.mutable = m,
+                None => eprintln!("Warning: ignoring invalid {}={v}", c.classes[0].mutable_env()),
+            }
+        }
+    }
+    c
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::FAILURE
+}
+
+fn print_json(v: Json, pretty: bool) {
+    println!("{}", v.render(pretty));
+}
+
+fn main() -> ExitCode {
+    let cli = match parse_args() {
+        Ok(Some(c)) => c,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => return fail(e),
+    };
+    let root = match Root::open(&cli.opts.root) {
+        Ok(r) => r,
+        Err(e) => return fail(format!("{}: cannot open root: {e}", cli.opts.root.display())),
+    };
+    let with_class = !cli.fixed_class;
+    let mut ok = true;
+    let mut json_items = Vec::new();
+    let mut text = String::new();
+    let mut rows = Vec::new();
+    for &class in &cli.classes {
+        let opts = &cli.opts;
+        let res: Result<(), MergeError> = (|| {
+            match cli.verb.as_str() {
+                "list" => {
+                    let (initrd, scope) = plan::root_scope(&root);
+                    let disc = extmerge::discover::discover(&root, class, initrd).map_err(plan::PlanError::from)?;
+                    for s in &disc.skipped {
+                        eprintln!("Skipping {}: {}", root.display_path(&s.path).display(), s.reason);
+                    }
+                    let _ = scope;
+                    for i in disc.images {
+                        let c = plan::Candidate { image: i, verdict: Verdict::Match, release: None };
+                        if cli.json.is_some() {
+                            json_items.push(report::list_json(&root, &c, with_class));
+                        } else {
+                            let mut r = vec![c.image.name.clone(), c.image.kind.as_str().into(), root.display_path(&c.image.path).display().to_string(), c.image.mtime_usec.map(report::format_usec).unwrap_or("-".into())];
+                            if with_class {
+                                r.insert(1, class.as_str().into());
+                            }
+                            rows.push(r);
+                        }
+                    }
+                }
+                "status" => {
+                    let hs = opts.hierarchies_for(class).map_err(plan::PlanError::Hierarchies)?;
+                    let st = metadata::status(&root, class, &hs)?;
+                    if cli.json.is_some() {
+                        json_items.extend(report::status_json(&st, with_class.then_some(class)));
+                    } else {
+                        for r in st {
+                            let mut row = vec![
+                                r.hierarchy,
+                                r.extensions.map(|e| e.join(" ")).unwrap_or("none".into()),
+                                r.since_usec.map(report::format_usec).unwrap_or("-".into()),
+                            ];
+                            if with_class {
+                                row.insert(1, class.as_str().into());
+                            }
+                            rows.push(row);
+                        }
+                    }
+                }
+                "plan" => show_plan(&cli, &root, class, &mut json_items, &mut text)?,
+                "merge" | "refresh" if cli.dry_run => show_plan(&cli, &root, class, &mut json_items, &mut text)?,
+                "merge" | "refresh" => {
+                    let out = if cli.verb == "merge" { merge::merge(opts, class)? } else { merge::refresh(opts, class)? };
+                    if out.extensions.is_empty() {
+                        if out.ignored > 0 {
+                            eprintln!("No suitable {class} extensions found ({} ignored due to incompatible image(s)).", out.ignored);
+                        } else {
+                            eprintln!("No {class} extensions found.");
+                        }
+                    } else if out.unchanged {
+                        eprintln!("Skipping {class} refresh because no change was found, use --always-refresh=yes to always do a refresh.");
+                    } else {
+                        eprintln!("Using extensions '{}'.", out.extensions.join("', '"));
+                        for h in &out.merged {
+                            eprintln!("Merged extensions into '{}'.", root.display_path(h).display());
+                        }
+                    }
+                }
+                "unmerge" => {
+                    let done = merge::unmerge(opts, class)?;
+                    if done.is_empty() {
+                        eprintln!("No {class} extensions merged, nothing to unmerge.");
+                    }
+                }
+                _ => unreachable!(),
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            eprintln!("{e}");
+            ok = false;
+        }
+    }
+    match cli.verb.as_str() {
+        "list" | "status" => {
+            if let Some(pretty) = cli.json {
+                print_json(Json::Array(json_items), pretty);
+            } else if cli.verb == "list" && rows.is_empty() {
+                eprintln!("No OS extensions found.");
+            } else {
+                let mut header = if cli.verb == "list" { vec!["NAME", "TYPE", "PATH", "TIME"] } else { vec!["HIERARCHY", "EXTENSIONS", "SINCE"] };
+                if with_class {
+                    header.insert(1, "CLASS");
+                }
+                if cli.verb == "list" {
+                    rows.sort();
+                }
+                print!("{}", report::table(&header, &rows, cli.legend));
+            }
+        }
+        _ => {
+            if let Some(pretty) = cli.json.filter(|_| !json_items.is_empty()) {
+                print_json(Json::Array(json_items), pretty);
+            }
+            print!("{text}");
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn show_plan(cli: &Cli, root: &Root, class: Class, json: &mut Vec<Json>, text: &mut String) -> Result<(), MergeError> {
+    let p = plan::plan_in(root, &cli.opts, class)?;
+    if cli.json.is_some() {
+        json.push(report::plan_json(root, &p));
+    } else {
+        text.push_str(&report::plan_text(root, &p));
+    }
+    Ok(())
+}

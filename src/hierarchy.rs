@@ -1,0 +1,99 @@
+//! Finding the *host* directory of a hierarchy, also while our merge covers it.
+//!
+//! A refresh builds the new overlay before the old one is removed (so the hierarchy
+//! is never bare), but then `<root>/usr` resolves to the old overlay, not to the host's
+//! `/usr` that must be the bottom layer. When the hierarchy is a plain directory of its
+//! parent's mount, a non-recursive clone of the parent (`open_tree(OPEN_TREE_CLONE)`)
+//! shows the directory without the overlay on it. When the hierarchy is itself the
+//! root of a mount (a separate `/usr` file system) there is no way to reach below the
+//! overlay, and the caller has to unmerge first ([`HostDir::StackedOnMount`]).
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{OFlags, ResolveFlags};
+
+use crate::class::Class;
+use crate::fsutil::{self, Root};
+use crate::metadata;
+
+/// Where the host's own directory of a hierarchy is.
+#[derive(Debug)]
+pub enum HostDir {
+    /// The hierarchy does not exist in the root.
+    Missing,
+    /// Not merged: the directory itself.
+    Plain(OwnedFd),
+    /// Merged by us: a detached, non-recursive clone of the parent's mount and the
+    /// hierarchy's name in it.
+    UnderMerge {
+        /// Clone of the parent directory's mount (no submounts).
+        parent_clone: OwnedFd,
+        /// The hierarchy's last component.
+        name: OsString,
+    },
+    /// Merged by us over a mount root: the host directory cannot be reached.
+    StackedOnMount,
+}
+
+impl HostDir {
+    /// Looks up the host directory of `h` in `root` for `class`.
+    pub fn open(root: &Root, class: Class, h: &str) -> io::Result<HostDir> {
+        let fd = match root.open_at(h, OFlags::PATH | OFlags::DIRECTORY) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HostDir::Missing),
+            Err(e) => return Err(e),
+        };
+        let merged = metadata::find_merged(root, class, h)
+            .map_err(|e| io::Error::from_raw_os_error(e.errno))?
+            .is_some();
+        if !merged {
+            return Ok(HostDir::Plain(fd));
+        }
+        let path = Path::new(h);
+        let parent_rel = path.parent().unwrap_or(Path::new("/"));
+        let name = path.file_name().map(OsString::from).unwrap_or_default();
+        let parent = root.open_at(parent_rel, OFlags::PATH | OFlags::DIRECTORY)?;
+        let (top_id, parent_id) = (mount_id(fd.as_fd())?, mount_id(parent.as_fd())?);
+        if parent_mount_of(top_id)? != Some(parent_id) {
+            return Ok(HostDir::StackedOnMount);
+        }
+        let parent_clone = crate::mount::clone_tree(parent.as_fd(), h)
+            .map_err(|e| e.source)?;
+        Ok(HostDir::UnderMerge { parent_clone, name })
+    }
+
+    /// An fd for reading the host directory (stat, readdir); `None` if unreachable.
+    pub fn reader(&self) -> io::Result<Option<OwnedFd>> {
+        match self {
+            HostDir::Missing | HostDir::StackedOnMount => Ok(None),
+            HostDir::Plain(fd) => Ok(Some(fd.try_clone()?)),
+            HostDir::UnderMerge { parent_clone, name } => Ok(Some(fsutil::open_in(
+                parent_clone.as_fd(),
+                Path::new(name),
+                OFlags::PATH | OFlags::DIRECTORY,
+                ResolveFlags::NO_SYMLINKS,
+            )?)),
+        }
+    }
+}
+
+/// The mount ID of the mount `fd` is on (`statx` `STATX_MNT_ID`, Linux 5.8+).
+pub fn mount_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    use rustix::fs::{statx, AtFlags, StatxFlags};
+    let st = statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)?;
+    Ok(st.stx_mnt_id)
+}
+
+/// The parent mount ID of mount `id`, from `/proc/self/mountinfo`.
+pub fn parent_mount_of(id: u64) -> io::Result<Option<u64>> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(info.lines().find_map(|l| {
+        let mut f = l.split(' ');
+        let me: u64 = f.next()?.parse().ok()?;
+        let parent: u64 = f.next()?.parse().ok()?;
+        (me == id).then_some(parent)
+    }))
+}

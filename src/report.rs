@@ -1,0 +1,234 @@
+//! Rendering plans, lists and status for people (tables) and programs (JSON), with
+//! systemd's field names where systemd has them.
+
+use crate::class::Class;
+use crate::fsutil::Root;
+use crate::json::Json;
+use crate::metadata::StatusRow;
+use crate::plan::{Candidate, MergePlan, Upper};
+use crate::release::Verdict;
+
+/// `time` / `since` as systemd prints them in tables: `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn format_usec(usec: u64) -> String {
+    let secs = (usec / 1_000_000) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// A simple left-aligned text table.
+pub fn table(header: &[&str], rows: &[Vec<String>], legend: bool) -> String {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<String>| {
+        let n = cells.len();
+        for (i, c) in cells.into_iter().enumerate() {
+            out.push_str(&c);
+            if i + 1 < n {
+                out.push_str(&" ".repeat(w[i] - c.chars().count() + 1));
+            }
+        }
+        out.push('\n');
+    };
+    if legend {
+        line(header.iter().map(|h| h.to_string()).collect());
+    }
+    for r in rows {
+        line(r.clone());
+    }
+    out
+}
+
+/// One `list` entry as systemd's JSON (`name`, `type`, `path`, `time`), plus `class`
+/// when `with_class`.
+pub fn list_json(root: &Root, c: &Candidate, with_class: bool) -> Json {
+    let i = &c.image;
+    let mut o = vec![
+        ("name".to_string(), Json::str(&i.name)),
+        ("type".to_string(), Json::str(i.kind.as_str())),
+        ("path".to_string(), Json::str(root.display_path(&i.path).to_string_lossy())),
+        ("time".to_string(), i.mtime_usec.map(Json::UInt).unwrap_or(Json::Null)),
+    ];
+    if with_class {
+        o.push(("class".to_string(), Json::str(i.class.as_str())));
+    }
+    Json::Object(o)
+}
+
+/// `status` rows as systemd's JSON.
+pub fn status_json(rows: &[StatusRow], class: Option<Class>) -> Vec<Json> {
+    rows.iter()
+        .map(|r| {
+            let mut o = vec![
+                ("hierarchy".to_string(), Json::str(&r.hierarchy)),
+                (
+                    "extensions".to_string(),
+                    match &r.extensions {
+                        Some(v) => Json::Array(v.iter().map(Json::str).collect()),
+                        None => Json::str("none"),
+                    },
+                ),
+                ("since".to_string(), r.since_usec.map(Json::UInt).unwrap_or(Json::Null)),
+            ];
+            if let Some(c) = class {
+                o.push(("class".to_string(), Json::str(c.as_str())));
+            }
+            Json::Object(o)
+        })
+        .collect()
+}
+
+fn verdict_json(v: &Verdict) -> (Json, Json) {
+    match v {
+        Verdict::Match => (Json::str("match"), Json::Null),
+        Verdict::Mismatch(r) => (Json::str("skip"), Json::str(r)),
+    }
+}
+
+/// A plan as JSON: host, candidates with verdicts, skipped entries, hierarchies.
+pub fn plan_json(root: &Root, p: &MergePlan) -> Json {
+    let cands = p
+        .candidates
+        .iter()
+        .map(|c| {
+            let (v, r) = verdict_json(&c.verdict);
+            Json::obj([
+                ("name", Json::str(&c.image.name)),
+                ("type", Json::str(c.image.kind.as_str())),
+                ("path", Json::str(root.display_path(&c.image.path).to_string_lossy())),
+                ("verdict", v),
+                ("reason", r),
+            ])
+        })
+        .collect();
+    let skipped = p
+        .skipped
+        .iter()
+        .map(|s| {
+            Json::obj([
+                ("path", Json::str(root.display_path(&s.path).to_string_lossy())),
+                ("reason", Json::str(&s.reason)),
+            ])
+        })
+        .collect();
+    let hs = p
+        .hierarchies
+        .iter()
+        .map(|h| {
+            let upper = match &h.upper {
+                None => Json::Null,
+                Some(Upper::Ephemeral) => Json::str("ephemeral"),
+                Some(Upper::Persistent { upper, .. }) => Json::str(upper.to_string_lossy()),
+            };
+            Json::obj([
+                ("hierarchy", Json::str(&h.hierarchy)),
+                ("layers", Json::Array(h.layers.iter().map(|l| Json::str(&l.name)).collect())),
+                ("import", h.import.as_ref().map(|p| Json::str(p.to_string_lossy())).unwrap_or(Json::Null)),
+                ("hostLower", Json::Bool(h.host_lower)),
+                ("upper", upper),
+                ("options", Json::str(flags_str(h))),
+            ])
+        })
+        .collect();
+    Json::obj([
+        ("class", Json::str(p.class.as_str())),
+        ("hostId", Json::str(&p.host.id)),
+        ("scope", Json::str(p.host.scope.as_str())),
+        ("mutable", Json::str(p.mutable.as_str())),
+        ("extensions", Json::Array(p.extensions.iter().map(Json::str).collect())),
+        ("candidates", Json::Array(cands)),
+        ("skipped", Json::Array(skipped)),
+        ("hierarchies", Json::Array(hs)),
+        ("untouched", Json::Array(p.untouched.iter().map(Json::str).collect())),
+    ])
+}
+
+fn flags_str(h: &crate::plan::HierarchyPlan) -> String {
+    let f = h.flags;
+    let mut v = vec![if f.read_only { "ro" } else { "rw" }];
+    for (on, s) in [(f.nodev, "nodev"), (f.nosuid, "nosuid"), (f.noexec, "noexec")] {
+        if on {
+            v.push(s);
+        }
+    }
+    v.join(",")
+}
+
+/// A plan for people.
+pub fn plan_text(root: &Root, p: &MergePlan) -> String {
+    let mut s = format!(
+        "{}: host {} ID={} VERSION_ID={} {}={} scope={} arch={}\n",
+        p.class,
+        p.host.os_release_path.display(),
+        p.host.id,
+        p.host.version_id.as_deref().unwrap_or("-"),
+        p.class.level_key(),
+        p.host.level(p.class).unwrap_or("-"),
+        p.host.scope.as_str(),
+        p.host.arch.as_deref().unwrap_or("unknown"),
+    );
+    for c in &p.candidates {
+        let path = root.display_path(&c.image.path);
+        match &c.verdict {
+            Verdict::Match => s += &format!("  use  {} ({}, {})\n", c.image.name, c.image.kind.as_str(), path.display()),
+            Verdict::Mismatch(r) => s += &format!("  skip {} ({}): {r}\n", c.image.name, path.display()),
+        }
+    }
+    for k in &p.skipped {
+        s += &format!("  ignore {}: {}\n", root.display_path(&k.path).display(), k.reason);
+    }
+    for h in &p.hierarchies {
+        let names: Vec<&str> = h.layers.iter().map(|l| l.name.as_str()).collect();
+        s += &format!(
+            "  {}: {} (top first){}{} [{}{}]\n",
+            h.hierarchy,
+            names.join(", "),
+            if h.import.is_some() { ", import" } else { "" },
+            if h.host_lower { ", host" } else { "" },
+            flags_str(h),
+            match &h.upper {
+                None => String::new(),
+                Some(Upper::Ephemeral) => ", upper=ephemeral".into(),
+                Some(Upper::Persistent { upper, .. }) => format!(", upper={}", upper.display()),
+            }
+        );
+    }
+    for h in &p.untouched {
+        s += &format!("  {h}: no extension contributes, left alone\n");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(format_usec(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_usec(1_795_046_400_000_000), "2026-11-19 00:00:00 UTC");
+        assert_eq!(format_usec(951_782_400_000_000 + 3_723_000_000), "2000-02-29 01:02:03 UTC");
+    }
+
+    #[test]
+    fn tables() {
+        let t = table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]], true);
+        assert_eq!(t, "A   BB\nxyz 1\n");
+        assert_eq!(table(&["A"], &[vec!["x".into()]], false), "x\n");
+    }
+}

@@ -41,7 +41,9 @@ impl Class {
     /// v258+). `initrd` selects the list used when `<root>/etc/initrd-release` exists.
     pub fn search_dirs(self, initrd: bool) -> &'static [&'static str] {
         match (self, initrd) {
-            (Class::Sysext, false) => &["/etc/extensions", "/run/extensions", "/var/lib/extensions"],
+            (Class::Sysext, false) => {
+                &["/etc/extensions", "/run/extensions", "/var/lib/extensions"]
+            }
             (Class::Sysext, true) => &[
                 "/etc/extensions",
                 "/run/extensions",

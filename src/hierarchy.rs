@@ -60,8 +60,7 @@ impl HostDir {
         if parent_mount_of(top_id)? != Some(parent_id) {
             return Ok(HostDir::StackedOnMount);
         }
-        let parent_clone = crate::mount::clone_tree(parent.as_fd(), h)
-            .map_err(|e| e.source)?;
+        let parent_clone = crate::mount::clone_tree(parent.as_fd(), h).map_err(|e| e.source)?;
         Ok(HostDir::UnderMerge { parent_clone, name })
     }
 

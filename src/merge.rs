@@ -107,7 +107,11 @@ impl Txn {
         Ok(())
     }
 
-    fn on_undo(&mut self, what: impl Into<String>, f: impl FnOnce() -> Result<(), MountError> + 'static) {
+    fn on_undo(
+        &mut self,
+        what: impl Into<String>,
+        f: impl FnOnce() -> Result<(), MountError> + 'static,
+    ) {
         self.undo.push((what.into(), Box::new(f)));
     }
 
@@ -145,17 +149,28 @@ fn open_fd(dir: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> io::Result<OwnedFd
 fn mkdir_p_in_root(root: &Root, rel: &Path, mode: u32) -> io::Result<OwnedFd> {
     let mut cur = root.open_at("/", OFlags::PATH | OFlags::DIRECTORY)?;
     for c in rel.components() {
-        let std::path::Component::Normal(name) = c else { continue };
+        let std::path::Component::Normal(name) = c else {
+            continue;
+        };
         match rustix::fs::mkdirat(&cur, name, Mode::from_raw_mode(mode)) {
             Ok(()) => {
-                let fd = open_fd(cur.as_fd(), Path::new(name), OFlags::RDONLY | OFlags::DIRECTORY)?;
+                let fd = open_fd(
+                    cur.as_fd(),
+                    Path::new(name),
+                    OFlags::RDONLY | OFlags::DIRECTORY,
+                )?;
                 rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
             }
             Err(rustix::io::Errno::EXIST) => {}
             Err(e) => return Err(e.into()),
         }
         // Resolve inside the root, so a symlink component cannot lead out of it.
-        let next = fsutil::open_in(root.fd(), &rel_prefix(rel, name), OFlags::PATH | OFlags::DIRECTORY, ResolveFlags::empty())?;
+        let next = fsutil::open_in(
+            root.fd(),
+            &rel_prefix(rel, name),
+            OFlags::PATH | OFlags::DIRECTORY,
+            ResolveFlags::empty(),
+        )?;
         cur = next;
     }
     Ok(cur)
@@ -180,7 +195,12 @@ fn mkdir_at(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<OwnedFd> {
         Ok(()) | Err(rustix::io::Errno::EXIST) => {}
         Err(e) => return Err(e.into()),
     }
-    let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
     Ok(fd)
 }
@@ -197,23 +217,53 @@ struct Staging {
 impl Staging {
     fn create(class: Class, txn: &mut Txn) -> Result<Staging, MergeError> {
         let ws = Path::new(WORKSPACE);
-        rustix::fs::mkdir(ws, Mode::from_raw_mode(0o700)).or_else(|e| if e == rustix::io::Errno::EXIST { Ok(()) } else { Err(e) }).map_err(|e| io_at(ws)(e.into()))?;
-        let parent = rustix::fs::open(ws, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).map_err(|e| io_at(ws)(e.into()))?;
-        let name = format!("{}.{}.{}", class.as_str(), std::process::id(), STAGING_SEQ.fetch_add(1, Ordering::Relaxed));
+        rustix::fs::mkdir(ws, Mode::from_raw_mode(0o700))
+            .or_else(|e| {
+                if e == rustix::io::Errno::EXIST {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|e| io_at(ws)(e.into()))?;
+        let parent = rustix::fs::open(
+            ws,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_at(ws)(e.into()))?;
+        let name = format!(
+            "{}.{}.{}",
+            class.as_str(),
+            std::process::id(),
+            STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
         let dir = mkdir_at(parent.as_fd(), &name, 0o700).map_err(io_at(ws.join(&name)))?;
         let rm_parent = parent.try_clone().map_err(io_at(ws))?;
         let rm_name = name.clone();
         txn.on_undo("staging directory", move || {
-            let _ = rustix::fs::unlinkat(&rm_parent, rm_name.as_str(), rustix::fs::AtFlags::REMOVEDIR);
+            let _ =
+                rustix::fs::unlinkat(&rm_parent, rm_name.as_str(), rustix::fs::AtFlags::REMOVEDIR);
             Ok(())
         });
         txn.step("create staging tmpfs")?;
         let mnt = mount::tmpfs_detached(class.mount_source(), "0755")?;
         txn.step("attach staging tmpfs")?;
-        mount::attach(mnt.as_fd(), dir.as_fd(), false, &ws.join(&name).display().to_string())?;
+        mount::attach(
+            mnt.as_fd(),
+            dir.as_fd(),
+            false,
+            &ws.join(&name).display().to_string(),
+        )?;
         let undo_fd = mnt.try_clone().map_err(io_at(ws))?;
-        txn.on_undo("staging tmpfs", move || mount::detach(undo_fd.as_fd(), "staging tmpfs"));
-        Ok(Staging { mnt, dir_parent: parent, dir_name: name })
+        txn.on_undo("staging tmpfs", move || {
+            mount::detach(undo_fd.as_fd(), "staging tmpfs")
+        });
+        Ok(Staging {
+            mnt,
+            dir_parent: parent,
+            dir_name: name,
+        })
     }
 
     /// Unmounts and removes the staging point (the overlays keep their private clones).
@@ -221,7 +271,11 @@ impl Staging {
         if let Err(e) = mount::detach(self.mnt.as_fd(), "staging tmpfs") {
             crate::log::warn(&format!("{e}"));
         }
-        let _ = rustix::fs::unlinkat(&self.dir_parent, self.dir_name.as_str(), rustix::fs::AtFlags::REMOVEDIR);
+        let _ = rustix::fs::unlinkat(
+            &self.dir_parent,
+            self.dir_name.as_str(),
+            rustix::fs::AtFlags::REMOVEDIR,
+        );
     }
 }
 
@@ -252,18 +306,25 @@ fn build_hierarchy(
     let class = plan.class;
     let comp = hierarchy_component(&h.hierarchy);
     let stage_path = |p: &str| PathBuf::from(WORKSPACE).join(&staging.dir_name).join(p);
-    let meta_root = mkdir_at(staging.mnt.as_fd(), "meta", 0o755).map_err(io_at(stage_path("meta")))?;
-    let meta = mkdir_at(meta_root.as_fd(), &comp, h.mode & 0o7777).map_err(io_at(stage_path(&format!("meta/{comp}"))))?;
-    let dot = mkdir_at(meta.as_fd(), class.metadata_dir(), 0o755).map_err(io_at(stage_path(class.metadata_dir())))?;
-    metadata::write_file(dot.as_fd(), class.list_file(), &plan.list_file()).map_err(io_at(stage_path(class.list_file())))?;
+    let meta_root =
+        mkdir_at(staging.mnt.as_fd(), "meta", 0o755).map_err(io_at(stage_path("meta")))?;
+    let meta = mkdir_at(meta_root.as_fd(), &comp, h.mode & 0o7777)
+        .map_err(io_at(stage_path(&format!("meta/{comp}"))))?;
+    let dot = mkdir_at(meta.as_fd(), class.metadata_dir(), 0o755)
+        .map_err(io_at(stage_path(class.metadata_dir())))?;
+    metadata::write_file(dot.as_fd(), class.list_file(), &plan.list_file())
+        .map_err(io_at(stage_path(class.list_file())))?;
 
     let mut fds: Vec<OwnedFd> = Vec::new();
     let mut lowers = vec![fd_path(meta.as_fd())];
     let mut open_layer = |root_rel: &Path, sub: Option<&str>| -> Result<String, MergeError> {
         let display = root.display_path(root_rel.join(sub.unwrap_or("")));
-        let fd = root.open_at(root_rel, OFlags::PATH | OFlags::DIRECTORY).map_err(io_at(&display))?;
+        let fd = root
+            .open_at(root_rel, OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(io_at(&display))?;
         let fd = match sub {
-            Some(s) => open_fd(fd.as_fd(), Path::new(s), OFlags::PATH | OFlags::DIRECTORY).map_err(io_at(&display))?,
+            Some(s) => open_fd(fd.as_fd(), Path::new(s), OFlags::PATH | OFlags::DIRECTORY)
+                .map_err(io_at(&display))?,
             None => fd,
         };
         let p = fd_path(fd.as_fd());
@@ -284,17 +345,26 @@ fn build_hierarchy(
                 // Attach the clone in the staging area: overlayfs (6.1) takes layers only
                 // from mounts in our namespace. It goes away with the staging tmpfs.
                 let point = format!("under-{comp}");
-                let dir = mkdir_at(staging.mnt.as_fd(), &point, 0o700).map_err(io_at(stage_path(&point)))?;
+                let dir = mkdir_at(staging.mnt.as_fd(), &point, 0o700)
+                    .map_err(io_at(stage_path(&point)))?;
                 txn.step(&format!("attach host {}", h.hierarchy))?;
                 mount::attach(parent_clone.as_fd(), dir.as_fd(), false, &point)?;
                 // Re-open through the path: `dir` is the directory below the new mount.
-                let fd = open_fd(staging.mnt.as_fd(), &Path::new(&point).join(&name), OFlags::PATH | OFlags::DIRECTORY).map_err(io_at(&display))?;
+                let fd = open_fd(
+                    staging.mnt.as_fd(),
+                    &Path::new(&point).join(&name),
+                    OFlags::PATH | OFlags::DIRECTORY,
+                )
+                .map_err(io_at(&display))?;
                 lowers.push(fd_path(fd.as_fd()));
                 fds.push(fd);
             }
             HostDir::Plain(_) => lowers.push(open_layer(Path::new(&h.hierarchy), None)?),
             HostDir::Missing | HostDir::StackedOnMount => {
-                return Err(io_at(&display)(io::Error::new(io::ErrorKind::NotFound, "host directory not reachable under the merged hierarchy")))
+                return Err(io_at(&display)(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "host directory not reachable under the merged hierarchy",
+                )))
             }
         }
     }
@@ -304,14 +374,25 @@ fn build_hierarchy(
     let mut work_dir_file = None;
     match &h.upper {
         None => {}
-        Some(Upper::Persistent { upper: up, work, .. }) => {
-            let upfd = mkdir_p_in_root(root, up, h.mode & 0o7777).map_err(io_at(root.display_path(up)))?;
-            rustix::fs::fchmod(&root.open_at(up, OFlags::RDONLY | OFlags::DIRECTORY).map_err(io_at(root.display_path(up)))?, Mode::from_raw_mode(h.mode & 0o7777)).map_err(|e| io_at(root.display_path(up))(e.into()))?;
+        Some(Upper::Persistent {
+            upper: up, work, ..
+        }) => {
+            let upfd =
+                mkdir_p_in_root(root, up, h.mode & 0o7777).map_err(io_at(root.display_path(up)))?;
+            rustix::fs::fchmod(
+                &root
+                    .open_at(up, OFlags::RDONLY | OFlags::DIRECTORY)
+                    .map_err(io_at(root.display_path(up)))?,
+                Mode::from_raw_mode(h.mode & 0o7777),
+            )
+            .map_err(|e| io_at(root.display_path(up))(e.into()))?;
             let wfd = mkdir_p_in_root(root, work, 0o700).map_err(io_at(root.display_path(work)))?;
             let (a, b) = (rustix::fs::fstat(&upfd), rustix::fs::fstat(&wfd));
             if let (Ok(a), Ok(b)) = (a, b) {
                 if a.st_dev != b.st_dev {
-                    return Err(io_at(root.display_path(work))(io::Error::from_raw_os_error(libc::EXDEV)));
+                    return Err(io_at(root.display_path(work))(
+                        io::Error::from_raw_os_error(libc::EXDEV),
+                    ));
                 }
             }
             upper = Some((fd_path(upfd.as_fd()), fd_path(wfd.as_fd())));
@@ -321,10 +402,14 @@ fn build_hierarchy(
             work_dir_file = Some(metadata::cescape(w.trim_start_matches('/')));
         }
         Some(Upper::Ephemeral) => {
-            let eph = mkdir_at(staging.mnt.as_fd(), "ephemeral", 0o755).map_err(io_at(stage_path("ephemeral")))?;
-            let base = mkdir_at(eph.as_fd(), &comp, 0o755).map_err(io_at(stage_path("ephemeral")))?;
-            let up = mkdir_at(base.as_fd(), "upper", h.mode & 0o7777).map_err(io_at(stage_path("ephemeral/upper")))?;
-            let wk = mkdir_at(base.as_fd(), "work", 0o700).map_err(io_at(stage_path("ephemeral/work")))?;
+            let eph = mkdir_at(staging.mnt.as_fd(), "ephemeral", 0o755)
+                .map_err(io_at(stage_path("ephemeral")))?;
+            let base =
+                mkdir_at(eph.as_fd(), &comp, 0o755).map_err(io_at(stage_path("ephemeral")))?;
+            let up = mkdir_at(base.as_fd(), "upper", h.mode & 0o7777)
+                .map_err(io_at(stage_path("ephemeral/upper")))?;
+            let wk = mkdir_at(base.as_fd(), "work", 0o700)
+                .map_err(io_at(stage_path("ephemeral/work")))?;
             upper = Some((fd_path(up.as_fd()), fd_path(wk.as_fd())));
             fds.push(up);
             fds.push(wk);
@@ -346,7 +431,11 @@ fn build_hierarchy(
     }
     if mutable {
         attrs |= MountAttrFlags::MOUNT_ATTR_NOATIME;
-        for (k, v) in [("redirect_dir", "on"), ("metacopy", "off"), ("index", "off")] {
+        for (k, v) in [
+            ("redirect_dir", "on"),
+            ("metacopy", "off"),
+            ("index", "off"),
+        ] {
             options.push((k.into(), Some(v.into())));
         }
     } else {
@@ -365,21 +454,38 @@ fn build_hierarchy(
         e
     })?;
     drop(fds);
-    let st = rustix::fs::fstat(&mnt).map_err(|e| io_at(root.display_path(&h.hierarchy))(e.into()))?;
+    let st =
+        rustix::fs::fstat(&mnt).map_err(|e| io_at(root.display_path(&h.hierarchy))(e.into()))?;
     txn.step(&format!("write metadata for {}", h.hierarchy))?;
-    let wr = |name: &str, content: &str| metadata::write_file(dot.as_fd(), name, content).map_err(io_at(stage_path(name)));
+    let wr = |name: &str, content: &str| {
+        metadata::write_file(dot.as_fd(), name, content).map_err(io_at(stage_path(name)))
+    };
     wr("dev", &format!("{}\n", metadata::format_dev(st.st_dev)))?;
     if let Some(w) = work_dir_file {
         wr("work_dir", &format!("{w}\n"))?;
     }
     wr(metadata::FINGERPRINT_FILE, fingerprint)?;
     // The merged root's mtime is the merge time ("since" in status).
-    rustix::fs::futimens(&meta, &rustix::fs::Timestamps {
-        last_access: rustix::fs::Timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
-        last_modification: rustix::fs::Timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
-    })
+    rustix::fs::futimens(
+        &meta,
+        &rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_NOW,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_NOW,
+            },
+        },
+    )
     .map_err(|e| io_at(stage_path("meta"))(e.into()))?;
-    Ok(Built { hierarchy: h.hierarchy.clone(), mnt, meta, mutable })
+    Ok(Built {
+        hierarchy: h.hierarchy.clone(),
+        mnt,
+        meta,
+        mutable,
+    })
 }
 
 /// Whether `move_mount(MOVE_MOUNT_BENEATH)` should be tried for a refresh.
@@ -390,7 +496,12 @@ fn use_beneath() -> bool {
 /// Puts `new` where `old_top` (the mount on top of the hierarchy) is, then removes
 /// `old_top`. With `MOVE_MOUNT_BENEATH` (6.5+) there is no moment without a mount;
 /// without it (6.1) the old one is detached first and the new attached right after.
-fn swap(root: &Root, h: &str, old_top: BorrowedFd<'_>, new: BorrowedFd<'_>) -> Result<(), MountError> {
+fn swap(
+    root: &Root,
+    h: &str,
+    old_top: BorrowedFd<'_>,
+    new: BorrowedFd<'_>,
+) -> Result<(), MountError> {
     let what = root.display_path(h).display().to_string();
     if use_beneath() {
         match mount::attach(new, old_top, true, &what) {
@@ -408,10 +519,21 @@ fn swap(root: &Root, h: &str, old_top: BorrowedFd<'_>, new: BorrowedFd<'_>) -> R
     mount::attach(new, target.as_fd(), false, &what)
 }
 
-fn attach_built(root: &Root, plan: &MergePlan, b: &Built, host_exists: bool, replace: bool, txn: &mut Txn) -> Result<(), MergeError> {
+fn attach_built(
+    root: &Root,
+    plan: &MergePlan,
+    b: &Built,
+    host_exists: bool,
+    replace: bool,
+    txn: &mut Txn,
+) -> Result<(), MergeError> {
     let class = plan.class;
     let h = b.hierarchy.as_str();
-    let old = if replace { find_merged(root, class, h)? } else { None };
+    let old = if replace {
+        find_merged(root, class, h)?
+    } else {
+        None
+    };
     if !host_exists && old.is_none() {
         txn.step(&format!("create {h}"))?;
         mkdir_p_in_root(root, Path::new(h), 0o755).map_err(io_at(root.display_path(h)))?;
@@ -424,25 +546,43 @@ fn attach_built(root: &Root, plan: &MergePlan, b: &Built, host_exists: bool, rep
             let new_fd = b.mnt.try_clone().map_err(io_at(root.display_path(h)))?;
             let (root_path, hh) = (root.path().to_path_buf(), h.to_string());
             txn.on_undo(format!("refresh of {h}"), move || {
-                let root = Root::open(&root_path).map_err(|e| MountError::new("open", root_path.display().to_string(), e))?;
+                let root = Root::open(&root_path)
+                    .map_err(|e| MountError::new("open", root_path.display().to_string(), e))?;
                 swap(&root, &hh, new_fd.as_fd(), old_clone.as_fd())
             });
         }
         None => {
-            let target = root.open_at(h, OFlags::PATH | OFlags::DIRECTORY).map_err(io_at(root.display_path(h)))?;
-            mount::attach(b.mnt.as_fd(), target.as_fd(), false, &root.display_path(h).display().to_string())?;
+            let target = root
+                .open_at(h, OFlags::PATH | OFlags::DIRECTORY)
+                .map_err(io_at(root.display_path(h)))?;
+            mount::attach(
+                b.mnt.as_fd(),
+                target.as_fd(),
+                false,
+                &root.display_path(h).display().to_string(),
+            )?;
             let undo_fd = b.mnt.try_clone().map_err(io_at(root.display_path(h)))?;
             let what = root.display_path(h).display().to_string();
-            txn.on_undo(format!("merge of {h}"), move || mount::detach(undo_fd.as_fd(), &what));
+            txn.on_undo(format!("merge of {h}"), move || {
+                mount::detach(undo_fd.as_fd(), &what)
+            });
         }
     }
     if b.mutable {
         // Keep the metadata read-only even though the overlay is writable.
         txn.step(&format!("protect metadata of {h}"))?;
-        let dot = open_fd(b.mnt.as_fd(), Path::new(class.metadata_dir()), OFlags::PATH | OFlags::DIRECTORY)
-            .map_err(io_at(metadata::metadata_path(h, class)))?;
+        let dot = open_fd(
+            b.mnt.as_fd(),
+            Path::new(class.metadata_dir()),
+            OFlags::PATH | OFlags::DIRECTORY,
+        )
+        .map_err(io_at(metadata::metadata_path(h, class)))?;
         let bind = mount::clone_tree(dot.as_fd(), class.metadata_dir())?;
-        mount::set_attrs(bind.as_fd(), MountAttrFlags::MOUNT_ATTR_RDONLY, class.metadata_dir())?;
+        mount::set_attrs(
+            bind.as_fd(),
+            MountAttrFlags::MOUNT_ATTR_RDONLY,
+            class.metadata_dir(),
+        )?;
         mount::attach(bind.as_fd(), dot.as_fd(), false, class.metadata_dir())?;
     }
     let _ = &b.meta;
@@ -462,12 +602,20 @@ pub fn execute(root: &Root, plan: &MergePlan, replace: bool) -> Result<Vec<Strin
     }
 }
 
-fn execute_in(root: &Root, plan: &MergePlan, replace: bool, txn: &mut Txn) -> Result<Vec<String>, MergeError> {
+fn execute_in(
+    root: &Root,
+    plan: &MergePlan,
+    replace: bool,
+    txn: &mut Txn,
+) -> Result<Vec<String>, MergeError> {
     let fingerprint = plan.fingerprint(root);
     let staging = Staging::create(plan.class, txn)?;
     let mut built = Vec::new();
     for h in &plan.hierarchies {
-        built.push((build_hierarchy(root, plan, h, &staging, &fingerprint, txn)?, h.host_exists));
+        built.push((
+            build_hierarchy(root, plan, h, &staging, &fingerprint, txn)?,
+            h.host_exists,
+        ));
     }
     for (b, exists) in &built {
         attach_built(root, plan, b, *exists, replace, txn)?;
@@ -492,7 +640,9 @@ pub fn open_root(opts: &Options) -> Result<Root, MergeError> {
 /// `merge`: fails with [`MergeError::AlreadyMerged`] if a hierarchy is merged already.
 pub fn merge(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
     let root = open_root(opts)?;
-    let hierarchies = opts.hierarchies_for(class).map_err(PlanError::Hierarchies)?;
+    let hierarchies = opts
+        .hierarchies_for(class)
+        .map_err(PlanError::Hierarchies)?;
     for h in &hierarchies {
         if find_merged(&root, class, h)?.is_some() {
             return Err(MergeError::AlreadyMerged(root.display_path(h)));
@@ -526,11 +676,16 @@ pub fn refresh(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
         out.unmerged = unmerge_in(opts, &root, class)?;
         return Ok(out);
     }
-    let hierarchies = opts.hierarchies_for(class).map_err(PlanError::Hierarchies)?;
+    let hierarchies = opts
+        .hierarchies_for(class)
+        .map_err(PlanError::Hierarchies)?;
     for h in &hierarchies {
         if matches!(HostDir::open(&root, class, h), Ok(HostDir::StackedOnMount)) {
             // A merge over a mount root cannot be replaced from below: unmerge, then merge.
-            crate::log::info(&format!("{}: merged over a mount point, refreshing by unmerge + merge", root.display_path(h).display()));
+            crate::log::info(&format!(
+                "{}: merged over a mount point, refreshing by unmerge + merge",
+                root.display_path(h).display()
+            ));
             out.unmerged = unmerge_in(opts, &root, class)?;
             let plan = plan::plan_in(&root, opts, class)?;
             out.merged = execute(&root, &plan, false)?;
@@ -540,7 +695,11 @@ pub fn refresh(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
     }
     if !opts.always_refresh {
         let fp = plan.fingerprint(&root);
-        let planned: Vec<&str> = plan.hierarchies.iter().map(|h| h.hierarchy.as_str()).collect();
+        let planned: Vec<&str> = plan
+            .hierarchies
+            .iter()
+            .map(|h| h.hierarchy.as_str())
+            .collect();
         let mut same = true;
         for h in &hierarchies {
             let cur = find_merged(&root, class, h)?;
@@ -557,7 +716,11 @@ pub fn refresh(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
         }
     }
     // Hierarchies merged before but not touched by the new set: unmerge them too.
-    let planned: Vec<String> = plan.hierarchies.iter().map(|h| h.hierarchy.clone()).collect();
+    let planned: Vec<String> = plan
+        .hierarchies
+        .iter()
+        .map(|h| h.hierarchy.clone())
+        .collect();
     out.merged = execute(&root, &plan, true)?;
     for h in hierarchies.iter().filter(|h| !planned.contains(h)) {
         if unmerge_hierarchy(&root, class, h)? {
@@ -575,7 +738,9 @@ pub fn unmerge(opts: &Options, class: Class) -> Result<Vec<String>, MergeError> 
 }
 
 fn unmerge_in(opts: &Options, root: &Root, class: Class) -> Result<Vec<String>, MergeError> {
-    let hierarchies = opts.hierarchies_for(class).map_err(PlanError::Hierarchies)?;
+    let hierarchies = opts
+        .hierarchies_for(class)
+        .map_err(PlanError::Hierarchies)?;
     let names: Vec<String> = hierarchies
         .iter()
         .filter_map(|h| find_merged(root, class, h).ok().flatten())
@@ -598,7 +763,9 @@ fn unmerge_hierarchy(root: &Root, class: Class, h: &str) -> Result<bool, MergeEr
     let mut any = false;
     // Each round removes one layer of stacking; bounded so a broken state cannot loop.
     for _ in 0..64 {
-        let Some(m) = find_merged(root, class, h)? else { break };
+        let Some(m) = find_merged(root, class, h)? else {
+            break;
+        };
         mount::detach(m.fd.as_fd(), &root.display_path(h).display().to_string())?;
         if let Some(w) = &m.work_dir {
             remove_tree_in_root(root, Path::new(w)).map_err(io_at(root.display_path(w)))?;
@@ -611,7 +778,9 @@ fn unmerge_hierarchy(root: &Root, class: Class, h: &str) -> Result<bool, MergeEr
 
 /// `rm -rf` of `rel` inside the root, never following symlinks.
 pub fn remove_tree_in_root(root: &Root, rel: &Path) -> io::Result<()> {
-    let Some(name) = rel.file_name() else { return Ok(()) };
+    let Some(name) = rel.file_name() else {
+        return Ok(());
+    };
     let parent = rel.parent().unwrap_or(Path::new("/"));
     let pfd = match root.open_at(parent, OFlags::RDONLY | OFlags::DIRECTORY) {
         Ok(fd) => fd,
@@ -632,13 +801,20 @@ fn remove_entry(dir: BorrowedFd<'_>, name: &std::ffi::OsStr, depth: usize) -> io
     if depth > 256 {
         return Err(io::Error::from_raw_os_error(libc::ELOOP));
     }
-    let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     let mut names = Vec::new();
     for e in rustix::fs::Dir::read_from(&fd)? {
         let e = e?;
         let n = e.file_name().to_bytes();
         if n != b"." && n != b".." {
-            names.push(std::ffi::OsString::from(std::ffi::OsStr::from_bytes_compat(n)));
+            names.push(std::ffi::OsString::from(
+                std::ffi::OsStr::from_bytes_compat(n),
+            ));
         }
     }
     for n in names {
@@ -669,11 +845,19 @@ fn maybe_reload(opts: &Options, root: &Root, class: Class, names: &[String]) {
         return;
     }
     let (initrd, scope) = plan::root_scope(root);
-    let Ok(host) = crate::release::HostIdentity::load(root, scope) else { return };
-    let Ok((cands, _)) = plan::evaluate(root, class, &host, initrd, true) else { return };
+    let Ok(host) = crate::release::HostIdentity::load(root, scope) else {
+        return;
+    };
+    let Ok((cands, _)) = plan::evaluate(root, class, &host, initrd, true) else {
+        return;
+    };
     let wants = cands.iter().any(|c| {
         names.contains(&c.image.name)
-            && c.release.as_ref().and_then(|r| r.env.get("EXTENSION_RELOAD_MANAGER")).and_then(crate::options::parse_boolean) == Some(true)
+            && c.release
+                .as_ref()
+                .and_then(|r| r.env.get("EXTENSION_RELOAD_MANAGER"))
+                .and_then(crate::options::parse_boolean)
+                == Some(true)
     });
     if wants {
         crate::log::info("Reloading the service manager (EXTENSION_RELOAD_MANAGER=1).");

@@ -97,7 +97,11 @@ pub struct Merged {
     pub since_usec: u64,
 }
 
-fn read_meta(dir: BorrowedFd<'_>, class: Class, file: &str) -> Result<Option<String>, fsutil::ReadError> {
+fn read_meta(
+    dir: BorrowedFd<'_>,
+    class: Class,
+    file: &str,
+) -> Result<Option<String>, fsutil::ReadError> {
     let p = PathBuf::from(class.metadata_dir()).join(file);
     match fsutil::read_file_in(dir, &p, ResolveFlags::NO_SYMLINKS, fsutil::MAX_TEXT_FILE) {
         Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
@@ -131,13 +135,26 @@ pub fn find_merged(root: &Root, class: Class, h: &str) -> Result<Option<Merged>,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(err(e.to_string(), e.raw_os_error().unwrap_or(libc::EIO))),
     };
-    if !mount::is_mount_root(fd.as_fd()).map_err(|e| err(e.to_string(), e.raw_os_error().unwrap_or(libc::EIO)))? {
+    if !mount::is_mount_root(fd.as_fd())
+        .map_err(|e| err(e.to_string(), e.raw_os_error().unwrap_or(libc::EIO)))?
+    {
         return Ok(None);
     }
-    let rd = |file: &str| read_meta(fd.as_fd(), class, file).map_err(|e| err(format!("{}/{file}: {e}", class.metadata_dir()), e.errno()));
-    let Some(dev) = rd("dev")? else { return Ok(None) };
+    let rd = |file: &str| {
+        read_meta(fd.as_fd(), class, file)
+            .map_err(|e| err(format!("{}/{file}: {e}", class.metadata_dir()), e.errno()))
+    };
+    let Some(dev) = rd("dev")? else {
+        return Ok(None);
+    };
     let dev = parse_dev(dev.lines().next().unwrap_or("")).ok_or_else(|| {
-        err(format!("{}/dev: not a major:minor device number", class.metadata_dir()), libc::EINVAL)
+        err(
+            format!(
+                "{}/dev: not a major:minor device number",
+                class.metadata_dir()
+            ),
+            libc::EINVAL,
+        )
     })?;
     let st = rustix::fs::fstat(&fd).map_err(|e| err(e.to_string(), e.raw_os_error()))?;
     if st.st_dev != dev {
@@ -150,12 +167,23 @@ pub fn find_merged(root: &Root, class: Class, h: &str) -> Result<Option<Merged>,
         .map(String::from)
         .collect();
     let work_dir = match rd("work_dir")? {
-        Some(w) => Some(cunescape(w.trim_end_matches('\n')).ok_or_else(|| err(format!("{}/work_dir: bad escape", class.metadata_dir()), libc::EINVAL))?),
+        Some(w) => Some(cunescape(w.trim_end_matches('\n')).ok_or_else(|| {
+            err(
+                format!("{}/work_dir: bad escape", class.metadata_dir()),
+                libc::EINVAL,
+            )
+        })?),
         None => None,
     };
     let fingerprint = rd(FINGERPRINT_FILE)?;
     let since_usec = (st.st_mtime as u64) * 1_000_000 + (st.st_mtime_nsec as u64) / 1000;
-    Ok(Some(Merged { fd, extensions, work_dir, fingerprint, since_usec }))
+    Ok(Some(Merged {
+        fd,
+        extensions,
+        work_dir,
+        fingerprint,
+        since_usec,
+    }))
 }
 
 /// One row of `status`.
@@ -170,15 +198,27 @@ pub struct StatusRow {
 }
 
 /// `status`: a row per existing hierarchy, sorted by hierarchy.
-pub fn status(root: &Root, class: Class, hierarchies: &[String]) -> Result<Vec<StatusRow>, StateError> {
+pub fn status(
+    root: &Root,
+    class: Class,
+    hierarchies: &[String],
+) -> Result<Vec<StatusRow>, StateError> {
     let mut rows = Vec::new();
     for h in hierarchies {
         if root.open_at(h, OFlags::PATH).is_err() {
             continue;
         }
         rows.push(match find_merged(root, class, h)? {
-            Some(m) => StatusRow { hierarchy: h.clone(), extensions: Some(m.extensions), since_usec: Some(m.since_usec) },
-            None => StatusRow { hierarchy: h.clone(), extensions: None, since_usec: None },
+            Some(m) => StatusRow {
+                hierarchy: h.clone(),
+                extensions: Some(m.extensions),
+                since_usec: Some(m.since_usec),
+            },
+            None => StatusRow {
+                hierarchy: h.clone(),
+                extensions: None,
+                since_usec: None,
+            },
         });
     }
     rows.sort_by(|a, b| a.hierarchy.cmp(&b.hierarchy));
@@ -225,7 +265,10 @@ mod tests {
     #[test]
     fn escapes() {
         for (raw, esc) in [
-            ("var/lib/extensions.mutable/.systemd-usr-workdir", "var/lib/extensions.mutable/.systemd-usr-workdir"),
+            (
+                "var/lib/extensions.mutable/.systemd-usr-workdir",
+                "var/lib/extensions.mutable/.systemd-usr-workdir",
+            ),
             ("a\nb", "a\\nb"),
             ("back\\slash", "back\\\\slash"),
             ("tab\t", "tab\\t"),

@@ -13,8 +13,8 @@ use std::os::unix::ffi::OsStrExt;
 
 use rustix::mount::{
     fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
-    open_tree, unmount, FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags,
-    OpenTreeFlags, UnmountFlags,
+    open_tree, unmount, FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags,
+    UnmountFlags,
 };
 
 /// A failed mount step: which call, on what, and the kernel's own words if it gave any.
@@ -80,7 +80,12 @@ fn context_messages(fs: &OwnedFd) -> Vec<String> {
     out
 }
 
-fn ctx_err(fs: &OwnedFd, op: &'static str, what: impl Into<String>, e: rustix::io::Errno) -> MountError {
+fn ctx_err(
+    fs: &OwnedFd,
+    op: &'static str,
+    what: impl Into<String>,
+    e: rustix::io::Errno,
+) -> MountError {
     MountError {
         op,
         what: what.into(),
@@ -94,24 +99,44 @@ fn ctx_err(fs: &OwnedFd, op: &'static str, what: impl Into<String>, e: rustix::i
 pub fn tmpfs_detached(source: &str, mode: &str) -> Result<OwnedFd, MountError> {
     let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
         .map_err(|e| MountError::new("fsopen", "tmpfs", e))?;
-    fsconfig_set_string(&fs, "source", source).map_err(|e| ctx_err(&fs, "fsconfig source", "tmpfs", e))?;
-    fsconfig_set_string(&fs, "mode", mode).map_err(|e| ctx_err(&fs, "fsconfig mode", "tmpfs", e))?;
+    fsconfig_set_string(&fs, "source", source)
+        .map_err(|e| ctx_err(&fs, "fsconfig source", "tmpfs", e))?;
+    fsconfig_set_string(&fs, "mode", mode)
+        .map_err(|e| ctx_err(&fs, "fsconfig mode", "tmpfs", e))?;
     fsconfig_create(&fs).map_err(|e| ctx_err(&fs, "fsconfig create", "tmpfs", e))?;
-    fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID)
-        .map_err(|e| ctx_err(&fs, "fsmount", "tmpfs", e))
+    fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID,
+    )
+    .map_err(|e| ctx_err(&fs, "fsmount", "tmpfs", e))
 }
 
 /// `move_mount(mnt, "", target, "", F_EMPTY_PATH | T_EMPTY_PATH [| BENEATH])`: attaches a
 /// detached mount (or moves an attached one) onto the directory `target` refers to.
 /// With `beneath` (Linux 6.5+) it goes *under* the mount on top of `target`, so that
 /// unmounting that one reveals the new mount with no gap.
-pub fn attach(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>, beneath: bool, what: &str) -> Result<(), MountError> {
-    let mut flags = MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH;
+pub fn attach(
+    mnt: BorrowedFd<'_>,
+    target: BorrowedFd<'_>,
+    beneath: bool,
+    what: &str,
+) -> Result<(), MountError> {
+    let mut flags =
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH;
     if beneath {
         flags |= MoveMountFlags::MOVE_MOUNT_BENEATH;
     }
     move_mount(mnt, "", target, "", flags).map_err(|e| {
-        MountError::new(if beneath { "move_mount beneath" } else { "move_mount" }, what, e)
+        MountError::new(
+            if beneath {
+                "move_mount beneath"
+            } else {
+                "move_mount"
+            },
+            what,
+            e,
+        )
     })
 }
 
@@ -119,7 +144,8 @@ pub fn attach(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>, beneath: bool, what: 
 /// Going through the fd rather than a path means we unmount what we opened, even if a
 /// symlink in the root changed meanwhile.
 pub fn detach(fd: BorrowedFd<'_>, what: &str) -> Result<(), MountError> {
-    unmount(fd_path(fd).as_str(), UnmountFlags::DETACH).map_err(|e| MountError::new("umount2", what, e))
+    unmount(fd_path(fd).as_str(), UnmountFlags::DETACH)
+        .map_err(|e| MountError::new("umount2", what, e))
 }
 
 /// Is the directory `fd` refers to the root of a mount? (`statx` `STATX_ATTR_MOUNT_ROOT`,
@@ -216,12 +242,21 @@ impl Overlay {
                         Err(rustix::io::Errno::INVAL) if i == 0 => {
                             let msgs = context_messages(&fs);
                             // "Unknown parameter" means the kernel predates lowerdir+.
-                            if msgs.is_empty() || msgs.iter().any(|m| m.contains("nknown parameter")) {
+                            if msgs.is_empty()
+                                || msgs.iter().any(|m| m.contains("nknown parameter"))
+                            {
                                 return Err(Retry);
                             }
-                            return Ok(Err(MountError { op: "fsconfig", what: format!("lowerdir+={l}"), source: io::Error::from_raw_os_error(libc::EINVAL), messages: msgs }));
+                            return Ok(Err(MountError {
+                                op: "fsconfig",
+                                what: format!("lowerdir+={l}"),
+                                source: io::Error::from_raw_os_error(libc::EINVAL),
+                                messages: msgs,
+                            }));
                         }
-                        Err(e) => return Ok(Err(ctx_err(&fs, "fsconfig", format!("lowerdir+={l}"), e))),
+                        Err(e) => {
+                            return Ok(Err(ctx_err(&fs, "fsconfig", format!("lowerdir+={l}"), e)))
+                        }
                     }
                 }
             }
@@ -253,7 +288,8 @@ impl Overlay {
         for (k, v) in &self.options {
             let r = match v {
                 Some(v) => set(k, v),
-                None => fsconfig_set_flag(&fs, k.as_str()).map_err(|e| ctx_err(&fs, "fsconfig", k.clone(), e)),
+                None => fsconfig_set_flag(&fs, k.as_str())
+                    .map_err(|e| ctx_err(&fs, "fsconfig", k.clone(), e)),
             };
             if let Err(e) = r {
                 return Ok(Err(e));
@@ -275,7 +311,9 @@ pub fn clone_tree(fd: BorrowedFd<'_>, what: &str) -> Result<OwnedFd, MountError>
     open_tree(
         fd,
         "",
-        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH,
     )
     .map_err(|e| MountError::new("open_tree", what, e))
 }
@@ -309,7 +347,11 @@ pub fn set_attrs(fd: BorrowedFd<'_>, set: MountAttrFlags, what: &str) -> Result<
         )
     };
     if r < 0 {
-        return Err(MountError::new("mount_setattr", what, io::Error::last_os_error()));
+        return Err(MountError::new(
+            "mount_setattr",
+            what,
+            io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }

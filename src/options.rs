@@ -101,8 +101,16 @@ impl Options {
         let list = match &self.hierarchies {
             Some(h) => h.clone(),
             None => match std::env::var(class.hierarchies_env()) {
-                Ok(v) => v.split(':').filter(|s| !s.is_empty()).map(String::from).collect(),
-                Err(_) => class.default_hierarchies().iter().map(|s| s.to_string()).collect(),
+                Ok(v) => v
+                    .split(':')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+                Err(_) => class
+                    .default_hierarchies()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
             },
         };
         for h in &list {

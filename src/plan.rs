@@ -128,17 +128,33 @@ impl MergePlan {
     /// nothing changed: names, image paths with device, inode and mtime, mode, layers.
     pub fn fingerprint(&self, root: &Root) -> String {
         let mut s = format!("mutable={}\n", self.mutable.as_str());
-        for c in self.candidates.iter().filter(|c| c.verdict == Verdict::Match) {
+        for c in self
+            .candidates
+            .iter()
+            .filter(|c| c.verdict == Verdict::Match)
+        {
             let id = root
                 .open_at(&c.image.path, OFlags::PATH)
                 .and_then(|fd| rustix::fs::fstat(&fd).map_err(io::Error::from))
-                .map(|st| format!("{}:{}:{}.{}", st.st_dev, st.st_ino, st.st_mtime, st.st_mtime_nsec))
+                .map(|st| {
+                    format!(
+                        "{}:{}:{}.{}",
+                        st.st_dev, st.st_ino, st.st_mtime, st.st_mtime_nsec
+                    )
+                })
                 .unwrap_or_default();
             s += &format!("ext {} {} {}\n", c.image.name, c.image.path.display(), id);
         }
         for h in &self.hierarchies {
             let names: Vec<&str> = h.layers.iter().map(|l| l.name.as_str()).collect();
-            s += &format!("h {} {} host={} {:?} {:?}\n", h.hierarchy, names.join(","), h.host_lower, h.upper, h.flags);
+            s += &format!(
+                "h {} {} host={} {:?} {:?}\n",
+                h.hierarchy,
+                names.join(","),
+                h.host_lower,
+                h.upper,
+                h.flags
+            );
         }
         s
     }
@@ -216,7 +232,11 @@ pub fn evaluate(
         .into_iter()
         .map(|image| {
             let (verdict, release) = judge(root, &image, class, host, force);
-            Candidate { image, verdict, release }
+            Candidate {
+                image,
+                verdict,
+                release,
+            }
         })
         .collect();
     Ok((candidates, skipped))
@@ -247,9 +267,15 @@ fn judge(
         return (Verdict::Match, found.ok());
     }
     match found {
-        Ok(rel) => (release::validate(&image.name, class, host, &rel.env), Some(rel)),
+        Ok(rel) => (
+            release::validate(&image.name, class, host, &rel.env),
+            Some(rel),
+        ),
         // systemd: a directory image without usable release data is skipped, not an error.
-        Err(e) => (Verdict::Mismatch(format!("no usable extension-release: {e}")), None),
+        Err(e) => (
+            Verdict::Mismatch(format!("no usable extension-release: {e}")),
+            None,
+        ),
     }
 }
 
@@ -264,7 +290,12 @@ fn open_opt(dir: BorrowedFd<'_>, rel: &str, flags: OFlags) -> io::Result<Option<
 
 /// True if the directory `fd` has any entry but `.` and `..` (hidden ones count).
 pub fn dir_is_empty(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let fd = rustix::fs::openat(fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty())?;
+    let fd = rustix::fs::openat(
+        fd,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
     let mut dir = rustix::fs::Dir::read_from(&fd)?;
     while let Some(e) = dir.read() {
         let e = e?;
@@ -287,13 +318,17 @@ pub fn plan(opts: &Options, class: Class) -> Result<MergePlan, PlanError> {
 
 /// [`plan`] with an already opened root.
 pub fn plan_in(root: &Root, opts: &Options, class: Class) -> Result<MergePlan, PlanError> {
-    let hierarchies = opts.hierarchies_for(class).map_err(PlanError::Hierarchies)?;
+    let hierarchies = opts
+        .hierarchies_for(class)
+        .map_err(PlanError::Hierarchies)?;
     let (initrd, scope) = root_scope(root);
     let host = HostIdentity::load(root, scope)?;
     let (candidates, skipped) = evaluate(root, class, &host, initrd, opts.force)?;
 
-    let mut accepted: Vec<&Candidate> =
-        candidates.iter().filter(|c| c.verdict == Verdict::Match).collect();
+    let mut accepted: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.verdict == Verdict::Match)
+        .collect();
     accepted.sort_by(|a, b| strverscmp_improved(&a.image.name, &b.image.name));
     let extensions: Vec<String> = accepted.iter().map(|c| c.image.name.clone()).collect();
 
@@ -365,7 +400,12 @@ fn plan_hierarchy(
         Some(fd) => {
             let st = rustix::fs::fstat(fd).map_err(|e| io_err(root, Path::new(h), e.into()))?;
             let empty = dir_is_empty(fd.as_fd()).map_err(|e| io_err(root, Path::new(h), e))?;
-            (true, st.st_mode & 0o7777, empty, Some((st.st_dev, st.st_ino)))
+            (
+                true,
+                st.st_mode & 0o7777,
+                empty,
+                Some((st.st_dev, st.st_ino)),
+            )
         }
         None => (false, 0o755, true, None),
     };
@@ -383,9 +423,14 @@ fn plan_hierarchy(
             Ok(None) => return Ok(None),
             Err(e) => return Err(io_err(root, Path::new(&mutable_rel), e)),
         };
-        let st = rustix::fs::fstat(&fd).map_err(|e| io_err(root, Path::new(&mutable_rel), e.into()))?;
+        let st =
+            rustix::fs::fstat(&fd).map_err(|e| io_err(root, Path::new(&mutable_rel), e.into()))?;
         if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-            return Err(io_err(root, Path::new(&mutable_rel), io::Error::from_raw_os_error(libc::ENOTDIR)));
+            return Err(io_err(
+                root,
+                Path::new(&mutable_rel),
+                io::Error::from_raw_os_error(libc::ENOTDIR),
+            ));
         }
         let is_h = host_id == Some((st.st_dev, st.st_ino));
         let resolved = resolved_in_root(root, &fd).unwrap_or_else(|| PathBuf::from(&mutable_rel));
@@ -425,7 +470,12 @@ fn plan_hierarchy(
         MutableMode::Import => {
             if let Some((path, is_h)) = persistent(false)? {
                 if is_h {
-                    return Err(PlanError::Io { path: root.display_path(&path), reason: "mutable directory is the hierarchy itself, cannot import it".into(), errno: libc::ELOOP });
+                    return Err(PlanError::Io {
+                        path: root.display_path(&path),
+                        reason: "mutable directory is the hierarchy itself, cannot import it"
+                            .into(),
+                        errno: libc::ELOOP,
+                    });
                 }
                 import = Some(path);
             }
@@ -434,7 +484,12 @@ fn plan_hierarchy(
             if mode == MutableMode::EphemeralImport {
                 if let Some((path, is_h)) = persistent(false)? {
                     if is_h {
-                        return Err(PlanError::Io { path: root.display_path(&path), reason: "mutable directory is the hierarchy itself, cannot import it".into(), errno: libc::ELOOP });
+                        return Err(PlanError::Io {
+                            path: root.display_path(&path),
+                            reason: "mutable directory is the hierarchy itself, cannot import it"
+                                .into(),
+                            errno: libc::ELOOP,
+                        });
                     }
                     import = Some(path);
                 }

@@ -23,7 +23,12 @@ pub fn format_usec(usec: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem / 60 % 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 /// A simple left-aligned text table.
@@ -61,8 +66,14 @@ pub fn list_json(root: &Root, c: &Candidate, with_class: bool) -> Json {
     let mut o = vec![
         ("name".to_string(), Json::str(&i.name)),
         ("type".to_string(), Json::str(i.kind.as_str())),
-        ("path".to_string(), Json::str(root.display_path(&i.path).to_string_lossy())),
-        ("time".to_string(), i.mtime_usec.map(Json::UInt).unwrap_or(Json::Null)),
+        (
+            "path".to_string(),
+            Json::str(root.display_path(&i.path).to_string_lossy()),
+        ),
+        (
+            "time".to_string(),
+            i.mtime_usec.map(Json::UInt).unwrap_or(Json::Null),
+        ),
     ];
     if with_class {
         o.push(("class".to_string(), Json::str(i.class.as_str())));
@@ -83,7 +94,10 @@ pub fn status_json(rows: &[StatusRow], class: Option<Class>) -> Vec<Json> {
                         None => Json::str("none"),
                     },
                 ),
-                ("since".to_string(), r.since_usec.map(Json::UInt).unwrap_or(Json::Null)),
+                (
+                    "since".to_string(),
+                    r.since_usec.map(Json::UInt).unwrap_or(Json::Null),
+                ),
             ];
             if let Some(c) = class {
                 o.push(("class".to_string(), Json::str(c.as_str())));
@@ -110,7 +124,10 @@ pub fn plan_json(root: &Root, p: &MergePlan) -> Json {
             Json::obj([
                 ("name", Json::str(&c.image.name)),
                 ("type", Json::str(c.image.kind.as_str())),
-                ("path", Json::str(root.display_path(&c.image.path).to_string_lossy())),
+                (
+                    "path",
+                    Json::str(root.display_path(&c.image.path).to_string_lossy()),
+                ),
                 ("verdict", v),
                 ("reason", r),
             ])
@@ -121,7 +138,10 @@ pub fn plan_json(root: &Root, p: &MergePlan) -> Json {
         .iter()
         .map(|s| {
             Json::obj([
-                ("path", Json::str(root.display_path(&s.path).to_string_lossy())),
+                (
+                    "path",
+                    Json::str(root.display_path(&s.path).to_string_lossy()),
+                ),
                 ("reason", Json::str(&s.reason)),
             ])
         })
@@ -137,8 +157,17 @@ pub fn plan_json(root: &Root, p: &MergePlan) -> Json {
             };
             Json::obj([
                 ("hierarchy", Json::str(&h.hierarchy)),
-                ("layers", Json::Array(h.layers.iter().map(|l| Json::str(&l.name)).collect())),
-                ("import", h.import.as_ref().map(|p| Json::str(p.to_string_lossy())).unwrap_or(Json::Null)),
+                (
+                    "layers",
+                    Json::Array(h.layers.iter().map(|l| Json::str(&l.name)).collect()),
+                ),
+                (
+                    "import",
+                    h.import
+                        .as_ref()
+                        .map(|p| Json::str(p.to_string_lossy()))
+                        .unwrap_or(Json::Null),
+                ),
                 ("hostLower", Json::Bool(h.host_lower)),
                 ("upper", upper),
                 ("options", Json::str(flags_str(h))),
@@ -150,18 +179,28 @@ pub fn plan_json(root: &Root, p: &MergePlan) -> Json {
         ("hostId", Json::str(&p.host.id)),
         ("scope", Json::str(p.host.scope.as_str())),
         ("mutable", Json::str(p.mutable.as_str())),
-        ("extensions", Json::Array(p.extensions.iter().map(Json::str).collect())),
+        (
+            "extensions",
+            Json::Array(p.extensions.iter().map(Json::str).collect()),
+        ),
         ("candidates", Json::Array(cands)),
         ("skipped", Json::Array(skipped)),
         ("hierarchies", Json::Array(hs)),
-        ("untouched", Json::Array(p.untouched.iter().map(Json::str).collect())),
+        (
+            "untouched",
+            Json::Array(p.untouched.iter().map(Json::str).collect()),
+        ),
     ])
 }
 
 fn flags_str(h: &crate::plan::HierarchyPlan) -> String {
     let f = h.flags;
     let mut v = vec![if f.read_only { "ro" } else { "rw" }];
-    for (on, s) in [(f.nodev, "nodev"), (f.nosuid, "nosuid"), (f.noexec, "noexec")] {
+    for (on, s) in [
+        (f.nodev, "nodev"),
+        (f.nosuid, "nosuid"),
+        (f.noexec, "noexec"),
+    ] {
         if on {
             v.push(s);
         }
@@ -185,12 +224,25 @@ pub fn plan_text(root: &Root, p: &MergePlan) -> String {
     for c in &p.candidates {
         let path = root.display_path(&c.image.path);
         match &c.verdict {
-            Verdict::Match => s += &format!("  use  {} ({}, {})\n", c.image.name, c.image.kind.as_str(), path.display()),
-            Verdict::Mismatch(r) => s += &format!("  skip {} ({}): {r}\n", c.image.name, path.display()),
+            Verdict::Match => {
+                s += &format!(
+                    "  use  {} ({}, {})\n",
+                    c.image.name,
+                    c.image.kind.as_str(),
+                    path.display()
+                )
+            }
+            Verdict::Mismatch(r) => {
+                s += &format!("  skip {} ({}): {r}\n", c.image.name, path.display())
+            }
         }
     }
     for k in &p.skipped {
-        s += &format!("  ignore {}: {}\n", root.display_path(&k.path).display(), k.reason);
+        s += &format!(
+            "  ignore {}: {}\n",
+            root.display_path(&k.path).display(),
+            k.reason
+        );
     }
     for h in &p.hierarchies {
         let names: Vec<&str> = h.layers.iter().map(|l| l.name.as_str()).collect();
@@ -221,8 +273,14 @@ mod tests {
     #[test]
     fn timestamps() {
         assert_eq!(format_usec(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(format_usec(1_795_046_400_000_000), "2026-11-19 00:00:00 UTC");
-        assert_eq!(format_usec(951_782_400_000_000 + 3_723_000_000), "2000-02-29 01:02:03 UTC");
+        assert_eq!(
+            format_usec(1_795_046_400_000_000),
+            "2026-11-19 00:00:00 UTC"
+        );
+        assert_eq!(
+            format_usec(951_782_400_000_000 + 3_723_000_000),
+            "2000-02-29 01:02:03 UTC"
+        );
     }
 
     #[test]

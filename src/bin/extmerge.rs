@@ -45,6 +45,7 @@ Options:
 
 struct Cli {
     opts: Options,
+    cli_mutable: Option<MutableMode>,
     classes: Vec<Class>,
     fixed_class: bool,
     json: Option<bool>,
@@ -56,7 +57,10 @@ struct Cli {
 fn parse_args() -> Result<Option<Cli>, String> {
     let mut args = std::env::args();
     let argv0 = args.next().unwrap_or_default();
-    let prog = Path::new(&argv0).file_name().and_then(|s| s.to_str()).unwrap_or("");
+    let prog = Path::new(&argv0)
+        .file_name()
+        .and_then(|s| s.to_str())
+        .unwrap_or("");
     let (mut classes, fixed_class) = match prog {
         "systemd-sysext" => (vec![Class::Sysext], true),
         "systemd-confext" => (vec![Class::Confext], true),
@@ -81,11 +85,16 @@ fn parse_args() -> Result<Option<Cli>, String> {
             if let Some(v) = inline.clone() {
                 return Ok(v);
             }
-            let v = rest.get(i).cloned().ok_or_else(|| format!("option {name} needs a value"))?;
+            let v = rest
+                .get(i)
+                .cloned()
+                .ok_or_else(|| format!("option {name} needs a value"))?;
             i += 1;
             Ok(v)
         };
-        let boolean = |v: &str, name: &str| parse_boolean(v).ok_or_else(|| format!("invalid boolean for {name}: {v:?}"));
+        let boolean = |v: &str, name: &str| {
+            parse_boolean(v).ok_or_else(|| format!("invalid boolean for {name}: {v:?}"))
+        };
         match key.as_str() {
             "-h" | "--help" => {
                 print!("{HELP}");
@@ -99,11 +108,15 @@ fn parse_args() -> Result<Option<Cli>, String> {
             "--class" => {
                 let v = value("--class")?;
                 if fixed_class {
-                    return Err("--class is not available when invoked as systemd-sysext/systemd-confext".into());
+                    return Err(
+                        "--class is not available when invoked as systemd-sysext/systemd-confext"
+                            .into(),
+                    );
                 }
                 classes = match v.as_str() {
                     "both" => Class::ALL.to_vec(),
-                    c => vec![Class::from_name(c).ok_or_else(|| format!("invalid --class={c}: sysext, confext or both"))?],
+                    c => vec![Class::from_name(c)
+                        .ok_or_else(|| format!("invalid --class={c}: sysext, confext or both"))?],
                 };
             }
             "--json" => {
@@ -128,7 +141,8 @@ fn parse_args() -> Result<Option<Cli>, String> {
             }
             "--mutable" => {
                 let v = value("--mutable")?;
-                cli_mutable = Some(MutableMode::parse(&v).ok_or_else(|| format!("invalid --mutable={v}"))?);
+                cli_mutable =
+                    Some(MutableMode::parse(&v).ok_or_else(|| format!("invalid --mutable={v}"))?);
             }
             "--image-policy" => {
                 // Accepted for compatibility; images land with disk-image support.
@@ -144,7 +158,11 @@ fn parse_args() -> Result<Option<Cli>, String> {
         }
     }
     let verb = verb.unwrap_or_else(|| "status".into());
-    if !["status", "merge", "unmerge", "refresh", "list", "plan", "help"].contains(&verb.as_str()) {
+    if ![
+        "status", "merge", "unmerge", "refresh", "list", "plan", "help",
+    ]
+    .contains(&verb.as_str())
+    {
         return Err(format!("unknown verb {verb:?}"));
     }
     if verb == "help" {
@@ -155,22 +173,31 @@ fn parse_args() -> Result<Option<Cli>, String> {
         // systemd: --root implies --no-reload.
         opts.no_reload = true;
     }
-    // --mutable= beats $SYSTEMD_*_MUTABLE_MODE (read per class below).
-    opts.mutable = cli_mutable.unwrap_or(MutableMode::No);
-    let cli = Cli { opts, classes, fixed_class, json, verb, dry_run, legend };
-    Ok(Some(Cli { opts: Options { ..cli.opts.clone() }, ..cli }).map(|c| with_mutable_env(c, cli_mutable)))
+    opts.mutable = cli_mutable.unwrap_or_default();
+    Ok(Some(Cli {
+        opts,
+        cli_mutable,
+        classes,
+        fixed_class,
+        json,
+        verb,
+        dry_run,
+        legend,
+    }))
 }
 
-fn with_mutable_env(mut c: Cli, cli: Option<MutableMode>) -> Cli {
-    if cli.is_none() && c.classes.len() == 1 {
-        if let Ok(v) = std::env::var(c.classes[0].mutable_env()) {
+/// Options for one class: `--mutable=` beats `$SYSTEMD_*_MUTABLE_MODE` (systemd's order).
+fn opts_for(cli: &Cli, class: Class) -> Options {
+    let mut o = cli.opts.clone();
+    if cli.cli_mutable.is_none() {
+        if let Ok(v) = std::env::var(class.mutable_env()) {
             match MutableMode::parse(&v) {
-                Some(m) => c.opts.mutable = m,
-                None => eprintln!("Warning: ignoring invalid {}={v}", c.classes[0].mutable_env()),
+                Some(m) => o.mutable = m,
+                None => eprintln!("Warning: ignoring invalid {}={v}", class.mutable_env()),
             }
         }
     }
-    c
+    o
 }
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {
@@ -190,7 +217,12 @@ fn main() -> ExitCode {
     };
     let root = match Root::open(&cli.opts.root) {
         Ok(r) => r,
-        Err(e) => return fail(format!("{}: cannot open root: {e}", cli.opts.root.display())),
+        Err(e) => {
+            return fail(format!(
+                "{}: cannot open root: {e}",
+                cli.opts.root.display()
+            ))
+        }
     };
     let with_class = !cli.fixed_class;
     let mut ok = true;
@@ -198,22 +230,39 @@ fn main() -> ExitCode {
     let mut text = String::new();
     let mut rows = Vec::new();
     for &class in &cli.classes {
-        let opts = &cli.opts;
+        let class_opts = opts_for(&cli, class);
+        let opts = &class_opts;
         let res: Result<(), MergeError> = (|| {
             match cli.verb.as_str() {
                 "list" => {
-                    let (initrd, scope) = plan::root_scope(&root);
-                    let disc = extmerge::discover::discover(&root, class, initrd).map_err(plan::PlanError::from)?;
+                    let (initrd, _) = plan::root_scope(&root);
+                    let disc = extmerge::discover::discover(&root, class, initrd)
+                        .map_err(plan::PlanError::from)?;
                     for s in &disc.skipped {
-                        eprintln!("Skipping {}: {}", root.display_path(&s.path).display(), s.reason);
+                        eprintln!(
+                            "Skipping {}: {}",
+                            root.display_path(&s.path).display(),
+                            s.reason
+                        );
                     }
-                    let _ = scope;
                     for i in disc.images {
-                        let c = plan::Candidate { image: i, verdict: Verdict::Match, release: None };
+                        let c = plan::Candidate {
+                            image: i,
+                            verdict: Verdict::Match,
+                            release: None,
+                        };
                         if cli.json.is_some() {
                             json_items.push(report::list_json(&root, &c, with_class));
                         } else {
-                            let mut r = vec![c.image.name.clone(), c.image.kind.as_str().into(), root.display_path(&c.image.path).display().to_string(), c.image.mtime_usec.map(report::format_usec).unwrap_or("-".into())];
+                            let mut r = vec![
+                                c.image.name.clone(),
+                                c.image.kind.as_str().into(),
+                                root.display_path(&c.image.path).display().to_string(),
+                                c.image
+                                    .mtime_usec
+                                    .map(report::format_usec)
+                                    .unwrap_or("-".into()),
+                            ];
                             if with_class {
                                 r.insert(1, class.as_str().into());
                             }
@@ -222,7 +271,9 @@ fn main() -> ExitCode {
                     }
                 }
                 "status" => {
-                    let hs = opts.hierarchies_for(class).map_err(plan::PlanError::Hierarchies)?;
+                    let hs = opts
+                        .hierarchies_for(class)
+                        .map_err(plan::PlanError::Hierarchies)?;
                     let st = metadata::status(&root, class, &hs)?;
                     if cli.json.is_some() {
                         json_items.extend(report::status_json(&st, with_class.then_some(class)));
@@ -241,9 +292,15 @@ fn main() -> ExitCode {
                     }
                 }
                 "plan" => show_plan(&cli, &root, class, &mut json_items, &mut text)?,
-                "merge" | "refresh" if cli.dry_run => show_plan(&cli, &root, class, &mut json_items, &mut text)?,
+                "merge" | "refresh" if cli.dry_run => {
+                    show_plan(&cli, &root, class, &mut json_items, &mut text)?
+                }
                 "merge" | "refresh" => {
-                    let out = if cli.verb == "merge" { merge::merge(opts, class)? } else { merge::refresh(opts, class)? };
+                    let out = if cli.verb == "merge" {
+                        merge::merge(opts, class)?
+                    } else {
+                        merge::refresh(opts, class)?
+                    };
                     if out.extensions.is_empty() {
                         if out.ignored > 0 {
                             eprintln!("No suitable {class} extensions found ({} ignored due to incompatible image(s)).", out.ignored);
@@ -255,7 +312,10 @@ fn main() -> ExitCode {
                     } else {
                         eprintln!("Using extensions '{}'.", out.extensions.join("', '"));
                         for h in &out.merged {
-                            eprintln!("Merged extensions into '{}'.", root.display_path(h).display());
+                            eprintln!(
+                                "Merged extensions into '{}'.",
+                                root.display_path(h).display()
+                            );
                         }
                     }
                 }
@@ -281,7 +341,11 @@ fn main() -> ExitCode {
             } else if cli.verb == "list" && rows.is_empty() {
                 eprintln!("No OS extensions found.");
             } else {
-                let mut header = if cli.verb == "list" { vec!["NAME", "TYPE", "PATH", "TIME"] } else { vec!["HIERARCHY", "EXTENSIONS", "SINCE"] };
+                let mut header = if cli.verb == "list" {
+                    vec!["NAME", "TYPE", "PATH", "TIME"]
+                } else {
+                    vec!["HIERARCHY", "EXTENSIONS", "SINCE"]
+                };
                 if with_class {
                     header.insert(1, "CLASS");
                 }
@@ -298,11 +362,21 @@ fn main() -> ExitCode {
             print!("{text}");
         }
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
-fn show_plan(cli: &Cli, root: &Root, class: Class, json: &mut Vec<Json>, text: &mut String) -> Result<(), MergeError> {
-    let p = plan::plan_in(root, &cli.opts, class)?;
+fn show_plan(
+    cli: &Cli,
+    root: &Root,
+    class: Class,
+    json: &mut Vec<Json>,
+    text: &mut String,
+) -> Result<(), MergeError> {
+    let p = plan::plan_in(root, &opts_for(cli, class), class)?;
     if cli.json.is_some() {
         json.push(report::plan_json(root, &p));
     } else {

@@ -11,6 +11,7 @@ pub mod class;
 pub mod discover;
 pub mod fsutil;
 pub mod hierarchy;
+pub mod image;
 pub mod json;
 pub mod log;
 pub mod merge;

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, root integration tests (private mount namespaces over
+# temp dirs), the differential test against Debian's systemd-sysext, and the VM tests
+# on Debian's 6.1 kernel. Root-only parts skip themselves with a message when not root.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+fail=0
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo test (unit + integration)"
+cargo test --all-targets || fail=1
+
+if [ -f tests/diff/systemd-diff.sh ]; then
+    step "differential test against systemd-sysext"
+    bash tests/diff/systemd-diff.sh || fail=1
+fi
+
+if [ -f tests/vm/run-merge-tests.sh ]; then
+    step "VM tests (Linux 6.1: no lowerdir+, no MOVE_MOUNT_BENEATH)"
+    bash tests/vm/run-merge-tests.sh || fail=1
+fi
+
+if [ "$fail" != 0 ]; then
+    echo "run-all: FAILED" >&2
+    exit 1
+fi
+echo "run-all: all test groups passed"

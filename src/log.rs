@@ -1,9 +1,9 @@
-//! Minimal logging: a level and a sink that the CLI, the initrd program (to /dev/kmsg)
-//! and the C ABI (a callback) can each set. Messages below the level are not formatted
-//! by callers that check [`enabled`] first.
+//! Minimal logging with a per-thread sink and level, so that the CLI (stderr), the
+//! initrd program (`/dev/kmsg`) and each C ABI context (its own callback) can route
+//! messages without global state. Callers of [`enabled`] skip formatting below the level.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::RwLock;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// syslog priorities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -21,36 +21,68 @@ pub enum Level {
     Debug = 7,
 }
 
-static MAX: AtomicU8 = AtomicU8::new(Level::Info as u8);
+/// A message sink.
+pub type Sink = Rc<dyn Fn(Level, &str)>;
 
-type Sink = Box<dyn Fn(Level, &str) + Send + Sync>;
-static SINK: RwLock<Option<Sink>> = RwLock::new(None);
+struct State {
+    max: Level,
+    sink: Option<Sink>,
+}
 
-/// Sets the most verbose level that is emitted.
+thread_local! {
+    static STATE: RefCell<State> = const { RefCell::new(State { max: Level::Info, sink: None }) };
+}
+
+/// Sets this thread's most verbose level.
 pub fn set_level(l: Level) {
-    MAX.store(l as u8, Ordering::Relaxed);
+    STATE.with(|s| s.borrow_mut().max = l);
 }
 
-/// Replaces the sink (default: stderr).
+/// Sets this thread's sink (`None`: stderr).
 pub fn set_sink(f: Option<Sink>) {
-    if let Ok(mut s) = SINK.write() {
-        *s = f;
-    }
+    STATE.with(|s| s.borrow_mut().sink = f);
 }
 
-/// Would a message at `l` be emitted?
+/// Runs `f` with `sink` and `level` for this thread, restoring the previous ones after.
+pub fn scoped<R>(sink: Option<Sink>, level: Level, f: impl FnOnce() -> R) -> R {
+    let prev = STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        let prev = (s.max, s.sink.take());
+        s.max = level;
+        s.sink = sink;
+        prev
+    });
+    struct Restore(Option<(Level, Option<Sink>)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some((max, sink)) = self.0.take() {
+                STATE.with(|s| {
+                    let mut s = s.borrow_mut();
+                    s.max = max;
+                    s.sink = sink;
+                });
+            }
+        }
+    }
+    let _restore = Restore(Some(prev));
+    f()
+}
+
+/// Would a message at `l` be emitted on this thread?
 pub fn enabled(l: Level) -> bool {
-    l as u8 <= MAX.load(Ordering::Relaxed)
+    STATE.with(|s| l <= s.borrow().max)
 }
 
 /// Emits `msg` at `l`.
 pub fn log(l: Level, msg: &str) {
-    if !enabled(l) {
-        return;
-    }
-    match SINK.read().ok().as_deref() {
+    let sink = STATE.with(|s| {
+        let s = s.borrow();
+        (l <= s.max).then(|| s.sink.clone())
+    });
+    match sink {
+        None => {}
         Some(Some(f)) => f(l, msg),
-        _ => eprintln!("{msg}"),
+        Some(None) => eprintln!("{msg}"),
     }
 }
 
@@ -65,4 +97,29 @@ pub fn info(msg: &str) {
 /// Warning.
 pub fn warn(msg: &str) {
     log(Level::Warning, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    #[test]
+    fn scoped_sink_and_level() {
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let g = got.clone();
+        let sink: Sink = Rc::new(move |l, m| g.borrow_mut().push((l, m.to_string())));
+        scoped(Some(sink), Level::Info, || {
+            info("a");
+            debug("hidden");
+            warn("b");
+            assert!(!enabled(Level::Debug));
+        });
+        assert_eq!(
+            *got.borrow(),
+            vec![(Level::Info, "a".to_string()), (Level::Warning, "b".to_string())]
+        );
+        // Restored: the default level again, no sink.
+        assert!(enabled(Level::Info) && !enabled(Level::Debug));
+    }
 }

@@ -519,3 +519,281 @@ pub fn resolved_in_root(root: &Root, fd: &OwnedFd) -> Option<PathBuf> {
     let rel = real.strip_prefix(&root_real).ok()?;
     Some(Path::new("/").join(rel))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn w(root: &Path, rel: &str, content: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+
+    fn sysext(root: &Path, dir: &str, name: &str, release: &str, files: &[&str]) {
+        let base = format!("{dir}/{name}");
+        w(
+            root,
+            &format!("{base}/usr/lib/extension-release.d/extension-release.{name}"),
+            release,
+        );
+        for f in files {
+            w(root, &format!("{base}/{f}"), name);
+        }
+    }
+
+    fn fixture() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        w(
+            r,
+            "etc/os-release",
+            "ID=debian\nVERSION_ID=12\nSYSEXT_LEVEL=1.0\n",
+        );
+        w(r, "usr/bin/host", "host");
+        fs::create_dir_all(r.join("opt")).unwrap();
+        t
+    }
+
+    fn opts(r: &Path) -> Options {
+        Options {
+            root: r.to_path_buf(),
+            ..Options::default()
+        }
+    }
+
+    fn layer_names(p: &MergePlan, h: &str) -> Vec<String> {
+        p.hierarchies
+            .iter()
+            .find(|x| x.hierarchy == h)
+            .map(|x| x.layers.iter().map(|l| l.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn layer_order_is_version_order_top_first() {
+        let t = fixture();
+        let r = t.path();
+        for n in ["foo-2", "foo-10", "bar"] {
+            sysext(
+                r,
+                "var/lib/extensions",
+                n,
+                "ID=debian\nSYSEXT_LEVEL=1.0\n",
+                &["usr/share/x"],
+            );
+        }
+        let p = plan(&opts(r), Class::Sysext).unwrap();
+        assert_eq!(p.extensions, ["bar", "foo-2", "foo-10"]);
+        assert_eq!(layer_names(&p, "/usr"), ["foo-10", "foo-2", "bar"]);
+        assert_eq!(p.list_file(), "bar\nfoo-2\nfoo-10\n");
+        assert_eq!(p.untouched, ["/opt"]);
+        let h = &p.hierarchies[0];
+        assert!(h.host_lower && h.host_exists && h.upper.is_none());
+        assert_eq!(
+            h.flags,
+            MountFlags {
+                read_only: true,
+                nodev: true,
+                nosuid: false,
+                noexec: false
+            }
+        );
+    }
+
+    #[test]
+    fn skips_carry_reasons_and_force_overrides() {
+        let t = fixture();
+        let r = t.path();
+        sysext(
+            r,
+            "var/lib/extensions",
+            "good",
+            "ID=debian\nVERSION_ID=12\n",
+            &["usr/a"],
+        );
+        sysext(r, "var/lib/extensions", "fedora", "ID=fedora\n", &["usr/b"]);
+        w(r, "var/lib/extensions/norel/usr/c", "x");
+        let p = plan(&opts(r), Class::Sysext).unwrap();
+        let v: Vec<(String, Verdict)> = p
+            .candidates
+            .iter()
+            .map(|c| (c.image.name.clone(), c.verdict.clone()))
+            .collect();
+        assert_eq!(
+            v[0],
+            (
+                "fedora".into(),
+                Verdict::Mismatch("ID=fedora does not match host ID=debian".into())
+            )
+        );
+        assert_eq!(v[1], ("good".into(), Verdict::Match));
+        assert_eq!(v[2].0, "norel");
+        assert!(
+            matches!(&v[2].1, Verdict::Mismatch(r) if r.starts_with("no usable extension-release"))
+        );
+        assert_eq!(p.extensions, ["good"]);
+        let forced = plan(
+            &Options {
+                force: true,
+                ..opts(r)
+            },
+            Class::Sysext,
+        )
+        .unwrap();
+        assert_eq!(forced.extensions, ["fedora", "good", "norel"]);
+    }
+
+    #[test]
+    fn empty_or_missing_contributions_do_not_count() {
+        let t = fixture();
+        let r = t.path();
+        sysext(r, "var/lib/extensions", "a", "ID=_any\n", &["usr/x"]);
+        fs::create_dir_all(r.join("var/lib/extensions/a/opt")).unwrap(); // empty: no contribution
+        sysext(r, "var/lib/extensions", "b", "ID=_any\n", &["opt/y"]);
+        let p = plan(&opts(r), Class::Sysext).unwrap();
+        // b's release file lives in /usr, so b contributes there too.
+        assert_eq!(layer_names(&p, "/usr"), ["b", "a"]);
+        // a's /opt is an empty directory: no contribution.
+        assert_eq!(layer_names(&p, "/opt"), ["b"]);
+        // /opt exists but is empty on the host: not a lower layer.
+        assert!(!p.hierarchies[1].host_lower);
+        // The list file names every accepted extension, on every hierarchy.
+        assert_eq!(p.list_file(), "a\nb\n");
+    }
+
+    #[test]
+    fn confext_flags_and_hierarchy_override() {
+        let t = fixture();
+        let r = t.path();
+        w(
+            r,
+            "var/lib/confexts/c/etc/extension-release.d/extension-release.c",
+            "ID=debian\nVERSION_ID=12\n",
+        );
+        w(r, "var/lib/confexts/c/etc/foo.conf", "x");
+        w(r, "var/lib/confexts/c/srv/data", "x");
+        let p = plan(&opts(r), Class::Confext).unwrap();
+        assert_eq!(layer_names(&p, "/etc"), ["c"]);
+        assert_eq!(
+            p.hierarchies[0].flags,
+            MountFlags {
+                read_only: true,
+                nodev: true,
+                nosuid: true,
+                noexec: true
+            }
+        );
+        let o = Options {
+            hierarchies: Some(vec!["/etc".into(), "/srv".into()]),
+            noexec: Some(false),
+            ..opts(r)
+        };
+        let p = plan(&o, Class::Confext).unwrap();
+        assert_eq!(p.hierarchies.len(), 2);
+        assert!(!p.hierarchies[1].host_exists);
+        assert_eq!(p.hierarchies[1].mode, 0o755);
+        assert!(!p.hierarchies[0].flags.noexec);
+    }
+
+    #[test]
+    fn mutable_modes_pick_upper_and_import() {
+        let t = fixture();
+        let r = t.path();
+        sysext(r, "var/lib/extensions", "a", "ID=_any\n", &["usr/x"]);
+        let up = |m| {
+            plan(
+                &Options {
+                    mutable: m,
+                    ..opts(r)
+                },
+                Class::Sysext,
+            )
+            .unwrap()
+            .hierarchies[0]
+                .clone()
+        };
+        assert_eq!(up(MutableMode::Auto).upper, None);
+        assert!(up(MutableMode::Auto).flags.read_only);
+        assert_eq!(
+            up(MutableMode::Yes).upper,
+            Some(Upper::Persistent {
+                upper: "/var/lib/extensions.mutable/usr".into(),
+                work: "/var/lib/extensions.mutable/.systemd-usr-workdir".into(),
+                is_hierarchy: false
+            })
+        );
+        assert_eq!(up(MutableMode::Import).import, None);
+        let mode = fs::metadata(r.join("usr")).unwrap().permissions();
+        fs::create_dir_all(r.join("var/lib/extensions.mutable/usr")).unwrap();
+        fs::set_permissions(r.join("var/lib/extensions.mutable/usr"), mode).unwrap();
+        assert!(matches!(
+            up(MutableMode::Auto).upper,
+            Some(Upper::Persistent { .. })
+        ));
+        assert_eq!(
+            up(MutableMode::Import).import,
+            Some(PathBuf::from("/var/lib/extensions.mutable/usr"))
+        );
+        assert!(up(MutableMode::Import).flags.read_only);
+        assert_eq!(up(MutableMode::Ephemeral).upper, Some(Upper::Ephemeral));
+        let ei = up(MutableMode::EphemeralImport);
+        assert_eq!(
+            (ei.upper, ei.import.is_some()),
+            (Some(Upper::Ephemeral), true)
+        );
+        // A mutable dir whose mode differs from the hierarchy's is refused (systemd: EINVAL).
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(
+            r.join("var/lib/extensions.mutable/usr"),
+            fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        let e = plan(
+            &Options {
+                mutable: MutableMode::Auto,
+                ..opts(r)
+            },
+            Class::Sysext,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("has mode 0700, ought to have mode"),
+            "{e}"
+        );
+        // The mutable dir as a symlink to the hierarchy itself makes /usr the upper dir.
+        fs::remove_dir(r.join("var/lib/extensions.mutable/usr")).unwrap();
+        std::os::unix::fs::symlink("/usr", r.join("var/lib/extensions.mutable/usr")).unwrap();
+        let h = up(MutableMode::Yes);
+        assert!(
+            matches!(h.upper, Some(Upper::Persistent { is_hierarchy: true, ref upper, .. }) if upper == Path::new("/usr"))
+        );
+        assert!(!h.host_lower);
+    }
+
+    #[test]
+    fn planning_is_deterministic() {
+        let t = fixture();
+        let r = t.path();
+        for n in ["z", "a", "m_1", "m_2", "m+3"] {
+            sysext(r, "var/lib/extensions", n, "ID=_any\n", &["usr/f"]);
+        }
+        let a = plan(&opts(r), Class::Sysext).unwrap();
+        let b = plan(&opts(r), Class::Sysext).unwrap();
+        assert_eq!(a, b);
+        // `_` and `+` are separators for strverscmp_improved: m_1 < m_2 < m+3.
+        assert_eq!(a.extensions, ["a", "m_1", "m_2", "m+3", "z"]);
+    }
+
+    #[test]
+    fn missing_os_release_is_an_error_naming_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let e = plan(&opts(t.path()), Class::Sysext).unwrap_err();
+        assert!(e.to_string().contains("no os-release found"), "{e}");
+        assert!(
+            e.to_string().contains(&t.path().display().to_string()),
+            "{e}"
+        );
+    }
+}

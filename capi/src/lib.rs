@@ -1,1 +1,3 @@
-//! STUB: the C ABI is being written.
+//! probe
+#[no_mangle]
+pub extern "C" fn extmerge_x() -> i32 { extmerge::options::Options::default().force as i32 }

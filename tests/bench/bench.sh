@@ -15,6 +15,8 @@
 # unmerge that it is gone; any failure aborts the run. The order of the three contenders
 # rotates from round to round. Reported: median and minimum over ROUNDS; ratios are
 # ratios of medians of this run. Peak RSS: the largest ru_maxrss seen over all rounds.
+# Also reported: median CPU time (user+sys of both processes, from wait4), which is less
+# disturbed than wall time by other load on the machine.
 #
 # Runs as root in a private mount namespace (unshare -m); nothing leaks to the host.
 set -euo pipefail
@@ -127,19 +129,20 @@ for n in $NS; do
 done
 
 # Timing helper floor for RSS: ru_maxrss includes the runner's pages before exec.
-true_rss=$("$RUNNER" /bin/true ::: /bin/true | cut -d' ' -f3)
+read -r _ _ true_rss true_cpu < <("$RUNNER" /bin/true ::: /bin/true)
 
 RAW=$OUT/raw.tsv
-printf 'round\tn\ttool\tmerge_ns\tunmerge_ns\ttotal_ns\tmaxrss_kib\n' >"$RAW"
+printf 'round\tn\ttool\tmerge_ns\tunmerge_ns\ttotal_ns\tmaxrss_kib\tcpu_ns\n' >"$RAW"
 start=$(date +%s)
 for ((round = 0; round < ROUNDS; round++)); do
 	for n in $NS; do
 		for ((k = 0; k < 3; k++)); do
 			t=${TOOLS[$(((round + k) % 3))]}
 			cmd_for "$t" "$n"
-			read -r m u rss < <("$RUNNER" "${CMD[@]}") || { echo "bench.sh: $t N=$n round $round failed" >&2; exit 1; }
-			[[ -n ${rss:-} ]] || { echo "bench.sh: $t N=$n round $round failed" >&2; exit 1; }
-			printf '%d\t%d\t%s\t%d\t%d\t%d\t%d\n' "$round" "$n" "$t" "$m" "$u" $((m + u)) "$rss" >>"$RAW"
+			m= u= rss= cpu=
+			read -r m u rss cpu < <("$RUNNER" "${CMD[@]}") || true
+			[[ -n $cpu ]] || { echo "bench.sh: $t N=$n round $round failed" >&2; exit 1; }
+			printf '%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\n' "$round" "$n" "$t" "$m" "$u" $((m + u)) "$rss" $((cpu * 1000)) >>"$RAW"
 		done
 	done
 done
@@ -178,10 +181,10 @@ sysver=$("$SYSEXT" --version | head -1)
 		echo "| $n | $(ms "$em") | $(ms "$sm") | $(ms "$fm") | $(ratio "$sm" "$em") | $(ratio "$em" "$fm") | $(peak "$n" extmerge) | $(peak "$n" sysext) |"
 	done
 	echo
-	echo "Minimum, per-phase medians and the in-process floor (ms):"
+	echo "Minimum wall time, per-phase medians, CPU time, and the floor's syscalls alone (ms):"
 	echo
-	echo "| N | extmerge min | systemd-sysext min | floor min | extmerge merge / unmerge | systemd-sysext merge / unmerge | floor merge / unmerge | floor syscalls in-process, median (min) | floor peak RSS (KiB) |"
-	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| N | extmerge min | systemd-sysext min | floor min | extmerge merge / unmerge | systemd-sysext merge / unmerge | floor merge / unmerge | extmerge CPU | systemd-sysext CPU | floor CPU | floor syscalls in one process, median (min) |"
+	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for n in $NS; do
 		read -r _ emin < <(stats "$n" extmerge 6)
 		read -r _ smin < <(stats "$n" sysext 6)
@@ -192,9 +195,14 @@ sysver=$("$SYSEXT" --version | head -1)
 		read -r sum _ < <(stats "$n" sysext 5)
 		read -r fmm _ < <(stats "$n" floor 4)
 		read -r fum _ < <(stats "$n" floor 5)
+		read -r ec _ < <(stats "$n" extmerge 8)
+		read -r sc _ < <(stats "$n" sysext 8)
+		read -r fc _ < <(stats "$n" floor 8)
 		read -r lm lmin <<<"${LOOP[$n]}"
-		echo "| $n | $(ms "$emin") | $(ms "$smin") | $(ms "$fmin") | $(ms "$emm") / $(ms "$eum") | $(ms "$smm") / $(ms "$sum") | $(ms "$fmm") / $(ms "$fum") | $(ms "$lm") ($(ms "$lmin")) | $(peak "$n" floor) |"
+		echo "| $n | $(ms "$emin") | $(ms "$smin") | $(ms "$fmin") | $(ms "$emm") / $(ms "$eum") | $(ms "$smm") / $(ms "$sum") | $(ms "$fmm") / $(ms "$fum") | $(ms "$ec") | $(ms "$sc") | $(ms "$fc") | $(ms "$lm") ($(ms "$lmin")) |"
 	done
 	echo
-	echo "RSS includes the timing helper's own pages before exec: /bin/true measures $true_rss KiB."
+	echo "Peak RSS of the floor: $(for n in $NS; do printf '%s KiB (N=%s) ' "$(peak "$n" floor)" "$n"; done)."
+	echo "Baseline for two process starts (/bin/true twice through the same runner): CPU $(ms $((true_cpu * 1000))) ms, RSS $true_rss KiB;"
+	echo "RSS includes the runner's own pages before exec (it is static and small)."
 } | tee "$OUT/results.md"

@@ -8,9 +8,10 @@
  * just before fork to just after wait4, so process start-up and exit are included. The
  * checks between the two commands are not timed.
  *
- * Prints one line:  <merge_ns> <unmerge_ns> <maxrss_kib>
- * where maxrss_kib is the larger ru_maxrss of the two children (wait4 reports the child
- * and its reaped descendants, so systemd-sysext's (sd-merge) subprocess counts).
+ * Prints one line:  <merge_ns> <unmerge_ns> <maxrss_kib> <cpu_us>
+ * where maxrss_kib is the larger ru_maxrss of the two children and cpu_us the user+system
+ * CPU time of both (wait4 reports the child and its reaped descendants, so
+ * systemd-sysext's (sd-merge) subprocess counts).
  * ru_maxrss also covers this helper's own pages between fork and exec, so the helper is
  * linked statically and kept tiny (see bench.sh, which reports that floor with /bin/true).
  *
@@ -36,7 +37,7 @@ static long long now_ns(void) {
 }
 
 /* Runs argv; returns elapsed ns, stores ru_maxrss (KiB) in *rss. Dies on failure. */
-static long long run(char **argv, long *rss) {
+static long long run(char **argv, long *rss, long long *cpu_us) {
 	struct rusage ru;
 	int status;
 	long long t0 = now_ns();
@@ -64,6 +65,8 @@ static long long run(char **argv, long *rss) {
 		exit(2);
 	}
 	*rss = ru.ru_maxrss;
+	*cpu_us += (long long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000LL +
+		   ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
 	return t1 - t0;
 }
 
@@ -96,20 +99,21 @@ int main(int argc, char **argv) {
 		return 2;
 	}
 	long rss1, rss2;
-	long long t_merge = run(cmd1, &rss1);
+	long long cpu = 0;
+	long long t_merge = run(cmd1, &rss1, &cpu);
 	for (int c = 0; c < nchecks; c++) {
 		if (access(checks[c], F_OK) != 0) {
 			fprintf(stderr, "runner: %s: missing after %s\n", checks[c], cmd1[0]);
 			return 2;
 		}
 	}
-	long long t_unmerge = run(cmd2, &rss2);
+	long long t_unmerge = run(cmd2, &rss2, &cpu);
 	for (int c = 0; c < nchecks; c++) {
 		if (access(checks[c], F_OK) == 0) {
 			fprintf(stderr, "runner: %s: still there after %s\n", checks[c], cmd2[0]);
 			return 2;
 		}
 	}
-	printf("%lld %lld %ld\n", t_merge, t_unmerge, rss1 > rss2 ? rss1 : rss2);
+	printf("%lld %lld %ld %lld\n", t_merge, t_unmerge, rss1 > rss2 ? rss1 : rss2, cpu);
 	return 0;
 }

@@ -521,6 +521,23 @@ sd "$A" unmerge
 check_eq "systemd-sysext unmerge of extmerge's refreshed merge: clean" "$PRE_MOUNTS_A" "$(mounts_under "$A")" before after
 em "$B" unmerge
 check_eq "extmerge unmerge of systemd's refreshed merge: clean" "$PRE_MOUNTS_B" "$(mounts_under "$B")" before after
+# Is a failing refresh interop-specific? Refresh extmerge's own merge, once with the
+# parent mount shared (as here, and as / is on any systemd host), once private.
+em "$B" merge
+em "$B" refresh --always-refresh
+check_eq "extmerge refresh --always-refresh of its own merge (parent mount shared): still merged" \
+    "$MOUNTED_B" "$(mounts_under "$B")" "after merge" "after refresh"
+em "$B" unmerge
+P=$WORK/priv
+mkdir -p "$P"
+mount -t tmpfs -o mode=0755 diff-priv "$P" && mount --make-private "$P"
+make_root_main "$P/root"
+em "$P/root" merge
+em "$P/root" refresh --always-refresh
+check_eq "extmerge refresh --always-refresh of its own merge (parent mount private; control)" \
+    "$MOUNTED_B" "$(mounts_under "$P/root")" "after merge (B)" "after refresh"
+em "$P/root" unmerge
+umount -l "$P"
 
 # ================================================================ case 1b: /usr only
 echo "# case 1b: only /usr contributed, host /usr mode 0751, empty host /opt"
@@ -531,8 +548,16 @@ em "$B" merge
 check_eq "usr-only: merge exit status" "$SD_RC" "$RC"
 check_eq "usr-only: extensions used" "$(using_line "$SD_OUT")" "$(using_line "$OUT")"
 check_eq "usr-only: hierarchies mounted (/opt left alone)" "$(mounts_under "$A")" "$(mounts_under "$B")"
-check_eq "usr-only: merged /usr keeps the host's mode 0751" "751 751" "$(stat -c %a "$A/usr") $(stat -c %a "$B/usr")" expected "systemd extmerge"
-check_eq "usr-only: merged /usr listing" "$(listing "$A/usr")" "$(listing "$B/usr")"
+MODES="$(stat -c %a "$A/usr") $(stat -c %a "$B/usr")"
+if [ "$MODES" = "751 751" ]; then
+    ok "usr-only: merged /usr keeps the host's mode 0751"
+elif [ "$MODES" = "755 751" ]; then
+    known "usr-only: merged /usr keeps the host's mode 0751 (systemd 0755, extmerge 0751)" "v252 creates the metadata layer (the overlay's top layer) 0755 and never chmods it; newer systemd chmods the top layer to the host hierarchy's mode (spec B.2.2 step 8), as extmerge does"
+else
+    notok "usr-only: merged /usr keeps the host's mode 0751" "systemd-sysext, extmerge: $MODES"
+fi
+check_eq "usr-only: merged /usr listing (mode of /usr itself aside)" \
+    "$(listing "$A/usr" | grep -v '^\. ')" "$(listing "$B/usr" | grep -v '^\. ')"
 check_eq "usr-only: /opt untouched" "$(listing "$A/opt")" "$(listing "$B/opt")"
 MA=$(mount_at "$A/usr" | tail -n1)
 MB=$(mount_at "$B/usr" | tail -n1)

@@ -1,0 +1,40 @@
+#!/bin/bash
+# dracut module: merge the real root's system and configuration extensions with
+# extmerge-initrd before switch-root. systemd flow: extmerge-initrd.service;
+# shell flow: a pre-pivot hook.
+
+check() {
+    require_binaries extmerge-initrd || return 1
+    # Only when asked for (--add extmerge or add_dracutmodules+=" extmerge ").
+    return 255
+}
+
+depends() {
+    echo dm
+    return 0
+}
+
+installkernel() {
+    hostonly='' instmods overlay loop dm-verity erofs squashfs ext4
+}
+
+install() {
+    local bin
+    bin=$(command -v extmerge-initrd)
+    inst_binary "$bin" /usr/bin/extmerge-initrd
+    if dracut_module_included "systemd"; then
+        inst_simple "$moddir/extmerge-initrd.service" "$systemdsystemunitdir/extmerge-initrd.service"
+        mkdir -p "$initdir$systemdsystemunitdir/initrd.target.wants"
+        ln_r "$systemdsystemunitdir/extmerge-initrd.service" \
+            "$systemdsystemunitdir/initrd.target.wants/extmerge-initrd.service"
+        local u
+        for u in sysext confext; do
+            if [ -f "$moddir/systemd-$u-sysroot.service.d/50-extmerge.conf" ]; then
+                inst_simple "$moddir/systemd-$u-sysroot.service.d/50-extmerge.conf" \
+                    "$systemdsystemunitdir/systemd-$u-sysroot.service.d/50-extmerge.conf"
+            fi
+        done
+    else
+        inst_hook pre-pivot 60 "$moddir/extmerge-pre-pivot.sh"
+    fi
+}

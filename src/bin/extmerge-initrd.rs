@@ -163,6 +163,11 @@ fn main() -> ExitCode {
             }
         }
     }
+    if verb == "sysroot" && !failed {
+        // Tells systemd's own sysroot units (via our drop-ins) that the work is done.
+        let _ = std::fs::create_dir_all(merge::WORKSPACE);
+        let _ = std::fs::write(format!("{}/sysroot-merged", merge::WORKSPACE), b"");
+    }
     log::info(&format!("done in {} µs", start.elapsed().as_micros()));
     if failed && cmd.fatal {
         return ExitCode::FAILURE;

@@ -291,7 +291,6 @@ fn layer_strategy() -> Option<LayerStrategy> {
 struct Built {
     hierarchy: String,
     mnt: OwnedFd,
-    meta: OwnedFd,
     mutable: bool,
 }
 
@@ -483,7 +482,6 @@ fn build_hierarchy(
     Ok(Built {
         hierarchy: h.hierarchy.clone(),
         mnt,
-        meta,
         mutable,
     })
 }
@@ -585,7 +583,6 @@ fn attach_built(
         )?;
         mount::attach(bind.as_fd(), dot.as_fd(), false, class.metadata_dir())?;
     }
-    let _ = &b.meta;
     Ok(())
 }
 

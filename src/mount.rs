@@ -6,10 +6,8 @@
 //! `RESOLVE_IN_ROOT`, so a symlink swapped into a root cannot redirect a mount.
 //! Kernel differences are handled beside the call that needs them (see [`Overlay`]).
 
-use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::mount::{
     fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
@@ -354,14 +352,4 @@ pub fn set_attrs(fd: BorrowedFd<'_>, set: MountAttrFlags, what: &str) -> Result<
         ));
     }
     Ok(())
-}
-
-/// Converts an [`OsStr`] path to a layer string; layer paths we build are always UTF-8.
-pub fn path_str(p: &OsStr) -> String {
-    String::from_utf8_lossy(p.as_bytes()).into_owned()
-}
-
-/// Is `fd` a file descriptor we can pass by `/proc/self/fd`? (For tests and asserts.)
-pub fn fd_is_open(fd: BorrowedFd<'_>) -> bool {
-    rustix::fs::fstat(fd.as_fd()).is_ok()
 }

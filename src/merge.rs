@@ -259,6 +259,9 @@ impl Staging {
         txn.on_undo("staging tmpfs", move || {
             mount::detach(undo_fd.as_fd(), "staging tmpfs")
         });
+        // Attached under a shared /run it became shared: keep what we mount below it
+        // from propagating anywhere.
+        mount::make_private(mnt.as_fd(), "staging tmpfs")?;
         Ok(Staging {
             mnt,
             dir_parent: parent,
@@ -347,6 +350,9 @@ fn build_hierarchy(
                 let dir = mkdir_at(staging.mnt.as_fd(), &point, 0o700)
                     .map_err(io_at(stage_path(&point)))?;
                 txn.step(&format!("attach host {}", h.hierarchy))?;
+                // The clone is in the parent's peer group: leave it, or the new overlay
+                // would propagate into it and its removal back onto the real hierarchy.
+                mount::make_private(parent_clone.as_fd(), &point)?;
                 mount::attach(parent_clone.as_fd(), dir.as_fd(), false, &point)?;
                 // Re-open through the path: `dir` is the directory below the new mount.
                 let fd = open_fd(

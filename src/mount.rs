@@ -318,6 +318,23 @@ pub fn clone_tree(fd: BorrowedFd<'_>, what: &str) -> Result<OwnedFd, MountError>
 
 /// `mount_setattr(fd, "", AT_EMPTY_PATH, {attr_set})`: e.g. make a bind read-only.
 pub fn set_attrs(fd: BorrowedFd<'_>, set: MountAttrFlags, what: &str) -> Result<(), MountError> {
+    mount_setattr(fd, set, 0, what)
+}
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH, {propagation = MS_PRIVATE})`.
+///
+/// Clones of a shared mount join its peer group; a staging clone must not, or mounts
+/// and unmounts on the real tree would propagate into it and back.
+pub fn make_private(fd: BorrowedFd<'_>, what: &str) -> Result<(), MountError> {
+    mount_setattr(fd, MountAttrFlags::empty(), libc::MS_PRIVATE, what)
+}
+
+fn mount_setattr(
+    fd: BorrowedFd<'_>,
+    set: MountAttrFlags,
+    propagation: libc::c_ulong,
+    what: &str,
+) -> Result<(), MountError> {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -328,7 +345,7 @@ pub fn set_attrs(fd: BorrowedFd<'_>, set: MountAttrFlags, what: &str) -> Result<
     let attr = MountAttr {
         attr_set: set.bits() as u64,
         attr_clr: 0,
-        propagation: 0,
+        propagation: propagation as u64,
         userns_fd: 0,
     };
     #[allow(unsafe_code)]

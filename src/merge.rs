@@ -19,7 +19,7 @@ use crate::hierarchy::HostDir;
 use crate::metadata::{self, find_merged, StateError};
 use crate::mount::{self, fd_path, LayerStrategy, MountError, Overlay};
 use crate::options::{hierarchy_component, Options};
-use crate::plan::{self, HierarchyPlan, MergePlan, PlanError, Upper};
+use crate::plan::{self, ExtRoots, HierarchyPlan, MergePlan, Opener, PlanError, Upper};
 
 /// The host directory under which each run stages its metadata tmpfs (not under
 /// `--root`, as systemd's `/run/systemd/sysext`). The mount is removed again before
@@ -300,6 +300,7 @@ struct Built {
 fn build_hierarchy(
     root: &Root,
     plan: &MergePlan,
+    roots: &ExtRoots,
     h: &HierarchyPlan,
     staging: &Staging,
     fingerprint: &str,
@@ -319,26 +320,33 @@ fn build_hierarchy(
 
     let mut fds: Vec<OwnedFd> = Vec::new();
     let mut lowers = vec![fd_path(meta.as_fd())];
-    let mut open_layer = |root_rel: &Path, sub: Option<&str>| -> Result<String, MergeError> {
-        let display = root.display_path(root_rel.join(sub.unwrap_or("")));
-        let fd = root
-            .open_at(root_rel, OFlags::PATH | OFlags::DIRECTORY)
-            .map_err(io_at(&display))?;
-        let fd = match sub {
-            Some(s) => open_fd(fd.as_fd(), Path::new(s), OFlags::PATH | OFlags::DIRECTORY)
-                .map_err(io_at(&display))?,
-            None => fd,
-        };
-        let p = fd_path(fd.as_fd());
-        fds.push(fd);
-        Ok(p)
+    let open_in_root = |root_rel: &Path| -> Result<OwnedFd, MergeError> {
+        root.open_at(root_rel, OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(io_at(root.display_path(root_rel)))
     };
     if let Some(imp) = &h.import {
-        lowers.push(open_layer(imp, None)?);
+        let fd = open_in_root(imp)?;
+        lowers.push(fd_path(fd.as_fd()));
+        fds.push(fd);
     }
     let rel = h.hierarchy.trim_start_matches('/');
     for l in &h.layers {
-        lowers.push(open_layer(&l.image_path, Some(rel))?);
+        // The extension root opened while planning: what was checked is what is mounted.
+        let display = root.display_path(l.image_path.join(rel));
+        let ext = roots.0.get(&l.name).ok_or_else(|| {
+            io_at(&display)(io::Error::new(
+                io::ErrorKind::NotFound,
+                "extension not opened while planning",
+            ))
+        })?;
+        let fd = open_fd(
+            ext.as_fd(),
+            Path::new(rel),
+            OFlags::PATH | OFlags::DIRECTORY,
+        )
+        .map_err(io_at(&display))?;
+        lowers.push(fd_path(fd.as_fd()));
+        fds.push(fd);
     }
     if h.host_lower {
         let display = root.display_path(&h.hierarchy);
@@ -364,7 +372,10 @@ fn build_hierarchy(
                 lowers.push(fd_path(fd.as_fd()));
                 fds.push(fd);
             }
-            HostDir::Plain(_) => lowers.push(open_layer(Path::new(&h.hierarchy), None)?),
+            HostDir::Plain(fd) => {
+                lowers.push(fd_path(fd.as_fd()));
+                fds.push(fd);
+            }
             HostDir::Missing | HostDir::StackedOnMount => {
                 return Err(io_at(&display)(io::Error::new(
                     io::ErrorKind::NotFound,
@@ -594,9 +605,14 @@ fn attach_built(
 
 /// Executes `plan`. With `replace`, hierarchies already merged are swapped for the new
 /// overlay (refresh); otherwise they must not be merged.
-pub fn execute(root: &Root, plan: &MergePlan, replace: bool) -> Result<Vec<String>, MergeError> {
+pub fn execute(
+    root: &Root,
+    plan: &MergePlan,
+    roots: &ExtRoots,
+    replace: bool,
+) -> Result<Vec<String>, MergeError> {
     let mut txn = Txn::new();
-    match execute_in(root, plan, replace, &mut txn) {
+    match execute_in(root, plan, roots, replace, &mut txn) {
         Ok(v) => Ok(v),
         Err(e) => {
             txn.rollback();
@@ -608,15 +624,16 @@ pub fn execute(root: &Root, plan: &MergePlan, replace: bool) -> Result<Vec<Strin
 fn execute_in(
     root: &Root,
     plan: &MergePlan,
+    roots: &ExtRoots,
     replace: bool,
     txn: &mut Txn,
 ) -> Result<Vec<String>, MergeError> {
-    let fingerprint = plan.fingerprint(root);
+    let fingerprint = plan.fingerprint();
     let staging = Staging::create(plan.class, txn)?;
     let mut built = Vec::new();
     for h in &plan.hierarchies {
         built.push((
-            build_hierarchy(root, plan, h, &staging, &fingerprint, txn)?,
+            build_hierarchy(root, plan, roots, h, &staging, &fingerprint, txn)?,
             h.host_exists,
         ));
     }
@@ -640,8 +657,22 @@ pub fn open_root(opts: &Options) -> Result<Root, MergeError> {
     })
 }
 
+/// The opener for everything this build can merge.
+pub fn default_opener() -> Box<dyn Opener> {
+    Box::new(plan::DirOpener)
+}
+
 /// `merge`: fails with [`MergeError::AlreadyMerged`] if a hierarchy is merged already.
 pub fn merge(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
+    merge_with(opts, class, default_opener().as_mut())
+}
+
+/// [`merge`] with an [`Opener`] for the extensions.
+pub fn merge_with(
+    opts: &Options,
+    class: Class,
+    opener: &mut dyn Opener,
+) -> Result<Outcome, MergeError> {
     let root = open_root(opts)?;
     let hierarchies = opts
         .hierarchies_for(class)
@@ -651,12 +682,12 @@ pub fn merge(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
             return Err(MergeError::AlreadyMerged(root.display_path(h)));
         }
     }
-    let plan = plan::plan_in(&root, opts, class)?;
+    let (plan, roots) = plan::plan_with(&root, opts, class, opener)?;
     let mut out = outcome_of(&plan);
     if plan.extensions.is_empty() {
         return Ok(out);
     }
-    out.merged = execute(&root, &plan, false)?;
+    out.merged = execute(&root, &plan, &roots, false)?;
     maybe_reload(opts, &root, class, &plan.extensions);
     Ok(out)
 }
@@ -672,8 +703,17 @@ fn outcome_of(plan: &MergePlan) -> Outcome {
 /// `refresh`: merge what is installed now, replacing an existing merge atomically; when
 /// nothing is installed any more, unmerge; when nothing changed, do nothing.
 pub fn refresh(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
+    refresh_with(opts, class, default_opener().as_mut())
+}
+
+/// [`refresh`] with an [`Opener`] for the extensions.
+pub fn refresh_with(
+    opts: &Options,
+    class: Class,
+    opener: &mut dyn Opener,
+) -> Result<Outcome, MergeError> {
     let root = open_root(opts)?;
-    let plan = plan::plan_in(&root, opts, class)?;
+    let (plan, roots) = plan::plan_with(&root, opts, class, opener)?;
     let mut out = outcome_of(&plan);
     if plan.extensions.is_empty() {
         out.unmerged = unmerge_in(opts, &root, class)?;
@@ -690,14 +730,15 @@ pub fn refresh(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
                 root.display_path(h).display()
             ));
             out.unmerged = unmerge_in(opts, &root, class)?;
-            let plan = plan::plan_in(&root, opts, class)?;
-            out.merged = execute(&root, &plan, false)?;
+            // Planned again: the host hierarchy is reachable now.
+            let (plan, roots) = plan::plan_with(&root, opts, class, opener)?;
+            out.merged = execute(&root, &plan, &roots, false)?;
             maybe_reload(opts, &root, class, &plan.extensions);
             return Ok(out);
         }
     }
     if !opts.always_refresh {
-        let fp = plan.fingerprint(&root);
+        let fp = plan.fingerprint();
         let planned: Vec<&str> = plan
             .hierarchies
             .iter()
@@ -724,7 +765,7 @@ pub fn refresh(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
         .iter()
         .map(|h| h.hierarchy.clone())
         .collect();
-    out.merged = execute(&root, &plan, true)?;
+    out.merged = execute(&root, &plan, &roots, true)?;
     for h in hierarchies.iter().filter(|h| !planned.contains(h)) {
         if unmerge_hierarchy(&root, class, h)? {
             out.unmerged.push(h.clone());

@@ -2,6 +2,7 @@
 //! hierarchy, in which order, with which options — a plain value that tests compare
 //! and that [`crate::merge`] executes. Planning only reads files.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -126,24 +127,19 @@ impl MergePlan {
 
     /// A stable description of what this plan merges, used to skip a refresh when
     /// nothing changed: names, image paths with device, inode and mtime, mode, layers.
-    pub fn fingerprint(&self, root: &Root) -> String {
+    pub fn fingerprint(&self) -> String {
         let mut s = format!("mutable={}\n", self.mutable.as_str());
         for c in self
             .candidates
             .iter()
             .filter(|c| c.verdict == Verdict::Match)
         {
-            let id = root
-                .open_at(&c.image.path, OFlags::PATH)
-                .and_then(|fd| rustix::fs::fstat(&fd).map_err(io::Error::from))
-                .map(|st| {
-                    format!(
-                        "{}:{}:{}.{}",
-                        st.st_dev, st.st_ino, st.st_mtime, st.st_mtime_nsec
-                    )
-                })
-                .unwrap_or_default();
-            s += &format!("ext {} {} {}\n", c.image.name, c.image.path.display(), id);
+            s += &format!(
+                "ext {} {} {:?}\n",
+                c.image.name,
+                c.image.path.display(),
+                c.image.mtime_usec
+            );
         }
         for h in &self.hierarchies {
             let names: Vec<&str> = h.layers.iter().map(|l| l.name.as_str()).collect();
@@ -219,6 +215,35 @@ pub fn root_scope(root: &Root) -> (bool, Scope) {
     (initrd, if initrd { Scope::Initrd } else { Scope::System })
 }
 
+/// The open root directories of accepted extensions, by name: opened once while
+/// planning and used again when mounting, so what was checked is what is mounted.
+#[derive(Debug, Default)]
+pub struct ExtRoots(pub BTreeMap<String, OwnedFd>);
+
+/// How an extension's root directory is reached. Directories are opened inside the
+/// root; disk images are set up and mounted by an opener from [`crate::image`].
+pub trait Opener {
+    /// Opens (or mounts) `image` and returns its root directory, or why it cannot.
+    fn open(&mut self, root: &Root, image: &Image) -> Result<OwnedFd, String>;
+}
+
+/// Opens directory extensions only.
+#[derive(Debug, Default)]
+pub struct DirOpener;
+
+impl Opener for DirOpener {
+    fn open(&mut self, root: &Root, image: &Image) -> Result<OwnedFd, String> {
+        if image.kind != ImageKind::Directory {
+            return Err(format!(
+                "{} images are not supported by this build yet",
+                image.kind.as_str()
+            ));
+        }
+        root.open_at(&image.path, OFlags::RDONLY | OFlags::DIRECTORY)
+            .map_err(|e| format!("cannot open: {e}"))
+    }
+}
+
 /// Discovers the class's extensions and gives each one systemd's verdict.
 pub fn evaluate(
     root: &Root,
@@ -227,42 +252,50 @@ pub fn evaluate(
     initrd: bool,
     force: bool,
 ) -> Result<(Vec<Candidate>, Vec<Skipped>), PlanError> {
+    let (c, s, _) = evaluate_with(root, class, host, initrd, force, &mut DirOpener)?;
+    Ok((c, s))
+}
+
+/// [`evaluate`] with an [`Opener`]; also returns the roots of the accepted extensions.
+pub fn evaluate_with(
+    root: &Root,
+    class: Class,
+    host: &HostIdentity,
+    initrd: bool,
+    force: bool,
+    opener: &mut dyn Opener,
+) -> Result<(Vec<Candidate>, Vec<Skipped>, ExtRoots), PlanError> {
     let Discovery { images, skipped } = discover::discover(root, class, initrd)?;
-    let candidates = images
-        .into_iter()
-        .map(|image| {
-            let (verdict, release) = judge(root, &image, class, host, force);
-            Candidate {
-                image,
-                verdict,
-                release,
+    let mut roots = ExtRoots::default();
+    let mut candidates = Vec::with_capacity(images.len());
+    for image in images {
+        let (verdict, release) = match opener.open(root, &image) {
+            Err(reason) => (Verdict::Mismatch(reason), None),
+            Ok(fd) => {
+                let (v, r) = judge(fd.as_fd(), &image, class, host, force);
+                if v == Verdict::Match {
+                    roots.0.insert(image.name.clone(), fd);
+                }
+                (v, r)
             }
-        })
-        .collect();
-    Ok((candidates, skipped))
+        };
+        candidates.push(Candidate {
+            image,
+            verdict,
+            release,
+        });
+    }
+    Ok((candidates, skipped, roots))
 }
 
 fn judge(
-    root: &Root,
+    fd: BorrowedFd<'_>,
     image: &Image,
     class: Class,
     host: &HostIdentity,
     force: bool,
 ) -> (Verdict, Option<ReleaseFile>) {
-    if image.kind != ImageKind::Directory {
-        return (
-            Verdict::Mismatch(format!(
-                "{} images are not supported by this build yet",
-                image.kind.as_str()
-            )),
-            None,
-        );
-    }
-    let fd = match root.open_at(&image.path, OFlags::RDONLY | OFlags::DIRECTORY) {
-        Ok(fd) => fd,
-        Err(e) => return (Verdict::Mismatch(format!("cannot open: {e}")), None),
-    };
-    let found = release::find_extension_release(fd.as_fd(), &image.name, class);
+    let found = release::find_extension_release(fd, &image.name, class);
     if force {
         return (Verdict::Match, found.ok());
     }
@@ -288,7 +321,7 @@ fn open_opt(dir: BorrowedFd<'_>, rel: &str, flags: OFlags) -> io::Result<Option<
     }
 }
 
-/// True if the directory `fd` has any entry but `.` and `..` (hidden ones count).
+/// True if the directory `fd` has no entry but `.` and `..` (hidden ones count).
 pub fn dir_is_empty(fd: BorrowedFd<'_>) -> io::Result<bool> {
     let fd = rustix::fs::openat(
         fd,
@@ -296,7 +329,12 @@ pub fn dir_is_empty(fd: BorrowedFd<'_>) -> io::Result<bool> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )?;
-    let mut dir = rustix::fs::Dir::read_from(&fd)?;
+    dir_is_empty_owned(fd)
+}
+
+/// [`dir_is_empty`] on a directory opened for reading, consuming it.
+pub fn dir_is_empty_owned(fd: OwnedFd) -> io::Result<bool> {
+    let mut dir = rustix::fs::Dir::new(fd)?;
     while let Some(e) = dir.read() {
         let e = e?;
         let n = e.file_name().to_bytes();
@@ -318,12 +356,24 @@ pub fn plan(opts: &Options, class: Class) -> Result<MergePlan, PlanError> {
 
 /// [`plan`] with an already opened root.
 pub fn plan_in(root: &Root, opts: &Options, class: Class) -> Result<MergePlan, PlanError> {
+    plan_with(root, opts, class, &mut DirOpener).map(|(p, _)| p)
+}
+
+/// [`plan_in`] with an [`Opener`]; also returns the open roots of the accepted
+/// extensions for [`crate::merge::execute`].
+pub fn plan_with(
+    root: &Root,
+    opts: &Options,
+    class: Class,
+    opener: &mut dyn Opener,
+) -> Result<(MergePlan, ExtRoots), PlanError> {
     let hierarchies = opts
         .hierarchies_for(class)
         .map_err(PlanError::Hierarchies)?;
     let (initrd, scope) = root_scope(root);
     let host = HostIdentity::load(root, scope)?;
-    let (candidates, skipped) = evaluate(root, class, &host, initrd, opts.force)?;
+    let (candidates, skipped, roots) =
+        evaluate_with(root, class, &host, initrd, opts.force, opener)?;
 
     let mut accepted: Vec<&Candidate> = candidates
         .iter()
@@ -341,24 +391,23 @@ pub fn plan_in(root: &Root, opts: &Options, class: Class) -> Result<MergePlan, P
 
     let mut planned = Vec::new();
     let mut untouched = Vec::new();
-    // Extension roots, opened once.
+    // Topmost first.
     let mut ext_fds = Vec::new();
     for c in accepted.iter().rev() {
-        let fd = root
-            .open_at(&c.image.path, OFlags::PATH | OFlags::DIRECTORY)
-            .map_err(|e| io_err(root, &c.image.path, e))?;
-        ext_fds.push((c, fd));
+        if let Some(fd) = roots.0.get(&c.image.name) {
+            ext_fds.push((*c, fd));
+        }
     }
     for h in &hierarchies {
         let rel = h.trim_start_matches('/');
         let mut layers = Vec::new();
         for (c, fd) in &ext_fds {
-            let sub = match open_opt(fd.as_fd(), rel, OFlags::PATH | OFlags::DIRECTORY) {
+            let sub = match open_opt(fd.as_fd(), rel, OFlags::RDONLY | OFlags::DIRECTORY) {
                 Ok(s) => s,
                 Err(e) => return Err(io_err(root, &c.image.path.join(rel), e)),
             };
             let Some(sub) = sub else { continue };
-            if !dir_is_empty(sub.as_fd()).map_err(|e| io_err(root, &c.image.path.join(rel), e))? {
+            if !dir_is_empty_owned(sub).map_err(|e| io_err(root, &c.image.path.join(rel), e))? {
                 layers.push(Layer {
                     name: c.image.name.clone(),
                     image_path: c.image.path.clone(),
@@ -372,7 +421,7 @@ pub fn plan_in(root: &Root, opts: &Options, class: Class) -> Result<MergePlan, P
         planned.push(plan_hierarchy(root, class, h, layers, opts.mutable, flags)?);
     }
 
-    Ok(MergePlan {
+    let plan = MergePlan {
         class,
         host,
         candidates,
@@ -381,7 +430,8 @@ pub fn plan_in(root: &Root, opts: &Options, class: Class) -> Result<MergePlan, P
         mutable: opts.mutable,
         hierarchies: planned,
         untouched,
-    })
+    };
+    Ok((plan, roots))
 }
 
 fn plan_hierarchy(

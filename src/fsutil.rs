@@ -184,11 +184,17 @@ pub fn read_fd_bounded(fd: OwnedFd, limit: u64) -> Result<Vec<u8>, ReadError> {
     if size > limit {
         return Err(ReadError::TooLarge { size, limit });
     }
-    let mut buf = Vec::with_capacity(size as usize);
-    // Files may grow while we read (or lie about their size, as in /proc): cap the read.
-    std::fs::File::from(fd)
-        .take(limit + 1)
-        .read_to_end(&mut buf)?;
+    // One read of size + 1 bytes usually gets all and proves the end; files that grow
+    // while we read (or lie about their size, as in /proc) get the capped loop.
+    let mut buf = vec![0u8; size as usize + 1];
+    let n =
+        rustix::io::retry_on_intr(|| rustix::io::read(&fd, &mut buf)).map_err(io::Error::from)?;
+    buf.truncate(n);
+    if n as u64 > size {
+        std::fs::File::from(fd)
+            .take(limit + 1 - n as u64)
+            .read_to_end(&mut buf)?;
+    }
     if buf.len() as u64 > limit {
         return Err(ReadError::TooLarge {
             size: buf.len() as u64,

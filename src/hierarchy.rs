@@ -41,7 +41,7 @@ pub enum HostDir {
 impl HostDir {
     /// Looks up the host directory of `h` in `root` for `class`.
     pub fn open(root: &Root, class: Class, h: &str) -> io::Result<HostDir> {
-        let fd = match root.open_at(h, OFlags::PATH | OFlags::DIRECTORY) {
+        let fd = match root.open_at(h, OFlags::RDONLY | OFlags::DIRECTORY) {
             Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HostDir::Missing),
             Err(e) => return Err(e),
@@ -72,7 +72,7 @@ impl HostDir {
             HostDir::UnderMerge { parent_clone, name } => Ok(Some(fsutil::open_in(
                 parent_clone.as_fd(),
                 Path::new(name),
-                OFlags::PATH | OFlags::DIRECTORY,
+                OFlags::RDONLY | OFlags::DIRECTORY,
                 ResolveFlags::NO_SYMLINKS,
             )?)),
         }

@@ -9,11 +9,13 @@
 pub mod arch;
 pub mod class;
 pub mod discover;
+pub mod dm;
 pub mod fsutil;
 pub mod hierarchy;
 pub mod image;
 pub mod json;
 pub mod log;
+pub mod loopdev;
 pub mod merge;
 pub mod metadata;
 pub mod mount;

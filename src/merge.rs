@@ -331,22 +331,17 @@ fn build_hierarchy(
     }
     let rel = h.hierarchy.trim_start_matches('/');
     for l in &h.layers {
-        // The extension root opened while planning: what was checked is what is mounted.
-        let display = root.display_path(l.image_path.join(rel));
-        let ext = roots.0.get(&l.name).ok_or_else(|| {
-            io_at(&display)(io::Error::new(
-                io::ErrorKind::NotFound,
-                "extension not opened while planning",
-            ))
-        })?;
-        let fd = open_fd(
-            ext.as_fd(),
-            Path::new(rel),
-            OFlags::PATH | OFlags::DIRECTORY,
-        )
-        .map_err(io_at(&display))?;
+        // The layer directory opened while planning: what was checked is what is mounted.
+        let fd = roots
+            .1
+            .get(&(l.name.clone(), h.hierarchy.clone()))
+            .ok_or_else(|| {
+                io_at(root.display_path(l.image_path.join(rel)))(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "layer not opened while planning",
+                ))
+            })?;
         lowers.push(fd_path(fd.as_fd()));
-        fds.push(fd);
     }
     if h.host_lower {
         let display = root.display_path(&h.hierarchy);

@@ -218,7 +218,10 @@ pub fn root_scope(root: &Root) -> (bool, Scope) {
 /// The open root directories of accepted extensions, by name: opened once while
 /// planning and used again when mounting, so what was checked is what is mounted.
 #[derive(Debug, Default)]
-pub struct ExtRoots(pub BTreeMap<String, OwnedFd>);
+pub struct ExtRoots(pub BTreeMap<String, OwnedFd>, pub LayerFds);
+
+/// Open layer directories by (extension name, hierarchy).
+pub type LayerFds = BTreeMap<(String, String), OwnedFd>;
 
 /// How an extension's root directory is reached. Directories are opened inside the
 /// root; disk images are set up and mounted by an opener from [`crate::image`].
@@ -321,21 +324,12 @@ fn open_opt(dir: BorrowedFd<'_>, rel: &str, flags: OFlags) -> io::Result<Option<
     }
 }
 
-/// True if the directory `fd` has no entry but `.` and `..` (hidden ones count).
+/// True if the directory `fd` (opened for reading) has no entry but `.` and `..`
+/// (hidden ones count). Reads with `getdents64` on `fd` itself: no extra open.
 pub fn dir_is_empty(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let fd = rustix::fs::openat(
-        fd,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )?;
-    dir_is_empty_owned(fd)
-}
-
-/// [`dir_is_empty`] on a directory opened for reading, consuming it.
-pub fn dir_is_empty_owned(fd: OwnedFd) -> io::Result<bool> {
-    let mut dir = rustix::fs::Dir::new(fd)?;
-    while let Some(e) = dir.read() {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+    let mut dir = rustix::fs::RawDir::new(fd, &mut buf);
+    while let Some(e) = dir.next() {
         let e = e?;
         let n = e.file_name().to_bytes();
         if n != b"." && n != b".." {
@@ -372,8 +366,9 @@ pub fn plan_with(
         .map_err(PlanError::Hierarchies)?;
     let (initrd, scope) = root_scope(root);
     let host = HostIdentity::load(root, scope)?;
-    let (candidates, skipped, roots) =
+    let (candidates, skipped, mut roots) =
         evaluate_with(root, class, &host, initrd, opts.force, opener)?;
+    let mut layer_fds = LayerFds::new();
 
     let mut accepted: Vec<&Candidate> = candidates
         .iter()
@@ -407,11 +402,13 @@ pub fn plan_with(
                 Err(e) => return Err(io_err(root, &c.image.path.join(rel), e)),
             };
             let Some(sub) = sub else { continue };
-            if !dir_is_empty_owned(sub).map_err(|e| io_err(root, &c.image.path.join(rel), e))? {
+            if !dir_is_empty(sub.as_fd()).map_err(|e| io_err(root, &c.image.path.join(rel), e))? {
                 layers.push(Layer {
                     name: c.image.name.clone(),
                     image_path: c.image.path.clone(),
                 });
+                // Kept for mounting: the layer is the directory that was looked at.
+                layer_fds.insert((c.image.name.clone(), h.clone()), sub);
             }
         }
         if layers.is_empty() {
@@ -421,6 +418,7 @@ pub fn plan_with(
         planned.push(plan_hierarchy(root, class, h, layers, opts.mutable, flags)?);
     }
 
+    roots.1 = layer_fds;
     let plan = MergePlan {
         class,
         host,

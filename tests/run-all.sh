@@ -20,6 +20,11 @@ if [ -f tests/vm/run-merge-tests.sh ]; then
     bash tests/vm/run-merge-tests.sh || fail=1
 fi
 
+if [ -f tests/vm/run-dm-tests.sh ]; then
+    step "VM tests: loop devices and dm-verity (no device-mapper on the host)"
+    bash tests/vm/run-dm-tests.sh || fail=1
+fi
+
 if [ "$fail" != 0 ]; then
     echo "run-all: FAILED" >&2
     exit 1

@@ -117,7 +117,10 @@ mod tests {
         });
         assert_eq!(
             *got.borrow(),
-            vec![(Level::Info, "a".to_string()), (Level::Warning, "b".to_string())]
+            vec![
+                (Level::Info, "a".to_string()),
+                (Level::Warning, "b".to_string())
+            ]
         );
         // Restored: the default level again, no sink.
         assert!(enabled(Level::Info) && !enabled(Level::Debug));

@@ -332,7 +332,7 @@ pub fn make_private(fd: BorrowedFd<'_>, what: &str) -> Result<(), MountError> {
 fn mount_setattr(
     fd: BorrowedFd<'_>,
     set: MountAttrFlags,
-    propagation: libc::c_ulong,
+    propagation: u64,
     what: &str,
 ) -> Result<(), MountError> {
     #[repr(C)]
@@ -345,7 +345,7 @@ fn mount_setattr(
     let attr = MountAttr {
         attr_set: set.bits() as u64,
         attr_clr: 0,
-        propagation: propagation as u64,
+        propagation,
         userns_fd: 0,
     };
     #[allow(unsafe_code)]

@@ -8,7 +8,12 @@ fail=0
 step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo test (unit + integration)"
-cargo test --all-targets || fail=1
+cargo test --workspace --all-targets || fail=1
+
+if [ -f tests/c/run.sh ]; then
+    step "C ABI: header check, C tests (static, shared via pkg-config), valgrind, ASan, symbols"
+    bash tests/c/run.sh || fail=1
+fi
 
 if [ -f tests/diff/systemd-diff.sh ]; then
     step "differential test against systemd-sysext"

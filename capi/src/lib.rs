@@ -1,3 +1,733 @@
-//! probe
+//! libextmerge: the C ABI of extmerge (`include/extmerge.h` is generated from this
+//! crate by cbindgen; the doc comments below are the header's text).
+//!
+//! No logic lives here: each function checks its arguments, calls the core library
+//! and turns the result into `0`/`-errno` plus a message. Every exported function
+//! goes through one gate in [`ffi`] (`catch_unwind`, NULL and UTF-8 checks, the
+//! context's log callback).
+#![allow(unsafe_code)]
+#![allow(non_camel_case_types)]
+// The exported functions take raw pointers by design (it is a C ABI); each one is checked
+// for NULL in `ffi` before it is dereferenced, under a `// SAFETY:` note.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+#![warn(missing_docs)]
+
+mod ffi;
+mod list;
+mod status;
+
+use std::ffi::{c_char, c_int, c_uint, c_void, CString};
+use std::path::PathBuf;
+
+use extmerge::class::Class;
+use extmerge::fsutil::{join_in_root, Root};
+use extmerge::log::Level;
+use extmerge::merge;
+use extmerge::options::{hierarchy_is_valid, MutableMode, Options};
+use extmerge::plan::PlanError;
+
+use ffi::{arg_opt_str, arg_str, cstring, ctx_call, ctx_get, guard, log_lazy, Error};
+
+pub use list::*;
+pub use status::*;
+
+/// System extensions (`/usr`, `/opt`; systemd-sysext).
+pub const EXTMERGE_CLASS_SYSEXT: c_int = 1;
+/// Configuration extensions (`/etc`; systemd-confext).
+pub const EXTMERGE_CLASS_CONFEXT: c_int = 2;
+/// Both classes: confext first, then sysext (the order systemd's units run in).
+pub const EXTMERGE_CLASS_BOTH: c_int = 3;
+
+/// Merge extensions whatever their extension-release file says (`--force`).
+pub const EXTMERGE_FLAG_FORCE: c_uint = 1;
+/// Never ask the service manager to reload (`--no-reload`).
+pub const EXTMERGE_FLAG_NO_RELOAD: c_uint = 2;
+/// Refresh even when nothing changed (`--always-refresh=yes`).
+pub const EXTMERGE_FLAG_ALWAYS_REFRESH: c_uint = 4;
+
+const ALL_FLAGS: c_uint =
+    EXTMERGE_FLAG_FORCE | EXTMERGE_FLAG_NO_RELOAD | EXTMERGE_FLAG_ALWAYS_REFRESH;
+
+/// An extmerge context: the root, the class(es) and the options of merge, unmerge,
+/// refresh, listing and status, plus the last error and the log callback.
+///
+/// Opaque. Created by extmerge_context_new(), released by extmerge_context_free().
+/// Thread-compatible: a context may be used from any thread, but by one thread at a
+/// time; different contexts are independent (no global state).
+pub struct extmerge_context {
+    pub(crate) opts: Options,
+    /// `None`: `$SYSTEMD_SYSEXT_MUTABLE_MODE` / `$SYSTEMD_CONFEXT_MUTABLE_MODE`, else no.
+    pub(crate) mutable: Option<MutableMode>,
+    pub(crate) class: c_int,
+    pub(crate) image_policy: Option<CString>,
+    pub(crate) log: ffi::LogConfig,
+    pub(crate) last_error: Option<CString>,
+}
+
+/// Parses `EXTMERGE_LOG`: a syslog level name or number.
+fn parse_priority(s: &str) -> Option<c_int> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<c_int>() {
+        return (0..=7).contains(&n).then_some(n);
+    }
+    Some(match s.to_ascii_lowercase().as_str() {
+        "emerg" => 0,
+        "alert" => 1,
+        "crit" => 2,
+        "err" | "error" => 3,
+        "warning" | "warn" => 4,
+        "notice" => 5,
+        "info" => 6,
+        "debug" => 7,
+        _ => return None,
+    })
+}
+
+impl extmerge_context {
+    fn new() -> extmerge_context {
+        let priority = std::env::var("EXTMERGE_LOG")
+            .ok()
+            .and_then(|v| parse_priority(&v))
+            .unwrap_or(ffi::LOG_ERR);
+        extmerge_context {
+            opts: Options::default(),
+            mutable: None,
+            class: EXTMERGE_CLASS_BOTH,
+            image_policy: None,
+            log: ffi::LogConfig {
+                target: ffi::LogTarget::Stderr,
+                priority,
+            },
+            last_error: None,
+        }
+    }
+
+    /// The classes to act on, in order.
+    pub(crate) fn classes(&self) -> &'static [Class] {
+        match self.class {
+            EXTMERGE_CLASS_SYSEXT => &[Class::Sysext],
+            EXTMERGE_CLASS_CONFEXT => &[Class::Confext],
+            _ => &Class::ALL,
+        }
+    }
+
+    /// The core's options for `class` with this call's `flags`: the mutable mode set on
+    /// the context beats the class's environment variable (as `--mutable=` does).
+    fn opts_for(&self, class: Class, flags: c_uint) -> Options {
+        let mut o = self.opts.clone();
+        o.force |= flags & EXTMERGE_FLAG_FORCE != 0;
+        o.no_reload |= flags & EXTMERGE_FLAG_NO_RELOAD != 0;
+        o.always_refresh |= flags & EXTMERGE_FLAG_ALWAYS_REFRESH != 0;
+        o.mutable = match self.mutable {
+            Some(m) => m,
+            None => match std::env::var(class.mutable_env()) {
+                Ok(v) => MutableMode::parse(&v).unwrap_or_else(|| {
+                    log_lazy(Level::Warning, || {
+                        format!("ignoring invalid {}={v}", class.mutable_env())
+                    });
+                    MutableMode::No
+                }),
+                Err(_) => MutableMode::No,
+            },
+        };
+        o
+    }
+
+    /// Opens the context's root for listing and status.
+    pub(crate) fn open_root(&self) -> Result<Root, Error> {
+        Root::open(&self.opts.root).map_err(|source| {
+            Error::from(PlanError::Root {
+                path: self.opts.root.clone(),
+                source,
+            })
+        })
+    }
+}
+
+/// Returns the library's version, e.g. "0.1.0".
+///
+/// The string is static: never free it. Thread-safe.
 #[no_mangle]
-pub extern "C" fn extmerge_x() -> i32 { extmerge::options::Options::default().force as i32 }
+pub extern "C" fn extmerge_version() -> *const c_char {
+    guard(std::ptr::null(), || {
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    })
+}
+
+/// Creates a context with the defaults: root "/", class EXTMERGE_CLASS_BOTH, mutable
+/// mode from the environment (else "no"), no image policy, no flags, and logging to
+/// stderr at LOG_ERR, or at the priority in the environment variable EXTMERGE_LOG
+/// ("err", "warning", "notice", "info", "debug" or a number 0-7), read here once.
+///
+/// On success *ret is set to the new context, which the caller owns and releases
+/// with extmerge_context_free(); on failure *ret is left untouched.
+///
+/// Returns 0, or -EINVAL if ret is NULL, -EIO on an internal error.
+///
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn extmerge_context_new(ret: *mut *mut extmerge_context) -> c_int {
+    guard(-libc::EIO, || {
+        if ret.is_null() {
+            return -libc::EINVAL;
+        }
+        ffi::put(ret, Box::new(extmerge_context::new()));
+        0
+    })
+}
+
+/// Releases a context and everything it owns (its last error, its image policy).
+///
+/// Calling with NULL is fine. Must not be called twice with the same value. Lists made
+/// from the context do not refer to it and stay valid.
+///
+/// Thread-compatible: no other thread may use ctx during or after the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_free(ctx: *mut extmerge_context) {
+    ffi::free_box(ctx)
+}
+
+/// Returns the message of the last failed call on ctx: what failed, naming the file
+/// and the reason ("/x: cannot open root: No such file or directory (os error 2)").
+///
+/// The string is owned by ctx and valid until the next call on ctx that takes a
+/// non-const context (each one clears it first) or extmerge_context_free().
+///
+/// Returns NULL if the last call succeeded, if there was none, or if ctx is NULL.
+///
+/// Thread-compatible: reads ctx; no other thread may change or free it during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_last_error(ctx: *const extmerge_context) -> *const c_char {
+    ctx_get(ctx, std::ptr::null(), |c| {
+        ffi::opt_ptr(c.last_error.as_ref())
+    })
+}
+
+fn set_root_impl(ctx: *mut extmerge_context, root: *const c_char, func: &str) -> c_int {
+    ctx_call(ctx, func, |c| {
+        let r = arg_str(root, "root")?;
+        if r.is_empty() {
+            return Err(Error::inval("root must not be empty"));
+        }
+        let path = PathBuf::from(r);
+        Root::open(&path).map_err(|source| {
+            Error::from(PlanError::Root {
+                path: path.clone(),
+                source,
+            })
+        })?;
+        c.opts.root = path;
+        Ok(0)
+    })
+}
+
+/// Sets the root directory whose extensions are merged into its own hierarchies
+/// (`--root=`): extensions are searched in <root>/etc/extensions, ... and merged into
+/// <root>/usr, ...; the root's os-release is matched. Default "/". With a root other
+/// than "/" the service manager is never reloaded.
+///
+/// root is a UTF-8 path, copied; a relative path is resolved against the working
+/// directory at each call. The directory must exist now.
+///
+/// Returns 0, or -EINVAL (ctx or root NULL, root empty or not UTF-8), or the negative
+/// errno of opening the root (-ENOENT, -ENOTDIR, -EACCES...) with a last error naming it.
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_set_root(
+    ctx: *mut extmerge_context,
+    root: *const c_char,
+) -> c_int {
+    set_root_impl(ctx, root, "extmerge_context_set_root")
+}
+
+/// Sets the root to the real root file system mounted for switch-root (usually
+/// "/sysroot"), for merging from the initrd what the final system will keep, as
+/// systemd's `systemd-sysext-sysroot.service` does with `--root=/sysroot`.
+///
+/// An alias of extmerge_context_set_root(): the sysroot's os-release is matched
+/// (scope "system" unless it has an /etc/initrd-release), its search directories
+/// are used, and the overlays on <sysroot>/usr, ... move with it at switch-root.
+///
+/// Returns as extmerge_context_set_root().
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_set_sysroot(
+    ctx: *mut extmerge_context,
+    sysroot: *const c_char,
+) -> c_int {
+    set_root_impl(ctx, sysroot, "extmerge_context_set_sysroot")
+}
+
+/// Selects the class(es) acted on: EXTMERGE_CLASS_SYSEXT, EXTMERGE_CLASS_CONFEXT or
+/// EXTMERGE_CLASS_BOTH (the default; confext first, then sysext).
+///
+/// Returns 0, or -EINVAL for a NULL ctx or any other value.
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_set_class(ctx: *mut extmerge_context, class: c_int) -> c_int {
+    ctx_call(ctx, "extmerge_context_set_class", |c| match class {
+        EXTMERGE_CLASS_SYSEXT | EXTMERGE_CLASS_CONFEXT | EXTMERGE_CLASS_BOTH => {
+            c.class = class;
+            Ok(0)
+        }
+        _ => Err(Error::inval(format!(
+            "invalid class {class}: expected EXTMERGE_CLASS_SYSEXT (1), \
+             EXTMERGE_CLASS_CONFEXT (2) or EXTMERGE_CLASS_BOTH (3)"
+        ))),
+    })
+}
+
+/// Sets the mutable mode (`--mutable=`) with systemd's names: "no", "yes", "auto",
+/// "import", "ephemeral", "ephemeral-import"; booleans as systemd parses them
+/// ("true", "0", ...) mean "yes"/"no".
+///
+/// NULL restores the default: $SYSTEMD_SYSEXT_MUTABLE_MODE or
+/// $SYSTEMD_CONFEXT_MUTABLE_MODE (read at each call, for each class), else "no".
+///
+/// Returns 0, or -EINVAL for a NULL ctx, invalid UTF-8 or an unknown mode.
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_set_mutable(
+    ctx: *mut extmerge_context,
+    mode: *const c_char,
+) -> c_int {
+    ctx_call(ctx, "extmerge_context_set_mutable", |c| {
+        c.mutable = match arg_opt_str(mode, "mutable mode")? {
+            None => None,
+            Some(m) => Some(MutableMode::parse(m).ok_or_else(|| {
+                Error::inval(format!(
+                    "invalid mutable mode \"{m}\": expected no, yes, auto, import, \
+                     ephemeral or ephemeral-import"
+                ))
+            })?),
+        };
+        Ok(0)
+    })
+}
+
+/// Stores an image policy string (`--image-policy=`, systemd.image-policy(7)), copied.
+///
+/// The policy applies to disk-image extensions (`*.raw`, block devices), which this
+/// build does not merge yet (they are listed with a skip reason); until then the
+/// string is kept, returned by extmerge_context_get_image_policy(), and not
+/// interpreted or validated beyond UTF-8. NULL restores the default policy.
+///
+/// Returns 0, or -EINVAL for a NULL ctx or invalid UTF-8.
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_set_image_policy(
+    ctx: *mut extmerge_context,
+    policy: *const c_char,
+) -> c_int {
+    ctx_call(ctx, "extmerge_context_set_image_policy", |c| {
+        c.image_policy = arg_opt_str(policy, "image policy")?.map(cstring);
+        Ok(0)
+    })
+}
+
+/// Returns the image policy stored with extmerge_context_set_image_policy(), or NULL
+/// if none is set (or ctx is NULL).
+///
+/// The string is owned by ctx and valid until the next
+/// extmerge_context_set_image_policy() or extmerge_context_free().
+///
+/// Thread-compatible: reads ctx; no other thread may change or free it during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_get_image_policy(ctx: *const extmerge_context) -> *const c_char {
+    ctx_get(ctx, std::ptr::null(), |c| {
+        ffi::opt_ptr(c.image_policy.as_ref())
+    })
+}
+
+/// Merges extensions whatever their extension-release files say (`--force`) when
+/// force is non-zero; 0 (the default) checks them. Also affects listing.
+///
+/// Returns 0, or -EINVAL for a NULL ctx.
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_set_force(ctx: *mut extmerge_context, force: c_int) -> c_int {
+    ctx_call(ctx, "extmerge_context_set_force", |c| {
+        c.opts.force = force != 0;
+        Ok(0)
+    })
+}
+
+/// Never asks the service manager to reload (`--no-reload`) when no_reload is
+/// non-zero. By default it is reloaded after a merge, refresh or unmerge of the host
+/// root "/" when an extension sets EXTENSION_RELOAD_MANAGER=1.
+///
+/// Returns 0, or -EINVAL for a NULL ctx.
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_set_no_reload(
+    ctx: *mut extmerge_context,
+    no_reload: c_int,
+) -> c_int {
+    ctx_call(ctx, "extmerge_context_set_no_reload", |c| {
+        c.opts.no_reload = no_reload != 0;
+        Ok(0)
+    })
+}
+
+/// Makes extmerge_refresh() replace the merge even when nothing changed
+/// (`--always-refresh=yes`) when always is non-zero.
+///
+/// Returns 0, or -EINVAL for a NULL ctx.
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_set_always_refresh(
+    ctx: *mut extmerge_context,
+    always: c_int,
+) -> c_int {
+    ctx_call(ctx, "extmerge_context_set_always_refresh", |c| {
+        c.opts.always_refresh = always != 0;
+        Ok(0)
+    })
+}
+
+/// Mounts the merged hierarchies noexec (`--noexec=`): a negative value restores the
+/// default (confext noexec, sysext exec), 0 means exec, a positive value noexec.
+///
+/// Returns 0, or -EINVAL for a NULL ctx.
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_set_noexec(ctx: *mut extmerge_context, noexec: c_int) -> c_int {
+    ctx_call(ctx, "extmerge_context_set_noexec", |c| {
+        c.opts.noexec = (noexec >= 0).then_some(noexec > 0);
+        Ok(0)
+    })
+}
+
+/// Sets the hierarchies to overlay, for every class of the context: n absolute,
+/// normalized paths other than "/" ("/usr", "/opt"), each a UTF-8 string; the array
+/// and the strings are copied. The order given is kept.
+///
+/// list NULL with n 0 restores the default: $SYSTEMD_SYSEXT_HIERARCHIES /
+/// $SYSTEMD_CONFEXT_HIERARCHIES (colon-separated, read at each call), else /usr and /opt
+/// for sysext and /etc for confext. A non-NULL list with n 0 means no hierarchy.
+///
+/// Returns 0, or -EINVAL for a NULL ctx, list NULL with n > 0, a NULL or non-UTF-8
+/// element, or an invalid hierarchy (nothing is changed then).
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_set_hierarchies(
+    ctx: *mut extmerge_context,
+    list: *const *const c_char,
+    n: usize,
+) -> c_int {
+    ctx_call(ctx, "extmerge_context_set_hierarchies", |c| {
+        if list.is_null() {
+            if n != 0 {
+                return Err(Error::inval(format!("hierarchy list is NULL but n is {n}")));
+            }
+            c.opts.hierarchies = None;
+            return Ok(0);
+        }
+        let mut v = Vec::with_capacity(n);
+        for i in 0..n {
+            // SAFETY: `list` is non-NULL and by contract points to `n` readable
+            // pointers; `i < n`.
+            let p = unsafe { *list.add(i) };
+            let h = arg_str(p, &format!("hierarchy [{i}]"))?;
+            if !hierarchy_is_valid(h) {
+                return Err(Error::inval(format!(
+                    "invalid hierarchy [{i}] \"{h}\": must be an absolute, normalized \
+                     path other than /"
+                )));
+            }
+            v.push(h.to_string());
+        }
+        c.opts.hierarchies = Some(v);
+        Ok(0)
+    })
+}
+
+/// A log function: called synchronously, on the thread making a call on the context,
+/// with the userdata given to extmerge_context_set_log_fn(), a syslog priority
+/// (LOG_ERR 3 ... LOG_DEBUG 7) and a UTF-8 message without a trailing newline that is
+/// valid only during the call. It must not call back into the library with the same
+/// context.
+pub type extmerge_log_fn =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, priority: c_int, message: *const c_char)>;
+
+/// Routes the context's messages to log_fn with userdata (kept, not owned: it must stay
+/// valid while ctx uses it). log_fn NULL silences the context. The default writes
+/// "libextmerge: <message>" lines to stderr.
+///
+/// Messages arrive during calls on ctx: the core's progress and warnings ("Unmerged
+/// '/usr'.", skipped entries, ...) and, at LOG_ERR, each error that a call returns, as
+/// "<function>: <last error>". Messages less important than the priority set with
+/// extmerge_context_set_log_priority() are dropped before they are formatted.
+///
+/// Returns 0, or -EINVAL for a NULL ctx.
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_set_log_fn(
+    ctx: *mut extmerge_context,
+    log_fn: extmerge_log_fn,
+    userdata: *mut c_void,
+) -> c_int {
+    ctx_call(ctx, "extmerge_context_set_log_fn", |c| {
+        c.log.target = match log_fn {
+            Some(f) => ffi::LogTarget::Callback(f, userdata),
+            None => ffi::LogTarget::Off,
+        };
+        Ok(0)
+    })
+}
+
+/// Sets the least important syslog priority delivered to the log function: 0
+/// (LOG_EMERG) ... 7 (LOG_DEBUG). The default is LOG_ERR (3), or the value of
+/// $EXTMERGE_LOG when the context was created.
+///
+/// Returns 0, or -EINVAL for a NULL ctx or a priority outside 0-7.
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_set_log_priority(
+    ctx: *mut extmerge_context,
+    priority: c_int,
+) -> c_int {
+    ctx_call(ctx, "extmerge_context_set_log_priority", |c| {
+        if !(0..=7).contains(&priority) {
+            return Err(Error::inval(format!(
+                "invalid log priority {priority}: expected 0 (LOG_EMERG) to 7 (LOG_DEBUG)"
+            )));
+        }
+        c.log.priority = priority;
+        Ok(0)
+    })
+}
+
+/// Returns the context's log priority (0-7), or -EINVAL for a NULL ctx.
+///
+/// Thread-compatible: reads ctx; no other thread may change or free it during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_get_log_priority(ctx: *const extmerge_context) -> c_int {
+    ctx_get(ctx, -libc::EINVAL, |c| c.log.priority)
+}
+
+fn check_flags(flags: c_uint) -> Result<(), Error> {
+    if flags & !ALL_FLAGS != 0 {
+        return Err(Error::inval(format!(
+            "unknown flags 0x{:x}",
+            flags & !ALL_FLAGS
+        )));
+    }
+    Ok(())
+}
+
+fn report_outcome(o: &Options, class: Class, out: &merge::Outcome) {
+    if out.extensions.is_empty() {
+        log_lazy(Level::Info, || {
+            if out.ignored > 0 {
+                format!(
+                    "No suitable {class} extensions found ({} ignored due to incompatible image(s)).",
+                    out.ignored
+                )
+            } else {
+                format!("No {class} extensions found.")
+            }
+        });
+    } else if out.unchanged {
+        log_lazy(Level::Info, || {
+            format!("Skipping {class} refresh because no change was found.")
+        });
+    } else {
+        log_lazy(Level::Info, || {
+            format!("Using extensions '{}'.", out.extensions.join("', '"))
+        });
+        for h in &out.merged {
+            log_lazy(Level::Info, || {
+                format!(
+                    "Merged extensions into '{}'.",
+                    join_in_root(&o.root, h.as_ref()).display()
+                )
+            });
+        }
+    }
+}
+
+/// Merges the extensions of the context's class(es) into their hierarchies, each
+/// hierarchy as one read-only (or, with a mutable mode, writable) overlay, all or
+/// nothing per class. With EXTMERGE_CLASS_BOTH confext is merged first, then sysext;
+/// the first error stops the call (a merged confext stays merged).
+///
+/// flags: EXTMERGE_FLAG_FORCE, EXTMERGE_FLAG_NO_RELOAD, EXTMERGE_FLAG_ALWAYS_REFRESH
+/// (no effect here), added to the context's settings for this call.
+///
+/// Needs CAP_SYS_ADMIN; uses /run/extmerge on the running system as a staging area.
+/// Finding no compatible extension is not an error (nothing is mounted).
+///
+/// Returns 0, or -EINVAL (NULL ctx, unknown flags, bad hierarchies, bad os-release),
+/// -EBUSY (a hierarchy is merged already: use extmerge_refresh()), or the errno of the
+/// failed step (-ENOENT, -EPERM, ...); the last error names the path and the reason.
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_merge(ctx: *mut extmerge_context, flags: c_uint) -> c_int {
+    ctx_call(ctx, "extmerge_merge", |c| {
+        check_flags(flags)?;
+        for &class in c.classes() {
+            let o = c.opts_for(class, flags);
+            let out = merge::merge(&o, class)?;
+            report_outcome(&o, class, &out);
+        }
+        Ok(0)
+    })
+}
+
+/// Unmerges every merge of the context's class(es) (also one made by systemd-sysext)
+/// from their hierarchies; with EXTMERGE_CLASS_BOTH confext first, then sysext. Nothing
+/// merged is not an error.
+///
+/// flags: EXTMERGE_FLAG_NO_RELOAD; EXTMERGE_FLAG_FORCE and EXTMERGE_FLAG_ALWAYS_REFRESH
+/// are accepted and have no effect.
+///
+/// Returns 0, or -EINVAL (NULL ctx, unknown flags, bad hierarchies) or the errno of
+/// the failed step; the last error names the path and the reason.
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_unmerge(ctx: *mut extmerge_context, flags: c_uint) -> c_int {
+    ctx_call(ctx, "extmerge_unmerge", |c| {
+        check_flags(flags)?;
+        for &class in c.classes() {
+            let o = c.opts_for(class, flags);
+            if merge::unmerge(&o, class)?.is_empty() {
+                log_lazy(Level::Info, || {
+                    format!("No {class} extensions merged, nothing to unmerge.")
+                });
+            }
+        }
+        Ok(0)
+    })
+}
+
+/// Merges what is installed now, replacing an existing merge without a moment in
+/// which the hierarchy is bare where the kernel allows it; unmerges when no extension
+/// is left; does nothing when nothing changed (unless EXTMERGE_FLAG_ALWAYS_REFRESH or
+/// extmerge_context_set_always_refresh()). With EXTMERGE_CLASS_BOTH confext first,
+/// then sysext; the first error stops the call.
+///
+/// flags: EXTMERGE_FLAG_FORCE, EXTMERGE_FLAG_NO_RELOAD, EXTMERGE_FLAG_ALWAYS_REFRESH.
+///
+/// Returns as extmerge_merge(), except that an existing merge is not -EBUSY.
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_refresh(ctx: *mut extmerge_context, flags: c_uint) -> c_int {
+    ctx_call(ctx, "extmerge_refresh", |c| {
+        check_flags(flags)?;
+        for &class in c.classes() {
+            let o = c.opts_for(class, flags);
+            let out = merge::refresh(&o, class)?;
+            report_outcome(&o, class, &out);
+        }
+        Ok(0)
+    })
+}
+
+/// The C constant of a class.
+pub(crate) fn class_to_c(class: Class) -> c_int {
+    match class {
+        Class::Sysext => EXTMERGE_CLASS_SYSEXT,
+        Class::Confext => EXTMERGE_CLASS_CONFEXT,
+    }
+}
+
+/// Returns "sysext", "confext" or "both" for an EXTMERGE_CLASS_* value, NULL for any
+/// other. The string is static. Thread-safe.
+#[no_mangle]
+pub extern "C" fn extmerge_class_to_string(class: c_int) -> *const c_char {
+    guard(std::ptr::null(), || {
+        let s: &'static [u8] = match class {
+            EXTMERGE_CLASS_SYSEXT => b"sysext\0",
+            EXTMERGE_CLASS_CONFEXT => b"confext\0",
+            EXTMERGE_CLASS_BOTH => b"both\0",
+            _ => return std::ptr::null(),
+        };
+        s.as_ptr().cast()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn last_error(ctx: *const extmerge_context) -> Option<String> {
+        let p = extmerge_context_last_error(ctx);
+        // SAFETY: a string owned by ctx, read before the next call on it.
+        (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn panic_becomes_eio_with_message() {
+        let mut ctx: *mut extmerge_context = std::ptr::null_mut();
+        assert_eq!(extmerge_context_new(&mut ctx), 0);
+        assert_eq!(
+            extmerge_context_set_log_fn(ctx, None, std::ptr::null_mut()),
+            0
+        );
+        let r = ffi::ctx_call(ctx, "test", |_| -> Result<c_int, Error> { panic!("boom") });
+        assert_eq!(r, -libc::EIO);
+        assert_eq!(
+            last_error(ctx).as_deref(),
+            Some("internal error (panic): boom")
+        );
+        // The context is still usable, and the next call clears the error.
+        assert_eq!(extmerge_context_set_class(ctx, EXTMERGE_CLASS_SYSEXT), 0);
+        assert_eq!(last_error(ctx), None);
+        extmerge_context_free(ctx);
+
+        assert_eq!(ffi::guard(-libc::EIO, || panic!("x")), -libc::EIO);
+        let n: *const c_int = &7;
+        assert_eq!(ffi::obj_get(n, -1, |_| -> c_int { panic!("y") }), -1);
+        assert_eq!(ffi::obj_get(n, -1, |v| *v), 7);
+    }
+
+    #[test]
+    fn errors_keep_errno_and_message() {
+        let mut ctx: *mut extmerge_context = std::ptr::null_mut();
+        assert_eq!(extmerge_context_new(&mut ctx), 0);
+        assert_eq!(
+            extmerge_context_set_log_fn(ctx, None, std::ptr::null_mut()),
+            0
+        );
+        let r = ffi::ctx_call(ctx, "test", |_| Err(Error::new(0, "no errno")));
+        assert_eq!(r, -libc::EIO, "a non-positive errno becomes EIO");
+        let r = ffi::ctx_call(ctx, "test", |_| Err(Error::new(libc::ENOENT, "a\0b")));
+        assert_eq!(r, -libc::ENOENT);
+        assert_eq!(last_error(ctx).as_deref(), Some("a\\0b"), "NUL is escaped");
+        extmerge_context_free(ctx);
+    }
+
+    #[test]
+    fn priorities() {
+        for (s, p) in [
+            ("debug", Some(7)),
+            ("INFO", Some(6)),
+            ("7", Some(7)),
+            ("0", Some(0)),
+            ("err", Some(3)),
+            ("warning", Some(4)),
+            ("8", None),
+            ("-1", None),
+            ("loud", None),
+        ] {
+            assert_eq!(parse_priority(s), p, "{s}");
+        }
+    }
+}

@@ -68,12 +68,12 @@ impl Cmdline {
             if initrd_own { "rd." } else { "" },
             class.as_str()
         );
-        !self
-            .args
+        // The last occurrence decides; only an explicit false disables.
+        self.args
             .iter()
             .rev()
             .find(|(k, _)| *k == key)
-            .is_some_and(|(_, v)| v.as_deref().and_then(parse_boolean) == Some(false))
+            .is_none_or(|(_, v)| v.as_deref().and_then(parse_boolean) != Some(false))
     }
 }
 

@@ -139,6 +139,45 @@ pub struct Outcome {
     pub ignored: usize,
 }
 
+impl Outcome {
+    /// What happened, in systemd-sysext's words, one line each.
+    pub fn describe(&self, class: Class, root: &Path) -> Vec<String> {
+        if self.extensions.is_empty() {
+            let mut v = vec![if self.ignored > 0 {
+                format!(
+                    "No suitable {class} extensions found ({} ignored due to incompatible image(s)).",
+                    self.ignored
+                )
+            } else {
+                format!("No {class} extensions found.")
+            }];
+            v.extend(self.unmerged.iter().map(|h| {
+                format!(
+                    "Unmerged '{}'.",
+                    fsutil::join_in_root(root, Path::new(h)).display()
+                )
+            }));
+            return v;
+        }
+        if self.unchanged {
+            return vec![format!(
+                "Skipping {class} refresh because no change was found, use --always-refresh=yes to always do a refresh."
+            )];
+        }
+        let mut v = vec![format!(
+            "Using extensions '{}'.",
+            self.extensions.join("', '")
+        )];
+        v.extend(self.merged.iter().map(|h| {
+            format!(
+                "Merged extensions into '{}'.",
+                fsutil::join_in_root(root, Path::new(h)).display()
+            )
+        }));
+        v
+    }
+}
+
 static STAGING_SEQ: AtomicU32 = AtomicU32::new(0);
 
 fn open_fd(dir: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
@@ -883,6 +922,8 @@ fn maybe_reload(opts: &Options, root: &Root, class: Class, names: &[String]) {
         crate::log::debug("no service manager running, not reloading");
         return;
     }
+    // The release files of the named extensions, found again by discovery (systemd's
+    // relaxed lookup); disk images are not mounted again for this.
     let (initrd, scope) = plan::root_scope(root);
     let Ok(host) = crate::release::HostIdentity::load(root, scope) else {
         return;
@@ -890,20 +931,83 @@ fn maybe_reload(opts: &Options, root: &Root, class: Class, names: &[String]) {
     let Ok((cands, _)) = plan::evaluate(root, class, &host, initrd, true) else {
         return;
     };
-    let wants = cands.iter().any(|c| {
-        names.contains(&c.image.name)
-            && c.release
-                .as_ref()
-                .and_then(|r| r.env.get("EXTENSION_RELOAD_MANAGER"))
-                .and_then(crate::options::parse_boolean)
-                == Some(true)
-    });
-    if wants {
+    if reload_wanted(&cands, names) {
         crate::log::info("Reloading the service manager (EXTENSION_RELOAD_MANAGER=1).");
         if let Some(pid1) = rustix::process::Pid::from_raw(1) {
             if let Err(e) = rustix::process::kill_process(pid1, rustix::process::Signal::HUP) {
                 crate::log::warn(&format!("failed to reload the service manager: {e}"));
             }
         }
+    }
+}
+
+/// Does any of the extensions `names` ask for a manager reload
+/// (`EXTENSION_RELOAD_MANAGER=` true in its extension-release)?
+pub fn reload_wanted(cands: &[plan::Candidate], names: &[String]) -> bool {
+    cands.iter().any(|c| {
+        names.contains(&c.image.name)
+            && c.release
+                .as_ref()
+                .and_then(|r| r.env.get("EXTENSION_RELOAD_MANAGER"))
+                .and_then(crate::options::parse_boolean)
+                == Some(true)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::class::Scope;
+    use std::fs;
+
+    #[test]
+    fn reload_is_wanted_only_when_a_merged_extension_asks() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        let rel = |n: &str, body: &str| {
+            let d = r.join(format!(
+                "var/lib/extensions/{n}/usr/lib/extension-release.d"
+            ));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join(format!("extension-release.{n}")), body).unwrap();
+        };
+        fs::create_dir_all(r.join("etc")).unwrap();
+        fs::write(r.join("etc/os-release"), "ID=debian\n").unwrap();
+        rel("a", "ID=_any\nEXTENSION_RELOAD_MANAGER=1\n");
+        rel("b", "ID=_any\nEXTENSION_RELOAD_MANAGER=no\n");
+        rel("c", "ID=_any\nEXTENSION_RELOAD_MANAGER=maybe\n");
+        let root = Root::open(r).unwrap();
+        let host = crate::release::HostIdentity::load(&root, Scope::System).unwrap();
+        let (cands, _) = plan::evaluate(&root, Class::Sysext, &host, false, true).unwrap();
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(reload_wanted(&cands, &names(&["a"])));
+        assert!(reload_wanted(&cands, &names(&["b", "a"])));
+        assert!(!reload_wanted(&cands, &names(&["b", "c"])));
+        assert!(!reload_wanted(&cands, &names(&[])));
+    }
+
+    #[test]
+    fn outcome_lines_match_systemd_wording() {
+        let root = Path::new("/sysroot");
+        let o = Outcome {
+            ignored: 2,
+            ..Outcome::default()
+        };
+        assert_eq!(
+            o.describe(Class::Sysext, root),
+            ["No suitable sysext extensions found (2 ignored due to incompatible image(s))."]
+        );
+        let o = Outcome {
+            extensions: vec!["a".into(), "b".into()],
+            merged: vec!["/usr".into()],
+            ..Outcome::default()
+        };
+        assert_eq!(
+            o.describe(Class::Sysext, root),
+            [
+                "Using extensions 'a', 'b'.",
+                "Merged extensions into '/sysroot/usr'."
+            ]
+        );
     }
 }

@@ -38,6 +38,17 @@ impl MutableMode {
         })
     }
 
+    /// The class's `$SYSTEMD_*_MUTABLE_MODE`: `Ok(None)` when unset, `Err` with a message
+    /// when it does not parse (systemd warns and ignores it).
+    pub fn from_env(class: crate::class::Class) -> Result<Option<MutableMode>, String> {
+        match std::env::var(class.mutable_env()) {
+            Err(_) => Ok(None),
+            Ok(v) => MutableMode::parse(&v)
+                .map(Some)
+                .ok_or_else(|| format!("ignoring invalid {}={v}", class.mutable_env())),
+        }
+    }
+
     /// The name systemd uses.
     pub fn as_str(self) -> &'static str {
         match self {

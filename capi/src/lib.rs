@@ -20,7 +20,7 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CString};
 use std::path::PathBuf;
 
 use extmerge::class::Class;
-use extmerge::fsutil::{join_in_root, Root};
+use extmerge::fsutil::Root;
 use extmerge::log::Level;
 use extmerge::merge;
 use extmerge::options::{hierarchy_is_valid, MutableMode, Options};
@@ -120,14 +120,12 @@ impl extmerge_context {
         o.always_refresh |= flags & EXTMERGE_FLAG_ALWAYS_REFRESH != 0;
         o.mutable = match self.mutable {
             Some(m) => m,
-            None => match std::env::var(class.mutable_env()) {
-                Ok(v) => MutableMode::parse(&v).unwrap_or_else(|| {
-                    log_lazy(Level::Warning, || {
-                        format!("ignoring invalid {}={v}", class.mutable_env())
-                    });
+            None => match MutableMode::from_env(class) {
+                Ok(m) => m.unwrap_or_default(),
+                Err(msg) => {
+                    log_lazy(Level::Warning, || msg);
                     MutableMode::No
-                }),
-                Err(_) => MutableMode::No,
+                }
             },
         };
         o
@@ -529,32 +527,9 @@ fn check_flags(flags: c_uint) -> Result<(), Error> {
 }
 
 fn report_outcome(o: &Options, class: Class, out: &merge::Outcome) {
-    if out.extensions.is_empty() {
-        log_lazy(Level::Info, || {
-            if out.ignored > 0 {
-                format!(
-                    "No suitable {class} extensions found ({} ignored due to incompatible image(s)).",
-                    out.ignored
-                )
-            } else {
-                format!("No {class} extensions found.")
-            }
-        });
-    } else if out.unchanged {
-        log_lazy(Level::Info, || {
-            format!("Skipping {class} refresh because no change was found.")
-        });
-    } else {
-        log_lazy(Level::Info, || {
-            format!("Using extensions '{}'.", out.extensions.join("', '"))
-        });
-        for h in &out.merged {
-            log_lazy(Level::Info, || {
-                format!(
-                    "Merged extensions into '{}'.",
-                    join_in_root(&o.root, h.as_ref()).display()
-                )
-            });
+    if extmerge::log::enabled(Level::Info) {
+        for line in out.describe(class, &o.root) {
+            extmerge::log::log(Level::Info, &line);
         }
     }
 }

@@ -190,11 +190,10 @@ fn parse_args() -> Result<Option<Cli>, String> {
 fn opts_for(cli: &Cli, class: Class) -> Options {
     let mut o = cli.opts.clone();
     if cli.cli_mutable.is_none() {
-        if let Ok(v) = std::env::var(class.mutable_env()) {
-            match MutableMode::parse(&v) {
-                Some(m) => o.mutable = m,
-                None => eprintln!("Warning: ignoring invalid {}={v}", class.mutable_env()),
-            }
+        match MutableMode::from_env(class) {
+            Ok(Some(m)) => o.mutable = m,
+            Ok(None) => {}
+            Err(msg) => eprintln!("Warning: {msg}"),
         }
     }
     o
@@ -301,22 +300,8 @@ fn main() -> ExitCode {
                     } else {
                         merge::refresh(opts, class)?
                     };
-                    if out.extensions.is_empty() {
-                        if out.ignored > 0 {
-                            eprintln!("No suitable {class} extensions found ({} ignored due to incompatible image(s)).", out.ignored);
-                        } else {
-                            eprintln!("No {class} extensions found.");
-                        }
-                    } else if out.unchanged {
-                        eprintln!("Skipping {class} refresh because no change was found, use --always-refresh=yes to always do a refresh.");
-                    } else {
-                        eprintln!("Using extensions '{}'.", out.extensions.join("', '"));
-                        for h in &out.merged {
-                            eprintln!(
-                                "Merged extensions into '{}'.",
-                                root.display_path(h).display()
-                            );
-                        }
+                    for line in out.describe(class, &opts.root) {
+                        eprintln!("{line}");
                     }
                 }
                 "unmerge" => {

@@ -48,7 +48,9 @@ fi
 if [[ -z ${EXTMERGE_BENCH_IN_NS:-} ]]; then
 	# Build outside the namespace (cargo, gcc see the normal /run and /tmp).
 	mkdir -p "$OUT"
-	[[ -n ${EXTMERGE:-} ]] || (cd "$REPO" && cargo build --release --quiet --bin extmerge)
+	# The shipped build: static (no dynamic loader at start, smaller RSS), size-tuned.
+	[[ -n ${EXTMERGE:-} ]] || (cd "$REPO" && RUSTFLAGS='-C target-feature=+crt-static' \
+		cargo build --profile initrd --target x86_64-unknown-linux-gnu --quiet --bin extmerge)
 	gcc -O2 -Wall -static -o "$OUT/runner" "$HERE/runner.c"
 	gcc -O2 -Wall -o "$OUT/floor" "$HERE/floor.c"
 	mkdir -p "$FIXTURES"
@@ -64,7 +66,7 @@ mount --make-rshared /
 mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t tmpfs -o mode=0755 tmpfs "$FIXTURES"
 
-EXTMERGE=${EXTMERGE:-$REPO/target/release/extmerge}
+EXTMERGE=${EXTMERGE:-$REPO/target/x86_64-unknown-linux-gnu/initrd/extmerge}
 RUNNER=$OUT/runner
 FLOOR=$OUT/floor
 [[ -x $SYSEXT ]] || { echo "bench.sh: $SYSEXT not found" >&2; exit 1; }

@@ -86,13 +86,88 @@ pub fn mount_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(st.stx_mnt_id)
 }
 
-/// The parent mount ID of mount `id`, from `/proc/self/mountinfo`.
+/// The parent mount ID of mount `id`, from `/proc/thread-self/mountinfo` (this
+/// thread's mount namespace, which may differ from the process's after `unshare`).
 pub fn parent_mount_of(id: u64) -> io::Result<Option<u64>> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let info = std::fs::read_to_string("/proc/thread-self/mountinfo")?;
     Ok(info.lines().find_map(|l| {
         let mut f = l.split(' ');
         let me: u64 = f.next()?.parse().ok()?;
         let parent: u64 = f.next()?.parse().ok()?;
         (me == id).then_some(parent)
     }))
+}
+
+/// Mount point paths in `/proc/…/mountinfo` escape space, tab, newline and `\` as
+/// octal (`\040`).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The file systems mounted below the hierarchy whose root is `top` (directly on the
+/// mount `top` is on, or, when `top` is a plain directory, on its parent mount below
+/// `top`'s path): each as its path relative to the hierarchy and a detached recursive
+/// clone. Cloned before the merge covers them, attached on the new overlay after, so
+/// `/usr/local` on its own file system stays visible, as systemd's `move_submounts`.
+/// `skip` names a top-level directory whose mounts are left out (our metadata bind).
+pub fn clone_submounts(
+    top: BorrowedFd<'_>,
+    skip: &str,
+) -> io::Result<Vec<(std::path::PathBuf, OwnedFd)>> {
+    let top_path = std::fs::read_link(crate::mount::fd_path(top))?;
+    let id = mount_id(top)?;
+    let info = std::fs::read_to_string("/proc/thread-self/mountinfo")?;
+    let mut out: Vec<(std::path::PathBuf, OwnedFd)> = Vec::new();
+    for l in info.lines() {
+        let f: Vec<&str> = l.splitn(6, ' ').collect();
+        if f.len() < 5 || f[1].parse::<u64>().ok() != Some(id) {
+            continue;
+        }
+        let point = std::path::PathBuf::from(unescape_mountinfo(f[4]));
+        let Ok(rel) = point.strip_prefix(&top_path) else {
+            continue;
+        };
+        if rel.as_os_str().is_empty() || rel.starts_with(skip) {
+            continue; // the hierarchy itself (e.g. our overlay on it), our metadata bind
+        }
+        // Nested mounts come with their parent's recursive clone.
+        if out.iter().any(|(p, _)| rel.starts_with(p)) {
+            continue;
+        }
+        let fd = fsutil::open_in(
+            top,
+            rel,
+            OFlags::PATH | OFlags::DIRECTORY,
+            ResolveFlags::NO_SYMLINKS,
+        )?;
+        let clone = crate::mount::clone_tree_recursive(fd.as_fd(), &point.to_string_lossy())
+            .map_err(|e| e.source)?;
+        out.push((rel.to_path_buf(), clone));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(super::unescape_mountinfo(r"/a\040b\011c\134d"), "/a b\tc\\d");
+        assert_eq!(super::unescape_mountinfo(r"/plain"), "/plain");
+        assert_eq!(super::unescape_mountinfo(r"/x\04"), r"/x\04");
+    }
 }

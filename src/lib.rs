@@ -14,6 +14,7 @@ pub mod fsutil;
 pub mod hierarchy;
 pub mod image;
 pub mod json;
+pub mod keyring;
 pub mod log;
 pub mod loopdev;
 pub mod merge;

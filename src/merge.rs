@@ -184,13 +184,17 @@ fn open_fd(dir: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> io::Result<OwnedFd
     fsutil::open_in(dir, rel, flags, ResolveFlags::empty())
 }
 
-/// `mkdir -p` of `rel` inside the root, each new component with `mode`.
-fn mkdir_p_in_root(root: &Root, rel: &Path, mode: u32) -> io::Result<OwnedFd> {
+/// `mkdir -p` of `rel` inside the root, each new component with `mode`; returns the
+/// directory and the paths (inside the root) of the directories it created.
+fn mkdir_p_in_root(root: &Root, rel: &Path, mode: u32) -> io::Result<(OwnedFd, Vec<PathBuf>)> {
     let mut cur = root.open_at("/", OFlags::PATH | OFlags::DIRECTORY)?;
+    let mut prefix = PathBuf::from("/");
+    let mut created = Vec::new();
     for c in rel.components() {
         let std::path::Component::Normal(name) = c else {
             continue;
         };
+        prefix.push(name);
         match rustix::fs::mkdirat(&cur, name, Mode::from_raw_mode(mode)) {
             Ok(()) => {
                 let fd = open_fd(
@@ -199,34 +203,49 @@ fn mkdir_p_in_root(root: &Root, rel: &Path, mode: u32) -> io::Result<OwnedFd> {
                     OFlags::RDONLY | OFlags::DIRECTORY,
                 )?;
                 rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+                created.push(prefix.clone());
             }
             Err(rustix::io::Errno::EXIST) => {}
             Err(e) => return Err(e.into()),
         }
         // Resolve inside the root, so a symlink component cannot lead out of it.
-        let next = fsutil::open_in(
+        cur = fsutil::open_in(
             root.fd(),
-            &rel_prefix(rel, name),
+            &prefix,
             OFlags::PATH | OFlags::DIRECTORY,
             ResolveFlags::empty(),
         )?;
-        cur = next;
     }
-    Ok(cur)
+    Ok((cur, created))
 }
 
-/// `rel` up to and including the component `upto`.
-fn rel_prefix(rel: &Path, upto: &std::ffi::OsStr) -> PathBuf {
-    let mut p = PathBuf::from("/");
-    for c in rel.components() {
-        if let std::path::Component::Normal(n) = c {
-            p.push(n);
-            if n == upto {
-                break;
-            }
+/// `<dir>/.systemd-usr-workdir` → `<dir>/.systemd-usr-workdir-<16 hex digits>`.
+fn unique_work_dir(work: &Path) -> PathBuf {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let salt = t
+        ^ (u64::from(std::process::id()) << 40)
+        ^ u64::from(STAGING_SEQ.fetch_add(1, Ordering::Relaxed));
+    let mut name = work.file_name().unwrap_or_default().to_os_string();
+    name.push(format!("-{salt:016x}"));
+    work.with_file_name(name)
+}
+
+/// Removes directories [`mkdir_p_in_root`] created (deepest first), if still empty.
+fn remove_created(root_path: &Path, created: &[PathBuf]) {
+    let Ok(root) = Root::open(root_path) else {
+        return;
+    };
+    for d in created.iter().rev() {
+        let (Some(parent), Some(name)) = (d.parent(), d.file_name()) else {
+            continue;
+        };
+        if let Ok(p) = root.open_at(parent, OFlags::PATH | OFlags::DIRECTORY) {
+            let _ = rustix::fs::unlinkat(&p, name, rustix::fs::AtFlags::REMOVEDIR);
         }
     }
-    p
 }
 
 fn mkdir_at(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<OwnedFd> {
@@ -325,6 +344,7 @@ fn layer_strategy() -> Option<LayerStrategy> {
     match std::env::var(LAYERS_ENV).as_deref() {
         Ok("append") => Some(LayerStrategy::Append),
         Ok("joined") => Some(LayerStrategy::Joined),
+        Ok("legacy") => Some(LayerStrategy::Legacy),
         _ => None,
     }
 }
@@ -343,6 +363,7 @@ fn build_hierarchy(
     h: &HierarchyPlan,
     staging: &Staging,
     fingerprint: &str,
+    replace: bool,
     txn: &mut Txn,
 ) -> Result<Built, MergeError> {
     let class = plan.class;
@@ -425,10 +446,23 @@ fn build_hierarchy(
     match &h.upper {
         None => {}
         Some(Upper::Persistent {
-            upper: up, work, ..
+            upper: up,
+            work: default_work,
+            ..
         }) => {
-            let upfd =
-                mkdir_p_in_root(root, up, h.mode & 0o7777).map_err(io_at(root.display_path(up)))?;
+            // A refresh builds the new overlay while the old one is live on the same
+            // upper dir: each gets its own work dir (as systemd's PR #43680), so a
+            // rollback leaves the old merge's work dir intact.
+            let fresh;
+            let work = if replace && find_merged(root, class, &h.hierarchy)?.is_some() {
+                fresh = unique_work_dir(default_work);
+                &fresh
+            } else {
+                default_work
+            };
+            let upfd = mkdir_p_in_root(root, up, h.mode & 0o7777)
+                .map_err(io_at(root.display_path(up)))?
+                .0;
             rustix::fs::fchmod(
                 &root
                     .open_at(up, OFlags::RDONLY | OFlags::DIRECTORY)
@@ -436,7 +470,9 @@ fn build_hierarchy(
                 Mode::from_raw_mode(h.mode & 0o7777),
             )
             .map_err(|e| io_at(root.display_path(up))(e.into()))?;
-            let wfd = mkdir_p_in_root(root, work, 0o700).map_err(io_at(root.display_path(work)))?;
+            let wfd = mkdir_p_in_root(root, work, 0o700)
+                .map_err(io_at(root.display_path(work)))?
+                .0;
             let (a, b) = (rustix::fs::fstat(&upfd), rustix::fs::fstat(&wfd));
             if let (Ok(a), Ok(b)) = (a, b) {
                 if a.st_dev != b.st_dev {
@@ -499,10 +535,14 @@ fn build_hierarchy(
         attrs,
     };
     txn.step(&format!("mount overlay for {}", h.hierarchy))?;
-    let mnt = ov.mount(layer_strategy()).map_err(|mut e| {
-        e.what = format!("{} ({})", root.display_path(&h.hierarchy).display(), e.what);
-        e
-    })?;
+    let legacy_dir = format!("overlay-{comp}");
+    mkdir_at(staging.mnt.as_fd(), &legacy_dir, 0o755).map_err(io_at(stage_path(&legacy_dir)))?;
+    let mnt = ov
+        .mount(layer_strategy(), Some((staging.mnt.as_fd(), &legacy_dir)))
+        .map_err(|mut e| {
+            e.what = format!("{} ({})", root.display_path(&h.hierarchy).display(), e.what);
+            e
+        })?;
     drop(fds);
     let st =
         rustix::fs::fstat(&mnt).map_err(|e| io_at(root.display_path(&h.hierarchy))(e.into()))?;
@@ -575,7 +615,7 @@ fn attach_built(
     host_exists: bool,
     replace: bool,
     txn: &mut Txn,
-) -> Result<(), MergeError> {
+) -> Result<Option<String>, MergeError> {
     let class = plan.class;
     let h = b.hierarchy.as_str();
     let old = if replace {
@@ -585,12 +625,33 @@ fn attach_built(
     };
     if !host_exists && old.is_none() {
         txn.step(&format!("create {h}"))?;
-        mkdir_p_in_root(root, Path::new(h), 0o755).map_err(io_at(root.display_path(h)))?;
+        let (_, created) =
+            mkdir_p_in_root(root, Path::new(h), 0o755).map_err(io_at(root.display_path(h)))?;
+        let root_path = root.path().to_path_buf();
+        txn.on_undo(format!("create {h}"), move || {
+            remove_created(&root_path, &created);
+            Ok(())
+        });
     }
+    // File systems mounted below the hierarchy, to put back on top of the new overlay.
+    let subs = {
+        let top = match &old {
+            Some(o) => o.fd.try_clone(),
+            None => root.open_at(h, OFlags::PATH | OFlags::DIRECTORY),
+        }
+        .map_err(io_at(root.display_path(h)))?;
+        crate::hierarchy::clone_submounts(top.as_fd(), class.metadata_dir())
+            .map_err(io_at(root.display_path(h)))?
+    };
     txn.step(&format!("attach {h}"))?;
+    let old_work = old.as_ref().and_then(|o| o.work_dir.clone());
     match old {
         Some(old) => {
-            let old_clone = mount::clone_tree(old.fd.as_fd(), h)?;
+            // Recursive: a mutable merge's read-only metadata bind comes back too.
+            let old_clone = mount::clone_tree_recursive(old.fd.as_fd(), h)?;
+            // Out of the old mounts' peer groups: unmounting the old tree must not
+            // propagate into the copy kept for a rollback.
+            mount::make_private_recursive(old_clone.as_fd(), h)?;
             swap(root, h, old.fd.as_fd(), b.mnt.as_fd())?;
             let new_fd = b.mnt.try_clone().map_err(io_at(root.display_path(h)))?;
             let (root_path, hh) = (root.path().to_path_buf(), h.to_string());
@@ -617,6 +678,23 @@ fn attach_built(
             });
         }
     }
+    for (rel, clone) in &subs {
+        txn.step(&format!("submount {h}/{}", rel.display()))?;
+        let what = root.display_path(Path::new(h).join(rel));
+        let target = fsutil::open_in(
+            b.mnt.as_fd(),
+            rel,
+            OFlags::PATH | OFlags::DIRECTORY,
+            ResolveFlags::NO_SYMLINKS,
+        )
+        .map_err(io_at(&what))?;
+        mount::attach(
+            clone.as_fd(),
+            target.as_fd(),
+            false,
+            &what.display().to_string(),
+        )?;
+    }
     if b.mutable {
         // Keep the metadata read-only even though the overlay is writable.
         txn.step(&format!("protect metadata of {h}"))?;
@@ -634,7 +712,7 @@ fn attach_built(
         )?;
         mount::attach(bind.as_fd(), dot.as_fd(), false, class.metadata_dir())?;
     }
-    Ok(())
+    Ok(old_work)
 }
 
 /// Executes `plan`. With `replace`, hierarchies already merged are swapped for the new
@@ -667,17 +745,24 @@ fn execute_in(
     let mut built = Vec::new();
     for h in &plan.hierarchies {
         built.push((
-            build_hierarchy(root, plan, roots, h, &staging, &fingerprint, txn)?,
+            build_hierarchy(root, plan, roots, h, &staging, &fingerprint, replace, txn)?,
             h.host_exists,
         ));
     }
+    let mut old_work_dirs = Vec::new();
     for (b, exists) in &built {
-        attach_built(root, plan, b, *exists, replace, txn)?;
+        old_work_dirs.extend(attach_built(root, plan, b, *exists, replace, txn)?);
     }
     txn.step("remove staging tmpfs")?;
     // Success: forget the undos of the attached overlays, remove the staging mount.
     txn.undo.clear();
     staging.finish();
+    // The replaced merges are gone: their work dirs too, as unmerge would do.
+    for w in old_work_dirs {
+        if let Err(e) = remove_tree_in_root(root, Path::new(&w)) {
+            crate::log::warn(&format!("{}: {e}", root.display_path(&w).display()));
+        }
+    }
     Ok(built.into_iter().map(|(b, _)| b.hierarchy).collect())
 }
 
@@ -734,6 +819,30 @@ fn outcome_of(plan: &MergePlan) -> Outcome {
     }
 }
 
+/// `merge` of several classes as one: if a later class fails, the merges of the
+/// earlier ones made by this call are unmerged again, so the mount table is as before.
+pub fn merge_classes(classes: &[(Class, Options)]) -> Result<Vec<(Class, Outcome)>, MergeError> {
+    let mut done: Vec<(Class, Outcome)> = Vec::new();
+    for (class, opts) in classes {
+        let class = *class;
+        match merge(opts, class) {
+            Ok(o) => done.push((class, o)),
+            Err(e) => {
+                let root = open_root(opts)?;
+                for (c, o) in done.iter().rev() {
+                    for h in &o.merged {
+                        if let Err(u) = unmerge_hierarchy(&root, *c, h) {
+                            crate::log::warn(&format!("rollback of {c} merge of {h} failed: {u}"));
+                        }
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(done)
+}
+
 /// `refresh`: merge what is installed now, replacing an existing merge atomically; when
 /// nothing is installed any more, unmerge; when nothing changed, do nothing.
 pub fn refresh(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
@@ -757,8 +866,9 @@ pub fn refresh_with(
         .hierarchies_for(class)
         .map_err(PlanError::Hierarchies)?;
     for h in &hierarchies {
-        if matches!(HostDir::open(&root, class, h), Ok(HostDir::StackedOnMount)) {
-            // A merge over a mount root cannot be replaced from below: unmerge, then merge.
+        let stacked = matches!(HostDir::open(&root, class, h), Ok(HostDir::StackedOnMount));
+        if stacked {
+            // Cannot be replaced from below: unmerge, then merge.
             crate::log::info(&format!(
                 "{}: merged over a mount point, refreshing by unmerge + merge",
                 root.display_path(h).display()

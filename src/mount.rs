@@ -166,6 +166,10 @@ pub enum LayerStrategy {
     Append,
     /// One `fsconfig("lowerdir", "a:b:c")` (all kernels with fsopen, value < 256 bytes).
     Joined,
+    /// `mount(2)` with the whole option string (up to a page, ~240 layers): kernels
+    /// without `lowerdir+` when the list is longer than `fsconfig` takes. The overlay is
+    /// mounted on a directory in the staging area and moved from there.
+    Legacy,
 }
 
 /// An overlayfs mount being configured.
@@ -204,17 +208,111 @@ impl Overlay {
     /// `lowerdir+` is tried first; a kernel without it (before 6.8, e.g. Debian's 6.1)
     /// answers `EINVAL` to the first call, and then the layers go in one `lowerdir`
     /// string. `force` pins a strategy (tests use it to cover both on one kernel).
-    pub fn mount(&self, force: Option<LayerStrategy>) -> Result<OwnedFd, MountError> {
-        let mut strategy = force.unwrap_or(LayerStrategy::Append);
-        loop {
-            match self.try_mount(strategy) {
-                Err(Retry) if force.is_none() && strategy == LayerStrategy::Append => {
-                    strategy = LayerStrategy::Joined;
-                }
-                Err(Retry) => unreachable!("only Append asks to retry"),
+    pub fn mount(
+        &self,
+        force: Option<LayerStrategy>,
+        legacy_at: Option<(BorrowedFd<'_>, &str)>,
+    ) -> Result<OwnedFd, MountError> {
+        let joined_fits = self.joined_lowers().len() <= FSCONFIG_MAX_STRING;
+        let strategy = match force {
+            // As a kernel without lowerdir+ (what `Joined` stands for in tests): the
+            // string if it fits, else mount(2).
+            Some(LayerStrategy::Joined) if !joined_fits && legacy_at.is_some() => {
+                LayerStrategy::Legacy
+            }
+            Some(s) => s,
+            None => match self.try_mount(LayerStrategy::Append) {
                 Ok(r) => return r,
+                Err(Retry) if joined_fits || legacy_at.is_none() => LayerStrategy::Joined,
+                Err(Retry) => LayerStrategy::Legacy,
+            },
+        };
+        match (strategy, legacy_at) {
+            (LayerStrategy::Legacy, Some((dir, name))) => self.mount_legacy(dir, name),
+            (LayerStrategy::Legacy, None) => Err(MountError::new(
+                "mount",
+                "overlay",
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "no staging directory for mount(2)",
+                ),
+            )),
+            (s, _) => match self.try_mount(s) {
+                Ok(r) => r,
+                Err(Retry) => unreachable!("only Append asks to retry"),
+            },
+        }
+    }
+
+    fn joined_lowers(&self) -> String {
+        let v: Vec<String> = self.lowers.iter().map(|l| escape_layer(l)).collect();
+        v.join(":")
+    }
+
+    /// `mount("overlay", "<dir>/<name>", "overlay", flags, "lowerdir=…,…")`, then an
+    /// `O_PATH` fd of the mounted root (through `dir`, so the lookup enters the mount).
+    fn mount_legacy(&self, dir: BorrowedFd<'_>, name: &str) -> Result<OwnedFd, MountError> {
+        use rustix::mount::MountFlags as Ms;
+        let mut data = format!("lowerdir={}", self.joined_lowers());
+        if let Some((u, w)) = &self.upper {
+            data += &format!(",upperdir={},workdir={}", escape_layer(u), escape_layer(w));
+        }
+        for (k, v) in &self.options {
+            match v {
+                Some(v) => data += &format!(",{k}={v}"),
+                None if k == "ro" => {}
+                None => data += &format!(",{k}"),
             }
         }
+        if data.len() >= 4096 {
+            return Err(MountError::new(
+                "mount",
+                format!("overlay ({} layers)", self.lowers.len()),
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "option string is {} bytes; mount(2) takes less than a page",
+                        data.len()
+                    ),
+                ),
+            ));
+        }
+        let mut flags = Ms::empty();
+        for (a, m) in [
+            (MountAttrFlags::MOUNT_ATTR_RDONLY, Ms::RDONLY),
+            (MountAttrFlags::MOUNT_ATTR_NODEV, Ms::NODEV),
+            (MountAttrFlags::MOUNT_ATTR_NOSUID, Ms::NOSUID),
+            (MountAttrFlags::MOUNT_ATTR_NOEXEC, Ms::NOEXEC),
+            (MountAttrFlags::MOUNT_ATTR_NOATIME, Ms::NOATIME),
+        ] {
+            if self.attrs.contains(a) {
+                flags |= m;
+            }
+        }
+        let target = format!("{}/{name}", fd_path(dir));
+        let cdata = std::ffi::CString::new(data)
+            .map_err(|e| MountError::new("mount", "overlay", io::Error::other(e)))?;
+        rustix::mount::mount(
+            self.source.as_str(),
+            target.as_str(),
+            "overlay",
+            flags,
+            cdata.as_c_str(),
+        )
+        .map_err(|e| {
+            MountError::new(
+                "mount",
+                format!("overlay ({} layers)", self.lowers.len()),
+                e,
+            )
+        })?;
+        rustix::fs::openat(
+            dir,
+            name,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| MountError::new("open", target, e))
     }
 
     fn try_mount(&self, strategy: LayerStrategy) -> Result<Result<OwnedFd, MountError>, Retry> {
@@ -258,9 +356,8 @@ impl Overlay {
                     }
                 }
             }
-            LayerStrategy::Joined => {
-                let joined: Vec<String> = self.lowers.iter().map(|l| escape_layer(l)).collect();
-                let joined = joined.join(":");
+            LayerStrategy::Joined | LayerStrategy::Legacy => {
+                let joined = self.joined_lowers();
                 if joined.len() > FSCONFIG_MAX_STRING {
                     return Ok(Err(MountError::new(
                         "fsconfig",
@@ -316,9 +413,23 @@ pub fn clone_tree(fd: BorrowedFd<'_>, what: &str) -> Result<OwnedFd, MountError>
     .map_err(|e| MountError::new("open_tree", what, e))
 }
 
+/// `open_tree(fd, "", OPEN_TREE_CLONE | AT_RECURSIVE | AT_EMPTY_PATH)`: a detached copy
+/// of the mount at `fd` with its submounts.
+pub fn clone_tree_recursive(fd: BorrowedFd<'_>, what: &str) -> Result<OwnedFd, MountError> {
+    open_tree(
+        fd,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH
+            | OpenTreeFlags::AT_RECURSIVE,
+    )
+    .map_err(|e| MountError::new("open_tree", what, e))
+}
+
 /// `mount_setattr(fd, "", AT_EMPTY_PATH, {attr_set})`: e.g. make a bind read-only.
 pub fn set_attrs(fd: BorrowedFd<'_>, set: MountAttrFlags, what: &str) -> Result<(), MountError> {
-    mount_setattr(fd, set, 0, what)
+    mount_setattr(fd, set, 0, false, what)
 }
 
 /// `mount_setattr(fd, "", AT_EMPTY_PATH, {propagation = MS_PRIVATE})`.
@@ -326,13 +437,19 @@ pub fn set_attrs(fd: BorrowedFd<'_>, set: MountAttrFlags, what: &str) -> Result<
 /// Clones of a shared mount join its peer group; a staging clone must not, or mounts
 /// and unmounts on the real tree would propagate into it and back.
 pub fn make_private(fd: BorrowedFd<'_>, what: &str) -> Result<(), MountError> {
-    mount_setattr(fd, MountAttrFlags::empty(), libc::MS_PRIVATE, what)
+    mount_setattr(fd, MountAttrFlags::empty(), libc::MS_PRIVATE, false, what)
+}
+
+/// [`make_private`] for the mount at `fd` and all its submounts (`AT_RECURSIVE`).
+pub fn make_private_recursive(fd: BorrowedFd<'_>, what: &str) -> Result<(), MountError> {
+    mount_setattr(fd, MountAttrFlags::empty(), libc::MS_PRIVATE, true, what)
 }
 
 fn mount_setattr(
     fd: BorrowedFd<'_>,
     set: MountAttrFlags,
     propagation: u64,
+    recursive: bool,
     what: &str,
 ) -> Result<(), MountError> {
     #[repr(C)]
@@ -356,7 +473,7 @@ fn mount_setattr(
             libc::SYS_mount_setattr,
             fd.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
+            libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 },
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )

@@ -224,6 +224,25 @@ fn main() -> ExitCode {
         }
     };
     let with_class = !cli.fixed_class;
+    if cli.verb == "merge" && !cli.dry_run {
+        // All classes as one: a failure unmerges what this run merged.
+        let list: Vec<(Class, Options)> = cli
+            .classes
+            .iter()
+            .map(|&c| (c, opts_for(&cli, c)))
+            .collect();
+        return match merge::merge_classes(&list) {
+            Ok(done) => {
+                for (class, out) in done {
+                    for line in out.describe(class, &cli.opts.root) {
+                        eprintln!("{line}");
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        };
+    }
     let mut ok = true;
     let mut json_items = Vec::new();
     let mut text = String::new();
@@ -295,11 +314,7 @@ fn main() -> ExitCode {
                     show_plan(&cli, &root, class, &mut json_items, &mut text)?
                 }
                 "merge" | "refresh" => {
-                    let out = if cli.verb == "merge" {
-                        merge::merge(opts, class)?
-                    } else {
-                        merge::refresh(opts, class)?
-                    };
+                    let out = merge::refresh(opts, class)?;
                     for line in out.describe(class, &opts.root) {
                         eprintln!("{line}");
                     }

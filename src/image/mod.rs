@@ -4,5 +4,6 @@
 
 pub mod fs;
 pub mod gpt;
+pub mod open;
 pub mod policy;
 pub mod verity;

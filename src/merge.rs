@@ -356,16 +356,25 @@ struct Built {
     mutable: bool,
 }
 
-fn build_hierarchy(
-    root: &Root,
-    plan: &MergePlan,
-    roots: &ExtRoots,
-    h: &HierarchyPlan,
-    staging: &Staging,
-    fingerprint: &str,
+/// What every hierarchy of one run shares.
+struct Run<'a> {
+    root: &'a Root,
+    plan: &'a MergePlan,
+    roots: &'a ExtRoots,
+    staging: &'a Staging,
+    fingerprint: &'a str,
     replace: bool,
-    txn: &mut Txn,
-) -> Result<Built, MergeError> {
+}
+
+fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Built, MergeError> {
+    let Run {
+        root,
+        plan,
+        roots,
+        staging,
+        fingerprint,
+        replace,
+    } = *run;
     let class = plan.class;
     let comp = hierarchy_component(&h.hierarchy);
     let stage_path = |p: &str| PathBuf::from(WORKSPACE).join(&staging.dir_name).join(p);
@@ -742,12 +751,17 @@ fn execute_in(
 ) -> Result<Vec<String>, MergeError> {
     let fingerprint = plan.fingerprint();
     let staging = Staging::create(plan.class, txn)?;
+    let run = Run {
+        root,
+        plan,
+        roots,
+        staging: &staging,
+        fingerprint: &fingerprint,
+        replace,
+    };
     let mut built = Vec::new();
     for h in &plan.hierarchies {
-        built.push((
-            build_hierarchy(root, plan, roots, h, &staging, &fingerprint, replace, txn)?,
-            h.host_exists,
-        ));
+        built.push((build_hierarchy(&run, h, txn)?, h.host_exists));
     }
     let mut old_work_dirs = Vec::new();
     for (b, exists) in &built {

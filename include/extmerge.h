@@ -237,12 +237,12 @@ int extmerge_context_set_mutable(struct extmerge_context *ctx, const char *mode)
 /**
  * Stores an image policy string (`--image-policy=`, systemd.image-policy(7)), copied.
  *
- * The policy applies to disk-image extensions (`*.raw`, block devices), which this
- * build does not merge yet (they are listed with a skip reason); until then the
- * string is kept, returned by extmerge_context_get_image_policy(), and not
- * interpreted or validated beyond UTF-8. NULL restores the default policy.
+ * The policy applies to disk-image extensions (`*.raw`, block devices) and replaces
+ * the per-image default (systemd's sysext/confext policies, stricter ones for
+ * `/.extra/` in the initrd). NULL restores the default.
  *
- * Returns 0, or -EINVAL for a NULL ctx or invalid UTF-8.
+ * Returns 0, or -EINVAL for a NULL ctx, invalid UTF-8 or a policy that does not parse
+ * (the last error says which token).
  *
  * Thread-compatible: no other thread may use ctx during the call.
  */

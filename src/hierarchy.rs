@@ -166,7 +166,10 @@ pub fn clone_submounts(
 mod tests {
     #[test]
     fn mountinfo_escapes() {
-        assert_eq!(super::unescape_mountinfo(r"/a\040b\011c\134d"), "/a b\tc\\d");
+        assert_eq!(
+            super::unescape_mountinfo(r"/a\040b\011c\134d"),
+            "/a b\tc\\d"
+        );
         assert_eq!(super::unescape_mountinfo(r"/plain"), "/plain");
         assert_eq!(super::unescape_mountinfo(r"/x\04"), r"/x\04");
     }

@@ -790,14 +790,21 @@ pub fn open_root(opts: &Options) -> Result<Root, MergeError> {
     })
 }
 
-/// The opener for everything this build can merge.
-pub fn default_opener() -> Box<dyn Opener> {
-    Box::new(plan::DirOpener)
+/// The opener for everything this build can merge: directories and disk images (loop,
+/// GPT, dm-verity, image policy).
+pub fn default_opener(opts: &Options, class: Class) -> Box<dyn Opener> {
+    // systemd applies the strict `/.extra/` policies only in the initrd without --root.
+    let initrd_no_root = opts.root == Path::new("/") && Path::new("/etc/initrd-release").exists();
+    Box::new(crate::image::open::ImageOpener::new(
+        class,
+        opts.image_policy.clone(),
+        initrd_no_root,
+    ))
 }
 
 /// `merge`: fails with [`MergeError::AlreadyMerged`] if a hierarchy is merged already.
 pub fn merge(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
-    merge_with(opts, class, default_opener().as_mut())
+    merge_with(opts, class, default_opener(opts, class).as_mut())
 }
 
 /// [`merge`] with an [`Opener`] for the extensions.
@@ -860,7 +867,7 @@ pub fn merge_classes(classes: &[(Class, Options)]) -> Result<Vec<(Class, Outcome
 /// `refresh`: merge what is installed now, replacing an existing merge atomically; when
 /// nothing is installed any more, unmerge; when nothing changed, do nothing.
 pub fn refresh(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
-    refresh_with(opts, class, default_opener().as_mut())
+    refresh_with(opts, class, default_opener(opts, class).as_mut())
 }
 
 /// [`refresh`] with an [`Opener`] for the extensions.

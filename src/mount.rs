@@ -206,8 +206,10 @@ impl Overlay {
     /// Builds the overlay as a detached mount and returns its fd.
     ///
     /// `lowerdir+` is tried first; a kernel without it (before 6.8, e.g. Debian's 6.1)
-    /// answers `EINVAL` to the first call, and then the layers go in one `lowerdir`
-    /// string. `force` pins a strategy (tests use it to cover both on one kernel).
+    /// answers `EINVAL` (to the first `fsconfig`, or — legacy option parsing before
+    /// 6.5 — only at `FSCONFIG_CMD_CREATE`), and then the layers go in one `lowerdir`
+    /// string, or through `mount(2)` when that is longer than `fsconfig` takes.
+    /// `force` pins a strategy (tests use it to cover all of them on one kernel).
     pub fn mount(
         &self,
         force: Option<LayerStrategy>,
@@ -391,6 +393,13 @@ impl Overlay {
             }
         }
         if let Err(e) = fsconfig_create(&fs) {
+            // Before 6.5 overlayfs parses options the legacy way: `lowerdir+` is
+            // accepted by fsconfig and refused only here ("unrecognized mount option"
+            // in the kernel log, nothing in the context). Try the other way; a real
+            // error comes back from that attempt too.
+            if strategy == LayerStrategy::Append && e == rustix::io::Errno::INVAL {
+                return Err(Retry);
+            }
             return Ok(Err(ctx_err(&fs, "fsconfig create", "overlay", e)));
         }
         Ok(fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, self.attrs)

@@ -89,6 +89,8 @@ pub struct Options {
     pub no_reload: bool,
     /// `--always-refresh`: refresh even when nothing changed.
     pub always_refresh: bool,
+    /// `--image-policy=`: overrides the per-image default policy for disk images.
+    pub image_policy: Option<crate::image::policy::ImagePolicy>,
 }
 
 impl Default for Options {
@@ -101,6 +103,7 @@ impl Default for Options {
             noexec: None,
             no_reload: false,
             always_refresh: false,
+            image_policy: None,
         }
     }
 }

@@ -173,6 +173,9 @@ pub enum PlanError {
     /// Discovery failed.
     #[error("failed to discover extensions: {0}")]
     Discover(#[from] discover::DiscoverError),
+    /// A disk image is broken or refused (systemd fails the merge for it).
+    #[error("{0}")]
+    Image(String),
     /// Bad hierarchy list.
     #[error("{0}")]
     Hierarchies(String),
@@ -196,6 +199,7 @@ impl PlanError {
             PlanError::OsRelease(e) => e.errno(),
             PlanError::Discover(e) => e.source.raw_os_error().unwrap_or(libc::EIO),
             PlanError::Hierarchies(_) => libc::EINVAL,
+            PlanError::Image(_) => libc::EIO,
             PlanError::Io { errno, .. } => *errno,
         }
     }
@@ -226,8 +230,11 @@ pub type LayerFds = BTreeMap<(String, String), OwnedFd>;
 /// How an extension's root directory is reached. Directories are opened inside the
 /// root; disk images are set up and mounted by an opener from [`crate::image`].
 pub trait Opener {
-    /// Opens (or mounts) `image` and returns its root directory, or why it cannot.
-    fn open(&mut self, root: &Root, image: &Image) -> Result<OwnedFd, String>;
+    /// Opens (or mounts) `image` and returns its root directory; `Ok(None)` when this
+    /// opener does not open such images (listing without root: disk images); `Err`
+    /// with the image's path and the reason when it is broken or refused — that fails
+    /// the whole merge, as in systemd.
+    fn open(&mut self, root: &Root, image: &Image) -> Result<Option<OwnedFd>, String>;
 }
 
 /// Opens directory extensions only.
@@ -235,15 +242,18 @@ pub trait Opener {
 pub struct DirOpener;
 
 impl Opener for DirOpener {
-    fn open(&mut self, root: &Root, image: &Image) -> Result<OwnedFd, String> {
+    fn open(&mut self, root: &Root, image: &Image) -> Result<Option<OwnedFd>, String> {
         if image.kind != ImageKind::Directory {
-            return Err(format!(
-                "{} images are not supported by this build yet",
-                image.kind.as_str()
-            ));
+            return Ok(None);
         }
         root.open_at(&image.path, OFlags::RDONLY | OFlags::DIRECTORY)
-            .map_err(|e| format!("cannot open: {e}"))
+            .map(Some)
+            .map_err(|e| {
+                format!(
+                    "{}: cannot open: {e}",
+                    root.display_path(&image.path).display()
+                )
+            })
     }
 }
 
@@ -272,9 +282,15 @@ pub fn evaluate_with(
     let mut roots = ExtRoots::default();
     let mut candidates = Vec::with_capacity(images.len());
     for image in images {
-        let (verdict, release) = match opener.open(root, &image) {
-            Err(reason) => (Verdict::Mismatch(reason), None),
-            Ok(fd) => {
+        let (verdict, release) = match opener.open(root, &image).map_err(PlanError::Image)? {
+            None => (
+                Verdict::Mismatch(format!(
+                    "{} image: its extension-release is read when it is mounted (merge, as root)",
+                    image.kind.as_str()
+                )),
+                None,
+            ),
+            Some(fd) => {
                 let (v, r) = judge(fd.as_fd(), &image, class, host, force);
                 if v == Verdict::Match {
                     roots.0.insert(image.name.clone(), fd);

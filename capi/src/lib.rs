@@ -309,12 +309,12 @@ pub extern "C" fn extmerge_context_set_mutable(
 
 /// Stores an image policy string (`--image-policy=`, systemd.image-policy(7)), copied.
 ///
-/// The policy applies to disk-image extensions (`*.raw`, block devices), which this
-/// build does not merge yet (they are listed with a skip reason); until then the
-/// string is kept, returned by extmerge_context_get_image_policy(), and not
-/// interpreted or validated beyond UTF-8. NULL restores the default policy.
+/// The policy applies to disk-image extensions (`*.raw`, block devices) and replaces
+/// the per-image default (systemd's sysext/confext policies, stricter ones for
+/// `/.extra/` in the initrd). NULL restores the default.
 ///
-/// Returns 0, or -EINVAL for a NULL ctx or invalid UTF-8.
+/// Returns 0, or -EINVAL for a NULL ctx, invalid UTF-8 or a policy that does not parse
+/// (the last error says which token).
 ///
 /// Thread-compatible: no other thread may use ctx during the call.
 #[no_mangle]
@@ -323,7 +323,16 @@ pub extern "C" fn extmerge_context_set_image_policy(
     policy: *const c_char,
 ) -> c_int {
     ctx_call(ctx, "extmerge_context_set_image_policy", |c| {
-        c.image_policy = arg_opt_str(policy, "image policy")?.map(cstring);
+        let text = arg_opt_str(policy, "image policy")?;
+        let parsed = match text {
+            Some(t) => Some(
+                extmerge::image::policy::ImagePolicy::parse(t)
+                    .map_err(|e| Error::inval(format!("invalid image policy {t:?}: {e}")))?,
+            ),
+            None => None,
+        };
+        c.opts.image_policy = parsed;
+        c.image_policy = text.map(cstring);
         Ok(0)
     })
 }

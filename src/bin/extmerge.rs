@@ -145,8 +145,11 @@ fn parse_args() -> Result<Option<Cli>, String> {
                     Some(MutableMode::parse(&v).ok_or_else(|| format!("invalid --mutable={v}"))?);
             }
             "--image-policy" => {
-                // Accepted for compatibility; images land with disk-image support.
-                let _ = value("--image-policy")?;
+                let v = value("--image-policy")?;
+                opts.image_policy = Some(
+                    extmerge::image::policy::ImagePolicy::parse(&v)
+                        .map_err(|e| format!("invalid --image-policy={v}: {e}"))?,
+                );
             }
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s => {
@@ -376,7 +379,19 @@ fn show_plan(
     json: &mut Vec<Json>,
     text: &mut String,
 ) -> Result<(), MergeError> {
-    let p = plan::plan_in(root, &opts_for(cli, class), class)?;
+    let opts = opts_for(cli, class);
+    // As root, disk images are opened (and closed again) to read their release files.
+    let p = if rustix::process::geteuid().is_root() {
+        plan::plan_with(
+            root,
+            &opts,
+            class,
+            merge::default_opener(&opts, class).as_mut(),
+        )?
+        .0
+    } else {
+        plan::plan_in(root, &opts, class)?
+    };
     if cli.json.is_some() {
         json.push(report::plan_json(root, &p));
     } else {

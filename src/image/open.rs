@@ -1317,12 +1317,13 @@ fn step_name(level: Protection) -> &'static str {
 }
 
 impl Opener for ImageOpener {
-    fn open(&mut self, root: &Root, image: &Image) -> Result<OwnedFd, String> {
+    fn open(&mut self, root: &Root, image: &Image) -> Result<Option<OwnedFd>, String> {
         if image.kind == ImageKind::Directory {
             return DirOpener.open(root, image);
         }
         let shown = root.display_path(&image.path);
         self.open_image(root, image)
+            .map(Some)
             .map_err(|e| format!("{}: {e}", shown.display()))
     }
 }

@@ -199,6 +199,16 @@ pub fn escape_layer(path: &str) -> String {
     s
 }
 
+/// The running kernel's (major, minor), from `uname`; (0, 0) if it does not parse.
+pub fn kernel_version() -> (u32, u32) {
+    let uts = rustix::system::uname();
+    let rel = uts.release().to_string_lossy();
+    let mut it = rel.split(|c: char| !c.is_ascii_digit());
+    let major = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let minor = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (major, minor)
+}
+
 /// The largest string value `fsconfig` accepts (`strndup_user(…, 256)` in fs/fsopen.c).
 const FSCONFIG_MAX_STRING: usize = 255;
 
@@ -216,6 +226,11 @@ impl Overlay {
         legacy_at: Option<(BorrowedFd<'_>, &str)>,
     ) -> Result<OwnedFd, MountError> {
         let joined_fits = self.joined_lowers().len() <= FSCONFIG_MAX_STRING;
+        let force = force.or_else(|| {
+            // Before 6.5 overlayfs parses options the legacy way and logs every unknown
+            // one to the kernel log: do not try `lowerdir+` there at all.
+            (kernel_version() < (6, 5)).then_some(LayerStrategy::Joined)
+        });
         let strategy = match force {
             // As a kernel without lowerdir+ (what `Joined` stands for in tests): the
             // string if it fits, else mount(2).

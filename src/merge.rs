@@ -479,9 +479,19 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
                 Mode::from_raw_mode(h.mode & 0o7777),
             )
             .map_err(|e| io_at(root.display_path(up))(e.into()))?;
-            let wfd = mkdir_p_in_root(root, work, 0o700)
-                .map_err(io_at(root.display_path(work)))?
-                .0;
+            let (wfd, created) =
+                mkdir_p_in_root(root, work, 0o700).map_err(io_at(root.display_path(work)))?;
+            if !created.is_empty() {
+                // A work dir made by this run (a refresh's own) goes again on failure,
+                // with what overlayfs put inside it.
+                let (root_path, w) = (root.path().to_path_buf(), work.to_path_buf());
+                txn.on_undo(format!("work dir {}", w.display()), move || {
+                    if let Ok(r) = Root::open(&root_path) {
+                        let _ = remove_tree_in_root(&r, &w);
+                    }
+                    Ok(())
+                });
+            }
             let (a, b) = (rustix::fs::fstat(&upfd), rustix::fs::fstat(&wfd));
             if let (Ok(a), Ok(b)) = (a, b) {
                 if a.st_dev != b.st_dev {

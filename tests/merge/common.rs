@@ -91,6 +91,21 @@ pub fn enter_private_ns(prop: Prop) -> Result<(), String> {
     Ok(())
 }
 
+/// The running kernel's (major, minor) version, from `uname -r`.
+pub fn kernel_version() -> (u32, u32) {
+    let r = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut it = r
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// Whether overlayfs takes `lowerdir+` (Linux 6.8+).
+pub fn kernel_has_lowerdir_append() -> bool {
+    kernel_version() >= (6, 8)
+}
+
 /// True when running as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
@@ -181,11 +196,12 @@ impl Run {
 }
 
 /// Environment variables that change what extmerge does; removed from every run
-/// unless the test sets them.
+/// unless the test sets them. `EXTMERGE_LAYERS` and `EXTMERGE_REPLACE` are passed
+/// through from the test's environment, so the whole suite can be run with the
+/// old-kernel strategies forced (`EXTMERGE_LAYERS=joined EXTMERGE_REPLACE=detach`);
+/// tests that set them explicitly win.
 const CLEARED_ENV: &[&str] = &[
     "EXTMERGE_FAIL_AT_STEP",
-    "EXTMERGE_REPLACE",
-    "EXTMERGE_LAYERS",
     "SYSTEMD_SYSEXT_HIERARCHIES",
     "SYSTEMD_CONFEXT_HIERARCHIES",
     "SYSTEMD_SYSEXT_MUTABLE_MODE",

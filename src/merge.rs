@@ -1059,10 +1059,6 @@ fn maybe_reload(opts: &Options, root: &Root, class: Class, names: &[String]) {
     if opts.no_reload || !root.is_host_root() || names.is_empty() {
         return;
     }
-    if !Path::new("/run/systemd/system").exists() {
-        crate::log::debug("no service manager running, not reloading");
-        return;
-    }
     // The release files of the named extensions, found again by discovery (systemd's
     // relaxed lookup); disk images are not mounted again for this.
     let (initrd, scope) = plan::root_scope(root);
@@ -1073,6 +1069,10 @@ fn maybe_reload(opts: &Options, root: &Root, class: Class, names: &[String]) {
         return;
     };
     if reload_wanted(&cands, names) {
+        if !Path::new("/run/systemd/system").exists() {
+            crate::log::info("An extension asks for a manager reload (EXTENSION_RELOAD_MANAGER=1), but no service manager runs: not reloading.");
+            return;
+        }
         crate::log::info("Reloading the service manager (EXTENSION_RELOAD_MANAGER=1).");
         if let Some(pid1) = rustix::process::Pid::from_raw(1) {
             if let Err(e) = rustix::process::kill_process(pid1, rustix::process::Signal::HUP) {

@@ -52,4 +52,14 @@ mk $E/etc/extension-release.d/extension-release.motd 'ID=debian
 VERSION_ID=12'
 mk $E/etc/motd 'motd from a configuration extension'
 mk $E/etc/demo.conf 'answer=42'
+# A disk-image sysext: a bare erofs file system (as mkosi or systemd-repart make them,
+# minus the GPT), when mkfs.erofs is installed.
+if command -v mkfs.erofs >/dev/null 2>&1; then
+    img=$(mktemp -d)
+    mkdir -p "$img/usr/lib/extension-release.d" "$img/usr/share/fortune"
+    printf 'ID=debian\nSYSEXT_LEVEL=1.0\n' > "$img/usr/lib/extension-release.d/extension-release.fortune"
+    echo "A disk image merged from /var/lib/extensions/fortune.raw" > "$img/usr/share/fortune/today"
+    mkfs.erofs --quiet "$R/var/lib/extensions/fortune.raw" "$img" >/dev/null
+    rm -rf "$img"
+fi
 echo "$R"

@@ -11,8 +11,8 @@ if ! command -v cargo >/dev/null; then
     echo "demo: needs a Rust toolchain (cargo) on PATH" >&2
     exit 1
 fi
-if ! command -v unshare >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq util-linux
+if [ "$(id -u)" = 0 ] && { ! command -v unshare >/dev/null || ! command -v mkfs.erofs >/dev/null; }; then
+    apt-get update -qq && apt-get install -y -qq util-linux erofs-utils >/dev/null
 fi
 cargo build --release --quiet
 B=$PWD/target/release/extmerge
@@ -44,6 +44,10 @@ unshare -m bash -euo pipefail -c '
     "$B" --root="$R" status
     say cat $R/etc/motd $R/usr/share/tools/version
     cat "$R/etc/motd" "$R/usr/share/tools/version"
+    if [ -f "$R/usr/share/fortune/today" ]; then
+        say cat $R/usr/share/fortune/today
+        cat "$R/usr/share/fortune/today"
+    fi
     say $R/usr/bin/hello
     sh "$R/usr/bin/hello"
     say cat $R/usr/.systemd-sysext/extensions

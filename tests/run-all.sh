@@ -30,6 +30,11 @@ if [ -f tests/vm/run-dm-tests.sh ]; then
     bash tests/vm/run-dm-tests.sh || fail=1
 fi
 
+if [ -f tests/vm/run-image-tests.sh ]; then
+    step "VM tests: disk images with dm-verity, signatures and policies"
+    bash tests/vm/run-image-tests.sh || fail=1
+fi
+
 if [ "$fail" != 0 ]; then
     echo "run-all: FAILED" >&2
     exit 1

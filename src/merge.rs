@@ -28,6 +28,8 @@ pub const WORKSPACE: &str = "/run/extmerge";
 
 /// Environment variable for fault injection in tests: the N-th step fails with `EIO`.
 pub const FAULT_ENV: &str = "EXTMERGE_FAIL_AT_STEP";
+/// Environment variable for crash tests: the N-th step sleeps 30 s (to be killed).
+pub const PAUSE_ENV: &str = "EXTMERGE_PAUSE_AT_STEP";
 /// Environment variable forcing the refresh strategy: `beneath` or `detach`.
 pub const REPLACE_ENV: &str = "EXTMERGE_REPLACE";
 /// Environment variable forcing the overlay layer strategy: `append` or `joined`.
@@ -87,6 +89,7 @@ struct Txn {
     undo: Vec<(String, Undo)>,
     steps: usize,
     fail_at: Option<usize>,
+    pause_at: Option<usize>,
 }
 
 impl Txn {
@@ -95,12 +98,17 @@ impl Txn {
             undo: Vec::new(),
             steps: 0,
             fail_at: std::env::var(FAULT_ENV).ok().and_then(|v| v.parse().ok()),
+            pause_at: std::env::var(PAUSE_ENV).ok().and_then(|v| v.parse().ok()),
         }
     }
 
     /// Called before each step that changes the system; fails where a test asked.
     fn step(&mut self, what: &str) -> Result<(), MergeError> {
         self.steps += 1;
+        if self.pause_at == Some(self.steps) {
+            // Test hook: a window in which the test kills us (kill -9 mid-merge).
+            std::thread::sleep(std::time::Duration::from_secs(30));
+        }
         if self.fail_at == Some(self.steps) {
             return Err(MergeError::Injected(self.steps, what.to_string()));
         }
@@ -800,6 +808,59 @@ pub fn open_root(opts: &Options) -> Result<Root, MergeError> {
     })
 }
 
+/// Serialises merges, unmerges and refreshes of all extmerge processes on this system
+/// (systemd has no lock; two runs at once could interleave their mounts). Blocks until
+/// the lock is free; released when the returned fd is closed (also on a crash).
+pub fn lock() -> Result<OwnedFd, MergeError> {
+    let ws = Path::new(WORKSPACE);
+    match rustix::fs::mkdir(ws, Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(io_at(ws)(e.into())),
+    }
+    let path = ws.join("lock");
+    let fd = rustix::fs::open(
+        &path,
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| io_at(&path)(e.into()))?;
+    rustix::io::retry_on_intr(|| rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive))
+        .map_err(|e| io_at(&path)(e.into()))?;
+    clean_stale_staging(ws);
+    Ok(fd)
+}
+
+/// Removes staging mounts and directories left by runs that died (kill -9, power
+/// loss in the initrd does not matter: /run is new): entries are named
+/// `<class>[-images].<pid>.<n>`; those whose pid no longer runs are detached and removed.
+fn clean_stale_staging(ws: &Path) {
+    let Ok(entries) = std::fs::read_dir(ws) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(pid) = name.split('.').nth(1).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let alive = rustix::process::Pid::from_raw(pid)
+            .map(|p| rustix::process::test_kill_process(p) != Err(rustix::io::Errno::SRCH))
+            .unwrap_or(false);
+        if alive {
+            continue;
+        }
+        let path = ws.join(name);
+        let _ = rustix::mount::unmount(&path, rustix::mount::UnmountFlags::DETACH);
+        match std::fs::remove_dir(&path) {
+            Ok(()) => crate::log::info(&format!(
+                "Removed staging area {} of a run that died (pid {pid}).",
+                path.display()
+            )),
+            Err(e) => crate::log::warn(&format!("{}: {e}", path.display())),
+        }
+    }
+}
+
 /// The opener for everything this build can merge: directories and disk images (loop,
 /// GPT, dm-verity, image policy).
 pub fn default_opener(opts: &Options, class: Class) -> Box<dyn Opener> {
@@ -823,6 +884,7 @@ pub fn merge_with(
     class: Class,
     opener: &mut dyn Opener,
 ) -> Result<Outcome, MergeError> {
+    let _lock = lock()?;
     let root = open_root(opts)?;
     let hierarchies = opts
         .hierarchies_for(class)
@@ -886,6 +948,7 @@ pub fn refresh_with(
     class: Class,
     opener: &mut dyn Opener,
 ) -> Result<Outcome, MergeError> {
+    let _lock = lock()?;
     let root = open_root(opts)?;
     let (plan, roots) = plan::plan_with(&root, opts, class, opener)?;
     let mut out = outcome_of(&plan);
@@ -952,6 +1015,7 @@ pub fn refresh_with(
 
 /// `unmerge`: removes every merge of the class (stacked ones too) from its hierarchies.
 pub fn unmerge(opts: &Options, class: Class) -> Result<Vec<String>, MergeError> {
+    let _lock = lock()?;
     let root = open_root(opts)?;
     unmerge_in(opts, &root, class)
 }

@@ -26,3 +26,6 @@ mod hostile;
 
 #[path = "merge/library.rs"]
 mod library;
+
+#[path = "merge/concurrency.rs"]
+mod concurrency;

@@ -504,7 +504,11 @@ pub fn mountinfo() -> Vec<Mount> {
 
 /// Directories left in the workspace (must be none after any run).
 pub fn workspace_leftovers() -> Vec<String> {
+    // The lock file stays (it is only ever locked, never removed).
     ls(Path::new(WORKSPACE))
+        .into_iter()
+        .filter(|n| n != "lock")
+        .collect()
 }
 
 /// The mountinfo lines with IDs, peer-group numbers and mount options that identify a

@@ -7,11 +7,11 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Dir, FileType, OFlags, Stat};
+use rustix::fs::{AtFlags, Dir, FileType, OFlags, Stat};
 
 use crate::arch;
 use crate::class::Class;
@@ -127,9 +127,10 @@ pub fn discover(root: &Root, class: Class, initrd: bool) -> Result<Discovery, Di
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => continue,
             Err(e) => return Err(dir_error(e)),
         };
+        let dir_fd = fd.try_clone().map_err(dir_error)?;
         for entry in list_dir(fd).map_err(dir_error)? {
             let path = Path::new(dir).join(&entry);
-            match examine(root, class, dir, &entry, &path) {
+            match examine(root, dir_fd.as_fd(), class, dir, &entry, &path) {
                 Ok(image) => {
                     if let Some(winner) = seen.get(&image.name) {
                         out.skipped.push(Skipped {
@@ -222,12 +223,20 @@ fn derive(entry: &[u8], ft: FileType, class: Class) -> Result<(String, Candidate
 /// Classifies one search-directory entry; `Err` is the reason it is skipped.
 fn examine(
     root: &Root,
+    dir_fd: BorrowedFd<'_>,
     class: Class,
     search_dir: &'static str,
     entry: &OsStr,
     path: &Path,
 ) -> Result<Image, String> {
-    let (ft, st) = resolve(root, path)?;
+    // Most entries are no symlinks: one `fstatat` in the search directory. Symlinks
+    // are followed inside the root.
+    let (ft, st) = match rustix::fs::statat(dir_fd, entry, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::Symlink => {
+            (FileType::from_raw_mode(st.st_mode), st)
+        }
+        _ => resolve(root, path)?,
+    };
     let (name, candidate) = derive(entry.as_bytes(), ft, class)?;
     match candidate {
         Candidate::Image(kind) => Ok(Image {

@@ -125,13 +125,15 @@ fn unescape_mountinfo(s: &str) -> String {
 /// clone. Cloned before the merge covers them, attached on the new overlay after, so
 /// `/usr/local` on its own file system stays visible, as systemd's `move_submounts`.
 /// `skip` names a top-level directory whose mounts are left out (our metadata bind).
+/// `mountinfo` is this thread's `/proc/thread-self/mountinfo`, read once per run.
 pub fn clone_submounts(
     top: BorrowedFd<'_>,
     skip: &str,
+    mountinfo: &str,
 ) -> io::Result<Vec<(std::path::PathBuf, OwnedFd)>> {
     let top_path = std::fs::read_link(crate::mount::fd_path(top))?;
     let id = mount_id(top)?;
-    let info = std::fs::read_to_string("/proc/thread-self/mountinfo")?;
+    let info = mountinfo;
     let mut out: Vec<(std::path::PathBuf, OwnedFd)> = Vec::new();
     for l in info.lines() {
         let f: Vec<&str> = l.splitn(6, ' ').collect();

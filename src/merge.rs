@@ -641,6 +641,7 @@ fn attach_built(
     b: &Built,
     host_exists: bool,
     replace: bool,
+    mountinfo: &str,
     txn: &mut Txn,
 ) -> Result<Option<String>, MergeError> {
     let class = plan.class;
@@ -667,7 +668,7 @@ fn attach_built(
             None => root.open_at(h, OFlags::PATH | OFlags::DIRECTORY),
         }
         .map_err(io_at(root.display_path(h)))?;
-        crate::hierarchy::clone_submounts(top.as_fd(), class.metadata_dir())
+        crate::hierarchy::clone_submounts(top.as_fd(), class.metadata_dir(), mountinfo)
             .map_err(io_at(root.display_path(h)))?
     };
     txn.step(&format!("attach {h}"))?;
@@ -781,9 +782,14 @@ fn execute_in(
     for h in &plan.hierarchies {
         built.push((build_hierarchy(&run, h, txn)?, h.host_exists));
     }
+    // Submounts to carry over are found in the mount table as it is before attaching.
+    let mountinfo = std::fs::read_to_string("/proc/thread-self/mountinfo")
+        .map_err(io_at("/proc/thread-self/mountinfo"))?;
     let mut old_work_dirs = Vec::new();
     for (b, exists) in &built {
-        old_work_dirs.extend(attach_built(root, plan, b, *exists, replace, txn)?);
+        old_work_dirs.extend(attach_built(
+            root, plan, b, *exists, replace, &mountinfo, txn,
+        )?);
     }
     txn.step("remove staging tmpfs")?;
     // Success: forget the undos of the attached overlays, remove the staging mount.

@@ -35,6 +35,11 @@ if [ -f tests/vm/run-image-tests.sh ]; then
     bash tests/vm/run-image-tests.sh || fail=1
 fi
 
+if [ -f tests/boot/run-boot-tests.sh ]; then
+    step "boot tests: dracut (systemd and shell flows) and mkosi-initrd-style initrds in a VM"
+    bash tests/boot/run-boot-tests.sh --runs 1 || fail=1
+fi
+
 if [ "$fail" != 0 ]; then
     echo "run-all: FAILED" >&2
     exit 1

@@ -26,4 +26,5 @@ pub mod os_release;
 pub mod plan;
 pub mod release;
 pub mod report;
+pub mod staging;
 pub mod vpick;

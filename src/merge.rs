@@ -20,11 +20,9 @@ use crate::metadata::{self, find_merged, StateError};
 use crate::mount::{self, fd_path, LayerStrategy, MountError, Overlay};
 use crate::options::{hierarchy_component, Options};
 use crate::plan::{self, ExtRoots, HierarchyPlan, MergePlan, Opener, PlanError, Upper};
+use crate::staging::{mkdir_open, StagingArea};
 
-/// The host directory under which each run stages its metadata tmpfs (not under
-/// `--root`, as systemd's `/run/systemd/sysext`). The mount is removed again before
-/// the run returns; the overlays keep private references to it.
-pub const WORKSPACE: &str = "/run/extmerge";
+pub use crate::staging::WORKSPACE;
 
 /// Environment variable for fault injection in tests: the N-th step fails with `EIO`.
 pub const FAULT_ENV: &str = "EXTMERGE_FAIL_AT_STEP";
@@ -256,98 +254,6 @@ fn remove_created(root_path: &Path, created: &[PathBuf]) {
     }
 }
 
-fn mkdir_at(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<OwnedFd> {
-    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode)) {
-        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let fd = rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
-    Ok(fd)
-}
-
-/// The tmpfs holding metadata layers (and ephemeral upper dirs) for one run, attached
-/// at a private path under [`WORKSPACE`] only while the overlays are built (Linux 6.1's
-/// overlayfs refuses layers on detached mounts).
-struct Staging {
-    mnt: OwnedFd,
-    dir_parent: OwnedFd,
-    dir_name: String,
-}
-
-impl Staging {
-    fn create(class: Class, txn: &mut Txn) -> Result<Staging, MergeError> {
-        let ws = Path::new(WORKSPACE);
-        rustix::fs::mkdir(ws, Mode::from_raw_mode(0o700))
-            .or_else(|e| {
-                if e == rustix::io::Errno::EXIST {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(|e| io_at(ws)(e.into()))?;
-        let parent = rustix::fs::open(
-            ws,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| io_at(ws)(e.into()))?;
-        let name = format!(
-            "{}.{}.{}",
-            class.as_str(),
-            std::process::id(),
-            STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = mkdir_at(parent.as_fd(), &name, 0o700).map_err(io_at(ws.join(&name)))?;
-        let rm_parent = parent.try_clone().map_err(io_at(ws))?;
-        let rm_name = name.clone();
-        txn.on_undo("staging directory", move || {
-            let _ =
-                rustix::fs::unlinkat(&rm_parent, rm_name.as_str(), rustix::fs::AtFlags::REMOVEDIR);
-            Ok(())
-        });
-        txn.step("create staging tmpfs")?;
-        let mnt = mount::tmpfs_detached(class.mount_source(), "0755")?;
-        txn.step("attach staging tmpfs")?;
-        mount::attach(
-            mnt.as_fd(),
-            dir.as_fd(),
-            false,
-            &ws.join(&name).display().to_string(),
-        )?;
-        let undo_fd = mnt.try_clone().map_err(io_at(ws))?;
-        txn.on_undo("staging tmpfs", move || {
-            mount::detach(undo_fd.as_fd(), "staging tmpfs")
-        });
-        // Attached under a shared /run it became shared: keep what we mount below it
-        // from propagating anywhere.
-        mount::make_private(mnt.as_fd(), "staging tmpfs")?;
-        Ok(Staging {
-            mnt,
-            dir_parent: parent,
-            dir_name: name,
-        })
-    }
-
-    /// Unmounts and removes the staging point (the overlays keep their private clones).
-    fn finish(self) {
-        if let Err(e) = mount::detach(self.mnt.as_fd(), "staging tmpfs") {
-            crate::log::warn(&format!("{e}"));
-        }
-        let _ = rustix::fs::unlinkat(
-            &self.dir_parent,
-            self.dir_name.as_str(),
-            rustix::fs::AtFlags::REMOVEDIR,
-        );
-    }
-}
-
 fn layer_strategy() -> Option<LayerStrategy> {
     match std::env::var(LAYERS_ENV).as_deref() {
         Ok("append") => Some(LayerStrategy::Append),
@@ -369,7 +275,7 @@ struct Run<'a> {
     root: &'a Root,
     plan: &'a MergePlan,
     roots: &'a ExtRoots,
-    staging: &'a Staging,
+    staging: &'a StagingArea,
     fingerprint: &'a str,
     replace: bool,
 }
@@ -385,12 +291,11 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
     } = *run;
     let class = plan.class;
     let comp = hierarchy_component(&h.hierarchy);
-    let stage_path = |p: &str| PathBuf::from(WORKSPACE).join(&staging.dir_name).join(p);
-    let meta_root =
-        mkdir_at(staging.mnt.as_fd(), "meta", 0o755).map_err(io_at(stage_path("meta")))?;
-    let meta = mkdir_at(meta_root.as_fd(), &comp, h.mode & 0o7777)
+    let stage_path = |p: &str| PathBuf::from(WORKSPACE).join(staging.name()).join(p);
+    let meta_root = mkdir_open(staging.fd(), "meta", 0o755).map_err(io_at(stage_path("meta")))?;
+    let meta = mkdir_open(meta_root.as_fd(), &comp, h.mode & 0o7777)
         .map_err(io_at(stage_path(&format!("meta/{comp}"))))?;
-    let dot = mkdir_at(meta.as_fd(), class.metadata_dir(), 0o755)
+    let dot = mkdir_open(meta.as_fd(), class.metadata_dir(), 0o755)
         .map_err(io_at(stage_path(class.metadata_dir())))?;
     metadata::write_file(dot.as_fd(), class.list_file(), &plan.list_file())
         .map_err(io_at(stage_path(class.list_file())))?;
@@ -427,8 +332,8 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
                 // Attach the clone in the staging area: overlayfs (6.1) takes layers only
                 // from mounts in our namespace. It goes away with the staging tmpfs.
                 let point = format!("under-{comp}");
-                let dir = mkdir_at(staging.mnt.as_fd(), &point, 0o700)
-                    .map_err(io_at(stage_path(&point)))?;
+                let dir =
+                    mkdir_open(staging.fd(), &point, 0o700).map_err(io_at(stage_path(&point)))?;
                 txn.step(&format!("attach host {}", h.hierarchy))?;
                 // The clone is in the parent's peer group: leave it, or the new overlay
                 // would propagate into it and its removal back onto the real hierarchy.
@@ -436,7 +341,7 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
                 mount::attach(parent_clone.as_fd(), dir.as_fd(), false, &point)?;
                 // Re-open through the path: `dir` is the directory below the new mount.
                 let fd = open_fd(
-                    staging.mnt.as_fd(),
+                    staging.fd(),
                     &Path::new(&point).join(&name),
                     OFlags::PATH | OFlags::DIRECTORY,
                 )
@@ -515,13 +420,13 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
             work_dir_file = Some(metadata::cescape(w.trim_start_matches('/')));
         }
         Some(Upper::Ephemeral) => {
-            let eph = mkdir_at(staging.mnt.as_fd(), "ephemeral", 0o755)
+            let eph = mkdir_open(staging.fd(), "ephemeral", 0o755)
                 .map_err(io_at(stage_path("ephemeral")))?;
             let base =
-                mkdir_at(eph.as_fd(), &comp, 0o755).map_err(io_at(stage_path("ephemeral")))?;
-            let up = mkdir_at(base.as_fd(), "upper", h.mode & 0o7777)
+                mkdir_open(eph.as_fd(), &comp, 0o755).map_err(io_at(stage_path("ephemeral")))?;
+            let up = mkdir_open(base.as_fd(), "upper", h.mode & 0o7777)
                 .map_err(io_at(stage_path("ephemeral/upper")))?;
-            let wk = mkdir_at(base.as_fd(), "work", 0o700)
+            let wk = mkdir_open(base.as_fd(), "work", 0o700)
                 .map_err(io_at(stage_path("ephemeral/work")))?;
             upper = Some((fd_path(up.as_fd()), fd_path(wk.as_fd())));
             fds.push(up);
@@ -563,9 +468,9 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
     };
     txn.step(&format!("mount overlay for {}", h.hierarchy))?;
     let legacy_dir = format!("overlay-{comp}");
-    mkdir_at(staging.mnt.as_fd(), &legacy_dir, 0o755).map_err(io_at(stage_path(&legacy_dir)))?;
+    mkdir_open(staging.fd(), &legacy_dir, 0o755).map_err(io_at(stage_path(&legacy_dir)))?;
     let mnt = ov
-        .mount(layer_strategy(), Some((staging.mnt.as_fd(), &legacy_dir)))
+        .mount(layer_strategy(), Some((staging.fd(), &legacy_dir)))
         .map_err(|mut e| {
             e.what = format!("{} ({})", root.display_path(&h.hierarchy).display(), e.what);
             e
@@ -769,7 +674,8 @@ fn execute_in(
     txn: &mut Txn,
 ) -> Result<Vec<String>, MergeError> {
     let fingerprint = plan.fingerprint();
-    let staging = Staging::create(plan.class, txn)?;
+    txn.step("create staging tmpfs")?;
+    let staging = StagingArea::create(plan.class.as_str(), plan.class.mount_source())?;
     let run = Run {
         root,
         plan,
@@ -794,7 +700,7 @@ fn execute_in(
     txn.step("remove staging tmpfs")?;
     // Success: forget the undos of the attached overlays, remove the staging mount.
     txn.undo.clear();
-    staging.finish();
+    drop(staging);
     // The replaced merges are gone: their work dirs too, as unmerge would do.
     for w in old_work_dirs {
         if let Err(e) = remove_tree_in_root(root, Path::new(&w)) {

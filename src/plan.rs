@@ -531,21 +531,10 @@ fn plan_hierarchy(
                 host_is_upper = is_h;
             }
         }
-        MutableMode::Import => {
-            if let Some((path, is_h)) = persistent(false)? {
-                if is_h {
-                    return Err(PlanError::Io {
-                        path: root.display_path(&path),
-                        reason: "mutable directory is the hierarchy itself, cannot import it"
-                            .into(),
-                        errno: libc::ELOOP,
-                    });
-                }
-                import = Some(path);
-            }
-        }
-        MutableMode::Ephemeral | MutableMode::EphemeralImport => {
-            if mode == MutableMode::EphemeralImport {
+        MutableMode::Import | MutableMode::Ephemeral | MutableMode::EphemeralImport => {
+            if mode != MutableMode::Ephemeral {
+                // The persistent dir as an extra lower layer (systemd: ELOOP if it is
+                // the hierarchy itself).
                 if let Some((path, is_h)) = persistent(false)? {
                     if is_h {
                         return Err(PlanError::Io {
@@ -558,7 +547,9 @@ fn plan_hierarchy(
                     import = Some(path);
                 }
             }
-            upper = Some(Upper::Ephemeral);
+            if mode != MutableMode::Import {
+                upper = Some(Upper::Ephemeral);
+            }
         }
     }
     if upper.is_some() {

@@ -55,7 +55,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::mount::{
@@ -73,9 +72,9 @@ use crate::image::policy::{self, ImagePolicy, PartitionDesignator, Protection};
 use crate::image::verity::{self, RootHash, VeritySig, VeritySuperblock};
 use crate::keyring;
 use crate::loopdev::{LoopDevice, LoopOptions};
-use crate::merge::WORKSPACE;
 use crate::mount::{self, MountError};
 use crate::plan::{DirOpener, Opener};
+use crate::staging::{mkdir_open, StagingArea};
 
 /// Largest `.roothash` / `.usrhash` sidecar read (a SHA-512 root hash is 128 hex digits;
 /// whitespace and a comment line fit easily).
@@ -1084,93 +1083,6 @@ pub fn mount_block(dev: &Path, fstype: FsType) -> Result<OwnedFd, MountError> {
 // ---------------------------------------------------------------------------------------
 // Staging
 
-static IMAGE_STAGING_SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// The opener's tmpfs, attached at `/run/extmerge/<class>-images.<pid>.<n>`, below which
-/// every image it opened is mounted.
-#[derive(Debug)]
-struct Staging {
-    mnt: OwnedFd,
-    parent: OwnedFd,
-    name: String,
-}
-
-fn mkdir_in(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<OwnedFd> {
-    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode)) {
-        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let fd = rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
-    Ok(fd)
-}
-
-impl Staging {
-    fn create(class: Class) -> Result<Staging, String> {
-        let ws = Path::new(WORKSPACE);
-        match rustix::fs::mkdir(ws, Mode::from_raw_mode(0o700)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(format!("{WORKSPACE}: {e}")),
-        }
-        let parent = rustix::fs::open(
-            ws,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| format!("{WORKSPACE}: {e}"))?;
-        let name = format!(
-            "{}-images.{}.{}",
-            class.as_str(),
-            std::process::id(),
-            IMAGE_STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = ws.join(&name).display().to_string();
-        let dir = mkdir_in(parent.as_fd(), &name, 0o700).map_err(|e| format!("{path}: {e}"))?;
-        let rmdir = || {
-            let _ = rustix::fs::unlinkat(&parent, name.as_str(), AtFlags::REMOVEDIR);
-        };
-        let mnt = match mount::tmpfs_detached(class.mount_source(), "0755") {
-            Ok(m) => m,
-            Err(e) => {
-                rmdir();
-                return Err(e.to_string());
-            }
-        };
-        if let Err(e) = mount::attach(mnt.as_fd(), dir.as_fd(), false, &path) {
-            rmdir();
-            return Err(e.to_string());
-        }
-        drop(dir);
-        // Attached below a shared /run it became shared: keep the image mounts from
-        // propagating anywhere.
-        if let Err(e) = mount::make_private(mnt.as_fd(), &path) {
-            let _ = mount::detach(mnt.as_fd(), &path);
-            rmdir();
-            return Err(e.to_string());
-        }
-        Ok(Staging { mnt, parent, name })
-    }
-
-    fn path(&self) -> PathBuf {
-        Path::new(WORKSPACE).join(&self.name)
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        let path = self.path().display().to_string();
-        if let Err(e) = mount::detach(self.mnt.as_fd(), &path) {
-            crate::log::warn(&format!("{e}"));
-        }
-        let _ = rustix::fs::unlinkat(&self.parent, self.name.as_str(), AtFlags::REMOVEDIR);
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // The opener
 
@@ -1183,7 +1095,7 @@ pub struct ImageOpener {
     policy: Option<ImagePolicy>,
     in_initrd_no_root: bool,
     arch: &'static str,
-    staging: Option<Staging>,
+    staging: Option<StagingArea>,
     seq: u32,
 }
 
@@ -1218,7 +1130,7 @@ impl ImageOpener {
 
     /// The staging directory's host path, once something was mounted.
     pub fn staging_path(&self) -> Option<PathBuf> {
-        self.staging.as_ref().map(Staging::path)
+        self.staging.as_ref().map(StagingArea::path)
     }
 
     fn open_image(&mut self, root: &Root, image: &Image) -> Result<OwnedFd, String> {
@@ -1249,10 +1161,16 @@ impl ImageOpener {
         }
 
         if self.staging.is_none() {
-            self.staging = Some(Staging::create(self.class).map_err(|e| format!("staging: {e}"))?);
+            self.staging = Some(
+                StagingArea::create(
+                    &format!("{}-images", self.class.as_str()),
+                    self.class.mount_source(),
+                )
+                .map_err(|e| format!("staging: {e}"))?,
+            );
         }
         let staging = self.staging.as_ref().expect("created above");
-        let stage_fd = staging.mnt.as_fd();
+        let stage_fd = staging.fd();
         setup.staging = Some(
             stage_fd
                 .try_clone_to_owned()
@@ -1260,7 +1178,7 @@ impl ImageOpener {
         );
         let k = self.seq.to_string();
         self.seq += 1;
-        let top = mkdir_in(stage_fd, &k, 0o755)
+        let top = mkdir_open(stage_fd, &k, 0o755)
             .map_err(|e| format!("staging: {}/{k}: {e}", staging.path().display()))?;
         setup.dirs.push(k.clone());
         let mut attached_top = false;
@@ -1281,7 +1199,7 @@ impl ImageOpener {
                     format!("the root file system has no directory /{point} to mount the {point} partition on: {e}")
                 })?
             } else {
-                let d = mkdir_in(top.as_fd(), point, 0o755)
+                let d = mkdir_open(top.as_fd(), point, 0o755)
                     .map_err(|e| format!("staging: {shown}: {e}"))?;
                 setup.dirs.push(format!("{k}/{point}"));
                 d

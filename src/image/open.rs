@@ -636,7 +636,7 @@ fn probe(root: &Root, image: &Image, arch: &str) -> Result<Probed, String> {
     if let Some((hash, source, d)) = side_hash {
         let Some(v) = volumes.iter_mut().find(|v| v.designator == d) else {
             return Err(format!(
-                "{} gives a {d} root hash, but the image has no {d} {}",
+                "{} gives a verity hash for {d}, but the image has no {d} {}",
                 describe(&source),
                 if layout == Layout::Bare {
                     "file system (a bare file system image counts as root)"

@@ -22,7 +22,13 @@
 #   (4) f4-corrupt-systemd: a sysext that breaks the sysext class; f4-fatal-shell: same
 #       with extmerge.fatal=1 in the shell flow
 #   (5) f5-disabled-systemd, f5-disabled-shell: extmerge=0
-#   (6) the real root's own systemd-sysext (Debian's 252) checks the merges in every boot
+#   (6) the real root's own systemd-sysext (Debian's 252) checks the merges in every boot,
+#       then unmerges them; the init re-executes itself and checks that the DDI's dm and
+#       loop devices went away
+#   (7) f7-badhash-systemd: the verity DDI with a wrong .usrhash (dm-verity refuses it)
+# The root images carry, besides directory extensions, a verity-protected GPT DDI
+# /var/lib/extensions/testddi.raw (usr + usr-verity, erofs, root hash in testddi.usrhash;
+# built by make-verity-ddi.sh), checked in flows (1), (2), (3).
 #
 # Exits 0 with "SKIP: ..." when qemu, the kernel or dracut are missing after trying to
 # install them; otherwise ends with "N passed, M failed" and exits non-zero on failure.
@@ -44,7 +50,7 @@ while (($#)); do
         --no-timing) RUNS=0; shift ;;
         --timeout) BOOT_TIMEOUT=${2:?}; shift 2 ;;
         --extra) EXTRA=1; shift ;;
-        -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,/^set -uo pipefail/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -73,6 +79,10 @@ fi
 [[ -f /usr/lib/dracut/dracut-init.sh ]] || apt_install dracut-core || true
 command -v mkfs.ext4 >/dev/null || apt_install e2fsprogs || true
 command -v cpio >/dev/null || apt_install cpio || true
+# The verity DDI (tests/boot/make-verity-ddi.sh): userspace tools only.
+command -v mkfs.erofs >/dev/null || apt_install erofs-utils || true
+command -v veritysetup >/dev/null || apt_install cryptsetup-bin || true
+command -v sfdisk >/dev/null || apt_install fdisk || true
 static_busybox=""
 for b in /bin/busybox /usr/bin/busybox; do
     if [[ -x $b ]] && ! ldd "$b" >/dev/null 2>&1; then static_busybox=$b; break; fi
@@ -92,8 +102,33 @@ missing=()
 [[ -f /usr/lib/dracut/dracut-init.sh ]] && command -v dracut >/dev/null || missing+=("dracut-core")
 command -v mkfs.ext4 >/dev/null || missing+=("mkfs.ext4")
 command -v cpio >/dev/null || missing+=("cpio")
+command -v mkfs.erofs >/dev/null || missing+=("mkfs.erofs (erofs-utils)")
+command -v veritysetup >/dev/null || missing+=("veritysetup (cryptsetup-bin)")
+command -v sfdisk >/dev/null || missing+=("sfdisk (fdisk)")
 [[ -n $static_busybox ]] || missing+=("busybox-static")
 ((${#missing[@]} == 0)) || skip "missing after trying to install: ${missing[*]}"
+
+# Kernel modules a verity DDI sysext needs in the initrd (what the dracut module's
+# installkernel lists, minus squashfs/ext4 which these images do not use), with their
+# module dependencies: paths relative to /lib/modules/$KVER. Built-in ones are left out.
+KMODS_WANTED="overlay loop dm-mod dm-verity erofs"
+kmod_closure() {   # module names...
+    local -A seen=()
+    local queue=("$@") m p d
+    while ((${#queue[@]})); do
+        m=${queue[0]}; queue=("${queue[@]:1}")
+        [[ -n ${seen[$m]:-} ]] && continue
+        seen[$m]=1
+        p=$(modinfo -k "$KVER" -n "$m" 2>/dev/null) || { echo "?$m"; continue; }
+        [[ $p == /* ]] || continue   # (builtin)
+        echo "${p#/lib/modules/$KVER/}"
+        d=$(modinfo -k "$KVER" -F depends "$m" 2>/dev/null)
+        # shellcheck disable=SC2206
+        [[ -n $d ]] && queue+=(${d//,/ })
+    done
+}
+mapfile -t KMOD_PATHS < <(kmod_closure $KMODS_WANTED)
+[[ ${KMOD_PATHS[*]} == *'?'* ]] && fatal "modinfo does not know: ${KMOD_PATHS[*]}"
 
 # ============================================================ 2. the binary
 if [[ -n ${EXTMERGE_INITRD_BIN:-} ]]; then
@@ -178,8 +213,18 @@ has sd 'systemd-sysext-sysroot.service.d/50-extmerge.conf$' && has sd 'systemd-c
     pass build-sd "drop-ins for systemd's sysroot units" || fail build-sd "drop-ins for systemd's sysroot units"
 has sd 'hooks/pre-pivot/.*extmerge' && fail build-sd "no pre-pivot hook in the systemd flow" ||
     pass build-sd "no pre-pivot hook in the systemd flow (the unit does it)"
-has sd '/overlay\.ko' && has sd '/loop\.ko' && has sd '/dm-verity\.ko' &&
-    pass build-sd "overlay, loop, dm-verity kernel modules" || fail build-sd "overlay, loop, dm-verity kernel modules"
+# Every module a verity DDI needs (and what they depend on), or a clear list of what is not there.
+check_kmods() {   # FLOW LS-NAME
+    local p miss=() names=()
+    for p in "${KMOD_PATHS[@]}"; do
+        names+=("$(basename "$p" .ko)")
+        grep -qE "/${p//./\\.}(\.xz|\.gz|\.zst)?\$" "$W/logs/ls-$2.txt" || miss+=("$p")
+    done
+    ((${#miss[@]} == 0)) && pass "$1" "kernel modules for verity DDIs in the initrd: ${names[*]}" ||
+        fail "$1" "kernel modules for verity DDIs in the initrd (${names[*]})" "MISSING: ${miss[*]}"
+}
+check_kmods build-sd sd
+check_kmods build-sh sh
 has sh ' usr/bin/extmerge-initrd$' && has sh 'hooks/pre-pivot/60-extmerge-pre-pivot\.sh$' &&
     pass build-sh "binary + pre-pivot hook in the shell initrd" || fail build-sh "binary + pre-pivot hook in the shell initrd"
 has sh 'usr/lib/systemd/systemd$|extmerge-initrd\.service' && fail build-sh "no systemd in the shell initrd" ||
@@ -217,18 +262,20 @@ else
 fi
 echo "  preset applied by: $PRESET_HOW"
 # The extmerge drop-in adds no kernel modules; mkosi-initrd's own module selection has to
-# bring overlay (and loop/dm-verity for images). The dracut baseline does not have it, so
-# add overlay.ko + loop.ko the way mkosi's module selection would (then depmod).
+# bring overlay (and loop, dm-mod, dm-verity, erofs for images). The dracut baseline does
+# not have them, so add them with their dependencies the way mkosi's module selection
+# would (then depmod).
 # [TEST-TREE WORKAROUND: the project's mkosi drop-in names no kernel modules]
-echo "  [workaround] added overlay.ko, loop.ko to the tree (the extmerge mkosi drop-in asks for no kernel modules)"
-for m in overlay loop; do
-    p=$(modinfo -k "$KVER" -n "$m" 2>/dev/null) || continue
-    [[ $p == /* && -f $p ]] || continue
-    install -Dm644 "$p" "$MK/usr/lib/modules/$KVER/${p#/lib/modules/$KVER/}"
+echo "  [workaround] added $(printf '%s\n' "${KMOD_PATHS[@]}" | xargs -n1 basename | tr '\n' ' ')to the tree (the extmerge mkosi drop-in asks for no kernel modules)"
+for p in "${KMOD_PATHS[@]}"; do
+    [[ -f /lib/modules/$KVER/$p ]] || fatal "/lib/modules/$KVER/$p missing"
+    install -Dm644 "/lib/modules/$KVER/$p" "$MK/usr/lib/modules/$KVER/$p"
 done
 depmod -b "$MK" "$KVER" 2>/dev/null || true
 (cd "$MK" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) >"$W/initrd-mkosi.img" ||
     fatal "cpio repack failed"
+lsi "$W/initrd-mkosi.img" >"$W/logs/ls-mkosi.txt"
+check_kmods build-mkosi mkosi
 say "mkosi-style initrd: $(($(stat -c %s "$W/initrd-mkosi.img") >> 20)) MiB"
 
 # ============================================================ 4. real root images
@@ -282,17 +329,37 @@ ID=debian
 VERSION_ID=12
 EOF
 echo "confext-sentinel testconf" | install -Dm644 /dev/stdin "$X/etc/extmerge-test/confext-sentinel"
-# TODO(verity-ddi): a verity-protected DDI (erofs + dm-verity, /var/lib/extensions/*.raw)
-# comes in a later change; add it here (add_verity_ddi "$R") and its checks in check_merged.
-add_verity_ddi() { :; }
+# A verity-protected DDI sysext, laid out as systemd-repart does (make-verity-ddi.sh: GPT,
+# usr-x86-64 erofs + usr-x86-64-verity, partition UUIDs = halves of the root hash, no
+# signature partition: the kernel would refuse a test key). The root hash also goes into
+# the sidecar testddi.usrhash, which wins over the partition UUIDs (systemd's order);
+# for a usr-only image it must be .usrhash: a .roothash names the root partition, which
+# this image has not (extmerge refuses that, as systemd does).
+DDI=testddi DDI_RH=""
+add_verity_ddi() {   # ROOTDIR
+    local d=$1/var/lib/extensions
+    DDI_RH=$(bash "$HERE/make-verity-ddi.sh" "$DDI" "$d/$DDI.raw" "$W/ddi-work" 2>"$W/logs/ddi.log") ||
+        fatal "building the verity DDI failed: $(cat "$W/logs/ddi.log")"
+    echo "$DDI_RH" >"$d/$DDI.usrhash"
+    say "verity DDI $DDI.raw ($(($(stat -c %s "$d/$DDI.raw") >> 10)) KiB), root hash $DDI_RH"
+}
 add_verity_ddi "$R"
 mkfs.ext4 -q -F -L btroot -d "$R" "$W/root.img" 96M >"$W/logs/mkfs.log" 2>&1 ||
     fatal "mkfs.ext4 -d failed: $(cat "$W/logs/mkfs.log")"
+# Flow (7): the same root, but the DDI's .usrhash is wrong (last hex digit changed). The
+# dm-verity table loads, reading the superblock through it fails (EIO): the sysext class
+# fails as a whole, the confext class is still merged, no dm/loop device stays.
+DDI_BAD_RH=${DDI_RH:0:63}$(printf %x $(((0x${DDI_RH:63:1} + 1) % 16)))
+echo "$DDI_BAD_RH" >"$R/var/lib/extensions/$DDI.usrhash"
+mkfs.ext4 -q -F -L btroot -d "$R" "$W/root-badhash.img" 96M >>"$W/logs/mkfs.log" 2>&1 ||
+    fatal "mkfs.ext4 -d failed: $(cat "$W/logs/mkfs.log")"
+echo "$DDI_RH" >"$R/var/lib/extensions/$DDI.usrhash"
 # Corrupt variant, flow (4): an extra sysext `broken` whose release data is valid (so it is
 # selected) but whose `opt` is a regular file. Planning opens <ext>/opt as a directory for
 # every selected extension: ENOTDIR is a hard error for the whole sysext class
 # (plan.rs: plan_in -> open_opt), like systemd-sysext's "Failed to check if hierarchy is
-# empty". The confext class is independent and must still be merged.
+# empty". The confext class is independent and must still be merged. The (good) verity
+# DDI is opened during planning, before the failure: its dm and loop devices must go again.
 X=$R/var/lib/extensions/broken
 install -Dm644 /dev/stdin "$X/usr/lib/extension-release.d/extension-release.broken" <<'EOF'
 ID=debian
@@ -383,11 +450,14 @@ check_merged() {   # FLOW BOOT
     v=$(r "$b" sysext_sentinel); [[ $v == "sysext-sentinel testsys" ]] && pass "$f" "sysext file in /usr" || fail "$f" "sysext file in /usr" "$v"
     v=$(r "$b" opt_sentinel); [[ $v == "opt-sentinel testsys" ]] && pass "$f" "sysext file in /opt" || fail "$f" "sysext file in /opt" "$v"
     v=$(r "$b" otheros_sentinel); [[ $v == MISSING ]] && pass "$f" "incompatible sysext (ID=fedora) not merged" || fail "$f" "incompatible sysext (ID=fedora) not merged" "$v"
+    v=$(r "$b" ddi_sentinel); [[ $v == "ddi-sentinel $DDI" ]] && pass "$f" "verity DDI $DDI.raw: its file in /usr" || fail "$f" "verity DDI $DDI.raw: its file in /usr" "$v"
     [[ $(r "$b" host_etc) == host-etc-sentinel && $(r "$b" host_usr) == host-usr-sentinel ]] &&
         pass "$f" "root's own /etc and /usr files still there" || fail "$f" "root's own /etc and /usr files still there" "$(r "$b" host_etc) / $(r "$b" host_usr)"
-    for h in etc:testconf usr:testsys opt:testsys; do
+    # The list file names every merged extension of the class (in every hierarchy, as
+    # systemd writes it), in strverscmp order.
+    for h in etc:testconf usr:$DDI,testsys opt:$DDI,testsys; do
         v=$(r "$b" "${h%%:*}_meta_list")
-        [[ $v == "${h#*:}" ]] && pass "$f" "/${h%%:*} metadata lists ${h#*:}" || fail "$f" "/${h%%:*} metadata lists ${h#*:}" "$v"
+        [[ $v == "$(tr , ' ' <<<"${h#*:}")" ]] && pass "$f" "/${h%%:*} metadata lists ${h#*:}" || fail "$f" "/${h%%:*} metadata lists ${h#*:}" "$v"
         v=$(r "$b" "${h%%:*}_meta_dev")
         [[ $v == "$(r "$b" "${h%%:*}_stat_dev")" ]] && pass "$f" "/${h%%:*} metadata dev ($v) = st_dev of /${h%%:*}" ||
             fail "$f" "/${h%%:*} metadata dev = st_dev of /${h%%:*}" "dev=$v st_dev=$(r "$b" "${h%%:*}_stat_dev")"
@@ -400,7 +470,7 @@ check_merged() {   # FLOW BOOT
     o=$(opts_of "$b" usr)
     [[ ,$o, == *,ro,* && ,$o, == *,nodev,* && ,$o, != *,noexec,* ]] &&
         pass "$f" "/usr overlay is ro,nodev (exec)" || fail "$f" "/usr overlay is ro,nodev (exec)" "$o"
-    if kmsg_has "$b" "merged confext extensions testconf into /etc" && kmsg_has "$b" "merged sysext extensions testsys into /usr /opt"; then
+    if kmsg_has "$b" "merged confext extensions testconf into /etc" && kmsg_has "$b" "merged sysext extensions $DDI,testsys into /usr /opt"; then
         pass "$f" "kernel log: extmerge-initrd merged both classes"
     else
         v=$(r "$b" kmsg_extmerge)
@@ -416,12 +486,63 @@ check_merged() {   # FLOW BOOT
     [[ $(r "$b" run_workspace) == "lock sysroot-merged" && $(r "$b" workspace_mounts) == 0 ]] &&
         pass "$f" "no staging dirs or mounts left in /run/extmerge" ||
         fail "$f" "no staging dirs or mounts left in /run/extmerge" "ls: $(r "$b" run_workspace); mounts: $(r "$b" workspace_mounts)"
+    check_ddi_devices "$f" "$b"
     if [[ -x $R/usr/bin/systemd-sysext ]]; then
         v=$(r "$b" sd_sysext_status)
-        [[ $v == *"/usr testsys"* && $v == *"/opt testsys"* ]] &&
-            pass "$f" "(6) real root's systemd-sysext $SD_VER 'status' lists /usr and /opt as merged with testsys" ||
+        [[ $v == *"/usr $DDI"*testsys* && $v == *"/opt $DDI"*testsys* ]] &&
+            pass "$f" "(6) real root's systemd-sysext $SD_VER 'status' lists /usr and /opt as merged with $DDI, testsys" ||
             fail "$f" "(6) real root's systemd-sysext $SD_VER 'status' lists the merges" "$v"
+        check_unmerge "$f" "$b"
     fi
+}
+# The verity DDI's block devices while merged (read by the real init from /sys/block).
+check_ddi_devices() {   # FLOW BOOT
+    local f=$1 b=$2 v l n=0 ok=1
+    v=$(r "$b" dm_names)
+    [[ $v == "$DDI_RH-verity" ]] && pass "$f" "verity DDI: one dm device, named <root hash>-verity" ||
+        fail "$f" "verity DDI: one dm device named $DDI_RH-verity" "$v"
+    # loopN=BACKING@OFFSET+SIZELIMIT,autoclear=A,ro=R
+    for l in $(r "$b" loops); do
+        [[ $l == *"=/var/lib/extensions/$DDI.raw@"* ]] || continue
+        n=$((n + 1))
+        [[ $l == *",autoclear=1,ro=1" ]] || ok=0
+    done
+    [[ $n == 2 ]] && pass "$f" "verity DDI: two loop devices (data, hash tree) bound to /var/lib/extensions/$DDI.raw" ||
+        fail "$f" "verity DDI: two loop devices bound to /var/lib/extensions/$DDI.raw" "$(r "$b" loops)"
+    ((n && ok)) && pass "$f" "verity DDI: its loop devices are read-only and autoclear" ||
+        fail "$f" "verity DDI: its loop devices are read-only and autoclear" "$(r "$b" loops)"
+    v=$(r "$b" dm_slaves)
+    [[ $v =~ ^dm-[0-9]+:loop[0-9]+,loop[0-9]+$ ]] && pass "$f" "verity DDI: the dm device sits on two loop devices ($v)" ||
+        fail "$f" "verity DDI: the dm device sits on two loop devices" "$v"
+}
+# (6) `systemd-sysext unmerge` of the real root, after extmerge-initrd's merge.
+check_unmerge() {   # FLOW BOOT
+    local f=$1 b=$2 v
+    v=$(r "$b" sd_unmerge_rc)
+    [[ $v == 0 ]] && pass "$f" "(6) systemd-sysext $SD_VER 'unmerge' exits 0" ||
+        fail "$f" "(6) systemd-sysext $SD_VER 'unmerge' exits 0" "rc $v: $(r "$b" sd_unmerge_out)"
+    v="$(r "$b" mount_usr_after_unmerge)|$(r "$b" mount_opt_after_unmerge)"
+    [[ $v != *" - overlay "* ]] && pass "$f" "(6) after unmerge /usr and /opt are no overlays (mountinfo)" ||
+        fail "$f" "(6) after unmerge /usr and /opt are no overlays" "$v"
+    v="$(r "$b" sysext_sentinel_after_unmerge) $(r "$b" opt_sentinel_after_unmerge) $(r "$b" ddi_sentinel_after_unmerge) $(r "$b" usr_meta_list_after_unmerge)"
+    [[ $v == "MISSING MISSING MISSING MISSING" ]] && pass "$f" "(6) after unmerge the sysext and DDI files and /usr/.systemd-sysext are gone" ||
+        fail "$f" "(6) after unmerge the sysext and DDI files are gone" "$v"
+    [[ $(r "$b" host_usr_after_unmerge) == host-usr-sentinel ]] && pass "$f" "(6) after unmerge the root's own /usr is back" ||
+        fail "$f" "(6) after unmerge the root's own /usr is back" "$(r "$b" host_usr_after_unmerge)"
+    # v252 knows no confexts: /etc stays merged.
+    [[ $(r "$b" mount_etc_after_unmerge) == *" - overlay "* && $(r "$b" confext_sentinel_after_unmerge) == "confext-sentinel testconf" ]] &&
+        pass "$f" "(6) systemd-sysext $SD_VER leaves the confext on /etc alone" ||
+        fail "$f" "(6) systemd-sysext $SD_VER leaves the confext on /etc alone" "$(r "$b" mount_etc_after_unmerge)"
+    echo "  info  $f: right after unmerge, while PID 1 still runs /usr/bin/busybox opened through the old overlay: dm: [$(r "$b" dm_after_unmerge)] loops: [$(r "$b" loops_after_unmerge)]"
+    [[ -z "$(r "$b" dm_after_reexec)$(r "$b" loops_after_reexec)" ]] &&
+        pass "$f" "(6) once nothing uses the old overlay (init re-executed), the DDI's dm-verity and loop devices are gone (waited $(r "$b" reexec_wait_ds)/10 s)" ||
+        fail "$f" "(6) once nothing uses the old overlay, the DDI's dm-verity and loop devices are gone" "dm: $(r "$b" dm_after_reexec); loops: $(r "$b" loops_after_reexec)"
+}
+# No dm device and no bound loop device in the real root.
+check_no_devices() {   # FLOW BOOT WHAT
+    local v="$(r "$2" dm_names)$(r "$2" loops)"
+    [[ -z $v && -s $W/boots/$2/report ]] && pass "$1" "no dm device (/sys/block/dm-*) and no bound loop device left ($3)" ||
+        fail "$1" "no dm device and no bound loop device left ($3)" "dm: $(r "$2" dm_names); loops: $(r "$2" loops)"
 }
 unit_ran() {   # FLOW BOOT
     local v
@@ -438,12 +559,43 @@ check_corrupt() {   # FLOW BOOT
     fi
     pass "$f" "boot continued to the real root's init"
     v=$(r "$b" confext_sentinel); [[ $v == "confext-sentinel testconf" ]] && pass "$f" "confext class still merged" || fail "$f" "confext class still merged" "$v"
-    v="$(r "$b" sysext_sentinel) $(r "$b" broken_sentinel) $(r "$b" opt_sentinel) $(r "$b" usr_meta_list) $(r "$b" mount_usr)"
-    [[ $v == "MISSING MISSING MISSING MISSING " ]] && pass "$f" "sysext class not merged at all (all-or-nothing, no /usr mount)" || fail "$f" "sysext class not merged at all" "$v"
+    v="$(r "$b" sysext_sentinel) $(r "$b" broken_sentinel) $(r "$b" opt_sentinel) $(r "$b" ddi_sentinel) $(r "$b" usr_meta_list) $(r "$b" mount_usr)"
+    [[ $v == "MISSING MISSING MISSING MISSING MISSING " ]] && pass "$f" "sysext class not merged at all (all-or-nothing, no /usr mount)" || fail "$f" "sysext class not merged at all" "$v"
     [[ $(r "$b" host_usr) == host-usr-sentinel ]] && pass "$f" "root's own /usr intact" || fail "$f" "root's own /usr intact" "$(r "$b" host_usr)"
     kmsg_has "$b" "extmerge-initrd: sysext merge failed, continuing without it: /sysroot/var/lib/extensions/broken/opt: Not a directory" &&
         pass "$f" "kernel log names the class, the file and the reason" || fail "$f" "kernel log names the class, file and reason" "$(r "$b" kmsg_extmerge)"
     [[ $(r "$b" run_marker) == MISSING ]] && pass "$f" "no sysroot-merged marker after a failed class" || fail "$f" "no sysroot-merged marker after a failed class" "$(r "$b" run_marker)"
+    if grep -q 'erofs: (device dm-[0-9]*): mounted' "$W/boots/$b/dmesg.txt"; then
+        check_no_devices "$f" "$b" "the verity DDI was mounted through dm-verity during planning (kernel log), then the class failed"
+    else
+        check_no_devices "$f" "$b" "the verity DDI was not mounted before the failure in this boot"
+    fi
+}
+# Flow (7): the verity DDI with a wrong root hash.
+check_badhash() {   # FLOW BOOT
+    local f=$1 b=$2 v
+    if [[ ! -s $W/boots/$b/report ]]; then
+        fail "$f" "boot continued to the real root" "no report; console: $(tailof "$b")"
+        return
+    fi
+    pass "$f" "boot continued to the real root's init"
+    v=$(r "$b" confext_sentinel); [[ $v == "confext-sentinel testconf" ]] && pass "$f" "confext class still merged" || fail "$f" "confext class still merged" "$v"
+    v="$(r "$b" sysext_sentinel) $(r "$b" opt_sentinel) $(r "$b" ddi_sentinel) $(r "$b" usr_meta_list) $(r "$b" opt_meta_list) [$(r "$b" mount_usr)$(r "$b" mount_opt)]"
+    [[ $v == "MISSING MISSING MISSING MISSING MISSING []" ]] && pass "$f" "nothing of the sysext class mounted (no /usr, /opt overlay; directory sysext not merged either)" ||
+        fail "$f" "nothing of the sysext class mounted" "$v"
+    [[ $(r "$b" host_usr) == host-usr-sentinel ]] && pass "$f" "root's own /usr intact" || fail "$f" "root's own /usr intact" "$(r "$b" host_usr)"
+    v=$(r "$b" kmsg_extmerge | tr '|' '\n' | grep -m1 'sysext merge failed')
+    [[ $v == *"extmerge-initrd: sysext merge failed, continuing without it: /sysroot/var/lib/extensions/$DDI.raw: usr (dm-verity): "* &&
+        $v == *"Input/output error"* ]] &&
+        pass "$f" "kernel log names the class, the image, the step and the reason (EIO through dm-verity)" ||
+        fail "$f" "kernel log names the class, the image, the step and the reason" "$(r "$b" kmsg_extmerge)"
+    echo "  kernel log: $v"
+    v=$(grep -m1 -E 'device-mapper: verity: .*(corrupted|verification failed)' "$W/boots/$b/dmesg.txt")
+    [[ -n $v ]] && pass "$f" "kernel: dm-verity itself reported the mismatch (${v#*] })" ||
+        fail "$f" "kernel: dm-verity reported the mismatch" "$(grep -m3 -i verity "$W/boots/$b/dmesg.txt" | tr '\n' '|')"
+    [[ $(r "$b" run_marker) == MISSING ]] && pass "$f" "no sysroot-merged marker after a failed class" || fail "$f" "no sysroot-merged marker after a failed class" "$(r "$b" run_marker)"
+    [[ $(r "$b" workspace_mounts) == 0 ]] && pass "$f" "no staging mounts left in /run/extmerge" || fail "$f" "no staging mounts left in /run/extmerge" "$(r "$b" workspace_mounts)"
+    check_no_devices "$f" "$b" "the dm-verity device with the wrong root hash and its loop devices were removed"
 }
 check_disabled() {   # FLOW BOOT
     local f=$1 b=$2 v
@@ -457,6 +609,7 @@ check_disabled() {   # FLOW BOOT
     v="$(r "$b" mount_etc)$(r "$b" mount_usr)$(r "$b" mount_opt)"
     [[ -z $v ]] && pass "$f" "/etc, /usr, /opt are not mount points" || fail "$f" "/etc, /usr, /opt are not mount points" "$v"
     ! kmsg_has "$b" "merged " && pass "$f" "kernel log: no merge" || fail "$f" "kernel log: no merge" "$(r "$b" kmsg_extmerge)"
+    check_no_devices "$f" "$b" "nothing opened"
 }
 
 # ------------------------------------------------------------ all boots, one queue
@@ -475,6 +628,7 @@ add_timing 1
 specs+=("f3-mkosi-style $W/initrd-mkosi.img $W/root.img")
 add_timing 2
 specs+=("f4-corrupt-systemd $W/initrd-sd.img $W/root-corrupt.img"
+        "f7-badhash-systemd $W/initrd-sd.img $W/root-badhash.img"
         "f5-disabled-systemd $W/initrd-sd.img $W/root.img extmerge=0")
 add_timing 3
 specs+=("f4-fatal-systemd $W/initrd-sd.img $W/root-corrupt.img extmerge.fatal=1")
@@ -491,7 +645,7 @@ check_merged f1 t-with-1
 unit_ran f1 t-with-1
 for ((i = 2; i <= NW; i++)); do
     b=t-with-$i
-    kmsg_has $b "merged confext extensions testconf" && kmsg_has $b "merged sysext extensions testsys" &&
+    kmsg_has $b "merged confext extensions testconf" && kmsg_has $b "merged sysext extensions $DDI,testsys" &&
         [[ $(r $b sysext_sentinel) == "sysext-sentinel testsys" ]] && pass f1 "$b: merged, sentinels visible" ||
         fail f1 "$b: merged, sentinels visible" "$(r $b kmsg_extmerge) $(tailof $b 2)"
 done
@@ -530,6 +684,10 @@ elif grep -q 'FATAL: extmerge-initrd' "$W/boots/$b/console.txt" "$W/boots/$b/dme
 else
     fail f4-fatal-shell "extmerge.fatal=1 (shell flow): the hook dies" "rc $(cat "$W/boots/$b/rc"), console: $(tailof $b)"
 fi
+
+echo "(7) verity DDI with a wrong root hash in $DDI.usrhash (dm-verity refuses to read it)"
+check_badhash f7 f7-badhash-systemd
+unit_ran f7 f7-badhash-systemd
 
 echo "(5) extmerge=0"
 check_disabled f5 f5-disabled-systemd

@@ -94,16 +94,44 @@ pub fn open_in(
     } else {
         rel
     };
-    rustix::io::retry_on_intr(|| {
-        rustix::fs::openat2(
-            dirfd,
-            rel,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | extra,
-        )
-    })
-    .map_err(io::Error::from)
+    // openat2(2): with RESOLVE_IN_ROOT, a rename anywhere on the system while `..` is
+    // being resolved makes the kernel answer EAGAIN; the man page says to retry.
+    let mut tries = 0;
+    loop {
+        let r = rustix::io::retry_on_intr(|| {
+            rustix::fs::openat2(
+                dirfd,
+                rel,
+                flags | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | extra,
+            )
+        });
+        match r {
+            Err(rustix::io::Errno::AGAIN) if tries < OPENAT2_RETRIES => tries += 1,
+            r => return r.map_err(io::Error::from),
+        }
+    }
+}
+
+/// How often [`open_in`] repeats an `openat2` that raced with a rename (`EAGAIN`).
+const OPENAT2_RETRIES: u32 = 128;
+
+/// Raises the soft limit of open files to the hard limit, as systemd's tools do: a
+/// merge holds one directory per layer, and overlayfs takes up to 500 layers. For the
+/// programs; a library caller decides about its own process.
+pub fn raise_nofile_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current != lim.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: lim.maximum,
+                maximum: lim.maximum,
+            },
+        );
+    }
 }
 
 /// Why a file could not be read as a small regular text file.

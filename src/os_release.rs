@@ -108,6 +108,13 @@ impl EnvFile {
         &self.pairs
     }
 
+    /// Keeps only the assignments whose key `keep` accepts (drops the rest, to hold
+    /// on to little memory per extension).
+    pub fn retain_keys(&mut self, keep: impl Fn(&str) -> bool) {
+        self.pairs.retain(|(k, _)| keep(k));
+        self.pairs.shrink_to_fit();
+    }
+
     /// No assignments at all.
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()

@@ -219,6 +219,18 @@ pub fn root_scope(root: &Root) -> (bool, Scope) {
     (initrd, if initrd { Scope::Initrd } else { Scope::System })
 }
 
+/// extension-release keys kept after matching (memory per extension stays small).
+const RELEASE_KEYS_KEPT: &[&str] = &[
+    "ID",
+    "VERSION_ID",
+    "SYSEXT_LEVEL",
+    "CONFEXT_LEVEL",
+    "SYSEXT_SCOPE",
+    "CONFEXT_SCOPE",
+    "ARCHITECTURE",
+    "EXTENSION_RELOAD_MANAGER",
+];
+
 /// The open root directories of accepted extensions, by name: opened once while
 /// planning and used again when mounting, so what was checked is what is mounted.
 #[derive(Debug, Default)]
@@ -291,7 +303,11 @@ pub fn evaluate_with(
                 None,
             ),
             Some(fd) => {
-                let (v, r) = judge(fd.as_fd(), &image, class, host, force);
+                let (v, mut r) = judge(fd.as_fd(), &image, class, host, force);
+                // Only what matching, reload and reports use is kept.
+                if let Some(r) = &mut r {
+                    r.env.retain_keys(|k| RELEASE_KEYS_KEPT.contains(&k));
+                }
                 if v == Verdict::Match {
                     roots.0.insert(image.name.clone(), fd);
                 }
@@ -435,6 +451,9 @@ pub fn plan_with(
     }
 
     roots.1 = layer_fds;
+    // The executor needs only the layer directories: fewer open files with many
+    // extensions (the extension roots of disk images stay mounted in the opener).
+    roots.0.clear();
     let plan = MergePlan {
         class,
         host,

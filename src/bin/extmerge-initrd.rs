@@ -115,6 +115,7 @@ fn main() -> ExitCode {
         log::info("disabled by extmerge=0 on the kernel command line");
         return ExitCode::SUCCESS;
     }
+    extmerge::fsutil::raise_nofile_limit();
     let start = Instant::now();
     let (root, initrd_own) = match verb.as_str() {
         "sysroot" => (sysroot, false),

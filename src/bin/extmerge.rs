@@ -217,6 +217,7 @@ fn main() -> ExitCode {
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => return fail(e),
     };
+    extmerge::fsutil::raise_nofile_limit();
     let root = match Root::open(&cli.opts.root) {
         Ok(r) => r,
         Err(e) => {

@@ -15,7 +15,6 @@ use crate::fsutil::{self, Root};
 use crate::options::{hierarchy_component, MutableMode, Options};
 use crate::os_release::OsReleaseError;
 use crate::release::{self, HostIdentity, ReleaseFile, Verdict};
-use crate::vpick::strverscmp_improved;
 
 /// Base directory of persistent upper dirs, for both classes (systemd's
 /// `MUTABLE_EXTENSIONS_BASE_DIR`).
@@ -406,7 +405,7 @@ pub fn plan_with(
         .iter()
         .filter(|c| c.verdict == Verdict::Match)
         .collect();
-    accepted.sort_by(|a, b| strverscmp_improved(&a.image.name, &b.image.name));
+    crate::vpick::sort_by_version(&mut accepted, |c| c.image.name.as_str());
     let extensions: Vec<String> = accepted.iter().map(|c| c.image.name.clone()).collect();
 
     let flags = MountFlags {

@@ -368,6 +368,22 @@ pub struct Picked {
     pub tries_done: Option<u64>,
 }
 
+/// Sorts by [`strverscmp_improved`] of `key`, ascending, without ever panicking.
+///
+/// systemd's order is not transitive for some strings (after `~`, non-ASCII bytes
+/// compare as negative C `char`s), and Rust's `sort_by` may panic on a comparator that
+/// is not a total order. Like systemd's `qsort`, this just yields *some* order then: an
+/// insertion sort, stable, O(n²) comparisons (n is at most a few hundred extensions).
+pub fn sort_by_version<T>(v: &mut [T], key: impl Fn(&T) -> &str) {
+    for i in 1..v.len() {
+        let mut j = i;
+        while j > 0 && strverscmp_improved(key(&v[j - 1]), key(&v[j])) == Ordering::Greater {
+            v.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,9 @@
 # delays their wake-ups less; all three contenders get the same treatment.
 #
 # Runs as root in a private mount namespace (unshare -m); nothing leaks to the host.
+#
+# Disk images: tests/bench/bench-images.sh (raw erofs images on the host, loop devices)
+# and tests/bench/bench-verity-vm.sh (dm-verity images in the vm-run VM).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-30}

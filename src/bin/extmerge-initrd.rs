@@ -125,6 +125,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if !initrd_own {
+        warn_unmounted_var(&root);
+    }
     let opts = Options {
         root: root.clone(),
         no_reload: true,
@@ -176,9 +179,54 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The mount points in an fstab text that are `/var` or below it, in order.
+fn fstab_var_mounts(fstab: &str) -> Vec<String> {
+    fstab
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| *m == "/var" || m.starts_with("/var/"))
+        .map(String::from)
+        .collect()
+}
+
+/// A separate `/var` (or `/var/lib`) in the real root's fstab that is not mounted below
+/// the sysroot yet hides `/var/lib/extensions` and `/var/lib/confexts` from discovery.
+/// We do not mount it ourselves (that is the initrd's job: systemd's
+/// `RequiresMountsFor=` in our unit, `x-initrd.mount` in fstab): we say so in the log.
+fn warn_unmounted_var(sysroot: &std::path::Path) {
+    let Ok(fstab) = std::fs::read_to_string(sysroot.join("etc/fstab")) else {
+        return;
+    };
+    for m in fstab_var_mounts(&fstab) {
+        let Ok(fd) = extmerge::fsutil::Root::open(sysroot)
+            .and_then(|r| r.open_at(&m, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY))
+        else {
+            continue;
+        };
+        if !extmerge::mount::is_mount_root(std::os::fd::AsFd::as_fd(&fd)).unwrap_or(true) {
+            log::warn(&format!(
+                "{m} is a separate file system in {}/etc/fstab but not mounted below {}: extensions in /var/lib/extensions and /var/lib/confexts are not seen (mark it x-initrd.mount)",
+                sysroot.display(),
+                sysroot.display()
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fstab_var_entries() {
+        let fstab = "# comment\nUUID=1 / ext4 defaults 0 1\n/dev/vdb /var ext4 defaults 0 2\n\
+                     tmpfs /tmp tmpfs defaults 0 0\n/dev/vdc /var/lib xfs x-initrd.mount 0 0\n\
+                     /dev/vdd /variant ext4 defaults 0 0\n";
+        assert_eq!(fstab_var_mounts(fstab), ["/var", "/var/lib"]);
+        assert!(fstab_var_mounts("").is_empty());
+    }
 
     #[test]
     fn cmdline_switches() {

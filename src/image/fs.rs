@@ -158,36 +158,10 @@ fn need<'a>(
     })
 }
 
-const fn crc32c_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0x82F6_3B78 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-}
-
-static CRC32C_TABLE: [u32; 256] = crc32c_table();
-
 /// CRC32C (Castagnoli) without the final inversion, seeded by the caller: the Linux
 /// `crc32c(~0, ...)` form that erofs and ext4 superblock checksums store.
 fn crc32c_raw(seed: u32, data: &[u8]) -> u32 {
-    let mut c = seed;
-    for &b in data {
-        c = CRC32C_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
-    }
-    c
+    super::crc::update(&super::crc::CASTAGNOLI, seed, data)
 }
 
 /// Identifies the file system in `buf`, the first bytes (ideally [`PROBE_BYTES`]) of a

@@ -225,28 +225,6 @@ pub enum GptError {
 // ---------------------------------------------------------------------------------------
 // CRC32
 
-const fn crc32_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-}
-
-static CRC32_TABLE: [u32; 256] = crc32_table();
-
 /// CRC32 (IEEE 802.3, reflected, polynomial 0xEDB88320), the checksum GPT headers and
 /// entry arrays carry; `crc32(b"123456789") == 0xCBF43926`.
 pub fn crc32(data: &[u8]) -> u32 {
@@ -255,11 +233,7 @@ pub fn crc32(data: &[u8]) -> u32 {
 
 /// Continues a [`crc32`] over more data, so a checksum can be computed piecewise.
 pub fn crc32_update(crc: u32, data: &[u8]) -> u32 {
-    let mut c = !crc;
-    for &b in data {
-        c = CRC32_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
-    }
-    !c
+    !super::crc::update(&super::crc::IEEE, !crc, data)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 //! partition, and systemd's image policy strings; [`open`] puts them together with
 //! loop devices, dm-verity and the mount API to open an image as an extension.
 
+pub mod crc;
 pub mod fs;
 pub mod gpt;
 pub mod open;

@@ -458,8 +458,8 @@ fn image_policy() -> impl Strategy<Value = ImagePolicy> {
 /// (systemd's `image_policy_to_string`, copied by extmerge) changes what the policy
 /// decides: a verity or signature partition then derives its flags from its data
 /// partition instead of keeping the dropped rule (or the data partition's dropped rule).
-/// The known bug `regression_policy_canonical_form_not_equivalent` (ignored) shows it;
-/// properties skip such policies so they keep checking everything else.
+/// `policy_short_form_is_systemds_long_form_round_trips` pins that behaviour (systemd's);
+/// the properties skip such policies so they keep checking everything else.
 fn canonical_drop_changes_policy(p: &ImagePolicy) -> bool {
     let q = ImagePolicy {
         default: p.default,

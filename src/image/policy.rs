@@ -739,9 +739,10 @@ impl ImagePolicy {
     }
 }
 
-/// Prints systemd's simplified canonical form (what systemd shows users). `parse` of it
-/// gives an [`equivalent`](ImagePolicy::equivalent) policy, and the form is a fixed point:
-/// printing that again gives the same string.
+/// Prints systemd's simplified canonical form (what systemd shows users), a fixed point:
+/// printing the parsed form again gives the same string. Like systemd's, it drops rules
+/// equal to the default, so for `*-verity`/`*-verity-sig` rules the re-parsed policy can
+/// be weaker; [`to_long_string`](ImagePolicy::to_long_string) round-trips exactly.
 impl fmt::Display for ImagePolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_policy_string(true))

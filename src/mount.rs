@@ -202,11 +202,7 @@ pub fn escape_layer(path: &str) -> String {
 /// The running kernel's (major, minor), from `uname`; (0, 0) if it does not parse.
 pub fn kernel_version() -> (u32, u32) {
     let uts = rustix::system::uname();
-    let rel = uts.release().to_string_lossy();
-    let mut it = rel.split(|c: char| !c.is_ascii_digit());
-    let major = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let minor = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    (major, minor)
+    crate::loopdev::parse_kernel_version(&uts.release().to_string_lossy()).unwrap_or((0, 0))
 }
 
 /// The largest string value `fsconfig` accepts (`strndup_user(…, 256)` in fs/fsopen.c).

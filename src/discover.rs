@@ -319,11 +319,12 @@ fn resolve(root: &Root, path: &Path) -> Result<(FileType, Stat), String> {
 }
 
 /// Modification time in µs since the epoch; `None` before the epoch.
-// The field types differ between architectures (`i64`/`c_long`, `u32`/`c_ulong`).
-#[allow(clippy::useless_conversion)]
+// The field types differ between architectures and rustix backends (`i64`/`c_long`,
+// `u32`/`c_ulong`; the libc backend, which miri uses, has a signed `st_mtime_nsec`).
+#[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
 fn mtime_usec(st: &Stat) -> Option<u64> {
     let sec = u64::try_from(i64::from(st.st_mtime)).ok()?;
-    let nsec = u64::from(st.st_mtime_nsec);
+    let nsec = u64::try_from(st.st_mtime_nsec).ok()?;
     sec.checked_mul(1_000_000)?.checked_add(nsec / 1000)
 }
 

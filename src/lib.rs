@@ -10,6 +10,7 @@ pub mod arch;
 pub mod class;
 pub mod discover;
 pub mod dm;
+pub mod fault;
 pub mod fsutil;
 pub mod hierarchy;
 pub mod image;
@@ -28,3 +29,6 @@ pub mod release;
 pub mod report;
 pub mod staging;
 pub mod vpick;
+
+#[cfg(test)]
+mod testutil;

@@ -14,6 +14,7 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::mount::MountAttrFlags;
 
 use crate::class::Class;
+use crate::fault::{self, Injector};
 use crate::fsutil::{self, Root};
 use crate::hierarchy::HostDir;
 use crate::metadata::{self, find_merged, StateError};
@@ -25,9 +26,9 @@ use crate::staging::{mkdir_open, StagingArea};
 pub use crate::staging::WORKSPACE;
 
 /// Environment variable for fault injection in tests: the N-th step fails with `EIO`.
-pub const FAULT_ENV: &str = "EXTMERGE_FAIL_AT_STEP";
+pub const FAULT_ENV: &str = fault::MERGE_FAIL_ENV;
 /// Environment variable for crash tests: the N-th step sleeps 30 s (to be killed).
-pub const PAUSE_ENV: &str = "EXTMERGE_PAUSE_AT_STEP";
+pub const PAUSE_ENV: &str = fault::MERGE_PAUSE_ENV;
 /// Environment variable forcing the refresh strategy: `beneath` or `detach`.
 pub const REPLACE_ENV: &str = "EXTMERGE_REPLACE";
 /// Environment variable forcing the overlay layer strategy: `append` or `joined`.
@@ -85,32 +86,22 @@ type Undo = Box<dyn FnOnce() -> Result<(), MountError>>;
 /// Steps done so far and how to undo them.
 struct Txn {
     undo: Vec<(String, Undo)>,
-    steps: usize,
-    fail_at: Option<usize>,
-    pause_at: Option<usize>,
+    faults: Injector,
 }
 
 impl Txn {
     fn new() -> Txn {
         Txn {
             undo: Vec::new(),
-            steps: 0,
-            fail_at: std::env::var(FAULT_ENV).ok().and_then(|v| v.parse().ok()),
-            pause_at: std::env::var(PAUSE_ENV).ok().and_then(|v| v.parse().ok()),
+            faults: Injector::from_env(FAULT_ENV, Some(PAUSE_ENV)),
         }
     }
 
     /// Called before each step that changes the system; fails where a test asked.
     fn step(&mut self, what: &str) -> Result<(), MergeError> {
-        self.steps += 1;
-        if self.pause_at == Some(self.steps) {
-            // Test hook: a window in which the test kills us (kill -9 mid-merge).
-            std::thread::sleep(std::time::Duration::from_secs(30));
-        }
-        if self.fail_at == Some(self.steps) {
-            return Err(MergeError::Injected(self.steps, what.to_string()));
-        }
-        Ok(())
+        self.faults
+            .step()
+            .map_err(|n| MergeError::Injected(n, what.to_string()))
     }
 
     fn on_undo(

@@ -14,6 +14,9 @@
 //!
 //! Run as root: `cargo test --test hostile`.
 
+#[path = "support/ns.rs"]
+mod ns;
+
 #[path = "merge/common.rs"]
 mod common;
 

@@ -14,8 +14,14 @@
 #[path = "images/build.rs"]
 mod build;
 
+#[path = "support/ns.rs"]
+mod ns;
+
 #[path = "images/common.rs"]
 mod common;
+
+#[path = "images/faults.rs"]
+mod faults;
 
 #[path = "images/host.rs"]
 mod host;

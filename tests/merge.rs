@@ -6,6 +6,9 @@
 //!
 //! Run as root: `cargo test --test merge`. In a Linux 6.1 VM: `tests/vm/run-merge-tests.sh`.
 
+#[path = "support/ns.rs"]
+mod ns;
+
 #[path = "merge/common.rs"]
 mod common;
 

@@ -40,6 +40,16 @@ if [ -f tests/boot/run-boot-tests.sh ]; then
     bash tests/boot/run-boot-tests.sh --runs 1 || fail=1
 fi
 
+if [ -f tests/miri/run-miri.sh ]; then
+    step "miri: the pure modules' unit tests (parsers, matchers, ioctl structs) under miri"
+    bash tests/miri/run-miri.sh || fail=1
+fi
+
+if [ -f tests/fuzz/run-fuzz.sh ]; then
+    step "fuzzing: every cargo-fuzz target for ${FUZZ_SECONDS:-30} s from the committed seeds"
+    bash tests/fuzz/run-fuzz.sh "${FUZZ_SECONDS:-30}" || fail=1
+fi
+
 if [ "$fail" != 0 ]; then
     echo "run-all: FAILED" >&2
     exit 1

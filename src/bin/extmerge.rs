@@ -38,6 +38,7 @@ Options:
   --noexec=BOOL         Mount merged hierarchies noexec (default: confext only)
   --mutable=MODE        no, yes, auto, import, ephemeral, ephemeral-import
   --always-refresh=BOOL Refresh even when nothing changed
+  --image-policy=POLICY Image policy for disk images (systemd.image-policy(7))
   --dry-run             With merge/refresh: print the plan, change nothing
   --no-legend, --no-pager
   -h --help, --version

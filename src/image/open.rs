@@ -65,6 +65,7 @@ use rustix::mount::{
 use crate::class::Class;
 use crate::discover::{Image, ImageKind};
 use crate::dm::{Dm, DmFlags, Removal};
+use crate::fault::{self, Injector};
 use crate::fsutil::{self, Root};
 use crate::image::fs::{self, FsType};
 use crate::image::gpt::{self, GptError, Guid, Role};
@@ -913,9 +914,11 @@ fn activate(
     v: &Volume,
     level: Protection,
     setup: &mut Setup,
+    faults: &mut Injector,
 ) -> Result<(PathBuf, FsType), String> {
     let verity = matches!(level, Protection::Verity | Protection::Signed);
     if !verity {
+        inject(faults, "loop device")?;
         let lo = LoopDevice::attach(probed.file.as_fd(), v.offset, v.size, loop_options())
             .map_err(|e| format!("loop device for the {} file system: {e}", v.designator))?;
         let path = lo.path().to_path_buf();
@@ -955,6 +958,7 @@ fn activate(
         Err(e) if e.errno() == libc::ENXIO => {}
         Err(e) => return Err(format!("device-mapper: {e}")),
     }
+    inject(faults, "data loop device")?;
     let data = LoopDevice::attach(probed.file.as_fd(), v.offset, v.size, loop_options())
         .map_err(|e| format!("loop device for the {} data: {e}", v.designator))?;
     let data_dev = data.dev();
@@ -964,6 +968,7 @@ fn activate(
         HashLocation::Partition(_) => &probed.file,
         HashLocation::Sidecar { .. } => probed.verity_file.as_ref().unwrap_or(&probed.file),
     };
+    inject(faults, "hash loop device")?;
     let hash = LoopDevice::attach(hash_file.as_fd(), hoff, hsize, loop_options())
         .map_err(|e| format!("loop device for the {} hash tree: {e}", v.designator))?;
     let hash_dev = hash.dev();
@@ -971,6 +976,7 @@ fn activate(
 
     let key = match sig {
         Some(s) => {
+            inject(faults, "signature key")?;
             let desc = format!("extmerge:{name}");
             Some(keyring::add_user_key(&desc, s).map_err(|e| {
                 format!("adding the root hash signature to the kernel keyring: {e}")
@@ -987,7 +993,15 @@ fn activate(
         key.as_ref().map(|k| k.description()),
     )
     .map_err(|e| format!("verity table: {e}"))?;
-    let created = dm.create_verity(&name, None, &params, sectors);
+    let created = match inject(faults, "dm-verity device") {
+        Ok(()) => dm.create_verity(&name, None, &params, sectors),
+        Err(e) => {
+            if let Some(k) = key {
+                let _ = k.remove();
+            }
+            return Err(e);
+        }
+    };
     if let Some(k) = key {
         if let Err(e) = k.remove() {
             crate::log::warn(&format!("removing the signature key: {e}"));
@@ -1010,6 +1024,13 @@ fn activate(
     setup.dms.push(dev.name.clone());
     let fstype = probe_verified(&dev.path, sb.data_size().unwrap_or(v.size))?;
     Ok((dev.path, fstype))
+}
+
+/// Counts an image setup step; fails the one a test asked for ([`fault::IMAGE_FAIL_ENV`]).
+fn inject(faults: &mut Injector, what: &str) -> Result<(), String> {
+    faults
+        .step()
+        .map_err(|n| format!("injected fault at image step {n} ({what})"))
 }
 
 /// Probes the file system through the verity device: the type that is mounted is decided
@@ -1097,6 +1118,7 @@ pub struct ImageOpener {
     arch: &'static str,
     staging: Option<StagingArea>,
     seq: u32,
+    faults: Injector,
 }
 
 impl ImageOpener {
@@ -1115,7 +1137,14 @@ impl ImageOpener {
             arch: crate::arch::native(),
             staging: None,
             seq: 0,
+            faults: Injector::from_env(fault::IMAGE_FAIL_ENV, None),
         }
+    }
+
+    /// Replaces the fault injector (read from [`fault::IMAGE_FAIL_ENV`] by [`new`](Self::new)):
+    /// tests use it to fail one setup step in-process.
+    pub fn set_faults(&mut self, faults: Injector) {
+        self.faults = faults;
     }
 
     /// The image policy that applies to `image`.
@@ -1149,8 +1178,9 @@ impl ImageOpener {
             if *level == Protection::Unused {
                 continue;
             }
-            let (dev, fstype) = activate(&probed, v, *level, &mut setup)
+            let (dev, fstype) = activate(&probed, v, *level, &mut setup, &mut self.faults)
                 .map_err(|e| format!("{} ({}): {e}", v.designator, step_name(*level)))?;
+            inject(&mut self.faults, "mount")?;
             let mnt = mount_block(&dev, fstype)
                 .map_err(|e| format!("mounting the {} file system: {e}", v.designator))?;
             let what = format!("{} of {}", v.designator, image.path.display());
@@ -1161,6 +1191,7 @@ impl ImageOpener {
         }
 
         if self.staging.is_none() {
+            inject(&mut self.faults, "staging tmpfs")?;
             self.staging = Some(
                 StagingArea::create(
                     &format!("{}-images", self.class.as_str()),
@@ -1178,6 +1209,7 @@ impl ImageOpener {
         );
         let k = self.seq.to_string();
         self.seq += 1;
+        inject(&mut self.faults, "staging directory")?;
         let top = mkdir_open(stage_fd, &k, 0o755)
             .map_err(|e| format!("staging: {}/{k}: {e}", staging.path().display()))?;
         setup.dirs.push(k.clone());
@@ -1204,6 +1236,7 @@ impl ImageOpener {
                 setup.dirs.push(format!("{k}/{point}"));
                 d
             };
+            inject(&mut self.faults, "attach")?;
             mount::attach(mnt.as_fd(), target.as_fd(), false, &shown)
                 .map_err(|e| format!("attaching the mount: {e}"))?;
             setup.mounts[*idx].1 = true;

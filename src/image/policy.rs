@@ -1300,7 +1300,7 @@ mod tests {
             "absent", "x",
         ];
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        for _ in 0..3000 {
+        for _ in 0..crate::testutil::iterations(3000) {
             let mut s = String::new();
             for _ in 0..(state % 12) {
                 state ^= state << 13;

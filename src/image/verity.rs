@@ -1515,14 +1515,9 @@ mod tests {
                 .to_vec(),
         ];
         seeds.push(format!("{SHA256_HEX}\n").into_bytes());
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for i in 0..2000 {
+        let mut rng = crate::testutil::XorShift(0x2545_f491_4f6c_dd1d);
+        let mut next = move || rng.next();
+        for i in 0..crate::testutil::iterations(2000) {
             let mut buf = seeds[i % seeds.len()].clone();
             let flips = 1 + next() % 8;
             for _ in 0..flips {

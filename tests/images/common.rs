@@ -21,59 +21,7 @@ use crate::build;
 /// Where extmerge stages its work.
 pub const WORKSPACE: &str = "/run/extmerge";
 
-fn errno_text(what: &str) -> String {
-    format!("{what}: {}", std::io::Error::last_os_error())
-}
-
-/// Unshares the calling thread's mount namespace, makes `/` recursively private and
-/// then shared again (new peer groups, private to the namespace, as on a systemd host)
-/// and mounts a fresh tmpfs on `/run`.
-pub fn enter_private_ns() -> Result<(), String> {
-    // SAFETY (all blocks below): plain syscalls with valid NUL-terminated strings.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-        return Err(errno_text("unshare(CLONE_NEWNS)"));
-    }
-    let (none, root) = (c"none", c"/");
-    for flags in [
-        libc::MS_REC | libc::MS_PRIVATE,
-        libc::MS_REC | libc::MS_SHARED,
-    ] {
-        // SAFETY: see above.
-        if unsafe {
-            libc::mount(
-                none.as_ptr(),
-                root.as_ptr(),
-                std::ptr::null(),
-                flags,
-                std::ptr::null(),
-            )
-        } != 0
-        {
-            return Err(errno_text("mount --make-r{private,shared} /"));
-        }
-    }
-    let (tmpfs, run, opts) = (c"tmpfs", c"/run", c"mode=0755");
-    // SAFETY: see above.
-    if unsafe {
-        libc::mount(
-            tmpfs.as_ptr(),
-            run.as_ptr(),
-            tmpfs.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            opts.as_ptr().cast(),
-        )
-    } != 0
-    {
-        return Err(errno_text("mount tmpfs /run"));
-    }
-    Ok(())
-}
-
-/// True when running as root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
+pub use crate::ns::{is_root, Prop};
 
 /// Set in the VM: a test that would skip itself fails instead.
 pub fn in_vm() -> bool {
@@ -110,7 +58,7 @@ pub fn ns_test(body: impl FnOnce(&Path) + Send + 'static) {
     let h = std::thread::Builder::new()
         .name(name)
         .spawn(move || {
-            if let Err(e) = enter_private_ns() {
+            if let Err(e) = crate::ns::enter_private_ns(Prop::Shared) {
                 skip(&format!("needs root ({e})"));
                 return;
             }

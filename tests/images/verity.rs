@@ -391,3 +391,33 @@ fn foreign_device_of_the_same_name_is_refused() {
         fx.assert_clean(&[name]);
     });
 }
+
+/// Fault sweep over a dm-verity GPT image: the data and hash loop devices, the verity
+/// device, the mount and the staging steps each fail once; nothing may be left, the
+/// dm device included.
+#[test]
+fn every_verity_step_fails_cleanly() {
+    dm_test(|base| {
+        let fx = Fx::new(base);
+        if fx
+            .install(
+                "ddi-verity",
+                "ddi-verity.raw",
+                "/var/lib/extensions/ddi-verity.raw",
+            )
+            .is_none()
+        {
+            return;
+        }
+        let rh = fs::read_to_string(fx.base.join("fixtures/ddi-verity/ddi-verity.roothash.txt"))
+            .unwrap();
+        // data loop, hash loop, dm-verity, mount, staging tmpfs, directory, attach.
+        crate::faults::sweep(
+            &fx,
+            Some(VERITY_ONLY),
+            &["ddi-verity"],
+            &[dm_name(rh.trim())],
+            7,
+        );
+    });
+}

@@ -19,77 +19,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_extmerge");
 /// Where extmerge stages its work (not under `--root`).
 pub const WORKSPACE: &str = "/run/extmerge";
 
-/// Propagation of `/` inside the test's namespace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Prop {
-    /// `/` recursively shared (in new peer groups private to the namespace), as on a
-    /// host booted by systemd.
-    Shared,
-    /// `/` recursively private (as in many containers and on this build machine).
-    Private,
-}
-
-/// Errors as text for `SKIP` messages.
-fn errno_text(what: &str) -> String {
-    format!("{what}: {}", std::io::Error::last_os_error())
-}
-
-/// Unshares the calling thread's mount namespace, cuts it off from the host's peer
-/// groups (`MS_REC|MS_PRIVATE` on `/`), makes `/` recursively shared again when asked
-/// (new peer groups, private to this namespace) and mounts a fresh tmpfs on `/run`.
-///
-/// Only the calling thread (and the processes it spawns) see the result.
-pub fn enter_private_ns(prop: Prop) -> Result<(), String> {
-    // SAFETY (all blocks below): plain syscalls with valid NUL-terminated strings.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-        return Err(errno_text("unshare(CLONE_NEWNS)"));
-    }
-    let none = c"none";
-    let root = c"/";
-    // First private: if the host's / is shared, MS_SHARED alone would keep our mounts
-    // in the host's peer groups and they would propagate out of the namespace.
-    if unsafe {
-        libc::mount(
-            none.as_ptr(),
-            root.as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        )
-    } != 0
-    {
-        return Err(errno_text("mount --make-rprivate /"));
-    }
-    if prop == Prop::Shared
-        && unsafe {
-            libc::mount(
-                none.as_ptr(),
-                root.as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_SHARED,
-                std::ptr::null(),
-            )
-        } != 0
-    {
-        return Err(errno_text("mount --make-rshared /"));
-    }
-    let tmpfs = c"tmpfs";
-    let run = c"/run";
-    let opts = c"mode=0755";
-    if unsafe {
-        libc::mount(
-            tmpfs.as_ptr(),
-            run.as_ptr(),
-            tmpfs.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            opts.as_ptr().cast(),
-        )
-    } != 0
-    {
-        return Err(errno_text("mount tmpfs /run"));
-    }
-    Ok(())
-}
+pub use crate::ns::{enter_private_ns, is_root, Prop};
 
 /// The running kernel's (major, minor) version, from `uname -r`.
 pub fn kernel_version() -> (u32, u32) {
@@ -104,12 +34,6 @@ pub fn kernel_version() -> (u32, u32) {
 /// Whether overlayfs takes `lowerdir+` (Linux 6.8+).
 pub fn kernel_has_lowerdir_append() -> bool {
     kernel_version() >= (6, 8)
-}
-
-/// True when running as root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// Runs `body` in a private mount namespace (propagation `prop`) with a fresh temporary

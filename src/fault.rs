@@ -1,0 +1,78 @@
+//! Fault injection for tests: an environment variable names the N-th step of a run
+//! that fails (or another the step that pauses, so a test can kill the process there).
+//!
+//! Every step that changes the system calls [`Injector::step`] first, so a test can
+//! sweep N = 1, 2, … and check after each failure that everything done before it was
+//! undone. The merge executor and the image opener count their steps separately.
+
+/// Environment variable: the N-th step of the merge executor fails with `EIO`.
+pub const MERGE_FAIL_ENV: &str = "EXTMERGE_FAIL_AT_STEP";
+/// Environment variable: the N-th step of the merge executor sleeps 30 s (to be killed).
+pub const MERGE_PAUSE_ENV: &str = "EXTMERGE_PAUSE_AT_STEP";
+/// Environment variable: the N-th step of image setup (loop device, dm device, keyring,
+/// mount, staging directory, attach) fails.
+pub const IMAGE_FAIL_ENV: &str = "EXTMERGE_FAIL_AT_IMAGE_STEP";
+
+/// Counts steps and fails or pauses the one a test asked for.
+#[derive(Debug, Default)]
+pub struct Injector {
+    steps: usize,
+    fail_at: Option<usize>,
+    pause_at: Option<usize>,
+}
+
+fn env_number(var: &str) -> Option<usize> {
+    std::env::var(var).ok().and_then(|v| v.parse().ok())
+}
+
+impl Injector {
+    /// An injector configured from `fail_var` (and `pause_var`, when given).
+    pub fn from_env(fail_var: &str, pause_var: Option<&str>) -> Injector {
+        Injector {
+            steps: 0,
+            fail_at: env_number(fail_var),
+            pause_at: pause_var.and_then(env_number),
+        }
+    }
+
+    /// An injector that fails step `n` (for tests that run in-process, where an
+    /// environment variable would reach every thread).
+    pub fn failing_at(n: usize) -> Injector {
+        Injector {
+            fail_at: Some(n),
+            ..Injector::default()
+        }
+    }
+
+    /// Counts one step; `Err(n)` when step `n` is the one to fail.
+    pub fn step(&mut self) -> Result<(), usize> {
+        self.steps += 1;
+        if self.pause_at == Some(self.steps) {
+            // Test hook: a window in which the test kills us (kill -9 mid-merge).
+            std::thread::sleep(std::time::Duration::from_secs(30));
+        }
+        if self.fail_at == Some(self.steps) {
+            return Err(self.steps);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fails_exactly_the_chosen_step() {
+        let mut i = Injector {
+            fail_at: Some(3),
+            ..Injector::default()
+        };
+        assert_eq!(i.step(), Ok(()));
+        assert_eq!(i.step(), Ok(()));
+        assert_eq!(i.step(), Err(3));
+        assert_eq!(i.step(), Ok(()));
+        let mut none = Injector::default();
+        assert!((0..100).all(|_| none.step().is_ok()));
+    }
+}

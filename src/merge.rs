@@ -639,6 +639,18 @@ fn attach_built(
     Ok(old_work)
 }
 
+/// What the merge of `plan` is made of, to skip a refresh that would change nothing:
+/// [`MergePlan::fingerprint`] plus, for disk images, the state of their verity sidecars.
+fn fingerprint(root: &Root, plan: &MergePlan) -> String {
+    let mut s = plan.fingerprint();
+    for c in &plan.candidates {
+        if c.verdict == crate::release::Verdict::Match {
+            s += &crate::image::open::verity_inputs_stamp(root, &c.image);
+        }
+    }
+    s
+}
+
 /// Executes `plan`. With `replace`, hierarchies already merged are swapped for the new
 /// overlay (refresh); otherwise they must not be merged.
 pub fn execute(
@@ -664,7 +676,7 @@ fn execute_in(
     replace: bool,
     txn: &mut Txn,
 ) -> Result<Vec<String>, MergeError> {
-    let fingerprint = plan.fingerprint();
+    let fingerprint = fingerprint(root, plan);
     txn.step("create staging tmpfs")?;
     let staging = StagingArea::create(plan.class.as_str(), plan.class.mount_source())?;
     let run = Run {
@@ -879,7 +891,7 @@ pub fn refresh_with(
         }
     }
     if !opts.always_refresh {
-        let fp = plan.fingerprint();
+        let fp = fingerprint(&root, &plan);
         let planned: Vec<&str> = plan
             .hierarchies
             .iter()

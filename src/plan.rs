@@ -125,7 +125,8 @@ impl MergePlan {
     }
 
     /// A stable description of what this plan merges, used to skip a refresh when
-    /// nothing changed: names, image paths with device, inode and mtime, mode, layers.
+    /// nothing changed: names, image paths and mtimes, mode, layers. (The merge adds the
+    /// state of disk images' verity sidecars, which needs the file system.)
     pub fn fingerprint(&self) -> String {
         let mut s = format!("mutable={}\n", self.mutable.as_str());
         for c in self

@@ -296,6 +296,45 @@ fn sidecar_path(image: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(OsStr::from_bytes(&v))
 }
 
+/// Every sidecar file an image may have (systemd's names).
+const SIDECAR_SUFFIXES: [&str; 5] = [
+    ".roothash",
+    ".usrhash",
+    ".roothash.p7s",
+    ".usrhash.p7s",
+    ".verity",
+];
+
+/// The verity inputs of a raw image besides its bytes, as a line for the refresh
+/// fingerprint: the mtime and inode of each sidecar present and the image's ctime (which
+/// setting a `user.verity.*` xattr bumps). A refresh then notices a root hash, hash tree
+/// or signature that was added, removed or replaced next to an unchanged image — which
+/// can turn an unprotected merge into a verified one.
+pub fn verity_inputs_stamp(root: &Root, image: &Image) -> String {
+    if image.kind != ImageKind::Raw {
+        return String::new();
+    }
+    let stamp = |rel: &Path| -> Option<String> {
+        let fd = root.open_at(rel, OFlags::PATH).ok()?;
+        let st = rustix::fs::fstat(&fd).ok()?;
+        Some(format!(
+            "{}.{} {}.{} {}.{}",
+            st.st_ino, st.st_dev, st.st_mtime, st.st_mtime_nsec, st.st_ctime, st.st_ctime_nsec
+        ))
+    };
+    let mut s = format!("verity-inputs {}", image.path.display());
+    if let Some(st) = stamp(&image.path) {
+        s += &format!(" image={st}");
+    }
+    for suffix in SIDECAR_SUFFIXES {
+        if let Some(st) = stamp(&sidecar_path(&image.path, suffix)) {
+            s += &format!(" {suffix}={st}");
+        }
+    }
+    s.push('\n');
+    s
+}
+
 /// Opens a sidecar inside the root; `None` when it does not exist. It must be a regular
 /// file.
 fn open_sidecar(root: &Root, rel: &Path) -> Result<Option<File>, String> {

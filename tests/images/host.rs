@@ -242,6 +242,22 @@ fn refresh_with_images() {
         let out = merge::refresh_with(&o, Class::Sysext, &mut op).unwrap();
         drop(op);
         assert!(out.unchanged, "{out:?}");
+        // A sidecar appears next to the unchanged image (here a signature without a root
+        // hash, which the opener ignores): the verity inputs changed, so it refreshes.
+        fs::write(
+            fx.path("/var/lib/extensions/erofs-ext.roothash.p7s"),
+            b"sig",
+        )
+        .unwrap();
+        let mut op = ImageOpener::new(Class::Sysext, None, false);
+        let out = merge::refresh_with(&o, Class::Sysext, &mut op).unwrap();
+        drop(op);
+        assert!(!out.unchanged, "{out:?}");
+        assert_eq!(out.merged, ["/usr"], "{out:?}");
+        let mut op = ImageOpener::new(Class::Sysext, None, false);
+        let out = merge::refresh_with(&o, Class::Sysext, &mut op).unwrap();
+        drop(op);
+        assert!(out.unchanged, "{out:?}");
         // Forced: the overlay is replaced.
         let forced = Options {
             always_refresh: true,

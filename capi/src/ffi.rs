@@ -258,3 +258,38 @@ pub(crate) fn free_box<T>(p: *mut T) {
         }
     })
 }
+
+/// The entries of a list object and the position of its `*_next()` iterator.
+pub(crate) struct Cursor<T> {
+    entries: Vec<T>,
+    next: usize,
+}
+
+impl<T> Cursor<T> {
+    pub(crate) fn new(entries: Vec<T>) -> Cursor<T> {
+        Cursor { entries, next: 0 }
+    }
+}
+
+/// `*_next()` of every list type: the next entry of the list's cursor, or NULL at the
+/// end and for a NULL list. The entry stays owned by the list.
+pub(crate) fn cursor_next<L, T>(
+    list: *mut L,
+    cursor: impl FnOnce(&mut L) -> &mut Cursor<T>,
+) -> *const T {
+    guard(std::ptr::null(), || {
+        // SAFETY: by the `*_next()` contract `list` is NULL or a live list from its
+        // `*_new()` function, used by one thread at a time.
+        let Some(l) = (unsafe { list.as_mut() }) else {
+            return std::ptr::null();
+        };
+        let c = cursor(l);
+        match c.entries.get(c.next) {
+            Some(e) => {
+                c.next += 1;
+                e as *const T
+            }
+            None => std::ptr::null(),
+        }
+    })
+}

@@ -36,8 +36,7 @@ pub struct extmerge_entry {
 /// An iterator over discovered extensions. Opaque; created by extmerge_list_new(),
 /// released by extmerge_list_free(). Independent of the context it was made from.
 pub struct extmerge_list {
-    entries: Vec<extmerge_entry>,
-    next: usize,
+    cursor: ffi::Cursor<extmerge_entry>,
 }
 
 fn kind_to_c(k: ImageKind) -> c_int {
@@ -80,7 +79,9 @@ fn build(c: &extmerge_context) -> Result<extmerge_list, Error> {
             });
         }
     }
-    Ok(extmerge_list { entries, next: 0 })
+    Ok(extmerge_list {
+        cursor: ffi::Cursor::new(entries),
+    })
 }
 
 /// Discovers the extensions of the context's class(es) in its root and judges each
@@ -120,20 +121,7 @@ pub extern "C" fn extmerge_list_new(
 /// extmerge_list_free(). Thread-compatible: one thread at a time per list.
 #[no_mangle]
 pub extern "C" fn extmerge_list_next(it: *mut extmerge_list) -> *const extmerge_entry {
-    ffi::guard(std::ptr::null(), || {
-        // SAFETY: by contract `it` is NULL or a live list from `extmerge_list_new`, used
-        // by one thread at a time.
-        let Some(l) = (unsafe { it.as_mut() }) else {
-            return std::ptr::null();
-        };
-        match l.entries.get(l.next) {
-            Some(e) => {
-                l.next += 1;
-                e as *const extmerge_entry
-            }
-            None => std::ptr::null(),
-        }
-    })
+    ffi::cursor_next(it, |l| &mut l.cursor)
 }
 
 /// Releases a list and all its entries. Calling with NULL is fine. Must not be called

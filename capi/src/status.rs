@@ -24,8 +24,7 @@ pub struct extmerge_status_entry {
 /// extmerge_status_list_new(), released by extmerge_status_list_free(). Independent
 /// of the context it was made from.
 pub struct extmerge_status_list {
-    entries: Vec<extmerge_status_entry>,
-    next: usize,
+    cursor: ffi::Cursor<extmerge_status_entry>,
 }
 
 fn build(c: &extmerge_context) -> Result<extmerge_status_list, Error> {
@@ -56,7 +55,9 @@ fn build(c: &extmerge_context) -> Result<extmerge_status_list, Error> {
             });
         }
     }
-    Ok(extmerge_status_list { entries, next: 0 })
+    Ok(extmerge_status_list {
+        cursor: ffi::Cursor::new(entries),
+    })
 }
 
 /// Reads the merge state of the context's hierarchies (those that exist in the root)
@@ -95,20 +96,7 @@ pub extern "C" fn extmerge_status_list_new(
 pub extern "C" fn extmerge_status_list_next(
     it: *mut extmerge_status_list,
 ) -> *const extmerge_status_entry {
-    ffi::guard(std::ptr::null(), || {
-        // SAFETY: by contract `it` is NULL or a live list from
-        // `extmerge_status_list_new`, used by one thread at a time.
-        let Some(l) = (unsafe { it.as_mut() }) else {
-            return std::ptr::null();
-        };
-        match l.entries.get(l.next) {
-            Some(e) => {
-                l.next += 1;
-                e as *const extmerge_status_entry
-            }
-            None => std::ptr::null(),
-        }
-    })
+    ffi::cursor_next(it, |l| &mut l.cursor)
 }
 
 /// Releases a status list and all its entries. Calling with NULL is fine. Must not be

@@ -800,7 +800,7 @@ mod tests {
             assert!(msg.contains(part), "{msg}");
         }
         let mut rng = XorShift(0xDEAD_BEEF_1234_5678);
-        for _ in 0..20 {
+        for _ in 0..iterations(20) {
             let data: Vec<u8> = (0..PROBE_BYTES).map(|_| rng.next() as u8).collect();
             assert_eq!(probe(&data), Err(FsError::Unknown));
         }

@@ -714,4 +714,174 @@ mod tests {
             assert_eq!(parse_priority(s), p, "{s}");
         }
     }
+
+    fn new_ctx() -> *mut extmerge_context {
+        let mut ctx: *mut extmerge_context = std::ptr::null_mut();
+        assert_eq!(extmerge_context_new(&mut ctx), 0);
+        assert!(!ctx.is_null());
+        ctx
+    }
+
+    /// The C-side log function of these tests: appends to the `Vec` behind `userdata`.
+    unsafe extern "C" fn collect(userdata: *mut c_void, priority: c_int, msg: *const c_char) {
+        // SAFETY: the tests pass a live `Vec` as userdata and the library a valid string
+        // for the duration of the call.
+        let (v, m) = unsafe {
+            (
+                &mut *userdata.cast::<Vec<(c_int, String)>>(),
+                CStr::from_ptr(msg),
+            )
+        };
+        v.push((priority, m.to_string_lossy().into_owned()));
+    }
+
+    #[test]
+    fn null_arguments_are_refused() {
+        let null: *mut extmerge_context = std::ptr::null_mut();
+        assert_eq!(extmerge_context_new(std::ptr::null_mut()), -libc::EINVAL);
+        extmerge_context_free(null);
+        assert!(extmerge_context_last_error(null).is_null());
+        assert_eq!(extmerge_context_set_class(null, 1), -libc::EINVAL);
+        assert_eq!(extmerge_context_get_log_priority(null), -libc::EINVAL);
+        assert!(extmerge_context_get_image_policy(null).is_null());
+        let ctx = new_ctx();
+        assert_eq!(
+            extmerge_context_set_log_fn(ctx, None, std::ptr::null_mut()),
+            0
+        );
+        assert_eq!(
+            extmerge_context_set_root(ctx, std::ptr::null()),
+            -libc::EINVAL
+        );
+        assert!(last_error(ctx).unwrap().contains("root"));
+        assert_eq!(
+            extmerge_context_set_hierarchies(ctx, std::ptr::null(), 2),
+            -libc::EINVAL
+        );
+        assert_eq!(
+            last_error(ctx).as_deref(),
+            Some("hierarchy list is NULL but n is 2")
+        );
+        let bad = [c"\xff".as_ptr()];
+        assert_eq!(
+            extmerge_context_set_mutable(ctx, bad[0]),
+            -libc::EINVAL,
+            "not UTF-8"
+        );
+        extmerge_context_free(ctx);
+        // The iterators and getters take NULL too.
+        assert!(list::extmerge_list_next(std::ptr::null_mut()).is_null());
+        assert!(status::extmerge_status_list_next(std::ptr::null_mut()).is_null());
+        assert!(status::extmerge_status_entry_get_hierarchy(std::ptr::null()).is_null());
+        assert_eq!(
+            status::extmerge_status_entry_get_class(std::ptr::null()),
+            -libc::EINVAL
+        );
+    }
+
+    #[test]
+    fn hierarchies_from_a_c_array() {
+        let ctx = new_ctx();
+        let mut log: Vec<(c_int, String)> = Vec::new();
+        let ud: *mut c_void = (&mut log as *mut Vec<(c_int, String)>).cast();
+        assert_eq!(extmerge_context_set_log_fn(ctx, Some(collect), ud), 0);
+        let good = [c"/usr".as_ptr(), c"/opt".as_ptr()];
+        assert_eq!(extmerge_context_set_hierarchies(ctx, good.as_ptr(), 2), 0);
+        // SAFETY: ctx is live and not used elsewhere.
+        let set = unsafe { &*ctx }.opts.hierarchies.clone();
+        assert_eq!(set, Some(vec!["/usr".to_string(), "/opt".to_string()]));
+        let bad = [c"/usr".as_ptr(), c"/".as_ptr(), std::ptr::null()];
+        assert_eq!(
+            extmerge_context_set_hierarchies(ctx, bad.as_ptr(), 2),
+            -libc::EINVAL
+        );
+        // Nothing changed; the error went to the log function at LOG_ERR.
+        // SAFETY: as above.
+        assert_eq!(unsafe { &*ctx }.opts.hierarchies, set);
+        assert_eq!(log.len(), 1, "{log:?}");
+        assert_eq!(log[0].0, 3);
+        assert!(
+            log[0]
+                .1
+                .starts_with("extmerge_context_set_hierarchies: invalid hierarchy [1] \"/\""),
+            "{log:?}"
+        );
+        assert_eq!(
+            extmerge_context_set_hierarchies(ctx, bad.as_ptr(), 3),
+            -libc::EINVAL,
+            "a NULL element"
+        );
+        assert_eq!(
+            extmerge_context_set_hierarchies(ctx, std::ptr::null(), 0),
+            0
+        );
+        // SAFETY: as above.
+        assert_eq!(unsafe { &*ctx }.opts.hierarchies, None);
+        // Below the priority nothing is delivered.
+        assert_eq!(extmerge_context_set_log_priority(ctx, 2), 0);
+        assert_eq!(extmerge_context_set_class(ctx, 9), -libc::EINVAL);
+        assert_eq!(log.len(), 2, "{log:?}");
+        extmerge_context_free(ctx);
+    }
+
+    #[test]
+    fn image_policy_round_trip() {
+        let ctx = new_ctx();
+        assert_eq!(
+            extmerge_context_set_log_fn(ctx, None, std::ptr::null_mut()),
+            0
+        );
+        let text = c"usr=verity+absent:=unused";
+        assert_eq!(extmerge_context_set_image_policy(ctx, text.as_ptr()), 0);
+        let got = extmerge_context_get_image_policy(ctx);
+        // SAFETY: owned by ctx until the next set_image_policy or free.
+        assert_eq!(unsafe { CStr::from_ptr(got) }, text);
+        assert_eq!(
+            extmerge_context_set_image_policy(ctx, c"usr=bogus".as_ptr()),
+            -libc::EINVAL
+        );
+        assert!(last_error(ctx).unwrap().contains("usr=bogus"));
+        // The old policy stays.
+        let got = extmerge_context_get_image_policy(ctx);
+        // SAFETY: as above.
+        assert_eq!(unsafe { CStr::from_ptr(got) }, text);
+        assert_eq!(extmerge_context_set_image_policy(ctx, std::ptr::null()), 0);
+        assert!(extmerge_context_get_image_policy(ctx).is_null());
+        extmerge_context_free(ctx);
+    }
+
+    #[test]
+    fn static_strings() {
+        // SAFETY: static NUL-terminated strings.
+        let v = unsafe { CStr::from_ptr(extmerge_version()) };
+        assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+        for (c, want) in [(1, "sysext"), (2, "confext"), (3, "both")] {
+            // SAFETY: as above.
+            let s = unsafe { CStr::from_ptr(extmerge_class_to_string(c)) };
+            assert_eq!(s.to_str().unwrap(), want);
+        }
+        assert!(extmerge_class_to_string(0).is_null());
+    }
+
+    #[test]
+    fn cursor_walks_and_stops() {
+        struct L {
+            cursor: ffi::Cursor<u32>,
+        }
+        let l = Box::into_raw(Box::new(L {
+            cursor: ffi::Cursor::new(vec![10, 20]),
+        }));
+        let mut seen = Vec::new();
+        loop {
+            let p = ffi::cursor_next(l, |l| &mut l.cursor);
+            if p.is_null() {
+                break;
+            }
+            // SAFETY: entries live as long as the list.
+            seen.push(unsafe { *p });
+        }
+        assert_eq!(seen, [10, 20]);
+        assert!(ffi::cursor_next(l, |l| &mut l.cursor).is_null(), "stays at the end");
+        ffi::free_box(l);
+    }
 }

@@ -1299,6 +1299,7 @@ mod tests {
     /// On a kernel without device-mapper (the host): a clean error, and no
     /// `/dev/mapper` left behind by the attempt to create the control node.
     #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel (miri models no ioctl or keyctl)")]
     fn open_without_device_mapper() {
         let has_dm = std::fs::read_to_string("/proc/misc")
             .map(|s| s.contains("device-mapper"))
@@ -1325,7 +1326,8 @@ mod tests {
 /// need root, device-mapper and the images that script builds (`EXTMERGE_DM_IMAGES`).
 /// Elsewhere they print SKIP, unless `EXTMERGE_VM` is set, which makes a missing
 /// prerequisite a failure.
-#[cfg(test)]
+// Device-mapper in a VM: nothing miri can run.
+#[cfg(all(test, not(miri)))]
 mod vm_tests {
     use super::*;
     use crate::loopdev::{LoopDevice, LoopOptions};

@@ -182,6 +182,7 @@ mod tests {
     /// Keys can be added, read back by the kernel's `keyctl read` and removed. Runs on
     /// a thread of its own so that its thread keyring is fresh.
     #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel (miri models no ioctl or keyctl)")]
     fn add_read_remove() {
         std::thread::spawn(|| {
             let key = match add_user_key("extmerge:test-key", b"payload bytes") {

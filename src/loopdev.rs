@@ -997,6 +997,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel (miri models no ioctl or keyctl)")]
     fn attach_read_only_with_offset_and_limit() {
         if loop_ready("attach_read_only_with_offset_and_limit") {
             check_ro_offset_limit(None);
@@ -1004,6 +1005,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel (miri models no ioctl or keyctl)")]
     fn attach_with_set_fd_fallback() {
         // The pre-5.8 path, forced on this kernel.
         if loop_ready("attach_with_set_fd_fallback") {
@@ -1012,6 +1014,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel (miri models no ioctl or keyctl)")]
     fn autoclear_frees_on_last_close() {
         if !loop_ready("autoclear_frees_on_last_close") {
             return;
@@ -1088,6 +1091,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel (miri models no ioctl or keyctl)")]
     fn concurrent_attach_gets_distinct_devices() {
         if !loop_ready("concurrent_attach_gets_distinct_devices") {
             return;
@@ -1135,6 +1139,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel (miri models no ioctl or keyctl)")]
     fn bad_backing_fds_are_reported() {
         if !loop_ready("bad_backing_fds_are_reported") {
             return;
@@ -1178,6 +1183,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel (miri models no ioctl or keyctl)")]
     fn direct_io_and_block_size() {
         if !loop_ready("direct_io_and_block_size") {
             return;
@@ -1217,6 +1223,7 @@ mod tests {
     /// attach must retry without it. The ramfs is mounted in a mount namespace of this
     /// test's own thread, so the host's mounts are untouched.
     #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel (miri models no ioctl or keyctl)")]
     fn direct_io_refused_falls_back_to_buffered() {
         use rustix::mount::{mount, mount_change, unmount, MountFlags, MountPropagationFlags};
         use rustix::thread::UnshareFlags;

@@ -19,11 +19,11 @@ impl XorShift {
     }
 }
 
-/// How many iterations a randomized test runs: `n`, or a fiftieth of it under miri,
+/// How many iterations a randomized test runs: `n`, or a thousandth of it under miri,
 /// which interprets every instruction (the loops are there for coverage, miri for UB).
 pub(crate) const fn iterations(n: usize) -> usize {
     if cfg!(miri) {
-        n / 50 + 1
+        n / 1000 + 1
     } else {
         n
     }

@@ -881,7 +881,10 @@ mod tests {
             seen.push(unsafe { *p });
         }
         assert_eq!(seen, [10, 20]);
-        assert!(ffi::cursor_next(l, |l| &mut l.cursor).is_null(), "stays at the end");
+        assert!(
+            ffi::cursor_next(l, |l| &mut l.cursor).is_null(),
+            "stays at the end"
+        );
         ffi::free_box(l);
     }
 }

@@ -1003,7 +1003,7 @@ mod tests {
         }
         eprintln!("fs fuzz: {ok} of {n} accepted");
         assert!(
-            ok > n / 30,
+            ok >= n / 30,
             "the fuzz loop should get past the magic checks ({ok})"
         );
     }

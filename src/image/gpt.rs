@@ -2281,7 +2281,7 @@ mod tests {
         }
         eprintln!("fuzz: {ok} of {n} parsed, {selected} selections");
         assert!(
-            ok > n / 40,
+            ok >= n / 40,
             "the fuzz loop should reach the partition checks ({ok})"
         );
     }

@@ -1482,8 +1482,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "64 KiB of JSON takes minutes when interpreted")]
     fn sig_json_near_size_limit() {
-        // Thousands of distinct unknown keys just under 64 KiB: accepted, and quickly.
+        // Thousands of distinct unknown keys just under 64 KiB: accepted (a parser
+        // quadratic in the number of keys would hang here, visibly).
         let mut json = String::from("{");
         let mut i = 0;
         while json.len() < MAX_SIG_JSON_SIZE - 200 {
@@ -1494,9 +1496,7 @@ mod tests {
             r#""rootHash":"{SHA256_HEX}","signature":"QQ=="}}"#
         ));
         assert!(json.len() <= MAX_SIG_JSON_SIZE);
-        let started = std::time::Instant::now();
         assert!(VeritySig::parse_json(&padded(&json, 128 * 1024)).is_ok());
-        assert!(started.elapsed() < std::time::Duration::from_secs(5));
         // The same text one byte over the limit is refused before parsing.
         let over = format!("{}{}", " ".repeat(MAX_SIG_JSON_SIZE + 1 - json.len()), json);
         assert_eq!(
@@ -1650,6 +1650,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "runs veritysetup")]
     fn real_veritysetup_superblocks() {
         let Some(tool) = veritysetup() else {
             eprintln!("veritysetup not found (cryptsetup-bin); skipping real superblock test");
@@ -1683,6 +1684,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "runs veritysetup")]
     fn real_veritysetup_on_erofs() {
         let Some(tool) = veritysetup() else {
             eprintln!("veritysetup not found (cryptsetup-bin); skipping erofs verity test");

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, root integration tests (private mount namespaces over
-# temp dirs), the differential test against Debian's systemd-sysext, and the VM tests
-# on Debian's 6.1 kernel. Root-only parts skip themselves with a message when not root.
+# temp dirs), the C ABI suite, the differential test against Debian's systemd-sysext,
+# the VM and boot tests on Debian's 6.1 kernel, miri over the unsafe-bearing modules and
+# every fuzz target for FUZZ_SECONDS (30). Root-only parts skip themselves with a
+# message when not root.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 fail=0

@@ -43,7 +43,7 @@ if [ -f tests/boot/run-boot-tests.sh ]; then
 fi
 
 if [ -f tests/miri/run-miri.sh ]; then
-    step "miri: the pure modules' unit tests (parsers, matchers, ioctl structs) under miri"
+    step "miri: the C ABI's unit tests and the core modules with unsafe code or memchr-backed parsers"
     bash tests/miri/run-miri.sh || fail=1
 fi
 

@@ -22,7 +22,7 @@ fn round_trip(p: &ImagePolicy, input: &str) {
             .per
             .iter()
             .copied()
-            .filter(|&(d, f)| f != p.default.normalized_for(d))
+            .filter(|&(d, f)| f.normalized_for(d) != p.default.normalized_for(d))
             .collect(),
     };
     let canon = p.to_string();

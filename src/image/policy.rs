@@ -718,7 +718,7 @@ impl ImagePolicy {
         let mut parts: Vec<String> = Vec::new();
         for d in PartitionDesignator::ALL {
             let Some(flags) = self.rule(d) else { continue };
-            if simplify && self.default.normalized_for(d) == flags {
+            if simplify && self.default.normalized_for(d) == flags.normalized_for(d) {
                 continue;
             }
             parts.push(format!("{d}={}", flags.to_policy_string(simplify)));

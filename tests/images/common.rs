@@ -131,6 +131,20 @@ impl Fx {
         Some(dst)
     }
 
+    /// Installs the loop-backed sysext images `erofs-ext`, `squash-ext` (squashfs) and
+    /// `ddi-ext` (GPT with a `/usr` partition) into `/var/lib/extensions`; `None` after
+    /// printing SKIP when a fixture cannot be built.
+    pub fn install_loop_images(&self) -> Option<()> {
+        for (f, file) in [
+            ("erofs", "erofs-ext.raw"),
+            ("squashfs", "squash-ext.raw"),
+            ("ddi", "ddi-ext.raw"),
+        ] {
+            self.install(f, file, &format!("/var/lib/extensions/{file}"))?;
+        }
+        Some(())
+    }
+
     /// Reads a file inside the root.
     pub fn read(&self, rel: &str) -> Option<String> {
         fs::read_to_string(self.path(rel)).ok()

@@ -70,17 +70,8 @@ pub fn sweep(fx: &Fx, policy: Option<&str>, names: &[&str], dm: &[String], min_s
 fn every_image_step_fails_cleanly() {
     ns_test(|base| {
         let fx = Fx::new(base);
-        for (f, file) in [
-            ("erofs", "erofs-ext.raw"),
-            ("squashfs", "squash-ext.raw"),
-            ("ddi", "ddi-ext.raw"),
-        ] {
-            if fx
-                .install(f, file, &format!("/var/lib/extensions/{file}"))
-                .is_none()
-            {
-                return;
-            }
+        if fx.install_loop_images().is_none() {
+            return;
         }
         // Per image: loop device, mount, staging directory, attach; plus the staging tmpfs.
         sweep(&fx, None, &["erofs-ext", "squash-ext", "ddi-ext"], &[], 13);

@@ -173,17 +173,8 @@ fn gpt_root_partition() {
 fn mixed_images_and_directory() {
     ns_test(|base| {
         let fx = Fx::new(base);
-        for (f, file) in [
-            ("erofs", "erofs-ext.raw"),
-            ("squashfs", "squash-ext.raw"),
-            ("ddi", "ddi-ext.raw"),
-        ] {
-            if fx
-                .install(f, file, &format!("/var/lib/extensions/{file}"))
-                .is_none()
-            {
-                return;
-            }
+        if fx.install_loop_images().is_none() {
+            return;
         }
         build::sysext_tree(&fx.path("/var/lib/extensions/dir-ext"), "dir-ext");
         merge_and_check(&fx, &["erofs-ext", "squash-ext", "ddi-ext", "dir-ext"]);

@@ -58,6 +58,19 @@ fn install_bare(fx: &Fx, stem: &str) -> Option<String> {
     )
 }
 
+/// Installs the `ddi-verity` GPT image (usr + usr-verity + usr-verity-sig) as
+/// `/var/lib/extensions/ddi-verity.raw`; returns the name of its verity device.
+fn install_ddi_verity(fx: &Fx) -> Option<String> {
+    fx.install(
+        "ddi-verity",
+        "ddi-verity.raw",
+        "/var/lib/extensions/ddi-verity.raw",
+    )?;
+    let rh =
+        fs::read_to_string(fx.base.join("fixtures/ddi-verity/ddi-verity.roothash.txt")).unwrap();
+    Some(dm_name(rh.trim()))
+}
+
 /// Merges with `policy`, checks the files of extension `name` (whose files are named
 /// after `tree`), checks that the verity device exists while merged, unmerges and checks
 /// that nothing is left.
@@ -88,25 +101,10 @@ fn merge_verity(fx: &Fx, name: &str, tree: &str, policy: Option<&str>, dm: &str)
 fn gpt_verity_merges() {
     dm_test(|base| {
         let fx = Fx::new(base);
-        if fx
-            .install(
-                "ddi-verity",
-                "ddi-verity.raw",
-                "/var/lib/extensions/ddi-verity.raw",
-            )
-            .is_none()
-        {
+        let Some(dm) = install_ddi_verity(&fx) else {
             return;
-        }
-        let rh = fs::read_to_string(fx.base.join("fixtures/ddi-verity/ddi-verity.roothash.txt"))
-            .unwrap();
-        merge_verity(
-            &fx,
-            "ddi-verity",
-            "ddi-verity",
-            Some(VERITY_ONLY),
-            &dm_name(rh.trim()),
-        );
+        };
+        merge_verity(&fx, "ddi-verity", "ddi-verity", Some(VERITY_ONLY), &dm);
     });
 }
 
@@ -399,25 +397,10 @@ fn foreign_device_of_the_same_name_is_refused() {
 fn every_verity_step_fails_cleanly() {
     dm_test(|base| {
         let fx = Fx::new(base);
-        if fx
-            .install(
-                "ddi-verity",
-                "ddi-verity.raw",
-                "/var/lib/extensions/ddi-verity.raw",
-            )
-            .is_none()
-        {
+        let Some(dm) = install_ddi_verity(&fx) else {
             return;
-        }
-        let rh = fs::read_to_string(fx.base.join("fixtures/ddi-verity/ddi-verity.roothash.txt"))
-            .unwrap();
+        };
         // data loop, hash loop, dm-verity, mount, staging tmpfs, directory, attach.
-        crate::faults::sweep(
-            &fx,
-            Some(VERITY_ONLY),
-            &["ddi-verity"],
-            &[dm_name(rh.trim())],
-            7,
-        );
+        crate::faults::sweep(&fx, Some(VERITY_ONLY), &["ddi-verity"], &[dm], 7);
     });
 }

@@ -1013,6 +1013,8 @@ fn activate(
     let hash_dev = hash.dev();
     setup.loops.push(hash);
 
+    // Counted before the signature key is added, so a failure here has no key to remove.
+    inject(faults, "dm-verity device")?;
     let key = match sig {
         Some(s) => {
             inject(faults, "signature key")?;
@@ -1032,15 +1034,7 @@ fn activate(
         key.as_ref().map(|k| k.description()),
     )
     .map_err(|e| format!("verity table: {e}"))?;
-    let created = match inject(faults, "dm-verity device") {
-        Ok(()) => dm.create_verity(&name, None, &params, sectors),
-        Err(e) => {
-            if let Some(k) = key {
-                let _ = k.remove();
-            }
-            return Err(e);
-        }
-    };
+    let created = dm.create_verity(&name, None, &params, sectors);
     if let Some(k) = key {
         if let Err(e) = k.remove() {
             crate::log::warn(&format!("removing the signature key: {e}"));

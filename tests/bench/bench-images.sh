@@ -9,7 +9,7 @@
 #   sudo tests/bench/bench-images.sh              # ROUNDS=30, ROUNDS_LARGE=10 (N > 10)
 #   ROUNDS=50 ROUNDS_LARGE=5 NS="1 10 50" tests/bench/bench-images.sh
 #   EXTMERGE=/path/to/extmerge tests/bench/bench-images.sh   # another build; no cargo
-#   SYSEXT=/path/to/systemd-sysext tests/bench/bench-images.sh
+#   SYSTEMD_SYSEXT=/path/to/systemd-sysext tests/bench/bench-images.sh
 #
 # Fixtures: for each N a root ROOT=/tmp/extmerge-bench-images/imgN (a tmpfs) with
 # etc/os-release, a host /usr, and N images ROOT/var/lib/extensions/eNNN.raw made with
@@ -47,7 +47,7 @@ read -r -a PRIO_CMD <<<"$PRIO"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 OUT=$REPO/target/bench
-SYSEXT=${SYSEXT:-/usr/bin/systemd-sysext}
+SYSEXT=${SYSTEMD_SYSEXT:-/usr/bin/systemd-sysext}
 FIXTURES=/tmp/extmerge-bench-images
 
 if [[ $EUID -ne 0 ]]; then

@@ -9,7 +9,7 @@
 #   sudo tests/bench/bench-verity-vm.sh                   # ROUNDS=10, NS="1 10"
 #   ROUNDS=20 NS="1 10" tests/bench/bench-verity-vm.sh
 #   EXTMERGE=/path/to/static/extmerge tests/bench/bench-verity-vm.sh   # no cargo build
-#   VM_RUN=/path/to/vm-run tests/bench/bench-verity-vm.sh
+#   VM_RUN=/path/to/runner tests/bench/bench-verity-vm.sh   (default tests/vm/vm-run)
 #   REPORT_ONLY=1 tests/bench/bench-verity-vm.sh   # tables again from the last run's data
 #
 # Images (built here on the host, no root needed): bare erofs (`mkfs.erofs --quiet`) with
@@ -37,8 +37,7 @@ NS=${NS:-"1 10"}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 OUT=$REPO/target/bench
-VM_RUN=${VM_RUN:-$REPO/../shared/vm-harness/vm-run}
-[[ -x $VM_RUN ]] || VM_RUN=/work/shared/vm-harness/vm-run
+VM_RUN=${VM_RUN:-$REPO/tests/vm/vm-run}
 VERITYSETUP=$(command -v veritysetup || echo /usr/sbin/veritysetup)
 
 RAW=$OUT/verity-vm-raw.tsv
@@ -46,7 +45,7 @@ USER_EXTMERGE=${EXTMERGE:-}
 EXTMERGE=${EXTMERGE:-$REPO/target/x86_64-unknown-linux-gnu/initrd/extmerge}
 if [[ -z ${REPORT_ONLY:-} ]]; then # REPORT_ONLY=1: only redo the tables from the last run
 rc=0
-"$VM_RUN" --check >/dev/null || rc=$?
+bash "$VM_RUN" --check >/dev/null || rc=$?
 if ((rc == 77)); then echo "bench-verity-vm.sh: SKIP: vm-run prerequisites missing" >&2; exit 77; fi
 ((rc == 0)) || exit "$rc"
 for t in mkfs.erofs "$VERITYSETUP"; do
@@ -95,7 +94,7 @@ for n in $NS; do
 done
 
 rm -f "$OUT/verity-vm/verity-raw.tsv" "$OUT/verity-vm/verity-env.txt"
-"$VM_RUN" --quiet --timeout "${VM_TIMEOUT:-1800}" --mem 1G --out "$OUT/verity-vm" \
+bash "$VM_RUN" --quiet --timeout "${VM_TIMEOUT:-1800}" --mem 1G --out "$OUT/verity-vm" \
 	--add "$tmp/fix:/bench/fix" \
 	--add "$EXTMERGE:/usr/bin/extmerge" \
 	--add "$OUT/runner:/usr/bin/runner" \

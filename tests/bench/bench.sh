@@ -7,7 +7,7 @@
 #   sudo tests/bench/bench.sh            # ROUNDS=30 by default
 #   ROUNDS=100 NS="1 10 50" tests/bench/bench.sh
 #   EXTMERGE=/path/to/extmerge tests/bench/bench.sh   # another build; skips cargo build
-#   SYSEXT=/path/to/systemd-sysext tests/bench/bench.sh
+#   SYSTEMD_SYSEXT=/path/to/systemd-sysext tests/bench/bench.sh
 #
 # Method: every measurement is one merge followed by one unmerge, each a separate process
 # started by tests/bench/runner.c (fork+execv, wait4; CLOCK_MONOTONIC from before fork to
@@ -40,7 +40,7 @@ read -r -a PRIO_CMD <<<"$PRIO"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 OUT=$REPO/target/bench
-SYSEXT=${SYSEXT:-/usr/bin/systemd-sysext}
+SYSEXT=${SYSTEMD_SYSEXT:-/usr/bin/systemd-sysext}
 FIXTURES=/tmp/extmerge-bench
 
 if [[ $EUID -ne 0 ]]; then

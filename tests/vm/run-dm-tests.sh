@@ -7,20 +7,14 @@
 #
 #   tests/vm/run-dm-tests.sh [vm-run options]
 #
-# Ends with "N passed, M failed" and exits non-zero on failure; prints SKIP and exits
-# 0 when vm-run --check says the VM prerequisites are missing (status 77).
+# Ends with "N passed, M failed" and exits non-zero on failure. Without the VM runner's
+# prerequisites: SKIP, or a failure when CI is set (tests/vm/lib.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-VMRUN=${VMRUN:-../shared/vm-harness/vm-run}
 out=target/vm-run/dm
-
-rc=0
-bash "$VMRUN" --check || rc=$?
-if ((rc == 77)); then echo "SKIP: no VM support (vm-run --check returned 77)"; exit 0; fi
-((rc == 0)) || exit "$rc"
-for t in mkfs.erofs veritysetup strip; do
-    command -v "$t" >/dev/null || { echo "SKIP: $t missing (run ../shared/vm-harness/install-deps.sh)"; exit 0; }
-done
+# shellcheck source=tests/vm/lib.sh
+. tests/vm/lib.sh
+vm_require mkfs.erofs veritysetup strip
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/extmerge-dm-vm.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -81,7 +75,7 @@ trap - ERR
 mkdir -p "$out"
 rm -f "$out/results.txt" "$out/tests.txt" "$out/console.log"
 rc=0
-bash "$VMRUN" --out "$out" --timeout 300 \
+bash "$VM_RUN" --out "$out" --timeout 300 \
     --add "$img:/images" \
     --add "$tmp/extmerge-lib-tests:/usr/bin/extmerge-lib-tests" \
     "$@" -- tests/vm/dm-guest.sh || rc=$?

@@ -8,21 +8,14 @@
 #
 #   tests/vm/run-image-tests.sh [vm-run options]
 #
-# Ends with "N passed, M failed" and exits non-zero on failure; prints SKIP and exits
-# 0 when vm-run --check says the VM prerequisites are missing (status 77).
+# Ends with "N passed, M failed" and exits non-zero on failure. Without the VM runner's
+# prerequisites: SKIP, or a failure when CI is set (tests/vm/lib.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-VMRUN=${VMRUN:-../shared/vm-harness/vm-run}
 out=${IMAGE_VM_OUT:-target/vm-run/images}
-
-if [[ ! -e $VMRUN ]]; then echo "SKIP: vm-run not found at $VMRUN"; exit 0; fi
-rc=0
-bash "$VMRUN" --check || rc=$?
-if ((rc == 77)); then echo "SKIP: no VM support (vm-run --check returned 77)"; exit 0; fi
-((rc == 0)) || exit "$rc"
-for t in mkfs.erofs mksquashfs mkfs.ext4 veritysetup sfdisk openssl strip; do
-    command -v "$t" >/dev/null || { echo "SKIP: $t missing (run ../shared/vm-harness/install-deps.sh)"; exit 0; }
-done
+# shellcheck source=tests/vm/lib.sh
+. tests/vm/lib.sh
+vm_require mkfs.erofs mksquashfs mkfs.ext4 sfdisk veritysetup openssl strip
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/extmerge-image-vm.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -68,7 +61,7 @@ trap - ERR
 mkdir -p "$out"
 rm -f "$out/results.txt" "$out/tests.txt" "$out/console.log"
 rc=0
-bash "$VMRUN" --out "$out" --mem 1G --timeout 900 "${append[@]}" \
+bash "$VM_RUN" --out "$out" --mem 1G --timeout 900 "${append[@]}" \
     --add "$tmp/fixtures:/fixtures" \
     --add "$tmp/extmerge-image-tests:/usr/bin/extmerge-image-tests" \
     "$@" -- tests/vm/image-guest.sh || rc=$?

@@ -1,39 +1,29 @@
 #!/bin/bash
 # Runs the root-only merge tests (tests/merge.rs) inside a VM booted with Debian's
 # cloud kernel (6.1: no overlayfs "lowerdir+", no MOVE_MOUNT_BENEATH), so that the
-# fallbacks for older kernels are exercised. Uses ../shared/vm-harness/vm-run.
+# fallbacks for older kernels are exercised, with tests/vm/vm-run.
 #
 #   tests/vm/run-merge-tests.sh [TEST-HARNESS-ARGS...]
 #       e.g. tests/vm/run-merge-tests.sh refresh         (only tests matching "refresh")
 #            tests/vm/run-merge-tests.sh --include-ignored
 #
-# Environment: VM_RUN (path of vm-run), VM_RUN_OPTS (extra vm-run options, e.g.
+# Environment: VM_RUN (the runner, default tests/vm/vm-run), VM_RUN_OPTS (extra vm-run options, e.g.
 # "--kernel /boot/vmlinuz-..."), MERGE_VM_OUT (default target/vm-run/merge).
 # EXTMERGE_LAYERS / EXTMERGE_REPLACE, when set, are passed to the guest's tests (on
 # the kernel command line, which the kernel hands to init as environment), e.g.
 # EXTMERGE_LAYERS=joined to force the single "lowerdir=" string.
 #
-# Exit status: the guest's (0 = all tests passed); 0 with "SKIP" when vm-run's
-# prerequisites (qemu, kernel, busybox) are missing; non-zero on build errors.
+# Exit status: the guest's (0 = all tests passed); non-zero on build errors. When the
+# runner's prerequisites are missing: SKIP and 0, or a failure with CI set (tests/vm/lib.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 cd "$ROOT"
-VMRUN=${VM_RUN:-$ROOT/../shared/vm-harness/vm-run}
 OUT=${MERGE_VM_OUT:-target/vm-run/merge}
-
-if [[ ! -e $VMRUN ]]; then
-    echo "SKIP: vm-run not found at $VMRUN"
-    exit 0
-fi
-rc=0
-bash "$VMRUN" --check || rc=$?
-if ((rc == 77)); then
-    echo "SKIP: vm-run prerequisites missing (run ../shared/vm-harness/install-deps.sh)"
-    exit 0
-fi
-((rc == 0)) || exit "$rc"
+# shellcheck source=tests/vm/lib.sh
+. "$HERE/lib.sh"
+vm_require
 
 # Build the test binary and the extmerge binary; find both in cargo's JSON messages.
 # The test binary has env!("CARGO_BIN_EXE_extmerge") compiled in: an absolute host
@@ -72,7 +62,7 @@ mkdir -p "$OUT"
 start=$SECONDS
 rc=0
 # shellcheck disable=SC2086 # VM_RUN_OPTS is a list of options
-bash "$VMRUN" --out "$OUT" --mem 1G --timeout 900 ${VM_RUN_OPTS:-} "${append[@]}" \
+bash "$VM_RUN" --out "$OUT" --mem 1G --timeout 900 ${VM_RUN_OPTS:-} "${append[@]}" \
     --add "$bin_exe:$bin_exe" \
     -- "$test_exe" --test-threads=1 "$@" || rc=$?
 echo "run-merge-tests: guest status $rc after $((SECONDS - start)) s (console: $OUT/console.log)"

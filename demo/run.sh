@@ -12,13 +12,17 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 if [ "$(id -u)" = 0 ] && { ! command -v unshare >/dev/null || ! command -v mkfs.erofs >/dev/null; }; then
-    apt-get update -qq && apt-get install -y -qq util-linux erofs-utils >/dev/null
+    echo "demo: installing util-linux and erofs-utils (apt-get)"
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends --no-upgrade util-linux erofs-utils >/dev/null
 fi
-cargo build --release --quiet
+# A release build with LTO: about 40 s the first time; cargo shows its progress.
+echo "demo: building extmerge (cargo build --release; the first build takes a while)"
+cargo build --release --bin extmerge
 B=$PWD/target/release/extmerge
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 R=$work/root
+echo "demo: making a demo root in $R"
 sh demo/make-root.sh "$R" >/dev/null
 
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, root integration tests (private mount namespaces over
-# temp dirs), the C ABI suite, the differential test against Debian's systemd-sysext,
+# temp dirs), the C ABI suite, the docs suite (man pages against --help and the header,
+# the installers, the bash completion), the differential test against Debian's systemd-sysext,
 # the VM and boot tests on Debian's 6.1 kernel, miri over the unsafe-bearing modules and
 # every fuzz target for FUZZ_SECONDS (30). Root-only parts skip themselves with a
 # message when not root.
@@ -15,6 +16,11 @@ cargo test --workspace --all-targets || fail=1
 if [ -f tests/c/run.sh ]; then
     step "C ABI: header check, C tests (static, shared via pkg-config), valgrind, ASan, symbols"
     bash tests/c/run.sh || fail=1
+fi
+
+if [ -f tests/docs/run.sh ]; then
+    step "docs: man pages (scdoc, groff), --help vs man pages, header vs libextmerge(3), installers into a DESTDIR, bash completion"
+    bash tests/docs/run.sh || fail=1
 fi
 
 if [ -f tests/diff/systemd-diff.sh ]; then

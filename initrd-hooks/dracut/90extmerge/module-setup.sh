@@ -2,9 +2,21 @@
 # dracut module: merge the real root's system and configuration extensions with
 # extmerge-initrd before switch-root. systemd flow: extmerge-initrd.service;
 # shell flow: a pre-pivot hook.
+# shellcheck disable=SC2154 # moddir, initdir, systemdsystemunitdir come from dracut
+
+# Where initrd-hooks/install.sh put extmerge-initrd (it rewrites this line): dracut
+# searches binaries only on DRACUT_PATH (default /sbin /bin /usr/sbin /usr/bin), which
+# has no /usr/local/bin for PREFIX=/usr/local.
+extmerge_initrd_installed=/usr/bin/extmerge-initrd
+
+# extmerge-initrd on dracut's PATH, else where install.sh put it.
+extmerge_initrd_path() {
+    command -v extmerge-initrd && return 0
+    [ -x "$extmerge_initrd_installed" ] && echo "$extmerge_initrd_installed"
+}
 
 check() {
-    require_binaries extmerge-initrd || return 1
+    [ -x "$extmerge_initrd_installed" ] || require_binaries extmerge-initrd || return 1
     # Only when asked for (--add extmerge or add_dracutmodules+=" extmerge ").
     return 255
 }
@@ -21,7 +33,7 @@ installkernel() {
 
 install() {
     local bin
-    bin=$(command -v extmerge-initrd)
+    bin=$(extmerge_initrd_path) || return 1
     inst_binary "$bin" /usr/bin/extmerge-initrd
     if dracut_module_included "systemd"; then
         inst_simple "$moddir/extmerge-initrd.service" "$systemdsystemunitdir/extmerge-initrd.service"

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs libextmerge: the static library, the shared library (soname
-# libextmerge.so.0, plus the libextmerge.so development symlink), include/extmerge.h
-# and extmerge.pc.
+# libextmerge.so.0, plus the libextmerge.so development symlink), include/extmerge.h,
+# extmerge.pc and the man page libextmerge(3).
 #
 #   capi/install.sh [--debug] [--no-build]
 #
 #   PREFIX      default /usr/local
 #   LIBDIR      default $PREFIX/lib
 #   INCLUDEDIR  default $PREFIX/include
+#   MANDIR      default $PREFIX/share/man
+#   WITH_MAN    auto (default: when scdoc is installed), yes or no: build and install
+#               libextmerge(3) from man/libextmerge.3.scd
 #   DESTDIR     staging directory prepended to every installed path (packaging, tests)
 #   CC          C compiler driver used to link the shared library (default cc)
 #
@@ -37,10 +40,16 @@ done
 PREFIX=${PREFIX:-/usr/local}
 LIBDIR=${LIBDIR:-$PREFIX/lib}
 INCLUDEDIR=${INCLUDEDIR:-$PREFIX/include}
+MANDIR=${MANDIR:-$PREFIX/share/man}
+WITH_MAN=${WITH_MAN:-auto}
 DESTDIR=${DESTDIR:-}
 CC=${CC:-cc}
-# From `cargo rustc -p extmerge-capi --crate-type staticlib -- --print native-static-libs`.
-NATIVE_LIBS="-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc"
+# From `cargo rustc -p extmerge-capi --crate-type staticlib -- --print native-static-libs`,
+# without its -lgcc_s: the unwinder comes with the compiler driver (gcc and clang add
+# libgcc_s "as needed" to a dynamic link, libgcc_eh to a -static one), and as a library
+# of its own -lgcc_s would break `cc -static $(pkg-config --static --libs extmerge)`:
+# there is no libgcc_s.a.
+NATIVE_LIBS="-lutil -lrt -lpthread -lm -ldl -lc"
 
 if [ "$build" = 1 ]; then
     if [ "$profile" = release ]; then
@@ -81,4 +90,15 @@ install -m 0755 "$work/libextmerge.so.0" "$DESTDIR$LIBDIR/libextmerge.so.0"
 ln -sfn libextmerge.so.0 "$DESTDIR$LIBDIR/libextmerge.so"
 install -m 0644 include/extmerge.h "$DESTDIR$INCLUDEDIR/extmerge.h"
 install -m 0644 "$work/extmerge.pc" "$DESTDIR$LIBDIR/pkgconfig/extmerge.pc"
+if [ "$WITH_MAN" != no ]; then
+    if command -v scdoc >/dev/null; then
+        sh man/build.sh "$work/man" >/dev/null
+        install -Dm644 "$work/man/libextmerge.3" "$DESTDIR$MANDIR/man3/libextmerge.3"
+    elif [ "$WITH_MAN" = yes ]; then
+        echo "install.sh: WITH_MAN=yes but scdoc is not installed" >&2
+        exit 1
+    else
+        echo "install.sh: scdoc not installed: man page libextmerge(3) not installed" >&2
+    fi
+fi
 echo "installed libextmerge $version ($profile) into ${DESTDIR}$PREFIX"

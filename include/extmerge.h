@@ -74,6 +74,12 @@
 #define EXTMERGE_VERDICT_SKIP 1
 
 /**
+ * The extension cannot be used: a disk image that is broken or that the image policy
+ * refuses; extmerge_entry_get_reason() has the error. extmerge_merge() fails on it.
+ */
+#define EXTMERGE_VERDICT_UNUSABLE 2
+
+/**
  * A directory tree.
  */
 #define EXTMERGE_KIND_DIRECTORY 1
@@ -167,8 +173,9 @@ int extmerge_context_new(struct extmerge_context **ret);
 void extmerge_context_free(struct extmerge_context *ctx);
 
 /**
- * Returns the message of the last failed call on ctx: what failed, naming the file
- * and the reason ("/x: cannot open root: No such file or directory (os error 2)").
+ * Returns the message of the last failed call on ctx: what failed, naming the file,
+ * and the reason in strerror(3)'s words ("/x: cannot open root: No such file or
+ * directory").
  *
  * The string is owned by ctx and valid until the next call on ctx that takes a
  * non-const context (each one clears it first) or extmerge_context_free().
@@ -413,10 +420,18 @@ const char *extmerge_class_to_string(int class_);
 /**
  * Discovers the extensions of the context's class(es) in its root and judges each
  * one against the root's os-release as a merge with the same context would (with
- * extmerge_context_set_force() every one matches). Entries come per class (confext
- * first for EXTMERGE_CLASS_BOTH), by name within a class. Directory entries that are
- * not extensions at all (bad names, wrong file types, shadowed) are not listed; they
- * are logged at LOG_INFO.
+ * extmerge_context_set_force() every one matches), with the verdicts of `extmerge
+ * plan`. Entries come per class (confext first for EXTMERGE_CLASS_BOTH), by name
+ * within a class. Directory entries that are not extensions at all (bad names, wrong
+ * file types, shadowed) are not listed; they are logged at LOG_INFO.
+ *
+ * Disk images (EXTMERGE_KIND_RAW, EXTMERGE_KIND_BLOCK) are judged by their
+ * extension-release only when the caller's effective user is root: they are then
+ * opened as a merge opens them (loop device, dm-verity, the context's image policy),
+ * mounted in a staging area below /run/extmerge and released again before the call
+ * returns. A broken or refused image is an entry with EXTMERGE_VERDICT_UNUSABLE and
+ * the error as its reason. Otherwise disk images are EXTMERGE_VERDICT_SKIP, with a
+ * reason saying they are read when mounted.
  *
  * On success *ret is set to a new list, owned by the caller and released with
  * extmerge_list_free(); it does not refer to ctx and may outlive it. On failure *ret
@@ -481,7 +496,8 @@ const char *extmerge_entry_get_path(const struct extmerge_entry *e);
 int extmerge_entry_get_kind(const struct extmerge_entry *e);
 
 /**
- * Returns EXTMERGE_VERDICT_MATCH or EXTMERGE_VERDICT_SKIP, or -EINVAL for a NULL entry.
+ * Returns EXTMERGE_VERDICT_MATCH, EXTMERGE_VERDICT_SKIP or EXTMERGE_VERDICT_UNUSABLE, or
+ * -EINVAL for a NULL entry.
  *
  * Reads only: may run concurrently with other getters, not with freeing the list.
  */
@@ -489,7 +505,8 @@ int extmerge_entry_get_verdict(const struct extmerge_entry *e);
 
 /**
  * Returns why the extension is skipped, for people ("ID=fedora does not match host
- * ID=debian"); NULL when it matches (or for a NULL entry). Owned by the list.
+ * ID=debian"), or why it is unusable (the image's path and the error); NULL when it
+ * matches (or for a NULL entry). Owned by the list.
  *
  * Reads only: may run concurrently with other getters, not with freeing the list.
  */

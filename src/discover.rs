@@ -16,6 +16,7 @@ use rustix::fs::{AtFlags, Dir, FileType, OFlags, Stat};
 use crate::arch;
 use crate::class::Class;
 use crate::fsutil::{file_type_name, Root};
+use crate::log::{errno_text, os_text};
 use crate::vpick::{self, Picked};
 
 /// What an extension is on disk.
@@ -80,7 +81,7 @@ pub struct Discovery {
 
 /// Errors that abort discovery (systemd: "Failed to discover images").
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
+#[error("{}: {}", .path.display(), crate::log::os_text(.source))]
 pub struct DiscoverError {
     /// The search directory (host path).
     pub path: PathBuf,
@@ -275,8 +276,8 @@ fn pick_in(
 ) -> Result<(Picked, ImageKind, Stat), String> {
     let fd = root
         .open_at(path, OFlags::RDONLY | OFlags::DIRECTORY)
-        .map_err(|e| e.to_string())?;
-    let names = list_dir(fd).map_err(|e| e.to_string())?;
+        .map_err(|e| os_text(&e))?;
+    let names = list_dir(fd).map_err(|e| os_text(&e))?;
     // vpick patterns are UTF-8 text; a non-UTF-8 entry can never match.
     let candidates = names.iter().filter_map(|n| n.to_str());
     let native = arch::native();
@@ -311,10 +312,10 @@ fn resolve(root: &Root, path: &Path) -> Result<(FileType, Stat), String> {
         if e.raw_os_error() == Some(libc::ENOENT) {
             "dangling symlink".to_string()
         } else {
-            e.to_string()
+            os_text(&e)
         }
     })?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| io::Error::from(e).to_string())?;
+    let st = rustix::fs::fstat(&fd).map_err(errno_text)?;
     Ok((FileType::from_raw_mode(st.st_mode), st))
 }
 
@@ -378,7 +379,7 @@ mod tests {
 
     const SYS: Class = Class::Sysext;
     const CONF: Class = Class::Confext;
-    const ELOOP_TEXT: &str = "Too many levels of symbolic links (os error 40)";
+    const ELOOP_TEXT: &str = "Too many levels of symbolic links";
 
     const CASES: &[Case] = &[
         Case {

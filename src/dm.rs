@@ -33,7 +33,8 @@ use rustix::fs::{AtFlags, Dev, FileType, Mode, OFlags, CWD};
 use rustix::io::{retry_on_intr, Errno};
 use rustix::ioctl::{ioctl, opcode, Ioctl, IoctlOutput, Opcode};
 
-use crate::loopdev::{os_text, read_devnum};
+use crate::log::os_text;
+use crate::loopdev::read_devnum;
 
 /// `DM_NAME_LEN`: device names are at most 127 bytes plus NUL.
 pub const DM_NAME_LEN: usize = 128;
@@ -1286,7 +1287,7 @@ mod tests {
     #[test]
     fn error_format() {
         // The errno text comes from strerror, whose shim under miri words it differently.
-        let inval = crate::loopdev::os_text(&std::io::Error::from(Errno::INVAL));
+        let inval = crate::log::os_text(&std::io::Error::from(Errno::INVAL));
         assert!(inval.starts_with("Invalid argument"), "{inval}");
         let mut e = DmError::new("DM_TABLE_LOAD", "foo", Errno::INVAL);
         assert_eq!(e.to_string(), format!("DM_TABLE_LOAD foo: {inval}"));

@@ -14,9 +14,13 @@ use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 
-/// Largest env-style file (os-release, extension-release, metadata) we read.
-/// systemd reads these whole; 4 MiB is far beyond any real one and bounds memory.
-pub const MAX_TEXT_FILE: u64 = 4 << 20;
+/// Largest env-style file (os-release, extension-release, metadata) we read: systemd's
+/// `READ_FULL_BYTES_MAX` (64 MiB − 1, `src/basic/fileio.c`), the limit of the
+/// `read_full_stream()` that its `parse_env_file_internal()` (`src/basic/env-file.c`)
+/// reads these files with, so a file systemd accepts is not refused here. A larger file
+/// is refused by its `fstat` size before anything is read; one within the limit is read
+/// into a single buffer of its size (see [`read_fd_bounded`]).
+pub const MAX_TEXT_FILE: u64 = (64 << 20) - 1;
 
 /// An opened root directory; paths below it are resolved with `RESOLVE_IN_ROOT`.
 #[derive(Debug)]
@@ -170,7 +174,7 @@ impl ReadError {
 impl fmt::Display for ReadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::Io(e) => f.write_str(&crate::log::os_text(e)),
             ReadError::NotRegular(t) => write!(f, "not a regular file ({t})"),
             ReadError::TooLarge { size, limit } => {
                 write!(f, "file too large ({size} bytes, limit {limit})")

@@ -79,6 +79,19 @@ impl HostDir {
     }
 }
 
+/// Refuses hierarchies that are the same directory once symlinks inside the root are
+/// resolved (`/usr2` a symlink to `usr`): two overlays would stack on one mount point.
+/// One inside another through a symlink (`/opt` → `usr/opt`) is left alone, as systemd
+/// merges it (the inner overlay goes on top of the outer one's tree); as given, nesting
+/// is refused by [`crate::options::check_overlap`]. `source` names the list; hierarchies
+/// that do not exist are left out. Called before anything is mounted.
+pub fn check_resolved_overlap(root: &Root, source: &str, list: &[String]) -> Result<(), String> {
+    crate::options::check_overlap_by(list, source, false, |h| {
+        let fd = root.open_at(h, OFlags::PATH | OFlags::DIRECTORY).ok()?;
+        crate::plan::resolved_in_root(root, &fd).map(|p| p.to_string_lossy().into_owned())
+    })
+}
+
 /// The mount ID of the mount `fd` is on (`statx` `STATX_MNT_ID`, Linux 5.8+).
 pub fn mount_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
     use rustix::fs::{statx, AtFlags, StatxFlags};

@@ -3,6 +3,7 @@
 //! messages without global state. Callers of [`enabled`] skip formatting below the level.
 
 use std::cell::RefCell;
+use std::io;
 use std::rc::Rc;
 
 /// syslog priorities.
@@ -99,10 +100,62 @@ pub fn warn(msg: &str) {
     log(Level::Warning, msg)
 }
 
+/// The text of an I/O error for a message: for an OS error its `strerror` words, once,
+/// without the " (os error N)" that std's `Display` appends ("No such file or
+/// directory"); any other error's own text. Every message that shows an
+/// [`io::Error`] or an errno goes through this (or [`errno_text`]).
+pub fn os_text(e: &io::Error) -> String {
+    strip_os_error(&e.to_string())
+}
+
+/// [`os_text`] of a raw errno (`rustix::io::Errno`, whose `Display` is std's).
+pub fn errno_text(e: rustix::io::Errno) -> String {
+    os_text(&e.into())
+}
+
+/// `s` without any " (os error N)": also where an error wraps another one whose text
+/// has it.
+fn strip_os_error(s: &str) -> String {
+    const MARK: &str = " (os error ";
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(MARK) {
+        let after = &rest[i + MARK.len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && after[digits..].starts_with(')') {
+            out.push_str(&rest[..i]);
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(&rest[..i + MARK.len()]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::cell::RefCell;
+
+    #[test]
+    fn os_text_has_no_os_error_suffix() {
+        let enoent = io::Error::from_raw_os_error(libc::ENOENT);
+        let words = os_text(&enoent);
+        assert!(!words.is_empty() && !words.contains("(os error"), "{words}");
+        assert_eq!(enoent.to_string(), format!("{words} (os error 2)"));
+        assert_eq!(errno_text(rustix::io::Errno::NOENT), words);
+        // A custom error keeps its text; one wrapping an OS error loses the suffix.
+        let custom = io::Error::new(io::ErrorKind::NotFound, "layer not opened");
+        assert_eq!(os_text(&custom), "layer not opened");
+        let wrapped = io::Error::other(enoent);
+        assert_eq!(os_text(&wrapped), words);
+        assert_eq!(
+            strip_os_error("a (os error x) b (os error 12)"),
+            "a (os error x) b"
+        );
+    }
 
     #[test]
     fn scoped_sink_and_level() {

@@ -25,6 +25,7 @@
 
 #![allow(unsafe_code)]
 
+use crate::log::os_text;
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -205,15 +206,6 @@ impl LoopError {
     /// errno for the C ABI.
     pub fn errno(&self) -> i32 {
         self.source.raw_os_error().unwrap_or(libc::EIO)
-    }
-}
-
-/// `strerror` text of an OS error, without std's " (os error N)" suffix.
-pub(crate) fn os_text(e: &io::Error) -> String {
-    let s = e.to_string();
-    match (e.raw_os_error(), s.rfind(" (os error ")) {
-        (Some(_), Some(i)) if s.ends_with(')') => s[..i].to_string(),
-        _ => s,
     }
 }
 

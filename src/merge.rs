@@ -46,11 +46,12 @@ pub enum MergeError {
     /// Reading merge state failed.
     #[error(transparent)]
     State(#[from] StateError),
-    /// The hierarchy is already merged (`merge` never stacks; use `refresh`).
-    #[error("{0}: hierarchy is already merged (use refresh or unmerge)")]
+    /// The hierarchy is already merged (`merge` never stacks; refresh or unmerge first).
+    /// Front-ends add how to do that in their own terms: the library names no CLI verb.
+    #[error("{}: hierarchy is already merged", .0.display())]
     AlreadyMerged(PathBuf),
     /// A file operation failed.
-    #[error("{path}: {source}")]
+    #[error("{}: {}", .path.display(), crate::log::os_text(.source))]
     Io {
         /// Host path.
         path: PathBuf,
@@ -60,6 +61,12 @@ pub enum MergeError {
     /// A fault injected by a test.
     #[error("injected fault at step {0} ({1})")]
     Injected(usize, String),
+    /// The runtime directory (`/run/extmerge`) or its lock file is not safe to use.
+    #[error(transparent)]
+    RuntimeDir(#[from] crate::staging::RuntimeDirError),
+    /// The caller lacks `CAP_SYS_ADMIN`: nothing can be mounted (systemd's words).
+    #[error("Need to be privileged.")]
+    NotPrivileged,
 }
 
 impl MergeError {
@@ -72,6 +79,8 @@ impl MergeError {
             MergeError::AlreadyMerged(_) => libc::EBUSY,
             MergeError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
             MergeError::Injected(..) => libc::EIO,
+            MergeError::NotPrivileged => libc::EPERM,
+            MergeError::RuntimeDir(e) => e.errno,
         }
     }
 }
@@ -137,10 +146,26 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// What happened, in systemd-sysext's words, one line each.
+    /// What happened, in systemd-sysext's words, one line each. Unmerges are not
+    /// repeated here: each one is logged as it happens ("Unmerged '/usr'.").
+    ///
+    /// The library names no front-end's options: [`Outcome::describe_with`] adds how
+    /// the caller's front-end asks for a refresh when nothing changed.
     pub fn describe(&self, class: Class, root: &Path) -> Vec<String> {
+        self.describe_with(class, root, None)
+    }
+
+    /// [`Outcome::describe`], saying how to refresh even when nothing changed in the
+    /// front-end's own terms (`always_refresh`: the CLI's `--always-refresh=yes`, the C
+    /// API's flag), as systemd-sysext does with its option.
+    pub fn describe_with(
+        &self,
+        class: Class,
+        root: &Path,
+        always_refresh: Option<&str>,
+    ) -> Vec<String> {
         if self.extensions.is_empty() {
-            let mut v = vec![if self.ignored > 0 {
+            return vec![if self.ignored > 0 {
                 format!(
                     "No suitable {class} extensions found ({} ignored due to incompatible image(s)).",
                     self.ignored
@@ -148,18 +173,13 @@ impl Outcome {
             } else {
                 format!("No {class} extensions found.")
             }];
-            v.extend(self.unmerged.iter().map(|h| {
-                format!(
-                    "Unmerged '{}'.",
-                    fsutil::join_in_root(root, Path::new(h)).display()
-                )
-            }));
-            return v;
         }
         if self.unchanged {
-            return vec![format!(
-                "Skipping {class} refresh because no change was found, use --always-refresh=yes to always do a refresh."
-            )];
+            let skipping = format!("Skipping {class} refresh because no change was found");
+            return vec![match always_refresh {
+                Some(how) => format!("{skipping}, use {how} to always do a refresh."),
+                None => format!("{skipping}."),
+            }];
         }
         let mut v = vec![format!(
             "Using extensions '{}'.",
@@ -707,7 +727,11 @@ fn execute_in(
     // The replaced merges are gone: their work dirs too, as unmerge would do.
     for w in old_work_dirs {
         if let Err(e) = remove_tree_in_root(root, Path::new(&w)) {
-            crate::log::warn(&format!("{}: {e}", root.display_path(&w).display()));
+            crate::log::warn(&format!(
+                "{}: {}",
+                root.display_path(&w).display(),
+                crate::log::os_text(&e)
+            ));
         }
     }
     Ok(built.into_iter().map(|(b, _)| b.hierarchy).collect())
@@ -723,38 +747,48 @@ pub fn open_root(opts: &Options) -> Result<Root, MergeError> {
     })
 }
 
+/// Fails with [`MergeError::NotPrivileged`] unless the calling thread has `CAP_SYS_ADMIN`
+/// in its effective set, as systemd-sysext checks before merge, unmerge and refresh:
+/// without it nothing can be mounted, and the first failure would otherwise name
+/// whatever file could not be created (`/run/extmerge/lock`). When the capabilities
+/// cannot be read, the merge goes on and fails where it fails.
+pub fn require_privileges() -> Result<(), MergeError> {
+    use rustix::thread::{capabilities, CapabilitySet};
+    match capabilities(None) {
+        Ok(c) if !c.effective.contains(CapabilitySet::SYS_ADMIN) => Err(MergeError::NotPrivileged),
+        _ => Ok(()),
+    }
+}
+
 /// Serialises merges, unmerges and refreshes of all extmerge processes on this system
 /// (systemd has no lock; two runs at once could interleave their mounts). Blocks until
 /// the lock is free; released when the returned fd is closed (also on a crash).
+///
+/// The workspace and the lock file are opened without following symlinks and must be
+/// root's alone ([`crate::staging::open_workspace`]): nothing is created through a
+/// planted link.
 pub fn lock() -> Result<OwnedFd, MergeError> {
-    let ws = Path::new(WORKSPACE);
-    match rustix::fs::mkdir(ws, Mode::from_raw_mode(0o700)) {
-        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-        Err(e) => return Err(io_at(ws)(e.into())),
-    }
-    let path = ws.join("lock");
-    let fd = rustix::fs::open(
-        &path,
-        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .map_err(|e| io_at(&path)(e.into()))?;
+    let ws = crate::staging::open_workspace()?;
+    let fd = crate::staging::open_workspace_file(ws.as_fd(), "lock")?;
+    let path = Path::new(WORKSPACE).join("lock");
     rustix::io::retry_on_intr(|| rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive))
         .map_err(|e| io_at(&path)(e.into()))?;
-    clean_stale_staging(ws);
+    clean_stale_staging(ws.as_fd());
     Ok(fd)
 }
 
 /// Removes staging mounts and directories left by runs that died (kill -9, power
 /// loss in the initrd does not matter: /run is new): entries are named
 /// `<class>[-images].<pid>.<n>`; those whose pid no longer runs are detached and removed.
-fn clean_stale_staging(ws: &Path) {
-    let Ok(entries) = std::fs::read_dir(ws) else {
+fn clean_stale_staging(ws_fd: BorrowedFd<'_>) {
+    let ws = Path::new(WORKSPACE);
+    let Ok(entries) = rustix::fs::Dir::read_from(ws_fd) else {
         return;
     };
     for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
+        let Ok(name) = e.file_name().to_str() else {
+            continue;
+        };
         let Some(pid) = name.split('.').nth(1).and_then(|p| p.parse::<i32>().ok()) else {
             continue;
         };
@@ -765,13 +799,19 @@ fn clean_stale_staging(ws: &Path) {
             continue;
         }
         let path = ws.join(name);
-        let _ = rustix::mount::unmount(&path, rustix::mount::UnmountFlags::DETACH);
-        match std::fs::remove_dir(&path) {
+        // By the workspace fd, never following a symlink.
+        let _ = rustix::mount::unmount(
+            format!("{}/{name}", fd_path(ws_fd)).as_str(),
+            rustix::mount::UnmountFlags::DETACH | rustix::mount::UnmountFlags::NOFOLLOW,
+        );
+        match rustix::fs::unlinkat(ws_fd, name, rustix::fs::AtFlags::REMOVEDIR)
+            .map_err(io::Error::from)
+        {
             Ok(()) => crate::log::info(&format!(
                 "Removed staging area {} of a run that died (pid {pid}).",
                 path.display()
             )),
-            Err(e) => crate::log::warn(&format!("{}: {e}", path.display())),
+            Err(e) => crate::log::warn(&format!("{}: {}", path.display(), crate::log::os_text(&e))),
         }
     }
 }
@@ -788,6 +828,18 @@ pub fn default_opener(opts: &Options, class: Class) -> Box<dyn Opener> {
     ))
 }
 
+/// The opener of `plan`, `--dry-run` and the C library's listing, so they give the same
+/// verdicts: as root the one a merge uses (disk images are mounted to read their
+/// extension-release, and released again with the opener), else directories only
+/// (disk images get a verdict saying they are read when mounted).
+pub fn plan_opener(opts: &Options, class: Class) -> Box<dyn Opener> {
+    if rustix::process::geteuid().is_root() {
+        default_opener(opts, class)
+    } else {
+        Box::new(plan::DirOpener)
+    }
+}
+
 /// `merge`: fails with [`MergeError::AlreadyMerged`] if a hierarchy is merged already.
 pub fn merge(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
     merge_with(opts, class, default_opener(opts, class).as_mut())
@@ -799,10 +851,13 @@ pub fn merge_with(
     class: Class,
     opener: &mut dyn Opener,
 ) -> Result<Outcome, MergeError> {
+    require_privileges()?;
     let _lock = lock()?;
     let root = open_root(opts)?;
     let hierarchies = opts
         .hierarchies_for(class)
+        .map_err(PlanError::Hierarchies)?;
+    crate::hierarchy::check_resolved_overlap(&root, opts.hierarchies_source(class), &hierarchies)
         .map_err(PlanError::Hierarchies)?;
     for h in &hierarchies {
         if find_merged(&root, class, h)?.is_some() {
@@ -863,17 +918,20 @@ pub fn refresh_with(
     class: Class,
     opener: &mut dyn Opener,
 ) -> Result<Outcome, MergeError> {
+    require_privileges()?;
     let _lock = lock()?;
     let root = open_root(opts)?;
+    let hierarchies = opts
+        .hierarchies_for(class)
+        .map_err(PlanError::Hierarchies)?;
+    crate::hierarchy::check_resolved_overlap(&root, opts.hierarchies_source(class), &hierarchies)
+        .map_err(PlanError::Hierarchies)?;
     let (plan, roots) = plan::plan_with(&root, opts, class, opener)?;
     let mut out = outcome_of(&plan);
     if plan.extensions.is_empty() {
         out.unmerged = unmerge_in(opts, &root, class)?;
         return Ok(out);
     }
-    let hierarchies = opts
-        .hierarchies_for(class)
-        .map_err(PlanError::Hierarchies)?;
     for h in &hierarchies {
         let stacked = matches!(HostDir::open(&root, class, h), Ok(HostDir::StackedOnMount));
         if stacked {
@@ -930,6 +988,7 @@ pub fn refresh_with(
 
 /// `unmerge`: removes every merge of the class (stacked ones too) from its hierarchies.
 pub fn unmerge(opts: &Options, class: Class) -> Result<Vec<String>, MergeError> {
+    require_privileges()?;
     let _lock = lock()?;
     let root = open_root(opts)?;
     unmerge_in(opts, &root, class)
@@ -956,15 +1015,20 @@ fn unmerge_in(opts: &Options, root: &Root, class: Class) -> Result<Vec<String>, 
     Ok(done)
 }
 
-/// Removes all of our merges from `h`; true if there was one.
+/// Removes all of our merges from `h`, as systemd does: until the top mount is not
+/// ours. An overlay below one just removed whose metadata names the removed one is a
+/// leftover of the same stacking and goes too ([`metadata::find_merged_with`]); true if
+/// there was one.
 fn unmerge_hierarchy(root: &Root, class: Class, h: &str) -> Result<bool, MergeError> {
-    let mut any = false;
+    let (mut removed, mut any) = (Vec::new(), false);
     // Each round removes one layer of stacking; bounded so a broken state cannot loop.
     for _ in 0..64 {
-        let Some(m) = find_merged(root, class, h)? else {
+        let Some(m) = metadata::find_merged_with(root, class, h, &removed)? else {
             break;
         };
+        let dev = rustix::fs::fstat(&m.fd).map(|st| st.st_dev).ok();
         mount::detach(m.fd.as_fd(), &root.display_path(h).display().to_string())?;
+        removed.extend(dev);
         if let Some(w) = &m.work_dir {
             remove_tree_in_root(root, Path::new(w)).map_err(io_at(root.display_path(w)))?;
         }
@@ -1055,7 +1119,10 @@ fn maybe_reload(opts: &Options, root: &Root, class: Class, names: &[String]) {
         crate::log::info("Reloading the service manager (EXTENSION_RELOAD_MANAGER=1).");
         if let Some(pid1) = rustix::process::Pid::from_raw(1) {
             if let Err(e) = rustix::process::kill_process(pid1, rustix::process::Signal::HUP) {
-                crate::log::warn(&format!("failed to reload the service manager: {e}"));
+                crate::log::warn(&format!(
+                    "failed to reload the service manager: {}",
+                    crate::log::errno_text(e)
+                ));
             }
         }
     }
@@ -1106,6 +1173,32 @@ mod tests {
         assert!(!reload_wanted(&cands, &names(&[])));
     }
 
+    /// The library's own words name no front-end's options or verbs; the front-end's
+    /// hint goes where systemd-sysext names its option.
+    #[test]
+    fn library_messages_name_no_cli_options() {
+        let root = Path::new("/");
+        let o = Outcome {
+            extensions: vec!["a".into()],
+            unchanged: true,
+            ..Outcome::default()
+        };
+        let lines = o.describe(Class::Sysext, root);
+        assert_eq!(
+            lines,
+            ["Skipping sysext refresh because no change was found."]
+        );
+        assert_eq!(
+            o.describe_with(Class::Confext, root, Some("--always-refresh=yes")),
+            ["Skipping confext refresh because no change was found, use --always-refresh=yes to always do a refresh."]
+        );
+        let e = MergeError::AlreadyMerged(PathBuf::from("/sysroot/usr"));
+        assert_eq!(e.to_string(), "/sysroot/usr: hierarchy is already merged");
+        for m in lines.iter().chain([&e.to_string()]) {
+            assert!(!m.contains("--") && !m.contains(" use "), "{m}");
+        }
+    }
+
     #[test]
     fn outcome_lines_match_systemd_wording() {
         let root = Path::new("/sysroot");
@@ -1116,6 +1209,15 @@ mod tests {
         assert_eq!(
             o.describe(Class::Sysext, root),
             ["No suitable sysext extensions found (2 ignored due to incompatible image(s))."]
+        );
+        // A refresh to zero extensions: its unmerges were logged when they happened.
+        let o = Outcome {
+            unmerged: vec!["/usr".into(), "/opt".into()],
+            ..Outcome::default()
+        };
+        assert_eq!(
+            o.describe(Class::Sysext, root),
+            ["No sysext extensions found."]
         );
         let o = Outcome {
             extensions: vec!["a".into(), "b".into()],

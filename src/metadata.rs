@@ -10,6 +10,7 @@ use rustix::fs::{OFlags, ResolveFlags};
 
 use crate::class::Class;
 use crate::fsutil::{self, Root};
+use crate::log::{errno_text, os_text};
 use crate::mount;
 
 /// Our own file in the metadata dir: what was merged, to skip a refresh that would
@@ -125,6 +126,24 @@ pub struct StateError {
 /// systemd's `is_our_mount_point`: `h` is a mount point whose `<dot dir>/dev` names its
 /// own device. Returns the open hierarchy and its metadata if so.
 pub fn find_merged(root: &Root, class: Class, h: &str) -> Result<Option<Merged>, StateError> {
+    find_merged_with(root, class, h, &[])
+}
+
+/// `statfs` `f_type` of overlayfs.
+const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+
+/// [`find_merged`], also taking as ours an overlay whose `<dot dir>/dev` names one of
+/// `removed`: the devices of overlays of ours that were just detached from `h`. That is
+/// the trace of two of our overlays stacked on one hierarchy that shared one metadata
+/// layer (a hierarchy listed twice, before such lists were refused): the lower one's
+/// `dev` names the upper one, so by `dev` alone it would never look like ours again
+/// and stay mounted forever.
+pub fn find_merged_with(
+    root: &Root,
+    class: Class,
+    h: &str,
+    removed: &[u64],
+) -> Result<Option<Merged>, StateError> {
     let err = |reason: String, errno: i32| StateError {
         path: root.display_path(h),
         reason,
@@ -133,10 +152,10 @@ pub fn find_merged(root: &Root, class: Class, h: &str) -> Result<Option<Merged>,
     let fd = match root.open_at(h, OFlags::PATH | OFlags::DIRECTORY) {
         Ok(fd) => fd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(err(e.to_string(), e.raw_os_error().unwrap_or(libc::EIO))),
+        Err(e) => return Err(err(os_text(&e), e.raw_os_error().unwrap_or(libc::EIO))),
     };
     if !mount::is_mount_root(fd.as_fd())
-        .map_err(|e| err(e.to_string(), e.raw_os_error().unwrap_or(libc::EIO)))?
+        .map_err(|e| err(os_text(&e), e.raw_os_error().unwrap_or(libc::EIO)))?
     {
         return Ok(None);
     }
@@ -156,9 +175,15 @@ pub fn find_merged(root: &Root, class: Class, h: &str) -> Result<Option<Merged>,
             libc::EINVAL,
         )
     })?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| err(e.to_string(), e.raw_os_error()))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| err(errno_text(e), e.raw_os_error()))?;
     if st.st_dev != dev {
-        return Ok(None);
+        // `f_type`'s integer type differs between architectures.
+        #[allow(clippy::unnecessary_cast)]
+        let stale = removed.contains(&dev)
+            && rustix::fs::fstatfs(&fd).is_ok_and(|s| s.f_type as i64 == OVERLAYFS_SUPER_MAGIC);
+        if !stale {
+            return Ok(None);
+        }
     }
     let extensions = rd(class.list_file())?
         .unwrap_or_default()

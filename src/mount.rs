@@ -17,7 +17,7 @@ use rustix::mount::{
 
 /// A failed mount step: which call, on what, and the kernel's own words if it gave any.
 #[derive(Debug, thiserror::Error)]
-#[error("{op} {what}: {source}{}", fmt_messages(.messages))]
+#[error("{op} {what}: {}{}", crate::log::os_text(.source), fmt_messages(.messages))]
 pub struct MountError {
     /// The syscall or step (`fsconfig lowerdir+`, `move_mount`…).
     pub op: &'static str,

@@ -111,6 +111,11 @@ impl Default for Options {
 impl Options {
     /// Hierarchies for `class`: explicit ones, else the environment's, else the default.
     /// The environment variable is a colon-separated list of absolute paths.
+    ///
+    /// Two entries that name the same directory after normalisation (`/usr`, `/usr/`,
+    /// `/usr//`) or one inside the other (`/usr`, `/usr/lib`) are refused, naming the
+    /// list and both entries: each would get an overlay of its own, stacked on or
+    /// hidden by the other's, and unmerge could not tell them apart.
     pub fn hierarchies_for(&self, class: Class) -> Result<Vec<String>, String> {
         let list = match &self.hierarchies {
             Some(h) => h.clone(),
@@ -127,6 +132,7 @@ impl Options {
                     .collect(),
             },
         };
+        check_overlap(&list, self.hierarchies_source(class))?;
         for h in &list {
             if !hierarchy_is_valid(h) {
                 return Err(format!(
@@ -138,6 +144,18 @@ impl Options {
     }
 }
 
+impl Options {
+    /// Where [`Options::hierarchies_for`] takes the list from, for messages: the
+    /// environment variable's name when that is used.
+    pub fn hierarchies_source(&self, class: Class) -> &'static str {
+        match &self.hierarchies {
+            Some(_) => "hierarchy list",
+            None if std::env::var_os(class.hierarchies_env()).is_some() => class.hierarchies_env(),
+            None => "default hierarchies",
+        }
+    }
+}
+
 /// A hierarchy must be absolute, normalized (no `.`, `..`, `//`, trailing `/`) and not `/`.
 pub fn hierarchy_is_valid(h: &str) -> bool {
     h.len() > 1
@@ -146,6 +164,76 @@ pub fn hierarchy_is_valid(h: &str) -> bool {
         && h[1..]
             .split('/')
             .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// The components of an absolute path with empty and `.` components dropped: `/usr`,
+/// `/usr/`, `/usr//` and `/./usr` are all `["usr"]`. `..` is kept as it is (such a
+/// hierarchy is refused as not normalized anyway).
+fn normalized_components(h: &str) -> Vec<&str> {
+    h.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect()
+}
+
+/// Refuses two absolute entries of `list` that are the same directory after
+/// normalisation, one inside the other, or two whose [`hierarchy_component`] is the
+/// same (`/a/b`, `/a.b`: one metadata dir in the staging area, one mutable dir);
+/// `source` names the list in the message (`SYSTEMD_SYSEXT_HIERARCHIES`).
+pub fn check_overlap(list: &[String], source: &str) -> Result<(), String> {
+    check_overlap_by(list, source, true, |h| {
+        h.starts_with('/').then(|| h.to_string())
+    })
+}
+
+/// [`check_overlap`] on what `resolve` makes of each entry (e.g. its path in the root
+/// with symlinks resolved; `None`: left out); `nested` also refuses one inside another.
+/// Where the resolution differs from the entry, the message says so.
+pub fn check_overlap_by(
+    list: &[String],
+    source: &str,
+    nested: bool,
+    resolve: impl Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    let resolved: Vec<(&String, String)> = list
+        .iter()
+        .filter_map(|h| resolve(h).map(|r| (h, r)))
+        .collect();
+    for (i, (a, ra)) in resolved.iter().enumerate() {
+        let ca = normalized_components(ra);
+        for (b, rb) in &resolved[i + 1..] {
+            let cb = normalized_components(rb);
+            let note = if ra != *a || rb != *b {
+                format!(" (in the root {a:?} is {ra:?} and {b:?} is {rb:?})")
+            } else {
+                String::new()
+            };
+            if ca == cb {
+                return Err(format!(
+                    "{source}: {a:?} and {b:?} are the same hierarchy: each may be listed only \
+                     once{note}"
+                ));
+            }
+            let (inner, outer) = match (cb.starts_with(&ca), ca.starts_with(&cb)) {
+                (true, _) if nested => (b, a),
+                (_, true) if nested => (a, b),
+                _ => {
+                    let (na, nb) = (ca.join("."), cb.join("."));
+                    if na == nb {
+                        return Err(format!(
+                            "{source}: {a:?} and {b:?} share the name {na:?} of their \
+                             metadata, mutable and work directories: only one may be \
+                             listed{note}"
+                        ));
+                    }
+                    continue;
+                }
+            };
+            return Err(format!(
+                "{source}: {inner:?} is inside {outer:?}: hierarchies must not be nested{note}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `/usr` → `usr`, `/foo/bar` → `foo.bar`: the single path component systemd uses in
@@ -197,5 +285,55 @@ mod tests {
             ..Options::default()
         };
         assert!(o.hierarchies_for(Class::Sysext).is_err());
+    }
+
+    #[test]
+    fn overlapping_hierarchies_are_refused() {
+        let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let e = "SYSTEMD_SYSEXT_HIERARCHIES";
+        for (list, err) in [
+            (
+                &["/usr", "/usr"][..],
+                r#""/usr" and "/usr" are the same hierarchy"#,
+            ),
+            (&["/usr", "/usr/"], r#""/usr" and "/usr/" are the same"#),
+            (
+                &["/opt", "/usr//", "/usr"],
+                r#""/usr//" and "/usr" are the"#,
+            ),
+            (&["/usr", "/./usr"], r#""/usr" and "/./usr" are the same"#),
+            (
+                &["/usr", "/usr/lib"],
+                r#""/usr/lib" is inside "/usr": hierarchies must not be nested"#,
+            ),
+            (
+                &["/usr/lib/", "/opt", "/usr"],
+                r#""/usr/lib/" is inside "/usr""#,
+            ),
+            (
+                &["/srv/a.b", "/srv/a/b"],
+                r#""/srv/a.b" and "/srv/a/b" share the name "srv.a.b""#,
+            ),
+        ] {
+            let got = check_overlap(&l(list), e).unwrap_err();
+            assert!(got.starts_with(&format!("{e}: ")), "{list:?}: {got}");
+            assert!(got.contains(err), "{list:?}: {got}");
+        }
+        for ok in [
+            &["/usr", "/opt"][..],
+            &["/usr", "/usrx", "/us"],
+            &["/srv/a", "/srv/ab", "/srv/b/a"],
+            &["/usr", "relative/usr"],
+        ] {
+            assert_eq!(check_overlap(&l(ok), e), Ok(()), "{ok:?}");
+        }
+        let o = Options {
+            hierarchies: Some(l(&["/etc", "/etc/ssh"])),
+            ..Options::default()
+        };
+        assert_eq!(
+            o.hierarchies_for(Class::Confext).unwrap_err(),
+            r#"hierarchy list: "/etc/ssh" is inside "/etc": hierarchies must not be nested"#
+        );
     }
 }

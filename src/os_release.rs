@@ -28,12 +28,20 @@ pub struct EnvWarning {
     pub reason: String,
 }
 
+/// At most this many warnings are kept per file: a file of 64 MiB of lines without `=`
+/// would otherwise keep tens of millions of them.
+pub const MAX_WARNINGS: usize = 100;
+
 /// A parsed env file: assignments in file order (a repeated key keeps its first position
 /// and its last value), plus warnings for dropped lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnvFile {
     pairs: Vec<(String, String)>,
-    /// Lines systemd would drop silently (no `=`), with line numbers.
+    /// Assignments left out ([`EnvFile::parse_keys`], [`EnvFile::retain_keys`]): the
+    /// file had assignments even if none is kept.
+    dropped: usize,
+    /// Lines systemd would drop silently (no `=`), with line numbers: the first
+    /// [`MAX_WARNINGS`].
     pub warnings: Vec<EnvWarning>,
 }
 
@@ -66,22 +74,49 @@ impl EnvFile {
     ///   (systemd's parser treats `\r` and `\n` alike, so CRLF ends the line at `\r` and
     ///   the `\n` is a blank line; only the numbering differs, not the result).
     pub fn parse(data: &[u8]) -> Result<EnvFile, EnvError> {
+        Self::parse_with(data, None)
+    }
+
+    /// [`EnvFile::parse`], keeping only the assignments whose key `keep` accepts. The
+    /// others are checked all the same (invalid UTF-8 in any of them fails the file, as
+    /// in systemd), but neither stored nor indexed: memory stays about the file's size
+    /// whatever it holds (64 MiB of distinct keys would otherwise take ~1 GiB).
+    pub fn parse_keys(data: &[u8], keep: impl Fn(&str) -> bool) -> Result<EnvFile, EnvError> {
+        Self::parse_with(data, Some(&keep))
+    }
+
+    fn parse_with(data: &[u8], keep: Option<&dyn Fn(&str) -> bool>) -> Result<EnvFile, EnvError> {
         let mut p = Parser::new();
-        for (i, &c) in data.iter().enumerate() {
-            if c == 0 {
-                return Err(EnvError {
-                    line: p.line,
-                    reason: ERR_NUL.into(),
-                });
+        p.keep = keep;
+        // Bytes up to the first NUL are parsed; errors found before it come first.
+        let end = memchr::memchr(0, data).unwrap_or(data.len());
+        let mut i = 0;
+        while i < end {
+            if p.state == State::Comment {
+                // Only `\` and line ends matter in a comment: skip to the next one
+                // (a comment can be as long as the file).
+                match memchr::memchr3(b'\\', b'\n', b'\r', &data[i..end]) {
+                    Some(k) => i += k,
+                    None => break,
+                }
             }
+            let c = data[i];
             p.step(data, i, c)?;
             if c == b'\n' || (c == b'\r' && data.get(i + 1) != Some(&b'\n')) {
                 p.line += 1;
             }
+            i += 1;
+        }
+        if end < data.len() {
+            return Err(EnvError {
+                line: p.line,
+                reason: ERR_NUL.into(),
+            });
         }
         p.finish(data)?;
         Ok(EnvFile {
             pairs: p.pairs,
+            dropped: p.dropped,
             warnings: p.warnings,
         })
     }
@@ -111,13 +146,15 @@ impl EnvFile {
     /// Keeps only the assignments whose key `keep` accepts (drops the rest, to hold
     /// on to little memory per extension).
     pub fn retain_keys(&mut self, keep: impl Fn(&str) -> bool) {
+        let before = self.pairs.len();
         self.pairs.retain(|(k, _)| keep(k));
+        self.dropped += before - self.pairs.len();
         self.pairs.shrink_to_fit();
     }
 
-    /// No assignments at all.
+    /// No assignments at all in the file (also none that were left out).
     pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
+        self.pairs.is_empty() && self.dropped == 0
     }
 }
 
@@ -145,14 +182,24 @@ fn shell_need_escape(c: u8) -> bool {
 /// contains no Unicode noncharacters (U+FDD0..U+FDEF, U+xFFFE, U+xFFFF), which systemd's
 /// `unichar_is_valid` refuses. On failure, the byte offset of the first bad character.
 fn systemd_utf8(bytes: Vec<u8>) -> Result<String, usize> {
-    let s = String::from_utf8(bytes).map_err(|e| e.utf8_error().valid_up_to())?;
+    systemd_utf8_check(&bytes)?;
+    String::from_utf8(bytes).map_err(|e| e.utf8_error().valid_up_to())
+}
+
+/// [`systemd_utf8`] without taking (or copying) the bytes: for comments, which can be
+/// as long as the file.
+fn systemd_utf8_check(bytes: &[u8]) -> Result<(), usize> {
+    let s = std::str::from_utf8(bytes).map_err(|e| e.valid_up_to())?;
+    if s.is_ascii() {
+        return Ok(()); // no noncharacter is ASCII; the common case, checked fast
+    }
     let bad = s.char_indices().find(|&(_, ch)| {
         let u = u32::from(ch);
         (0xFDD0..=0xFDEF).contains(&u) || (u & 0xFFFE) == 0xFFFE
     });
     match bad {
         Some((i, _)) => Err(i),
-        None => Ok(s),
+        None => Ok(()),
     }
 }
 
@@ -171,7 +218,11 @@ enum State {
     CommentEscape,
 }
 
-struct Parser {
+struct Parser<'k> {
+    /// Which keys to store (`None`: all).
+    keep: Option<&'k dyn Fn(&str) -> bool>,
+    /// Assignments not stored.
+    dropped: usize,
     state: State,
     /// Physical line of the byte being processed.
     line: usize,
@@ -193,9 +244,11 @@ struct Parser {
     warnings: Vec<EnvWarning>,
 }
 
-impl Parser {
-    fn new() -> Parser {
+impl<'k> Parser<'k> {
+    fn new() -> Parser<'k> {
         Parser {
+            keep: None,
+            dropped: 0,
             state: State::PreKey,
             line: 1,
             key: Vec::new(),
@@ -353,8 +406,15 @@ impl Parser {
         }
     }
 
+    /// Records a warning, up to [`MAX_WARNINGS`].
+    fn warn(&mut self, w: EnvWarning) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(w);
+        }
+    }
+
     fn drop_key(&mut self) {
-        self.warnings.push(EnvWarning {
+        self.warn(EnvWarning {
             line: self.key_line,
             reason: WARN_NO_EQUALS.into(),
         });
@@ -362,8 +422,8 @@ impl Parser {
     }
 
     fn end_comment(&mut self, data: &[u8], end: usize) {
-        if systemd_utf8(data[self.comment_start..end].to_vec()).is_err() {
-            self.warnings.push(EnvWarning {
+        if systemd_utf8_check(&data[self.comment_start..end]).is_err() {
+            self.warn(EnvWarning {
                 line: self.line,
                 reason: WARN_COMMENT_UTF8.into(),
             });
@@ -399,6 +459,10 @@ impl Parser {
                 reason: ERR_UTF8.into(),
             }
         })?;
+        if self.keep.is_some_and(|keep| !keep(&key)) {
+            self.dropped += 1;
+            return Ok(());
+        }
         match self.index.get(&key) {
             Some(&pos) => self.pairs[pos].1 = value,
             None => {
@@ -806,6 +870,40 @@ mod tests {
         let f = EnvFile::parse(&data).unwrap();
         assert_eq!(f.get("A").map(str::len), Some(n));
         assert_eq!(f.get("B"), Some("1"));
+    }
+
+    #[test]
+    fn parse_keys_keeps_only_those_but_checks_all() {
+        let data = b"A=1\nB=2\nC=3\nA=4\n";
+        let f = EnvFile::parse_keys(data, |k| k == "A" || k == "C").unwrap();
+        assert_eq!(
+            f.pairs(),
+            [("A".into(), "4".into()), ("C".into(), "3".into())]
+        );
+        assert_eq!(f.get("B"), None);
+        // Only left-out keys: still a file with assignments.
+        let f = EnvFile::parse_keys(b"B=2\n", |k| k == "A").unwrap();
+        assert!(f.pairs().is_empty() && !f.is_empty());
+        assert!(EnvFile::parse_keys(b"# c\n", |_| true).unwrap().is_empty());
+        // Invalid UTF-8 in a left-out value fails the file, with its line.
+        let e = EnvFile::parse_keys(b"A=1\nB=\xff\n", |k| k == "A").unwrap_err();
+        assert_eq!((e.line, e.reason.as_str()), (2, ERR_UTF8));
+        let mut f = EnvFile::parse(b"B=2\n").unwrap();
+        f.retain_keys(|k| k == "A");
+        assert!(!f.is_empty());
+    }
+
+    #[test]
+    fn warnings_are_capped() {
+        let mut data = b"# \xff\n".to_vec();
+        data.extend_from_slice(&b"x\n".repeat(1000));
+        data.extend_from_slice(b"ID=a\n");
+        let f = EnvFile::parse(&data).unwrap();
+        assert_eq!(f.warnings.len(), MAX_WARNINGS);
+        assert_eq!(f.warnings[0].reason, WARN_COMMENT_UTF8);
+        assert_eq!(f.warnings[1].line, 2);
+        assert_eq!(f.warnings[MAX_WARNINGS - 1].line, MAX_WARNINGS);
+        assert_eq!(f.get("ID"), Some("a"));
     }
 
     #[test]

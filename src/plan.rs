@@ -160,7 +160,7 @@ impl MergePlan {
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// The root could not be opened.
-    #[error("{path}: cannot open root: {source}")]
+    #[error("{}: cannot open root: {}", .path.display(), crate::log::os_text(.source))]
     Root {
         /// The root.
         path: PathBuf,
@@ -208,7 +208,7 @@ impl PlanError {
 fn io_err(root: &Root, rel: &Path, e: io::Error) -> PlanError {
     PlanError::Io {
         path: root.display_path(rel),
-        reason: e.to_string(),
+        reason: crate::log::os_text(&e),
         errno: e.raw_os_error().unwrap_or(libc::EIO),
     }
 }
@@ -245,7 +245,7 @@ pub trait Opener {
     /// Opens (or mounts) `image` and returns its root directory; `Ok(None)` when this
     /// opener does not open such images (listing without root: disk images); `Err`
     /// with the image's path and the reason when it is broken or refused — that fails
-    /// the whole merge, as in systemd.
+    /// the whole merge, as in systemd (`plan` records it as [`Verdict::Unusable`]).
     fn open(&mut self, root: &Root, image: &Image) -> Result<Option<OwnedFd>, String>;
 }
 
@@ -262,8 +262,9 @@ impl Opener for DirOpener {
             .map(Some)
             .map_err(|e| {
                 format!(
-                    "{}: cannot open: {e}",
-                    root.display_path(&image.path).display()
+                    "{}: cannot open: {}",
+                    root.display_path(&image.path).display(),
+                    crate::log::os_text(&e)
                 )
             })
     }
@@ -281,7 +282,19 @@ pub fn evaluate(
     Ok((c, s))
 }
 
+/// What evaluation does with an extension its [`Opener`] cannot use (a disk image that
+/// is broken or refused by the image policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnusable {
+    /// Stop with [`PlanError::Image`]: a merge is all or nothing, as in systemd.
+    Fail,
+    /// Give it [`Verdict::Unusable`] with the error and go on, so that every entry is
+    /// shown (`plan`, `--dry-run`, listing).
+    Record,
+}
+
 /// [`evaluate`] with an [`Opener`]; also returns the roots of the accepted extensions.
+/// The first unusable extension fails it ([`OnUnusable::Fail`]).
 pub fn evaluate_with(
     root: &Root,
     class: Class,
@@ -290,19 +303,52 @@ pub fn evaluate_with(
     force: bool,
     opener: &mut dyn Opener,
 ) -> Result<(Vec<Candidate>, Vec<Skipped>, ExtRoots), PlanError> {
+    evaluate_mode(root, class, host, initrd, force, opener, OnUnusable::Fail)
+}
+
+/// [`evaluate_with`] for showing: every discovered extension gets a verdict, a broken
+/// or refused disk image [`Verdict::Unusable`] ([`OnUnusable::Record`]). What the
+/// opener mounted is released with it.
+pub fn evaluate_all(
+    root: &Root,
+    class: Class,
+    host: &HostIdentity,
+    initrd: bool,
+    force: bool,
+    opener: &mut dyn Opener,
+) -> Result<(Vec<Candidate>, Vec<Skipped>), PlanError> {
+    let (c, s, _) = evaluate_mode(root, class, host, initrd, force, opener, OnUnusable::Record)?;
+    Ok((c, s))
+}
+
+fn evaluate_mode(
+    root: &Root,
+    class: Class,
+    host: &HostIdentity,
+    initrd: bool,
+    force: bool,
+    opener: &mut dyn Opener,
+    on_unusable: OnUnusable,
+) -> Result<(Vec<Candidate>, Vec<Skipped>, ExtRoots), PlanError> {
     let Discovery { images, skipped } = discover::discover(root, class, initrd)?;
     let mut roots = ExtRoots::default();
     let mut candidates = Vec::with_capacity(images.len());
     for image in images {
-        let (verdict, release) = match opener.open(root, &image).map_err(PlanError::Image)? {
-            None => (
+        let opened = match (opener.open(root, &image), on_unusable) {
+            (Ok(fd), _) => Ok(fd),
+            (Err(e), OnUnusable::Record) => Err(e),
+            (Err(e), OnUnusable::Fail) => return Err(PlanError::Image(e)),
+        };
+        let (verdict, release) = match opened {
+            Err(e) => (Verdict::Unusable(e), None),
+            Ok(None) => (
                 Verdict::Mismatch(format!(
                     "{} image: its extension-release is read when it is mounted (merge, as root)",
                     image.kind.as_str()
                 )),
                 None,
             ),
-            Some(fd) => {
+            Ok(Some(fd)) => {
                 let (v, mut r) = judge(fd.as_fd(), &image, class, host, force);
                 // Only what matching, reload and reports use is kept.
                 if let Some(r) = &mut r {
@@ -386,12 +432,36 @@ pub fn plan_in(root: &Root, opts: &Options, class: Class) -> Result<MergePlan, P
 }
 
 /// [`plan_in`] with an [`Opener`]; also returns the open roots of the accepted
-/// extensions for [`crate::merge::execute`].
+/// extensions for [`crate::merge::execute`]. A broken or refused disk image fails it
+/// with [`PlanError::Image`] (a merge is all or nothing).
 pub fn plan_with(
     root: &Root,
     opts: &Options,
     class: Class,
     opener: &mut dyn Opener,
+) -> Result<(MergePlan, ExtRoots), PlanError> {
+    plan_mode(root, opts, class, opener, OnUnusable::Fail)
+}
+
+/// The plan as `plan` and `--dry-run` show it: like [`plan_with`], but a broken or
+/// refused disk image is one candidate with [`Verdict::Unusable`] and the error, and
+/// every other extension is still evaluated. Errors are those of the plan itself (root,
+/// os-release, discovery, hierarchies).
+pub fn plan_all_with(
+    root: &Root,
+    opts: &Options,
+    class: Class,
+    opener: &mut dyn Opener,
+) -> Result<MergePlan, PlanError> {
+    plan_mode(root, opts, class, opener, OnUnusable::Record).map(|(p, _)| p)
+}
+
+fn plan_mode(
+    root: &Root,
+    opts: &Options,
+    class: Class,
+    opener: &mut dyn Opener,
+    on_unusable: OnUnusable,
 ) -> Result<(MergePlan, ExtRoots), PlanError> {
     let hierarchies = opts
         .hierarchies_for(class)
@@ -399,7 +469,7 @@ pub fn plan_with(
     let (initrd, scope) = root_scope(root);
     let host = HostIdentity::load(root, scope)?;
     let (candidates, skipped, mut roots) =
-        evaluate_with(root, class, &host, initrd, opts.force, opener)?;
+        evaluate_mode(root, class, &host, initrd, opts.force, opener, on_unusable)?;
     let mut layer_fds = LayerFds::new();
 
     let mut accepted: Vec<&Candidate> = candidates
@@ -844,6 +914,62 @@ mod tests {
             matches!(h.upper, Some(Upper::Persistent { is_hierarchy: true, ref upper, .. }) if upper == Path::new("/usr"))
         );
         assert!(!h.host_lower);
+    }
+
+    /// Opens directories, but refuses the extension named `.0` as a broken disk image
+    /// would be refused.
+    struct Refusing(&'static str);
+
+    impl Opener for Refusing {
+        fn open(&mut self, root: &Root, image: &Image) -> Result<Option<OwnedFd>, String> {
+            if image.name == self.0 {
+                return Err(format!(
+                    "{}: no valid partition table",
+                    root.display_path(&image.path).display()
+                ));
+            }
+            DirOpener.open(root, image)
+        }
+    }
+
+    #[test]
+    fn unusable_extension_fails_the_merge_plan_but_is_an_entry_of_the_shown_one() {
+        let t = fixture();
+        let r = t.path();
+        for n in ["a", "b", "c"] {
+            sysext(r, "var/lib/extensions", n, "ID=_any\n", &["usr/f"]);
+        }
+        let root = Root::open(r).unwrap();
+        let err = format!(
+            "{}: no valid partition table",
+            r.join("var/lib/extensions/b").display()
+        );
+        // A merge is all or nothing: the first unusable extension ends the plan.
+        match plan_with(&root, &opts(r), Class::Sysext, &mut Refusing("b")) {
+            Err(PlanError::Image(e)) => assert_eq!(e, err),
+            other => panic!("expected PlanError::Image, got {other:?}"),
+        }
+        // Shown: every extension with its verdict, the unusable one with the error.
+        let p = plan_all_with(&root, &opts(r), Class::Sysext, &mut Refusing("b")).unwrap();
+        let v: Vec<(&str, &Verdict)> = p
+            .candidates
+            .iter()
+            .map(|c| (c.image.name.as_str(), &c.verdict))
+            .collect();
+        assert_eq!(
+            v,
+            [
+                ("a", &Verdict::Match),
+                ("b", &Verdict::Unusable(err.clone())),
+                ("c", &Verdict::Match)
+            ]
+        );
+        assert_eq!(p.extensions, ["a", "c"]);
+        assert_eq!(layer_names(&p, "/usr"), ["c", "a"]);
+        let host = HostIdentity::load(&root, Scope::System).unwrap();
+        let (cands, _) =
+            evaluate_all(&root, Class::Sysext, &host, false, true, &mut Refusing("b")).unwrap();
+        assert_eq!(cands[1].verdict, Verdict::Unusable(err));
     }
 
     #[test]

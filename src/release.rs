@@ -149,7 +149,9 @@ fn load_with(
         }
     };
     let path = root.display_path(&rel);
-    let env = EnvFile::parse(&data).map_err(|source| OsReleaseError::Parse {
+    let env = EnvFile::parse_keys(&data, |k| HOST_KEYS.contains(&k));
+    drop(data);
+    let env = env.map_err(|source| OsReleaseError::Parse {
         path: path.clone(),
         source,
     })?;
@@ -163,6 +165,10 @@ pub enum Verdict {
     Match,
     /// Skipped, with a reason a person can read ("ID=fedora does not match host ID=debian").
     Mismatch(String),
+    /// Cannot be used at all: a disk image that is broken or that the image policy
+    /// refuses, with the error (the file and the reason). A merge fails on it, as in
+    /// systemd; only `plan`, `--dry-run` and listing record it and go on.
+    Unusable(String),
 }
 
 /// The extension-release file found in an extension.
@@ -170,7 +176,8 @@ pub enum Verdict {
 pub struct ReleaseFile {
     /// Path relative to the extension root (`usr/lib/extension-release.d/extension-release.foo`).
     pub path: PathBuf,
-    /// Its contents.
+    /// Its contents: the assignments of the keys in [`RELEASE_KEYS`] (all of them were
+    /// checked; `is_empty` is true only for a file without any assignment).
     pub env: EnvFile,
 }
 
@@ -234,8 +241,30 @@ fn strict_xattr_is_false(fd: BorrowedFd<'_>) -> bool {
         .is_some_and(|b| !b)
 }
 
+/// The extension-release keys anything here reads (matching, reload, reports): the only
+/// ones kept when a release file is parsed, so its memory is about the file's size.
+pub const RELEASE_KEYS: &[&str] = &[
+    "ID",
+    "VERSION_ID",
+    "SYSEXT_LEVEL",
+    "CONFEXT_LEVEL",
+    "SYSEXT_SCOPE",
+    "CONFEXT_SCOPE",
+    "ARCHITECTURE",
+    "EXTENSION_RELOAD_MANAGER",
+];
+
+/// The os-release keys [`HostIdentity::from_env`] reads.
+const HOST_KEYS: &[&str] = &[
+    "ID",
+    "ID_LIKE",
+    "VERSION_ID",
+    "SYSEXT_LEVEL",
+    "CONFEXT_LEVEL",
+];
+
 fn parse_release(path: PathBuf, data: &[u8]) -> Result<ReleaseFile, ReleaseError> {
-    match EnvFile::parse(data) {
+    match EnvFile::parse_keys(data, |k| RELEASE_KEYS.contains(&k)) {
         Ok(env) => Ok(ReleaseFile { path, env }),
         Err(source) => Err(ReleaseError::Parse { path, source }),
     }

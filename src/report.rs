@@ -111,6 +111,7 @@ fn verdict_json(v: &Verdict) -> (Json, Json) {
     match v {
         Verdict::Match => (Json::str("match"), Json::Null),
         Verdict::Mismatch(r) => (Json::str("skip"), Json::str(r)),
+        Verdict::Unusable(r) => (Json::str("unusable"), Json::str(r)),
     }
 }
 
@@ -235,6 +236,10 @@ pub fn plan_text(root: &Root, p: &MergePlan) -> String {
             Verdict::Mismatch(r) => {
                 s += &format!("  skip {} ({}): {r}\n", c.image.name, path.display())
             }
+            // The error names the file already.
+            Verdict::Unusable(r) => {
+                s += &format!("  fail {} ({}): {r}\n", c.image.name, c.image.kind.as_str())
+            }
         }
     }
     for k in &p.skipped {
@@ -262,6 +267,16 @@ pub fn plan_text(root: &Root, p: &MergePlan) -> String {
     }
     for h in &p.untouched {
         s += &format!("  {h}: no extension contributes, left alone\n");
+    }
+    let unusable = p
+        .candidates
+        .iter()
+        .filter(|c| matches!(c.verdict, Verdict::Unusable(_)))
+        .count();
+    if unusable > 0 {
+        s += &format!(
+            "  merge would fail: {unusable} extension(s) cannot be used (all or nothing)\n"
+        );
     }
     s
 }

@@ -11,8 +11,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 
+use crate::fsutil::file_type_name;
+use crate::log::errno_text;
 use crate::mount::{self, MountError};
 
 /// The host directory below which runs stage their mounts (not under `--root`, as
@@ -38,17 +41,199 @@ pub fn mkdir_open(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<Owne
     Ok(fd)
 }
 
-/// Creates [`WORKSPACE`] (0700) if needed and opens it.
-pub fn open_workspace() -> io::Result<OwnedFd> {
-    match rustix::fs::mkdir(WORKSPACE, Mode::from_raw_mode(0o700)) {
-        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-        Err(e) => return Err(e.into()),
+/// The runtime directory, or something in it, cannot be used safely: a symlink, not a
+/// directory (or not a regular file), owned by someone other than root, or writable by
+/// group or others. Nothing was created through it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", .path.display())]
+pub struct RuntimeDirError {
+    /// The host path.
+    pub path: PathBuf,
+    /// Why, in words.
+    pub reason: String,
+    /// errno for the C ABI and exit codes.
+    pub errno: i32,
+}
+
+impl RuntimeDirError {
+    fn new(path: &Path, reason: impl Into<String>, errno: i32) -> RuntimeDirError {
+        RuntimeDirError {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+            errno,
+        }
     }
-    Ok(rustix::fs::open(
-        WORKSPACE,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+
+    /// An open or create of `name` in `dir` (host path `path`), which ought to be a
+    /// `want`, failed with `e`: says what is there instead when that is the reason (a
+    /// symlink, not a directory).
+    fn open_failed(
+        dir: BorrowedFd<'_>,
+        name: &str,
+        path: &Path,
+        want: FileType,
+        e: Errno,
+    ) -> RuntimeDirError {
+        if matches!(e, Errno::LOOP | Errno::NOTDIR | Errno::EXIST | Errno::ISDIR) {
+            if let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                let ft = FileType::from_raw_mode(st.st_mode);
+                if ft == FileType::Symlink {
+                    let to = rustix::fs::readlinkat(dir, name, Vec::new())
+                        .map(|t| format!(" (to {:?})", t.to_string_lossy()))
+                        .unwrap_or_default();
+                    return RuntimeDirError::new(
+                        path,
+                        format!("is a symlink{to}: refusing to follow it"),
+                        libc::ELOOP,
+                    );
+                }
+                if ft != want {
+                    return RuntimeDirError::new(
+                        path,
+                        format!(
+                            "is a {}, not a {}",
+                            file_type_name(ft),
+                            file_type_name(want)
+                        ),
+                        e.raw_os_error(),
+                    );
+                }
+            }
+        }
+        RuntimeDirError::new(path, errno_text(e), e.raw_os_error())
+    }
+}
+
+/// Refuses `fd` (host path `path`) unless it is of type `want`, owned by root and not
+/// writable by group or others: only root may have put anything there.
+fn check_private(fd: BorrowedFd<'_>, path: &Path, want: FileType) -> Result<(), RuntimeDirError> {
+    let st = rustix::fs::fstat(fd)
+        .map_err(|e| RuntimeDirError::new(path, errno_text(e), e.raw_os_error()))?;
+    let ft = FileType::from_raw_mode(st.st_mode);
+    if ft != want {
+        return Err(RuntimeDirError::new(
+            path,
+            format!(
+                "is a {}, not a {}",
+                file_type_name(ft),
+                file_type_name(want)
+            ),
+            if want == FileType::Directory {
+                libc::ENOTDIR
+            } else {
+                libc::EBADFD
+            },
+        ));
+    }
+    if st.st_uid != 0 {
+        return Err(RuntimeDirError::new(
+            path,
+            format!(
+                "owned by uid {}, not by root: refusing to use it",
+                st.st_uid
+            ),
+            libc::EPERM,
+        ));
+    }
+    if st.st_mode & 0o022 != 0 {
+        return Err(RuntimeDirError::new(
+            path,
+            format!(
+                "writable by group or others (mode {:04o}): refusing to use it",
+                st.st_mode & 0o7777
+            ),
+            libc::EPERM,
+        ));
+    }
+    Ok(())
+}
+
+/// `mkdirat(dir, name, 0700)` (an existing directory is fine), then opens it without
+/// following a symlink and requires a directory owned by root that group and others
+/// cannot write ([`RuntimeDirError`] otherwise). `path` is its host path, for messages.
+pub fn open_private_dir(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    path: &Path,
+) -> Result<OwnedFd, RuntimeDirError> {
+    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => {
+            return Err(RuntimeDirError::open_failed(
+                dir,
+                name,
+                path,
+                FileType::Directory,
+                e,
+            ))
+        }
+    }
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
-    )?)
+    )
+    .map_err(|e| RuntimeDirError::open_failed(dir, name, path, FileType::Directory, e))?;
+    check_private(fd.as_fd(), path, FileType::Directory)?;
+    Ok(fd)
+}
+
+/// Creates [`WORKSPACE`] (0700) if needed and opens it, one component at a time from
+/// `/` and never following a symlink ([`open_private_dir`]): a `/run/extmerge` planted
+/// as a symlink, or one that someone other than root could have written to, is refused
+/// before anything is created in it.
+pub fn open_workspace() -> Result<OwnedFd, RuntimeDirError> {
+    let ws = Path::new(WORKSPACE);
+    let mut dir = rustix::fs::open(
+        "/",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| RuntimeDirError::new(Path::new("/"), errno_text(e), e.raw_os_error()))?;
+    let mut at = PathBuf::from("/");
+    let names: Vec<&str> = WORKSPACE.split('/').filter(|c| !c.is_empty()).collect();
+    for (i, name) in names.iter().enumerate() {
+        at.push(name);
+        dir = if i + 1 == names.len() {
+            open_private_dir(dir.as_fd(), name, ws)?
+        } else {
+            // `/run` itself: a directory, not followed if it is a symlink.
+            rustix::fs::openat(
+                dir.as_fd(),
+                *name,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| {
+                RuntimeDirError::open_failed(dir.as_fd(), name, &at, FileType::Directory, e)
+            })?
+        };
+    }
+    Ok(dir)
+}
+
+/// Opens (creating it 0600 if needed) the regular file `name` in the workspace `ws`
+/// without following a symlink, and requires it to be a regular file owned by root that
+/// group and others cannot write.
+pub fn open_workspace_file(ws: BorrowedFd<'_>, name: &str) -> Result<OwnedFd, RuntimeDirError> {
+    let path = Path::new(WORKSPACE).join(name);
+    let fd = rustix::fs::openat(
+        ws,
+        name,
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| RuntimeDirError::open_failed(ws, name, &path, FileType::RegularFile, e))?;
+    check_private(fd.as_fd(), &path, FileType::RegularFile)?;
+    Ok(fd)
+}
+
+/// Creates the empty file `name` in the workspace (if missing) as
+/// [`open_workspace_file`] does: through no symlink, in a directory only root writes.
+pub fn touch_workspace_file(name: &str) -> Result<(), RuntimeDirError> {
+    let ws = open_workspace()?;
+    open_workspace_file(ws.as_fd(), name).map(drop)
 }
 
 /// A tmpfs attached at `/run/extmerge/<label>.<pid>.<n>`, private.
@@ -63,15 +248,18 @@ impl StagingArea {
     /// Mounts a fresh tmpfs (source `source`) at a new directory named after `label`;
     /// on failure nothing is left behind.
     pub fn create(label: &str, source: &str) -> Result<StagingArea, MountError> {
-        let parent = open_workspace().map_err(|e| MountError::new("mkdir", WORKSPACE, e))?;
+        let refused = |e: RuntimeDirError| {
+            let source = io::Error::new(io::ErrorKind::PermissionDenied, e.reason);
+            MountError::new("open", e.path.display().to_string(), source)
+        };
+        let parent = open_workspace().map_err(refused)?;
         let name = format!(
             "{label}.{}.{}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
         let path = Path::new(WORKSPACE).join(&name).display().to_string();
-        let dir = mkdir_open(parent.as_fd(), &name, 0o700)
-            .map_err(|e| MountError::new("mkdir", path.clone(), e))?;
+        let dir = open_private_dir(parent.as_fd(), &name, Path::new(&path)).map_err(refused)?;
         let rmdir = || {
             let _ = rustix::fs::unlinkat(&parent, name.as_str(), AtFlags::REMOVEDIR);
         };

@@ -43,3 +43,6 @@ mod toctou;
 
 #[path = "hostile/images.rs"]
 mod images;
+
+#[path = "hostile/runtime.rs"]
+mod runtime;

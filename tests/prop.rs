@@ -115,7 +115,8 @@ proptest! {
     }
 }
 
-/// The examples of A.5.3 in /work/shared/sysext-behaviour.md, as fixed cases.
+/// The examples of systemd's version order (`strverscmp_improved()`, its documented cases in
+/// `src/fundamental/string-util-fundamental.c` and the UAPI version format spec), as fixed cases.
 #[test]
 fn version_order_documented_examples() {
     let older_newer = [

@@ -35,8 +35,17 @@ impl Error {
 }
 
 impl From<extmerge::merge::MergeError> for Error {
+    /// The core's message, plus what to do about it in the C API's terms where the core
+    /// names no front-end's functions (the CLI adds its verbs there).
     fn from(e: extmerge::merge::MergeError) -> Error {
-        Error::new(e.errno(), e.to_string())
+        use extmerge::merge::MergeError;
+        let msg = match &e {
+            MergeError::AlreadyMerged(_) => {
+                format!("{e} (use extmerge_refresh() or extmerge_unmerge())")
+            }
+            e => e.to_string(),
+        };
+        Error::new(e.errno(), msg)
     }
 }
 

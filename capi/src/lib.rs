@@ -185,8 +185,9 @@ pub extern "C" fn extmerge_context_free(ctx: *mut extmerge_context) {
     ffi::free_box(ctx)
 }
 
-/// Returns the message of the last failed call on ctx: what failed, naming the file
-/// and the reason ("/x: cannot open root: No such file or directory (os error 2)").
+/// Returns the message of the last failed call on ctx: what failed, naming the file,
+/// and the reason in strerror(3)'s words ("/x: cannot open root: No such file or
+/// directory").
 ///
 /// The string is owned by ctx and valid until the next call on ctx that takes a
 /// non-const context (each one clears it first) or extmerge_context_free().
@@ -535,9 +536,14 @@ fn check_flags(flags: c_uint) -> Result<(), Error> {
     Ok(())
 }
 
+/// How a C caller refreshes even when nothing changed, for the core's "no change" line
+/// (the CLI names `--always-refresh=yes` there).
+const ALWAYS_REFRESH_HINT: &str =
+    "EXTMERGE_FLAG_ALWAYS_REFRESH or extmerge_context_set_always_refresh()";
+
 fn report_outcome(o: &Options, class: Class, out: &merge::Outcome) {
     if extmerge::log::enabled(Level::Info) {
-        for line in out.describe(class, &o.root) {
+        for line in out.describe_with(class, &o.root, Some(ALWAYS_REFRESH_HINT)) {
             extmerge::log::log(Level::Info, &line);
         }
     }
@@ -821,6 +827,71 @@ mod tests {
         assert_eq!(extmerge_context_set_log_priority(ctx, 2), 0);
         assert_eq!(extmerge_context_set_class(ctx, 9), -libc::EINVAL);
         assert_eq!(log.len(), 2, "{log:?}");
+        extmerge_context_free(ctx);
+    }
+
+    /// The core's "no change" line and "already merged" error reach C callers with the C
+    /// API's flag and functions, never a CLI option.
+    #[test]
+    fn hints_name_c_flags_and_functions() {
+        let mut log: Vec<(c_int, String)> = Vec::new();
+        let ud: *mut c_void = (&mut log as *mut Vec<(c_int, String)>).cast();
+        let cfg = ffi::LogConfig {
+            target: ffi::LogTarget::Callback(collect, ud),
+            priority: 6,
+        };
+        let out = merge::Outcome {
+            extensions: vec!["a".into()],
+            unchanged: true,
+            ..Default::default()
+        };
+        cfg.scope(|| report_outcome(&Options::default(), Class::Sysext, &out));
+        assert_eq!(
+            log,
+            [(
+                6,
+                "Skipping sysext refresh because no change was found, use \
+                 EXTMERGE_FLAG_ALWAYS_REFRESH or extmerge_context_set_always_refresh() to \
+                 always do a refresh."
+                    .to_string()
+            )]
+        );
+        let e = Error::from(merge::MergeError::AlreadyMerged(PathBuf::from("/usr")));
+        assert_eq!(e.errno, libc::EBUSY);
+        assert_eq!(
+            e.msg,
+            "/usr: hierarchy is already merged (use extmerge_refresh() or extmerge_unmerge())"
+        );
+    }
+
+    /// Errors from the system read as strerror words, once, with the path: no Rust
+    /// " (os error N)" in the last error or in the log.
+    #[test]
+    #[cfg_attr(miri, ignore = "opens paths")]
+    fn os_errors_without_rust_suffix() {
+        let ctx = new_ctx();
+        let mut log: Vec<(c_int, String)> = Vec::new();
+        let ud: *mut c_void = (&mut log as *mut Vec<(c_int, String)>).cast();
+        assert_eq!(extmerge_context_set_log_fn(ctx, Some(collect), ud), 0);
+        for (root, errno) in [
+            (c"/nonexistent/extmerge-capi-test", libc::ENOENT),
+            (c"/dev/null", libc::ENOTDIR),
+        ] {
+            assert_eq!(extmerge_context_set_root(ctx, root.as_ptr()), -errno);
+            let e = last_error(ctx).unwrap();
+            let want = format!(
+                "{}: cannot open root: {}",
+                root.to_str().unwrap(),
+                extmerge::log::os_text(&std::io::Error::from_raw_os_error(errno))
+            );
+            assert_eq!(e, want);
+            assert!(!e.contains("(os error"), "{e}");
+            let logged = &log.last().unwrap().1;
+            assert!(
+                logged.ends_with(&want) && !logged.contains("(os error"),
+                "{logged}"
+            );
+        }
         extmerge_context_free(ctx);
     }
 

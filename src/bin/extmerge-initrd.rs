@@ -92,8 +92,41 @@ fn kmsg_sink() -> log::Sink {
     })
 }
 
+const HELP: &str = "\
+Usage: extmerge-initrd [--sysroot=PATH] [--cmdline=FILE] [VERB]
+
+Merge extensions from the initrd, before switch-root.
+
+Verbs:
+  sysroot         Merge the real root's extensions at PATH (default)
+  initrd          Merge the initrd's own extensions onto its /usr, /opt, /etc
+  initrd-unmerge  Unmerge the initrd's own extensions
+
+Options:
+  --sysroot=PATH  The real root, mounted for switch-root (default: /sysroot)
+  --cmdline=FILE  The kernel command line (default: /proc/cmdline)
+  -h --help
+
+Kernel command line:
+  extmerge=0            Do nothing
+  extmerge.fatal=1      A failed merge fails the program (and the unit or hook)
+  extmerge.debug=1      Log at debug level
+  systemd.sysext=0      sysroot: skip system extensions
+  systemd.confext=0     sysroot: skip configuration extensions
+  rd.systemd.sysext=0   initrd, initrd-unmerge: skip system extensions
+  rd.systemd.confext=0  initrd, initrd-unmerge: skip configuration extensions
+";
+
+/// A bad command line: said on stderr and in the kernel log, whatever the kernel
+/// command line says (a unit or hook that passes it is broken).
+fn usage_error(msg: &str) -> ExitCode {
+    log::set_sink(Some(kmsg_sink()));
+    log::log(Level::Error, &format!("{msg} (see --help)"));
+    ExitCode::FAILURE
+}
+
 fn main() -> ExitCode {
-    let mut verb = "sysroot".to_string();
+    let mut verb = None;
     let mut sysroot = PathBuf::from("/sysroot");
     let mut cmdline_path = PathBuf::from("/proc/cmdline");
     for a in std::env::args().skip(1) {
@@ -102,12 +135,17 @@ fn main() -> ExitCode {
         } else if let Some(v) = a.strip_prefix("--cmdline=") {
             cmdline_path = v.into();
         } else if a == "-h" || a == "--help" {
-            println!("usage: extmerge-initrd [--sysroot=/sysroot] [--cmdline=FILE] [sysroot|initrd|initrd-unmerge]");
+            print!("{HELP}");
             return ExitCode::SUCCESS;
+        } else if a.starts_with('-') {
+            return usage_error(&format!("unknown option {a:?}"));
+        } else if verb.is_some() {
+            return usage_error(&format!("too many arguments: {a:?}"));
         } else {
-            verb = a;
+            verb = Some(a);
         }
     }
+    let verb = verb.unwrap_or_else(|| "sysroot".to_string());
     let cmd = Cmdline::parse(&std::fs::read_to_string(&cmdline_path).unwrap_or_default());
     log::set_sink(Some(kmsg_sink()));
     log::set_level(if cmd.debug { Level::Debug } else { Level::Info });
@@ -140,12 +178,23 @@ fn main() -> ExitCode {
             continue;
         }
         let res = if verb == "initrd-unmerge" {
-            merge::unmerge(&opts, class).map(|h| format!("unmerged {}", h.join(" ")))
+            merge::unmerge(&opts, class).map(|h| {
+                if h.is_empty() {
+                    format!("no {class} extensions merged, nothing to unmerge")
+                } else {
+                    format!("unmerged {}", h.join(" "))
+                }
+            })
         } else {
             // refresh: a repeated run (or systemd's own unit) finds the merge and leaves it.
             merge::refresh(&opts, class).map(|o| {
                 if o.extensions.is_empty() {
                     format!("no {class} extensions to merge ({} ignored)", o.ignored)
+                } else if o.unchanged {
+                    format!(
+                        "{class} extensions {} already merged, nothing changed",
+                        o.extensions.join(",")
+                    )
                 } else {
                     format!(
                         "merged {class} extensions {} into {}",
@@ -169,8 +218,9 @@ fn main() -> ExitCode {
     }
     if verb == "sysroot" && !failed {
         // Tells systemd's own sysroot units (via our drop-ins) that the work is done.
-        let _ = std::fs::create_dir_all(merge::WORKSPACE);
-        let _ = std::fs::write(format!("{}/sysroot-merged", merge::WORKSPACE), b"");
+        if let Err(e) = extmerge::staging::touch_workspace_file("sysroot-merged") {
+            log::log(Level::Warning, &e.to_string());
+        }
     }
     log::info(&format!("done in {} µs", start.elapsed().as_micros()));
     if failed && cmd.fatal {

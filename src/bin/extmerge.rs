@@ -16,9 +16,9 @@ use extmerge::release::Verdict;
 use extmerge::report;
 
 const HELP: &str = "\
-Usage: extmerge [OPTIONS...] [VERB]
+Usage: PROG [OPTIONS...] [VERB]
 
-Merge system extensions (/usr, /opt) and configuration extensions (/etc).
+WHAT
 
 Verbs:
   status          Show merged extensions (default)
@@ -44,6 +44,57 @@ Options:
   -h --help, --version
 ";
 
+/// The systemd release whose `systemd-sysext`/`systemd-confext` extmerge follows where
+/// releases differ (README, "Decisions where systemd's versions differ": v258–v261).
+const SYSTEMD_VERSION: u32 = 261;
+
+/// `--help` as `extmerge`, or in the words of `systemd-sysext` / `systemd-confext` when
+/// invoked by that name (`fixed`): its name, its class, no `--class` line.
+fn help(fixed: Option<Class>) -> String {
+    let (prog, what) = match fixed {
+        None => (
+            "extmerge",
+            "Merge system extensions (/usr, /opt) and configuration extensions (/etc).",
+        ),
+        Some(Class::Sysext) => ("systemd-sysext", "Merge system extensions (/usr, /opt)."),
+        Some(Class::Confext) => ("systemd-confext", "Merge configuration extensions (/etc)."),
+    };
+    let mut text = HELP.replacen("PROG", prog, 1).replacen("WHAT", what, 1);
+    if fixed.is_some() {
+        let class = text
+            .find("  --class=")
+            .zip(text.find("  --json="))
+            .map(|(a, b)| a..b);
+        if let Some(r) = class {
+            text.replace_range(r, "");
+        }
+        text += &format!(
+            "\n{prog} is provided by extmerge {}.\n",
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    text
+}
+
+/// `--version`. As `extmerge`: `extmerge 0.1.0` and the systemd release it follows. As
+/// `systemd-sysext` / `systemd-confext` the first line has systemd's form,
+/// `systemd 261 (extmerge 0.1.0)` (systemd: `systemd 252 (252.39-1~deb12u1)`), because
+/// scripts take its second field as a number (`--version | head -1 | awk '{print $2}'`)
+/// and compare it with the systemd release that brought an option or behaviour. They get
+/// the systemd release whose behaviour extmerge implements: honest for that comparison,
+/// where extmerge's own version (0.1.0, not an integer) would break `[ "$v" -ge 254 ]`
+/// or claim a release older than any systemd-sysext. The parentheses, where systemd puts
+/// its package version, say what runs.
+fn version(fixed: Option<Class>) -> String {
+    let own = env!("CARGO_PKG_VERSION");
+    match fixed {
+        Some(_) => format!("systemd {SYSTEMD_VERSION} (extmerge {own})\n"),
+        None => {
+            format!("extmerge {own}\nfollows systemd-sysext/systemd-confext {SYSTEMD_VERSION}\n")
+        }
+    }
+}
+
 struct Cli {
     opts: Options,
     cli_mutable: Option<MutableMode>,
@@ -62,10 +113,14 @@ fn parse_args() -> Result<Option<Cli>, String> {
         .file_name()
         .and_then(|s| s.to_str())
         .unwrap_or("");
-    let (mut classes, fixed_class) = match prog {
-        "systemd-sysext" => (vec![Class::Sysext], true),
-        "systemd-confext" => (vec![Class::Confext], true),
-        _ => (Class::ALL.to_vec(), false),
+    let fixed = match prog {
+        "systemd-sysext" => Some(Class::Sysext),
+        "systemd-confext" => Some(Class::Confext),
+        _ => None,
+    };
+    let (mut classes, fixed_class) = match fixed {
+        Some(c) => (vec![c], true),
+        None => (Class::ALL.to_vec(), false),
     };
     let mut cli_mutable = None;
     let mut opts = Options::default();
@@ -98,11 +153,11 @@ fn parse_args() -> Result<Option<Cli>, String> {
         };
         match key.as_str() {
             "-h" | "--help" => {
-                print!("{HELP}");
+                print!("{}", help(fixed));
                 return Ok(None);
             }
             "--version" => {
-                println!("extmerge {}", env!("CARGO_PKG_VERSION"));
+                print!("{}", version(fixed));
                 return Ok(None);
             }
             "--root" => opts.root = PathBuf::from(value("--root")?),
@@ -170,7 +225,7 @@ fn parse_args() -> Result<Option<Cli>, String> {
         return Err(format!("unknown verb {verb:?}"));
     }
     if verb == "help" {
-        print!("{HELP}");
+        print!("{}", help(fixed));
         return Ok(None);
     }
     if opts.root != Path::new("/") {
@@ -208,6 +263,19 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// How this program refreshes even when nothing changed, for the library's "no change"
+/// line (systemd-sysext's words).
+const ALWAYS_REFRESH_HINT: &str = "--always-refresh=yes";
+
+/// A library error with what to do about it in this program's verbs: the library's own
+/// messages name no front-end's verbs or options.
+fn with_hint(e: MergeError) -> String {
+    match e {
+        MergeError::AlreadyMerged(_) => format!("{e} (use refresh or unmerge)"),
+        e => e.to_string(),
+    }
+}
+
 fn print_json(v: Json, pretty: bool) {
     println!("{}", v.render(pretty));
 }
@@ -219,12 +287,20 @@ fn main() -> ExitCode {
         Err(e) => return fail(e),
     };
     extmerge::fsutil::raise_nofile_limit();
+    let changes = matches!(cli.verb.as_str(), "merge" | "unmerge" | "refresh") && !cli.dry_run;
+    if changes {
+        // Before the root is opened, as systemd does: not a root we may not read.
+        if let Err(e) = merge::require_privileges() {
+            return fail(e);
+        }
+    }
     let root = match Root::open(&cli.opts.root) {
         Ok(r) => r,
         Err(e) => {
             return fail(format!(
-                "{}: cannot open root: {e}",
-                cli.opts.root.display()
+                "{}: cannot open root: {}",
+                cli.opts.root.display(),
+                extmerge::log::os_text(&e)
             ))
         }
     };
@@ -239,13 +315,14 @@ fn main() -> ExitCode {
         return match merge::merge_classes(&list) {
             Ok(done) => {
                 for (class, out) in done {
-                    for line in out.describe(class, &cli.opts.root) {
+                    for line in out.describe_with(class, &cli.opts.root, Some(ALWAYS_REFRESH_HINT))
+                    {
                         eprintln!("{line}");
                     }
                 }
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(e),
+            Err(e) => fail(with_hint(e)),
         };
     }
     let mut ok = true;
@@ -320,7 +397,7 @@ fn main() -> ExitCode {
                 }
                 "merge" | "refresh" => {
                     let out = merge::refresh(opts, class)?;
-                    for line in out.describe(class, &opts.root) {
+                    for line in out.describe_with(class, &opts.root, Some(ALWAYS_REFRESH_HINT)) {
                         eprintln!("{line}");
                     }
                 }
@@ -335,7 +412,7 @@ fn main() -> ExitCode {
             Ok(())
         })();
         if let Err(e) = res {
-            eprintln!("{e}");
+            eprintln!("{}", with_hint(e));
             ok = false;
         }
     }
@@ -382,18 +459,14 @@ fn show_plan(
     text: &mut String,
 ) -> Result<(), MergeError> {
     let opts = opts_for(cli, class);
-    // As root, disk images are opened (and closed again) to read their release files.
-    let p = if rustix::process::geteuid().is_root() {
-        plan::plan_with(
-            root,
-            &opts,
-            class,
-            merge::default_opener(&opts, class).as_mut(),
-        )?
-        .0
-    } else {
-        plan::plan_in(root, &opts, class)?
-    };
+    // As root, disk images are opened (and closed again) to read their release files;
+    // a broken or refused one is an entry with its error, not the end of the plan.
+    let p = plan::plan_all_with(
+        root,
+        &opts,
+        class,
+        merge::plan_opener(&opts, class).as_mut(),
+    )?;
     if cli.json.is_some() {
         json.push(report::plan_json(root, &p));
     } else {

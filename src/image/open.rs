@@ -72,6 +72,7 @@ use crate::image::gpt::{self, GptError, Guid, Role};
 use crate::image::policy::{self, ImagePolicy, PartitionDesignator, Protection};
 use crate::image::verity::{self, RootHash, VeritySig, VeritySuperblock};
 use crate::keyring;
+use crate::log::{errno_text, os_text};
 use crate::loopdev::{LoopDevice, LoopOptions};
 use crate::mount::{self, MountError};
 use crate::plan::{DirOpener, Opener};
@@ -259,20 +260,24 @@ struct Probed {
 
 fn read_at(file: &File, offset: u64, len: usize, what: &str) -> Result<Vec<u8>, String> {
     let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, offset)
-        .map_err(|e| format!("reading {what} ({len} bytes at offset {offset}): {e}"))?;
+    file.read_exact_at(&mut buf, offset).map_err(|e| {
+        format!(
+            "reading {what} ({len} bytes at offset {offset}): {}",
+            os_text(&e)
+        )
+    })?;
     Ok(buf)
 }
 
 /// Size of a regular file (fstat) or block device (`lseek(SEEK_END)`).
 fn size_of(fd: BorrowedFd<'_>, kind: ImageKind) -> Result<u64, String> {
-    let st = rustix::fs::fstat(fd).map_err(|e| format!("fstat: {e}"))?;
+    let st = rustix::fs::fstat(fd).map_err(|e| format!("fstat: {}", errno_text(e)))?;
     let ft = FileType::from_raw_mode(st.st_mode);
     match (kind, ft) {
         (ImageKind::Raw, FileType::RegularFile) => Ok(st.st_size as u64),
         (ImageKind::Block, FileType::BlockDevice) => {
             rustix::fs::seek(fd, rustix::fs::SeekFrom::End(0))
-                .map_err(|e| format!("lseek(SEEK_END): {e}"))
+                .map_err(|e| format!("lseek(SEEK_END): {}", errno_text(e)))
         }
         _ => Err(format!(
             "expected a {}, found a {}",
@@ -341,9 +346,10 @@ fn open_sidecar(root: &Root, rel: &Path) -> Result<Option<File>, String> {
     let fd = match root.open_at(rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY) {
         Ok(fd) => fd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", rel.display())),
+        Err(e) => return Err(format!("{}: {}", rel.display(), os_text(&e))),
     };
-    let st = rustix::fs::fstat(&fd).map_err(|e| format!("{}: fstat: {e}", rel.display()))?;
+    let st = rustix::fs::fstat(&fd)
+        .map_err(|e| format!("{}: fstat: {}", rel.display(), errno_text(e)))?;
     let ft = FileType::from_raw_mode(st.st_mode);
     if ft != FileType::RegularFile {
         return Err(format!(
@@ -377,7 +383,7 @@ fn read_xattr(file: &File, name: &str) -> Result<Option<Vec<u8>>, String> {
         Err(rustix::io::Errno::RANGE) => Err(format!(
             "xattr {name} is larger than {MAX_XATTR} bytes: not a root hash"
         )),
-        Err(e) => Err(format!("reading xattr {name}: {e}")),
+        Err(e) => Err(format!("reading xattr {name}: {}", errno_text(e))),
     }
 }
 
@@ -511,7 +517,7 @@ fn probe(root: &Root, image: &Image, arch: &str) -> Result<Probed, String> {
             &image.path,
             OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
         )
-        .map_err(|e| format!("cannot open: {e}"))?;
+        .map_err(|e| format!("cannot open: {}", os_text(&e)))?;
     let size = size_of(fd.as_fd(), image.kind)?;
     let file = File::from(fd);
     let is_file = image.kind == ImageKind::Raw;
@@ -563,7 +569,7 @@ fn probe(root: &Root, image: &Image, arch: &str) -> Result<Probed, String> {
             let hash_tree = match (&verity_file, &verity_path) {
                 (Some(f), Some(p)) => {
                     let vsize = rustix::fs::fstat(f)
-                        .map_err(|e| format!("{}: fstat: {e}", p.display()))?
+                        .map_err(|e| format!("{}: fstat: {}", p.display(), errno_text(e)))?
                         .st_size as u64;
                     Some(HashTree {
                         location: HashLocation::Sidecar {
@@ -1020,7 +1026,10 @@ fn activate(
             inject(faults, "signature key")?;
             let desc = format!("extmerge:{name}");
             Some(keyring::add_user_key(&desc, s).map_err(|e| {
-                format!("adding the root hash signature to the kernel keyring: {e}")
+                format!(
+                    "adding the root hash signature to the kernel keyring: {}",
+                    os_text(&e)
+                )
             })?)
         }
         None => None,
@@ -1037,7 +1046,7 @@ fn activate(
     let created = dm.create_verity(&name, None, &params, sectors);
     if let Some(k) = key {
         if let Err(e) = k.remove() {
-            crate::log::warn(&format!("removing the signature key: {e}"));
+            crate::log::warn(&format!("removing the signature key: {}", os_text(&e)));
         }
     }
     let dev = match created {
@@ -1072,7 +1081,7 @@ fn inject(faults: &mut Injector, what: &str) -> Result<(), String> {
 /// so that a corrupted block elsewhere fails only the reads that touch it.
 fn probe_verified(dev: &Path, size: u64) -> Result<FsType, String> {
     let fd = rustix::fs::open(dev, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| format!("opening {}: {e}", dev.display()))?;
+        .map_err(|e| format!("opening {}: {}", dev.display(), errno_text(e)))?;
     let file = File::from(fd);
     let fail = |e: String| {
         format!(
@@ -1219,7 +1228,7 @@ impl ImageOpener {
             let what = format!("{} of {}", v.designator, image.path.display());
             setup
                 .mounts
-                .push((mnt.try_clone().map_err(|e| e.to_string())?, false, what));
+                .push((mnt.try_clone().map_err(|e| os_text(&e))?, false, what));
             mounts.push((v.mount_point, mnt, setup.mounts.len() - 1));
         }
 
@@ -1238,20 +1247,20 @@ impl ImageOpener {
         setup.staging = Some(
             stage_fd
                 .try_clone_to_owned()
-                .map_err(|e| format!("staging: {e}"))?,
+                .map_err(|e| format!("staging: {}", os_text(&e)))?,
         );
         let k = self.seq.to_string();
         self.seq += 1;
         inject(&mut self.faults, "staging directory")?;
         let top = mkdir_open(stage_fd, &k, 0o755)
-            .map_err(|e| format!("staging: {}/{k}: {e}", staging.path().display()))?;
+            .map_err(|e| format!("staging: {}/{k}: {}", staging.path().display(), os_text(&e)))?;
         setup.dirs.push(k.clone());
         let mut attached_top = false;
         for (point, mnt, idx) in &mounts {
             let target_path = staging.path().join(&k).join(point);
             let shown = target_path.display().to_string();
             let target = if point.is_empty() {
-                top.try_clone().map_err(|e| e.to_string())?
+                top.try_clone().map_err(|e| os_text(&e))?
             } else if attached_top {
                 // A directory of the root file system mounted just before.
                 fsutil::open_in(
@@ -1261,11 +1270,11 @@ impl ImageOpener {
                     rustix::fs::ResolveFlags::NO_SYMLINKS,
                 )
                 .map_err(|e| {
-                    format!("the root file system has no directory /{point} to mount the {point} partition on: {e}")
+                    format!("the root file system has no directory /{point} to mount the {point} partition on: {}", os_text(&e))
                 })?
             } else {
                 let d = mkdir_open(top.as_fd(), point, 0o755)
-                    .map_err(|e| format!("staging: {shown}: {e}"))?;
+                    .map_err(|e| format!("staging: {shown}: {}", os_text(&e)))?;
                 setup.dirs.push(format!("{k}/{point}"));
                 d
             };
@@ -1286,7 +1295,7 @@ impl ImageOpener {
             OFlags::RDONLY | OFlags::DIRECTORY,
             rustix::fs::ResolveFlags::NO_SYMLINKS,
         )
-        .map_err(|e| format!("opening the mounted image: {e}"))?;
+        .map_err(|e| format!("opening the mounted image: {}", os_text(&e)))?;
         setup.commit();
         Ok(fd)
     }

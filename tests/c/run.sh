@@ -4,6 +4,7 @@
 # tests/c/test-extmerge.c with -Wall -Wextra -Werror and runs it
 #   (a) linked statically against target/debug/libextmerge.a, also under valgrind,
 #   (b) linked dynamically via pkg-config from a DESTDIR install (capi/install.sh),
+#   (c) linked fully statically (cc -static) via pkg-config --static from that install,
 # and checks the shared libraries' exported symbols and soname.
 # The merge/unmerge part of test-extmerge needs root (it skips itself otherwise).
 # Ends with "N passed, M failed"; exits 1 if anything failed.
@@ -27,15 +28,16 @@ command -v nm >/dev/null || need+=(binutils)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing ${need[*]}"
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends "${need[@]}"; } >/dev/null || echo "could not install ${need[*]}" >&2
+        --no-install-recommends --no-upgrade "${need[@]}"; } >/dev/null || echo "could not install ${need[*]}" >&2
 fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 CC=${CC:-cc}
 CFLAGS="-std=c11 -Wall -Wextra -Werror -O1 -g"
-# From `cargo rustc -p extmerge-capi --crate-type staticlib -- --print native-static-libs`.
-NATIVE_LIBS="-lgcc_s -lutil -lrt -lpthread -lm -ldl"
+# From `cargo rustc -p extmerge-capi --crate-type staticlib -- --print native-static-libs`,
+# without -lgcc_s, as in capi/install.sh: the compiler driver adds the unwinder itself.
+NATIVE_LIBS="-lutil -lrt -lpthread -lm -ldl"
 lib=target/debug
 
 step "build libextmerge (cargo build -p extmerge-capi)"
@@ -184,6 +186,37 @@ if flags=$(pkg-config --cflags --libs extmerge) && [ "$(pkg-config --modversion 
     fi
 else
     fail "pkg-config extmerge"
+fi
+
+step "fully static: cc -static with pkg-config --static from the DESTDIR install"
+# Libs.private must name only libraries that exist as archives (no -lgcc_s). glibc's
+# linker warns that std's getpwuid_r/getaddrinfo need glibc's shared libraries at run
+# time: they are in std, never called by libextmerge.
+if ! echo 'int main(void){return 0;}' | $CC -static -x c - -o "$work/static-probe" 2>/dev/null; then
+    skip "the C compiler cannot link -static (no static libc)"
+elif flags=$(pkg-config --static --cflags --libs extmerge); then
+    pass "pkg-config --static extmerge: $flags"
+    # shellcheck disable=SC2086
+    if $CC -static $CFLAGS tests/c/test-extmerge.c $flags -o "$work/test-extmerge-full-static" \
+        2>"$work/static-link.err"; then
+        pass "compile test-extmerge (-static)"
+        if readelf -l "$work/test-extmerge-full-static" | grep -q INTERP ||
+            readelf -d "$work/test-extmerge-full-static" 2>/dev/null | grep -q NEEDED; then
+            fail "test-extmerge (-static) is not a static executable"
+        else
+            pass "test-extmerge (-static) has no interpreter and needs no shared library"
+        fi
+        if "$work/test-extmerge-full-static"; then
+            pass "test-extmerge (-static)"
+        else
+            fail "test-extmerge (-static)"
+        fi
+    else
+        cat "$work/static-link.err"
+        fail "compile test-extmerge (-static) with pkg-config --static"
+    fi
+else
+    fail "pkg-config --static extmerge"
 fi
 unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
 

@@ -84,6 +84,11 @@ static int contains(const char *haystack, const char *needle) {
         return haystack && needle && strstr(haystack, needle) != NULL;
 }
 
+/* A message as C callers get it: strerror's words once, no Rust " (os error N)". */
+static int clean_errno_text(const char *msg) {
+        return msg && !contains(msg, "(os error");
+}
+
 static int ends_with(const char *s, const char *suffix) {
         size_t a, b;
 
@@ -343,6 +348,8 @@ static void test_errors(void) {
         err = extmerge_context_last_error(ctx);
         CHECK(r == -ENOENT && contains(err, "/nonexistent/extmerge-root"),
               "set_root(missing dir) is -ENOENT naming the path: %s", str_or(err));
+        CHECK(contains(err, strerror(ENOENT)) && clean_errno_text(err),
+              "set_root(missing dir): the reason in strerror's words, no \"(os error\": %s", str_or(err));
         r = extmerge_context_set_sysroot(ctx, "/nonexistent/sysroot");
         err = extmerge_context_last_error(ctx);
         CHECK(r == -ENOENT && contains(err, "/nonexistent/sysroot"),
@@ -351,6 +358,8 @@ static void test_errors(void) {
         r = extmerge_context_set_root(ctx, file_root);
         err = extmerge_context_last_error(ctx);
         CHECK(r == -ENOTDIR && contains(err, file_root), "set_root(a file) is -ENOTDIR: %s", str_or(err));
+        CHECK(contains(err, strerror(ENOTDIR)) && clean_errno_text(err) && clean_errno_text(cap.last),
+              "set_root(a file): no \"(os error\" in the last error or the log: %s", str_or(err));
         CHECK(cap.saw_error && contains(cap.last, "extmerge_context_set_root"),
               "errors reach the log callback at LOG_ERR: %s", cap.last);
 
@@ -460,7 +469,7 @@ static void test_errors(void) {
         err = extmerge_context_last_error(ctx);
         if (have_openat2)
                 CHECK(r == -ENOENT && contains(err, no_os_release_root) && contains(err, "os-release") &&
-                              list == sentinel,
+                              clean_errno_text(err) && list == sentinel,
                       "list_new without os-release is -ENOENT naming the root: %s", str_or(err));
         else
                 CHECK(r < 0 && err && list == sentinel, "list_new fails without openat2: %s", str_or(err));
@@ -703,9 +712,14 @@ static void merge_tests(void) {
         r = extmerge_merge(ctx, 0);
         err = extmerge_context_last_error(ctx);
         CHECK(r == -EBUSY && contains(err, "already merged"), "merge again is -EBUSY: %s", str_or(err));
+        CHECK(contains(err, "extmerge_refresh()") && !contains(err, "--"),
+              "already merged: the hint names C functions, no CLI verb or option: %s", str_or(err));
 
         r = extmerge_refresh(ctx, 0);
         CHECK(r == 0, "refresh (nothing changed) succeeds: %s", str_or(extmerge_context_last_error(ctx)));
+        CHECK(contains(cap.last, "no change was found") && contains(cap.last, "EXTMERGE_FLAG_ALWAYS_REFRESH") &&
+                      !contains(cap.last, "--"),
+              "refresh (nothing changed) logs the C flag, not a CLI option: %s", cap.last);
         r = extmerge_refresh(ctx, EXTMERGE_FLAG_ALWAYS_REFRESH);
         CHECK(r == 0 && exists_in_root("/usr/share/good.txt"), "refresh with ALWAYS_REFRESH succeeds: %s",
               str_or(extmerge_context_last_error(ctx)));
@@ -719,6 +733,155 @@ static void merge_tests(void) {
         check_status(ctx, "status (unmerged)", unmerged, 2);
 
         CHECK(extmerge_unmerge(ctx, 0) == 0, "unmerge with nothing merged succeeds");
+        extmerge_context_free(ctx);
+}
+
+/* base + rel into buf; dies if it does not fit. */
+static void path_in(char *buf, size_t size, const char *base, const char *rel) {
+        if (snprintf(buf, size, "%s%s", base, rel) >= (int)size)
+                die("path too long");
+}
+
+/* Runs argv (argv[0] looked up in PATH): its exit status, 127 if it could not be run,
+ * -1 if it did not exit normally. */
+static int run_cmd(char *const argv[]) {
+        pid_t pid;
+        int status;
+
+        fflush(stdout);
+        pid = fork();
+        if (pid < 0)
+                return -1;
+        if (pid == 0) {
+                execvp(argv[0], argv);
+                _exit(127);
+        }
+        if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
+                return -1;
+        return WEXITSTATUS(status);
+}
+
+/* Builds an erofs image at image from a tree holding extension-release.<name> with
+ * release and usr/share/<name>. Returns mkfs.erofs' exit status (127: not found). */
+static int make_erofs_sysext(const char *image, const char *name, const char *release) {
+        char tree[PATH_MAX], rel[PATH_MAX];
+        char *argv[] = { "mkfs.erofs", "--quiet", "-T0", "--all-root", NULL, NULL, NULL };
+
+        if (snprintf(tree, sizeof tree, "%s/tree-%s", tmpdir, name) >= (int)sizeof tree)
+                die("path too long");
+        path_in(rel, sizeof rel, "/usr/lib/extension-release.d/extension-release.", name);
+        put_file(tree, rel, release);
+        path_in(rel, sizeof rel, "/usr/share/", name);
+        put_file(tree, rel, "from the image\n");
+        argv[4] = (char *)image;
+        argv[5] = tree;
+        return run_cmd(argv);
+}
+
+/* Does this namespace's mount table mention the string? */
+static int mountinfo_mentions(const char *what) {
+        char line[4096];
+        int found = 0;
+        FILE *f = fopen("/proc/self/mountinfo", "re");
+
+        if (!f)
+                return -1;
+        while (!found && fgets(line, sizeof line, f))
+                found = contains(line, what);
+        fclose(f);
+        return found;
+}
+
+/* Runs in the root child: disk images in the list get the verdicts `extmerge plan` gives
+ * as root. A raw erofs image is judged by the extension-release inside it (match, or
+ * skip with the mismatch), not "read when it is mounted"; a broken image is one entry
+ * with EXTMERGE_VERDICT_UNUSABLE and the error naming the file; nothing stays mounted.
+ * extmerge_merge() still fails on the broken image. */
+static void image_list_tests(void) {
+        static const struct {
+                const char *name;
+                int verdict;
+                const char *reason; /* a part of it, or NULL for none */
+        } want[] = {
+                { "broken", EXTMERGE_VERDICT_UNUSABLE, "broken.raw: file system: " },
+                { "img", EXTMERGE_VERDICT_MATCH, NULL },
+                { "wrongid", EXTMERGE_VERDICT_SKIP, "ID=otheros does not match host ID=testos" },
+        };
+        char img_root[PATH_MAX], img[PATH_MAX], wrong[PATH_MAX], junk[4097], p[PATH_MAX];
+        struct extmerge_context *ctx = NULL;
+        struct extmerge_list *list = NULL;
+        const struct extmerge_entry *e;
+        const char *err;
+        struct capture cap;
+        size_t i = 0;
+        int r;
+
+        if (snprintf(img_root, sizeof img_root, "%s/imgroot", tmpdir) >= (int)sizeof img_root)
+                die("path too long");
+        put_file(img_root, "/etc/os-release", "ID=testos\nVERSION_ID=1\n");
+        put_file(img_root, "/usr/share/host.txt", "host\n");
+        path_in(p, sizeof p, img_root, "/var/lib/extensions");
+        mkdir_p(p);
+        path_in(img, sizeof img, img_root, "/var/lib/extensions/img.raw");
+        path_in(wrong, sizeof wrong, img_root, "/var/lib/extensions/wrongid.raw");
+        r = make_erofs_sysext(img, "img", "ID=testos\nVERSION_ID=1\n");
+        if (r == 127) {
+                skip("listing disk images", "needs mkfs.erofs");
+                return;
+        }
+        CHECK(r == 0 && make_erofs_sysext(wrong, "wrongid", "ID=otheros\nVERSION_ID=1\n") == 0,
+              "mkfs.erofs builds img.raw and wrongid.raw");
+        memset(junk, 'x', sizeof junk - 1);
+        junk[sizeof junk - 1] = '\0';
+        put_file(img_root, "/var/lib/extensions/broken.raw", junk);
+
+        capture_reset(&cap);
+        if (extmerge_context_new(&ctx) < 0 || extmerge_context_set_root(ctx, img_root) < 0 ||
+            extmerge_context_set_log_fn(ctx, capture_log, &cap) < 0 ||
+            extmerge_context_set_class(ctx, EXTMERGE_CLASS_SYSEXT) < 0)
+                die("image context");
+        r = extmerge_list_new(ctx, &list);
+        CHECK(r == 0 && list, "list with disk images succeeds: %s", str_or(extmerge_context_last_error(ctx)));
+        while (list && (e = extmerge_list_next(list))) {
+                const char *name = extmerge_entry_get_name(e);
+                const char *reason = extmerge_entry_get_reason(e);
+
+                if (i >= sizeof want / sizeof want[0]) {
+                        CHECK(0, "images: unexpected entry %s", str_or(name));
+                        i++;
+                        continue;
+                }
+                CHECK(strcmp(str_or(name), want[i].name) == 0 && extmerge_entry_get_kind(e) == EXTMERGE_KIND_RAW,
+                      "images: entry %zu is raw image %s (got %s)", i, want[i].name, str_or(name));
+                CHECK(extmerge_entry_get_verdict(e) == want[i].verdict, "images: %s has verdict %d (got %d: %s)",
+                      want[i].name, want[i].verdict, extmerge_entry_get_verdict(e), str_or(reason));
+                if (want[i].verdict == EXTMERGE_VERDICT_UNUSABLE)
+                        CHECK(contains(reason, want[i].reason) && contains(reason, img_root),
+                              "images: %s reason names the file and the error: %s", want[i].name,
+                              str_or(reason));
+                else if (want[i].reason)
+                        CHECK(contains(reason, want[i].reason),
+                              "images: %s reason is the mismatch read inside the image: %s", want[i].name,
+                              str_or(reason));
+                else
+                        CHECK(reason == NULL, "images: %s has no reason (got %s)", want[i].name, str_or(reason));
+                CHECK(!contains(reason, "read when it is mounted"), "images: %s was opened, not deferred",
+                      want[i].name);
+                i++;
+        }
+        CHECK(i == sizeof want / sizeof want[0], "images: %zu entries (want %zu)", i,
+              sizeof want / sizeof want[0]);
+        extmerge_list_free(list);
+        CHECK(mountinfo_mentions("/run/extmerge") == 0 && mountinfo_mentions(img_root) == 0,
+              "listing leaves nothing mounted");
+
+        /* merge stays all or nothing: it fails on the broken image and mounts nothing. */
+        r = extmerge_merge(ctx, EXTMERGE_FLAG_NO_RELOAD);
+        err = extmerge_context_last_error(ctx);
+        CHECK(r < 0 && contains(err, "broken.raw"), "merge fails on the broken image: %d %s", r, str_or(err));
+        CHECK(clean_errno_text(err), "broken image: no \"(os error\" in the last error: %s", str_or(err));
+        path_in(p, sizeof p, img_root, "/usr/share/img");
+        CHECK(access(p, F_OK) < 0 && mountinfo_mentions(img_root) == 0, "the failed merge mounted nothing");
         extmerge_context_free(ctx);
 }
 
@@ -760,10 +923,12 @@ static void test_merge(void) {
 
                 close(pipefd[0]);
                 n_passed = n_failed = n_skipped = 0;
-                if (enter_private_ns() < 0)
+                if (enter_private_ns() < 0) {
                         skip("merge, refresh, unmerge", "cannot make a private mount namespace");
-                else
+                } else {
                         merge_tests();
+                        image_list_tests();
+                }
                 c[0] = n_passed;
                 c[1] = n_failed;
                 c[2] = n_skipped;

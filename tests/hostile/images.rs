@@ -174,9 +174,19 @@ fn broken_raw_images_fail_the_merge_cleanly() {
             );
             assert_clean(&fx, &before, file);
             assert_eq!(fx.ls("/usr"), ["bin"], "{file}");
-            // `plan` (as root it opens images too) refuses it the same way.
+            // `plan` (as root it opens images too) shows the same error as the image's
+            // verdict, still shows the good extension, and succeeds.
             let p = run_t(&fx, &["--class=sysext", "plan"], 10);
-            p.fails_with(&format!("{}: ", img.display()));
+            p.ok();
+            let stem = file.trim_end_matches(".raw");
+            for n in *needles {
+                assert_has(
+                    &p.out,
+                    &format!("  fail {stem} (raw): {}: {n}", img.display()),
+                );
+            }
+            assert_has(&p.out, "  use  ok (directory, ");
+            assert_has(&p.out, "  merge would fail: 1 extension(s) cannot be used");
             assert_clean(&fx, &before, file);
         });
     }
@@ -225,5 +235,178 @@ fn valid_image_is_undone_when_another_is_broken() {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         assert_clean(&fx, &before, "after unmerge");
+    });
+}
+
+/// Builds an erofs sysext image `name.raw` in `/var/lib/extensions` with a matching
+/// extension-release and `usr/share/<name>`; `false` (after printing SKIP) without
+/// mkfs.erofs.
+fn erofs_sysext(fx: &Fx, base: &Path, name: &str) -> bool {
+    if !Path::new("/usr/bin/mkfs.erofs").exists() {
+        eprintln!("SKIP: needs mkfs.erofs");
+        return false;
+    }
+    let tree = base.join(format!("tree-{name}"));
+    write_file(
+        &tree.join(format!(
+            "usr/lib/extension-release.d/extension-release.{name}"
+        )),
+        SYSEXT_RELEASE,
+    );
+    write_file(
+        &tree.join(format!("usr/share/{name}")),
+        &format!("{name}\n"),
+    );
+    let img = fx.path(&format!("/var/lib/extensions/{name}.raw"));
+    let o = std::process::Command::new("mkfs.erofs")
+        .args(["--quiet", "-T0", "--all-root"])
+        .arg(&img)
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "mkfs.erofs: {o:?}");
+    true
+}
+
+/// `plan` and `merge --dry-run` with broken images among good ones: every entry is
+/// listed with its verdict (a broken image with the error naming the file, in text and
+/// JSON), the exit status is 0, nothing stays mounted; a refused image (image policy)
+/// is an entry the same way. `merge` itself still fails on the broken image (all or
+/// nothing), and a plan that cannot be made at all still fails.
+#[test]
+fn plan_lists_every_entry_beside_broken_and_refused_images() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        if !erofs_sysext(&fx, base, "a-good") {
+            return;
+        }
+        let good = fx.path("/var/lib/extensions/a-good.raw");
+        let garbage_img = fx.path("/var/lib/extensions/b-garbage.raw");
+        write_bytes(&garbage_img, &garbage(1 << 20));
+        let lying = fx.path("/var/lib/extensions/c-pasteof.raw");
+        write_bytes(&lying, &gpt_image(2048, 199_999, 200_000, 128));
+        fx.sysext("d-dir", &[("usr/share/d-dir", "d\n")]);
+        fx.sysext_release("e-fedora", Some("ID=fedora\n"), &[("usr/share/e", "e\n")]);
+        let before = state(&fx);
+        let garbage_err = format!(
+            "{}: file system: unknown file system",
+            garbage_img.display()
+        );
+        let lying_err = format!(
+            "{}: partition table: partition 1 ends at byte 102400000 beyond the end of the image (1048576 bytes): truncated image?",
+            lying.display()
+        );
+        let want = [
+            format!("  use  a-good (raw, {})\n", good.display()),
+            format!("  fail b-garbage (raw): {garbage_err}\n"),
+            format!("  fail c-pasteof (raw): {lying_err}\n"),
+            format!(
+                "  use  d-dir (directory, {})\n",
+                fx.path("/var/lib/extensions/d-dir").display()
+            ),
+            skip_line(&fx, "e-fedora", "ID=fedora does not match host ID=debian"),
+            "  /usr: d-dir, a-good (top first), host [ro,nodev]\n".to_string(),
+            "  /opt: no extension contributes, left alone\n".to_string(),
+            "  merge would fail: 2 extension(s) cannot be used (all or nothing)\n".to_string(),
+        ];
+        for args in [
+            &["--class=sysext", "plan"][..],
+            &["--class=sysext", "merge", "--dry-run"][..],
+            &["--class=sysext", "refresh", "--dry-run"][..],
+        ] {
+            let p = run_t(&fx, args, 20);
+            p.ok();
+            let got: Vec<&str> = p.out.lines().skip(1).collect();
+            assert_eq!(got.len(), want.len(), "{args:?}:\n{}", p.out);
+            for (g, w) in got.iter().zip(&want) {
+                // The file system probe may add what it checked after the reason.
+                let w = w.trim_end_matches('\n');
+                assert!(
+                    *g == w || (w.contains("b-garbage") && g.starts_with(w)),
+                    "{args:?}: expected line\n{w}\nin:\n{}",
+                    p.out
+                );
+            }
+            assert_eq!(p.err, "", "{args:?}");
+            assert_clean(&fx, &before, &format!("{args:?}"));
+        }
+
+        // JSON carries the same entries.
+        let j = run_t(&fx, &["--class=sysext", "--json=short", "plan"], 20);
+        j.ok();
+        let entry = |name: &str, kind: &str, path: &Path, verdict: &str, reason: &str| {
+            format!(
+                r#"{{"name":"{name}","type":"{kind}","path":"{}","verdict":"{verdict}","reason":{reason}}}"#,
+                path.display()
+            )
+        };
+        let quoted = |s: &str| format!("\"{s}\"");
+        let garbage_entry = entry(
+            "b-garbage",
+            "raw",
+            &garbage_img,
+            "unusable",
+            &quoted(&garbage_err),
+        );
+        // The probe may add what it checked: the reason is matched up to there.
+        assert_has(&j.out, garbage_entry.trim_end_matches("\"}"));
+        let cands = [
+            entry("a-good", "raw", &good, "match", "null"),
+            entry(
+                "d-dir",
+                "directory",
+                &fx.path("/var/lib/extensions/d-dir"),
+                "match",
+                "null",
+            ),
+            entry(
+                "e-fedora",
+                "directory",
+                &fx.path("/var/lib/extensions/e-fedora"),
+                "skip",
+                &quoted("ID=fedora does not match host ID=debian"),
+            ),
+        ];
+        assert_has(&j.out, &format!(r#""candidates":[{},"#, cands[0]));
+        assert_has(&j.out, &format!(r#""}},{}]"#, cands[1..].join(",")));
+        assert_has(&j.out, r#""extensions":["a-good","d-dir"]"#);
+        assert_clean(&fx, &before, "plan --json");
+
+        // merge is all or nothing: it fails on the first broken image, mounts nothing.
+        let m = run_t(&fx, &["--class=sysext", "merge"], 20);
+        m.fails_with(&garbage_err);
+        assert_clean(&fx, &before, "failed merge");
+        assert_eq!(fx.ls("/usr"), ["bin"]);
+
+        // An image the policy refuses is an entry with the policy's reason.
+        fs::remove_file(&garbage_img).unwrap();
+        fs::remove_file(&lying).unwrap();
+        let p = run_t(
+            &fx,
+            &[
+                "--class=sysext",
+                "--image-policy=root=signed+absent:usr=signed+absent:=unused+absent",
+                "plan",
+            ],
+            20,
+        );
+        p.ok();
+        let line = p
+            .out
+            .lines()
+            .find(|l| l.starts_with("  fail a-good (raw): "))
+            .unwrap_or_else(|| panic!("no fail line for a-good:\n{}", p.out));
+        assert!(
+            line.contains(&format!("{}: image policy '", good.display()))
+                && line.contains("forbids this image"),
+            "{line}"
+        );
+        assert_has(&p.out, "  use  d-dir (directory, ");
+        assert_has(&p.out, "  /usr: d-dir (top first), host [ro,nodev]\n");
+        assert_clean(&fx, &before, "plan with a refusing policy");
+
+        // A plan that cannot be made fails.
+        fs::remove_file(fx.path("/etc/os-release")).unwrap();
+        run_t(&fx, &["--class=sysext", "plan"], 20).fails_with("os-release");
     });
 }

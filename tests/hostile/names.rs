@@ -65,7 +65,7 @@ fn long_and_odd_extension_names() {
                 &long,
                 &format!(
                     "no usable extension-release: usr/lib/extension-release.d/extension-release.{long}: \
-                     File name too long (os error 36)"
+                     File name too long"
                 ),
             ),
         );
@@ -152,6 +152,127 @@ fn hierarchy_env_with_colon_is_refused() {
         );
         assert_clean(&fx, &before, "refused merge");
         assert!(!fx.path("/srv").exists());
+    });
+}
+
+/// A hierarchy listed twice in `SYSTEMD_SYSEXT_HIERARCHIES` (also as `/usr/`, `/usr//`,
+/// or through a symlink in the root), or one inside another as written (`/usr:/usr/lib`),
+/// is refused before anything is mounted,
+/// naming the variable and both entries: listed twice, two overlays were stacked on
+/// `/usr` and unmerge removed only one of them.
+#[test]
+fn duplicate_and_nested_hierarchies_are_refused() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        fx.sysext("e", &[("usr/share/e", "e\n"), ("lib/e-lib", "e\n")]);
+        // Aliases inside the root: the same directory, and one inside /usr.
+        std::os::unix::fs::symlink("usr", fx.path("/usr2")).unwrap();
+        fs::create_dir_all(fx.path("/usr/lib")).unwrap();
+        std::os::unix::fs::symlink("/usr/lib", fx.path("/lib")).unwrap();
+        let before = state(&fx);
+        let var = "SYSTEMD_SYSEXT_HIERARCHIES";
+        for (env, why) in [
+            ("/usr:/usr", r#""/usr" and "/usr" are the same hierarchy"#),
+            ("/usr:/usr/", r#""/usr" and "/usr/" are the same hierarchy"#),
+            (
+                "/opt:/usr//:/usr",
+                r#""/usr//" and "/usr" are the same hierarchy"#,
+            ),
+            (
+                "/usr:/usr/lib",
+                r#""/usr/lib" is inside "/usr": hierarchies must not be nested"#,
+            ),
+            (
+                "/usr/lib:/opt:/usr",
+                r#""/usr/lib" is inside "/usr": hierarchies must not be nested"#,
+            ),
+            (
+                "/usr:/usr2",
+                r#""/usr" and "/usr2" are the same hierarchy: each may be listed only once (in the root "/usr" is "/usr" and "/usr2" is "/usr")"#,
+            ),
+        ] {
+            for verb in ["merge", "refresh"] {
+                let r = run_env_t(&fx, &["--class=sysext", verb], &[(var, env)], 10);
+                r.fails_with(&format!("{var}: {why}"));
+                assert_clean(&fx, &before, &format!("{verb} with {var}={env}"));
+                assert!(fx.mounts_at("/usr").is_empty(), "{env}");
+            }
+        }
+        // Nested only through a symlink (`/lib` → `/usr/lib`, like `/opt` → `usr/opt` on
+        // some roots) is what systemd merges: both overlays, and unmerge takes both.
+        let r = run_env_t(&fx, &["--class=sysext", "merge"], &[(var, "/usr:/lib")], 10);
+        r.ok();
+        assert_eq!(fx.mounts_at("/usr").len(), 1);
+        assert_eq!(fx.mounts_at("/usr/lib").len(), 1);
+        assert_eq!(
+            fs::read_to_string(fx.path("/usr/lib/e-lib")).unwrap(),
+            "e\n"
+        );
+        run_env_t(
+            &fx,
+            &["--class=sysext", "unmerge"],
+            &[(var, "/usr:/lib")],
+            10,
+        )
+        .ok();
+        assert_clean(&fx, &before, "after unmerge of /usr:/lib");
+        // Without the duplicate the same merge works, and unmerge leaves nothing.
+        let r = run_env_t(&fx, &["--class=sysext", "merge"], &[(var, "/usr")], 10);
+        r.ok();
+        assert_eq!(fx.mounts_at("/usr").len(), 1);
+        run_env_t(&fx, &["--class=sysext", "unmerge"], &[(var, "/usr")], 10).ok();
+        assert_clean(&fx, &before, "after unmerge");
+    });
+}
+
+/// What a hierarchy listed twice used to leave: two of our overlays stacked on `/usr`,
+/// sharing one metadata layer whose `dev` names the upper one (made here by hand).
+/// Unmerge removes both, as systemd's loops until the top mount is not its own, and
+/// leaves a foreign overlay below them alone.
+#[test]
+fn unmerge_removes_every_stacked_overlay_of_ours() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        let usr = fx.path("/usr");
+        // The layers below each overlay (not the overlay below it: stacking depth).
+        let host = base.join("host-usr");
+        write_file(&host.join("bin/host-tool"), "host tool\n");
+        let lower =
+            |top: &std::path::Path| format!("lowerdir={}:{}", top.display(), host.display());
+        // A foreign overlay at the bottom: not ours, must stay.
+        let foreign = base.join("foreign");
+        write_file(&foreign.join("foreign-file"), "f\n");
+        mount("other", &usr, "overlay", libc::MS_RDONLY, &lower(&foreign));
+        let before = state(&fx);
+        let meta = base.join("meta");
+        write_file(&meta.join(".systemd-sysext/extensions"), "e\n");
+        // Two overlays of the old stacking on top of it, with one metadata layer.
+        mount("sysext", &usr, "overlay", libc::MS_RDONLY, &lower(&meta));
+        mount("sysext", &usr, "overlay", libc::MS_RDONLY, &lower(&meta));
+        let top_dev = fx.dev("/usr");
+        write_file(&meta.join(".systemd-sysext/dev"), &devnum(top_dev));
+        assert_eq!(fx.mounts_at("/usr").len(), 3);
+
+        let s = run_t(&fx, &["--class=sysext", "status", "--json=short"], 10);
+        s.ok();
+        assert_has(&s.out, r#""hierarchy":"/usr","extensions":["e"]"#);
+        let u = run_t(&fx, &["--class=sysext", "unmerge"], 10);
+        u.ok();
+        assert_eq!(
+            u.err.matches("Unmerged ").count(),
+            2,
+            "two overlays unmerged:\n{}",
+            u.err
+        );
+        let left = fx.mounts_at("/usr");
+        assert_eq!(left.len(), 1, "{left:#?}");
+        assert_eq!(left[0].source, "other");
+        assert_clean(&fx, &before, "after unmerge");
+        assert_eq!(fx.ls("/usr"), ["bin", "foreign-file"]);
+        // Nothing of ours is left to unmerge.
+        let again = run_t(&fx, &["--class=sysext", "unmerge"], 10);
+        again.ok();
+        assert!(!again.err.contains("Unmerged "), "{}", again.err);
     });
 }
 

@@ -503,6 +503,7 @@ fn incompatible_extensions_skipped() {
                     match &c.verdict {
                         extmerge::release::Verdict::Match => None,
                         extmerge::release::Verdict::Mismatch(r) => Some(r.clone()),
+                        v => panic!("{}: unexpected verdict {v:?}", c.image.name),
                     },
                 )
             })

@@ -180,6 +180,53 @@ fn refresh_after_removing_all_unmerges() {
     });
 }
 
+/// A refresh that ends with zero extensions says "Unmerged" once per hierarchy it
+/// takes the merge off (two sysext hierarchies and one confext here), nothing more.
+#[test]
+fn refresh_to_zero_extensions_logs_each_unmerge_once() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        let a = fx.sysext("a", &[("usr/share/a", "a\n"), ("opt/a/file", "a\n")]);
+        let c = fx.confext("c", &[("etc/c.conf", "c\n")]);
+        fx.run(&["merge"]).ok();
+        fx.overlay_at("/opt");
+        std::fs::remove_dir_all(a).unwrap();
+        std::fs::remove_dir_all(c).unwrap();
+        let r = fx.run(&["refresh"]);
+        r.ok();
+        let root = fx.root.display();
+        let unmerged: Vec<&str> = r
+            .err
+            .lines()
+            .filter(|l| l.starts_with("Unmerged "))
+            .collect();
+        let mut want = vec![
+            format!("Unmerged '{root}/etc'."),
+            format!("Unmerged '{root}/opt'."),
+            format!("Unmerged '{root}/usr'."),
+        ];
+        let mut got: Vec<String> = unmerged.iter().map(|l| l.to_string()).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "stderr:\n{}", r.err);
+        assert_eq!(
+            r.err.matches("No sysext extensions found.").count(),
+            1,
+            "{}",
+            r.err
+        );
+        assert_eq!(
+            r.err.matches("No confext extensions found.").count(),
+            1,
+            "{}",
+            r.err
+        );
+        assert!(fx.mounts_at("/usr").is_empty() && fx.mounts_at("/opt").is_empty());
+        assert!(fx.mounts_at("/etc").is_empty());
+        assert_eq!(fx.read("/usr/share/a"), None);
+    });
+}
+
 /// refresh with nothing merged merges (systemd's "not merged & some" case).
 #[test]
 fn refresh_when_not_merged_merges() {

@@ -1,0 +1,120 @@
+//! `extmerge-initrd` against a fake sysroot: a second run says the extensions are
+//! already merged (not that it merged them into nothing), and a bad command line is
+//! called what it is.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::*;
+
+/// The initrd program under test.
+const INITRD_BIN: &str = env!("CARGO_BIN_EXE_extmerge-initrd");
+
+/// Covers `/dev/kmsg` with `/dev/null` in this thread's private mount namespace, so
+/// that the program's kernel-log records do not reach the host's kernel log.
+fn silence_kmsg() {
+    // SAFETY: NUL-terminated string literals and NULLs, only read by mount(2).
+    let r = unsafe {
+        libc::mount(
+            c"/dev/null".as_ptr(),
+            c"/dev/kmsg".as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "bind /dev/null over /dev/kmsg: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Runs `extmerge-initrd --cmdline=<empty file> ARGS...`.
+fn run_initrd(base: &Path, args: &[String]) -> Run {
+    let cmdline = base.join("cmdline");
+    if !cmdline.exists() {
+        std::fs::write(&cmdline, "root=/dev/vda quiet\n").unwrap();
+    }
+    let mut a = vec![format!("--cmdline={}", cmdline.display())];
+    a.extend(args.iter().cloned());
+    let o = Command::new(INITRD_BIN)
+        .args(&a)
+        .env_remove("SYSTEMD_SYSEXT_HIERARCHIES")
+        .env_remove("SYSTEMD_CONFEXT_HIERARCHIES")
+        .output()
+        .expect("run extmerge-initrd");
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&o.stdout).into_owned(),
+        err: String::from_utf8_lossy(&o.stderr).into_owned(),
+        cmd: format!("extmerge-initrd {}", a.join(" ")),
+    }
+}
+
+#[test]
+fn second_run_says_already_merged() {
+    ns_test_with(Prop::Private, |base| {
+        silence_kmsg();
+        let fx = Fx::new(base);
+        fx.sysext("a", &[("usr/share/a", "a\n")]);
+        fx.confext("c", &[("etc/c.conf", "c\n")]);
+        let sysroot = vec![format!("--sysroot={}", fx.root.display())];
+        let root = fx.root.display().to_string();
+        let first = run_initrd(base, &sysroot);
+        first.ok();
+        for line in [
+            format!("{root}: merged confext extensions c into /etc"),
+            format!("{root}: merged sysext extensions a into /usr"),
+        ] {
+            assert!(first.err.contains(&line), "want {line:?}:\n{}", first.err);
+        }
+        let (usr, etc) = (fx.overlay_at("/usr"), fx.overlay_at("/etc"));
+
+        let second = run_initrd(base, &sysroot);
+        second.ok();
+        for line in [
+            format!("{root}: confext extensions c already merged, nothing changed"),
+            format!("{root}: sysext extensions a already merged, nothing changed"),
+        ] {
+            assert!(second.err.contains(&line), "want {line:?}:\n{}", second.err);
+        }
+        assert!(
+            !second.err.contains("merged sysext extensions")
+                && !second.err.lines().any(|l| l.trim_end().ends_with(" into")),
+            "the second run claims a merge:\n{}",
+            second.err
+        );
+        assert_eq!(fx.overlay_at("/usr").id, usr.id, "the merge was left alone");
+        assert_eq!(fx.overlay_at("/etc").id, etc.id);
+        assert_eq!(fx.read("/usr/share/a").as_deref(), Some("a\n"));
+    });
+}
+
+#[test]
+fn bad_command_line_is_named() {
+    ns_test_with(Prop::Private, |base| {
+        silence_kmsg();
+        let fx = Fx::new(base);
+        let before = fx.snapshot();
+        for (args, want) in [
+            (&["--bogus"][..], "unknown option \"--bogus\""),
+            (&["--bogus", "sysroot"], "unknown option \"--bogus\""),
+            (&["sysroot", "-x"], "unknown option \"-x\""),
+            // The value must be joined with "=": alone it is an option we do not know.
+            (&["--sysroot", "/sysroot"], "unknown option \"--sysroot\""),
+            (&["sysroot", "initrd"], "too many arguments: \"initrd\""),
+            (&["bogus"], "unknown verb \"bogus\""),
+        ] {
+            let mut a = vec![format!("--sysroot={}", fx.root.display())];
+            a.extend(args.iter().map(|s| s.to_string()));
+            let r = run_initrd(base, &a);
+            r.fails_with(want);
+            if want.starts_with("unknown option") {
+                assert!(!r.err.contains("unknown verb"), "{}:\n{}", r.cmd, r.err);
+            }
+        }
+        assert_eq!(fx.snapshot(), before, "nothing was mounted");
+    });
+}

@@ -22,7 +22,7 @@ have() {
 }
 
 for t in env_file vpick image_name gpt fs_superblock verity_superblock verity_sig_json \
-    image_policy metadata; do
+    image_policy metadata cmdline mountinfo hierarchies; do
     mkdir -p "$C/$t"
     rm -f "$C/$t"/seed-*
 done
@@ -90,6 +90,43 @@ printf '4095:1048575\n' | seed dev-max metadata
 printf '/var/lib/extensions.mutable/.systemd-usr-workdir' | seed workdir metadata
 printf '/a\\\\b\\"c\\n\\t\\x7f\\xc3\\xa9 d' | seed escaped metadata
 printf '/caf\xc3\xa9/\ttab\x01' | seed raw metadata
+
+# ---- cmdline: kernel command lines (and fstab texts, the same target reads both) --------
+printf 'BOOT_IMAGE=/vmlinuz-6.1.0-13-amd64 root=UUID=0123 ro quiet\n' | seed plain cmdline
+printf 'root=/dev/vda extmerge=0 extmerge.fatal=1 extmerge.debug systemd.sysext=no rd.systemd.confext=0\n' |
+    seed switches cmdline
+printf 'foo="bar extmerge=0" systemd.sysext="0" '"'"'x y'"'"' a"b c"d "" extmerge.debug=yes\n' |
+    seed quotes cmdline
+printf 'extmerge=bogus systemd.confext extmerge.fatal=ON\textmerge=1\r\nlabel=\xff\xfe "unbalanced extmerge=0' |
+    seed odd cmdline
+printf '# /etc/fstab\nUUID=1 / ext4 defaults 0 1\n/dev/vdb /var ext4 defaults 0 2\n/dev/vdc /var/lib\\040x xfs x-initrd.mount 0 0\n  \n/dev/vdd /variant ext4 defaults\n' |
+    seed fstab cmdline
+
+# ---- mountinfo: /proc/self/mountinfo texts ----------------------------------------------
+mi() { printf '%s\n' "$@"; }
+mi '22 1 252:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw' \
+    '23 22 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw' \
+    '30 22 0:30 / /usr ro,nodev,relatime shared:20 - overlay sysext ro,lowerdir=/run/x/a:/run/x/b' \
+    '31 22 252:2 / /usr/local rw,relatime shared:21 - ext4 /dev/vdb rw' \
+    '32 31 0:32 / /usr/local/cache rw shared:22 - tmpfs tmpfs rw' \
+    '33 30 0:33 / /usr/.systemd-sysext rw - tmpfs tmpfs rw' | seed merged mountinfo
+mi '40 1 0:40 / / rw - tmpfs tmpfs rw' \
+    '41 40 0:41 / /run/media/user/My\040Disk rw - vfat /dev/sdb1 rw' \
+    '42 40 0:42 / /tmp/a\011b\012c\134d rw - tmpfs tmpfs rw' \
+    "$(printf '43 40 0:43 / /tmp/caf\xe9\xff rw - tmpfs tmpfs rw')" \
+    '44 40 0:44 /sub /etc/x\400\777 rw - tmpfs tmpfs rw' | seed escapes mountinfo
+mi '1 2' '' 'x y z w v' '18446744073709551615 18446744073709551616 0:0 / /usr' \
+    '5 0 0:1 / /usr rw' '6 5 0:2 / /usr/a rw' '7 5 0:3 / /usr/a/b rw' '8 5 0:4 / /usr rw' | seed odd mountinfo
+
+# ---- hierarchies: hierarchy lists (one per line, or colon-separated) and option strings
+printf '/usr\n/opt' | seed default hierarchies
+printf '/usr:/opt:/etc' | seed env hierarchies
+printf '/usr:/usr/:/usr//lib:/./usr:/usr/..:/a.b:/a/b:relative::/' | seed overlap hierarchies
+printf '/usr/lib\n/usr' | seed nested hierarchies
+printf '/srv/caf\xc3\xa9\n/a b\n/x.y/z' | seed names hierarchies
+for m in auto import ephemeral ephemeral-import yes no TRUE 0 1 On off f y bogus; do
+    printf '%s' "$m" | seed "mode-$m" hierarchies
+done
 
 # ---- gpt --------------------------------------------------------------------------------
 ROOT=4f68bce3-e8cd-4db1-96e7-fbcaf984b709

@@ -177,6 +177,11 @@ void extmerge_context_free(struct extmerge_context *ctx);
  * and the reason in strerror(3)'s words ("/x: cannot open root: No such file or
  * directory").
  *
+ * The text is the one the extmerge program prints: names, paths and values from the
+ * files read are escaped as systemd's cescape() does ("esc\x1b[31m", "a\nb", "\\"),
+ * invalid UTF-8 as "\xNN" per byte, so no control character from a name or a file
+ * reaches the caller.
+ *
  * The string is owned by ctx and valid until the next call on ctx that takes a
  * non-const context (each one clears it first) or extmerge_context_free().
  *
@@ -334,6 +339,8 @@ int extmerge_context_set_hierarchies(struct extmerge_context *ctx,
  * '/usr'.", skipped entries, ...) and, at LOG_ERR, each error that a call returns, as
  * "<function>: <last error>". Messages less important than the priority set with
  * extmerge_context_set_log_priority() are dropped before they are formatted.
+ * Messages are escaped as extmerge_context_last_error() describes: no control
+ * character reaches log_fn.
  *
  * Returns 0, or -EINVAL for a NULL ctx.
  *
@@ -506,7 +513,9 @@ int extmerge_entry_get_verdict(const struct extmerge_entry *e);
 /**
  * Returns why the extension is skipped, for people ("ID=fedora does not match host
  * ID=debian"), or why it is unusable (the image's path and the error); NULL when it
- * matches (or for a NULL entry). Owned by the list.
+ * matches (or for a NULL entry). Owned by the list. Values in it are escaped as in
+ * extmerge_context_last_error(); the name and the path getters return the values as
+ * they are.
  *
  * Reads only: may run concurrently with other getters, not with freeing the list.
  */

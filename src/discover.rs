@@ -15,6 +15,7 @@ use rustix::fs::{AtFlags, Dir, FileType, OFlags, Stat};
 
 use crate::arch;
 use crate::class::Class;
+use crate::escape::esc;
 use crate::fsutil::{file_type_name, Root};
 use crate::log::{errno_text, os_text};
 use crate::vpick::{self, Picked};
@@ -81,7 +82,7 @@ pub struct Discovery {
 
 /// Errors that abort discovery (systemd: "Failed to discover images").
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {}", .path.display(), crate::log::os_text(.source))]
+#[error("{}: {}", esc(.path), crate::log::os_text(.source))]
 pub struct DiscoverError {
     /// The search directory (host path).
     pub path: PathBuf,
@@ -135,7 +136,7 @@ pub fn discover(root: &Root, class: Class, initrd: bool) -> Result<Discovery, Di
                 Ok(image) => {
                     if let Some(winner) = seen.get(&image.name) {
                         out.skipped.push(Skipped {
-                            reason: format!("shadowed by {}", winner.display()),
+                            reason: format!("shadowed by {}", esc(winner)),
                             path,
                         });
                     } else {
@@ -208,15 +209,10 @@ fn derive(entry: &[u8], ft: FileType, class: Class) -> Result<(String, Candidate
     };
     let name = match std::str::from_utf8(name) {
         Ok(n) => n,
-        Err(_) => {
-            return Err(format!(
-                "invalid image name {:?} (not UTF-8)",
-                String::from_utf8_lossy(name)
-            ))
-        }
+        Err(_) => return Err(format!("invalid image name \"{}\" (not UTF-8)", esc(name))),
     };
     if !image_name_is_valid(name) {
-        return Err(format!("invalid image name {name:?}"));
+        return Err(format!("invalid image name \"{}\"", esc(name)));
     }
     Ok((name.to_string(), candidate))
 }
@@ -282,9 +278,9 @@ fn pick_in(
     let candidates = names.iter().filter_map(|n| n.to_str());
     let native = arch::native();
     let picked = vpick::pick(name, suffix, candidates, native, arch::secondary(native))
-        .ok_or_else(|| format!("no matching entry in {}", entry.to_string_lossy()))?;
+        .ok_or_else(|| format!("no matching entry in {}", esc(entry)))?;
     let (ft, st) = resolve(root, &path.join(&picked.file_name))
-        .map_err(|reason| format!("{}: {reason}", picked.file_name))?;
+        .map_err(|reason| format!("{}: {reason}", esc(&picked.file_name)))?;
     let want_file = suffix.ends_with(".raw");
     let kind = match ft {
         FileType::RegularFile if want_file => ImageKind::Raw,
@@ -293,7 +289,7 @@ fn pick_in(
         other => {
             return Err(format!(
                 "{}: picked entry is a {}, expected {}",
-                picked.file_name,
+                esc(&picked.file_name),
                 file_type_name(other),
                 if want_file {
                     "a regular file or block device"
@@ -1087,13 +1083,13 @@ mod tests {
                 b"caf\xe9.raw",
                 RegularFile,
                 SYS,
-                Err("invalid image name \"caf\u{fffd}\" (not UTF-8)"),
+                Err("invalid image name \"caf\\xe9\" (not UTF-8)"),
             ),
             (
                 b"\xff.v",
                 Directory,
                 SYS,
-                Err("invalid image name \"\u{fffd}\" (not UTF-8)"),
+                Err("invalid image name \"\\xff\" (not UTF-8)"),
             ),
         ];
         for (entry, ft, class, want) in cases {
@@ -1147,11 +1143,11 @@ mod tests {
             [
                 (
                     &b"/etc/extensions/b\xffd"[..],
-                    "invalid image name \"b\u{fffd}d\" (not UTF-8)"
+                    "invalid image name \"b\\xffd\" (not UTF-8)"
                 ),
                 (
                     &b"/etc/extensions/caf\xe9.raw"[..],
-                    "invalid image name \"caf\u{fffd}\" (not UTF-8)"
+                    "invalid image name \"caf\\xe9\" (not UTF-8)"
                 ),
             ]
         );

@@ -188,7 +188,7 @@ bitflags::bitflags! {
 /// it logged any, its `device-mapper:` messages (read from `/dev/kmsg`):
 /// `DM_TABLE_LOAD foo: Invalid argument (kernel: device-mapper: table: 253:0: verity: …)`.
 #[derive(Debug, thiserror::Error)]
-#[error("{op} {name}: {}{}", os_text(.source), fmt_messages(.messages))]
+#[error("{op} {}: {}{}", crate::escape::esc(.name), os_text(.source), fmt_messages(.messages))]
 pub struct DmError {
     /// The ioctl (`DM_TABLE_LOAD`, …) or `open`/`mknod`.
     pub op: &'static str,
@@ -197,7 +197,7 @@ pub struct DmError {
     /// The errno, or `InvalidInput` for a request we refused to send.
     #[source]
     pub source: io::Error,
-    /// Kernel log lines about it, and notes on what cleaning up did.
+    /// Kernel log lines about it (escaped for people), and notes on what cleaning up did.
     pub messages: Vec<String>,
 }
 
@@ -1054,9 +1054,10 @@ impl Kmsg {
                     }
                     let text = &rec[semi + 1..];
                     let text = &text[..memchr::memchr(b'\n', text).unwrap_or(text.len())];
-                    let text = String::from_utf8_lossy(text);
+                    // Kept escaped: the kernel's text, for people ([`esc_text`]).
+                    let text = crate::escape::esc_text(text).to_string();
                     if text.contains("device-mapper:") && out.len() < 8 {
-                        out.push(text.into_owned());
+                        out.push(text);
                     }
                 }
                 Err(Errno::PIPE) => continue, // records overwritten meanwhile

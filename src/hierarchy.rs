@@ -11,7 +11,8 @@
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{OFlags, ResolveFlags};
 
@@ -102,59 +103,88 @@ pub fn mount_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
 /// The parent mount ID of mount `id`, from `/proc/thread-self/mountinfo` (this
 /// thread's mount namespace, which may differ from the process's after `unshare`).
 pub fn parent_mount_of(id: u64) -> io::Result<Option<u64>> {
-    let info = std::fs::read_to_string("/proc/thread-self/mountinfo")?;
-    Ok(info.lines().find_map(|l| {
-        let mut f = l.split(' ');
-        let me: u64 = f.next()?.parse().ok()?;
-        let parent: u64 = f.next()?.parse().ok()?;
-        (me == id).then_some(parent)
-    }))
+    let info = std::fs::read("/proc/thread-self/mountinfo")?;
+    Ok(mountinfo_parent(&info, id))
+}
+
+/// The fields of one `/proc/…/mountinfo` line that extmerge uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfoLine {
+    /// Field 1: the mount ID.
+    pub id: u64,
+    /// Field 2: the parent's mount ID.
+    pub parent: u64,
+    /// Field 5: the mount point, unescaped (see [`unescape_mountinfo`]).
+    pub mount_point: PathBuf,
+}
+
+/// Parses one line of `/proc/…/mountinfo` (proc(5)): `None` when it has fewer than five
+/// space-separated fields or the IDs are not numbers. Mount points are bytes (a mount
+/// point need not be UTF-8).
+pub fn parse_mountinfo_line(line: &[u8]) -> Option<MountInfoLine> {
+    let mut f = line.splitn(6, |&b| b == b' ');
+    let num = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u64>().ok();
+    let id = num(f.next()?)?;
+    let parent = num(f.next()?)?;
+    let _major_minor = f.next()?;
+    let _root = f.next()?;
+    let point = f.next()?;
+    Some(MountInfoLine {
+        id,
+        parent,
+        mount_point: PathBuf::from(OsString::from_vec(unescape_mountinfo(point))),
+    })
+}
+
+/// The parent mount ID of mount `id` in a mountinfo text.
+pub fn mountinfo_parent(mountinfo: &[u8], id: u64) -> Option<u64> {
+    mountinfo
+        .split(|&b| b == b'\n')
+        .filter_map(parse_mountinfo_line)
+        .find(|l| l.id == id)
+        .map(|l| l.parent)
 }
 
 /// Mount point paths in `/proc/…/mountinfo` escape space, tab, newline and `\` as
-/// octal (`\040`).
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
+/// octal (`\040`): three octal digits, at most `\377`. Anything else is kept as it is.
+pub fn unescape_mountinfo(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
+    while i < s.len() {
+        match s.get(i..i + 4) {
+            Some([b'\\', d0 @ b'0'..=b'3', d1 @ b'0'..=b'7', d2 @ b'0'..=b'7']) => {
+                out.push((d0 - b'0') << 6 | (d1 - b'0') << 3 | (d2 - b'0'));
+                i += 4;
+            }
+            _ => {
+                out.push(s[i]);
+                i += 1;
+            }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
-/// The file systems mounted below the hierarchy whose root is `top` (directly on the
-/// mount `top` is on, or, when `top` is a plain directory, on its parent mount below
-/// `top`'s path): each as its path relative to the hierarchy and a detached recursive
-/// clone. Cloned before the merge covers them, attached on the new overlay after, so
-/// `/usr/local` on its own file system stays visible, as systemd's `move_submounts`.
-/// `skip` names a top-level directory whose mounts are left out (our metadata bind).
-/// `mountinfo` is this thread's `/proc/thread-self/mountinfo`, read once per run.
-pub fn clone_submounts(
-    top: BorrowedFd<'_>,
+/// The mounts directly on mount `parent` below the directory `top_path`, as
+/// [`clone_submounts`] takes them from a mountinfo text: each as its path relative to
+/// `top_path` and its mount point, in mountinfo order. Left out: the mount on
+/// `top_path` itself, mounts below the top-level directory `skip`, and mounts below one
+/// already taken (they come with its recursive clone).
+pub fn submounts_below(
+    mountinfo: &[u8],
+    parent: u64,
+    top_path: &Path,
     skip: &str,
-    mountinfo: &str,
-) -> io::Result<Vec<(std::path::PathBuf, OwnedFd)>> {
-    let top_path = std::fs::read_link(crate::mount::fd_path(top))?;
-    let id = mount_id(top)?;
-    let info = mountinfo;
-    let mut out: Vec<(std::path::PathBuf, OwnedFd)> = Vec::new();
-    for l in info.lines() {
-        let f: Vec<&str> = l.splitn(6, ' ').collect();
-        if f.len() < 5 || f[1].parse::<u64>().ok() != Some(id) {
+) -> Vec<(PathBuf, PathBuf)> {
+    let mut out: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for l in mountinfo
+        .split(|&b| b == b'\n')
+        .filter_map(parse_mountinfo_line)
+    {
+        if l.parent != parent {
             continue;
         }
-        let point = std::path::PathBuf::from(unescape_mountinfo(f[4]));
-        let Ok(rel) = point.strip_prefix(&top_path) else {
+        let Ok(rel) = l.mount_point.strip_prefix(top_path) else {
             continue;
         };
         if rel.as_os_str().is_empty() || rel.starts_with(skip) {
@@ -164,28 +194,73 @@ pub fn clone_submounts(
         if out.iter().any(|(p, _)| rel.starts_with(p)) {
             continue;
         }
+        let rel = rel.to_path_buf();
+        out.push((rel, l.mount_point));
+    }
+    out
+}
+
+/// The file systems mounted below the hierarchy whose root is `top` (directly on the
+/// mount `top` is on, or, when `top` is a plain directory, on its parent mount below
+/// `top`'s path): each as its path relative to the hierarchy and a detached recursive
+/// clone. Cloned before the merge covers them, attached on the new overlay after, so
+/// `/usr/local` on its own file system stays visible, as systemd's `move_submounts`.
+/// `skip` names a top-level directory whose mounts are left out (our metadata bind).
+/// `mountinfo` is this thread's `/proc/thread-self/mountinfo`, read once per run, as
+/// bytes: mount points need not be UTF-8 (a text read of it fails on such a mount
+/// anywhere in the namespace).
+pub fn clone_submounts(
+    top: BorrowedFd<'_>,
+    skip: &str,
+    mountinfo: &(impl AsRef<[u8]> + ?Sized),
+) -> io::Result<Vec<(PathBuf, OwnedFd)>> {
+    let top_path = std::fs::read_link(crate::mount::fd_path(top))?;
+    let id = mount_id(top)?;
+    let mut out = Vec::new();
+    for (rel, point) in submounts_below(mountinfo.as_ref(), id, &top_path, skip) {
         let fd = fsutil::open_in(
             top,
-            rel,
+            &rel,
             OFlags::PATH | OFlags::DIRECTORY,
             ResolveFlags::NO_SYMLINKS,
         )?;
         let clone = crate::mount::clone_tree_recursive(fd.as_fd(), &point.to_string_lossy())
             .map_err(|e| e.source)?;
-        out.push((rel.to_path_buf(), clone));
+        out.push((rel, clone));
     }
     Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
     #[test]
     fn mountinfo_escapes() {
-        assert_eq!(
-            super::unescape_mountinfo(r"/a\040b\011c\134d"),
-            "/a b\tc\\d"
-        );
-        assert_eq!(super::unescape_mountinfo(r"/plain"), "/plain");
-        assert_eq!(super::unescape_mountinfo(r"/x\04"), r"/x\04");
+        assert_eq!(unescape_mountinfo(br"/a\040b\011c\134d"), b"/a b\tc\\d");
+        assert_eq!(unescape_mountinfo(br"/plain"), b"/plain");
+        assert_eq!(unescape_mountinfo(br"/x\04"), br"/x\04");
+        // Above \377 is no byte: kept as it is (it used to overflow a u8).
+        assert_eq!(unescape_mountinfo(br"/x\400\777"), br"/x\400\777");
+        assert_eq!(unescape_mountinfo(b"/caf\xe9\\377"), b"/caf\xe9\xff");
+    }
+
+    #[test]
+    fn mountinfo_lines() {
+        let info = b"22 1 0:21 / / rw - ext4 /dev/vda rw\n\
+                     30 22 0:30 / /usr rw - overlay overlay ro\n\
+                     31 22 0:31 / /usr/local rw - ext4 /dev/vdb rw\n\
+                     32 31 0:32 / /usr/local/x rw - tmpfs tmpfs rw\n\
+                     33 22 0:33 / /usr/.systemd-sysext rw - tmpfs tmpfs rw\n\
+                     34 22 0:34 / /usr/a\\040b\\377 rw - tmpfs tmpfs rw\n\
+                     garbage\n35 x 0:1 / /usr/y\n36 22 0:1 /\n";
+        assert_eq!(mountinfo_parent(info, 32), Some(31));
+        assert_eq!(mountinfo_parent(info, 35), None);
+        assert_eq!(mountinfo_parent(info, 99), None);
+        let subs = submounts_below(info, 22, Path::new("/usr"), ".systemd-sysext");
+        let rel: Vec<_> = subs.iter().map(|(r, _)| r.as_os_str().as_bytes()).collect();
+        assert_eq!(rel, [&b"local"[..], b"a b\xff"]);
+        assert_eq!(subs[0].1, Path::new("/usr/local"));
     }
 }

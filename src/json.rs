@@ -99,7 +99,9 @@ fn escape_into(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
+            // Control characters (C0, DEL, C1) as `\u00XX`, so JSON printed to a
+            // terminal cannot drive it either.
+            c if (c as u32) < 0x20 || ('\u{7f}'..='\u{9f}').contains(&c) => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
@@ -115,14 +117,14 @@ mod tests {
     #[test]
     fn renders() {
         let v = Json::Array(vec![Json::obj([
-            ("name", Json::str("a\"b\n\u{1}")),
+            ("name", Json::str("a\"b\n\u{1}\u{7f}\u{9b}é")),
             ("time", Json::UInt(12)),
             ("x", Json::Null),
             ("e", Json::Array(vec![])),
         ])]);
         assert_eq!(
             v.render(false),
-            r#"[{"name":"a\"b\n\u0001","time":12,"x":null,"e":[]}]"#
+            r#"[{"name":"a\"b\n\u0001\u007f\u009bé","time":12,"x":null,"e":[]}]"#
         );
         assert_eq!(
             Json::obj([("a", Json::Bool(true))]).render(true),

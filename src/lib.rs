@@ -8,8 +8,10 @@
 
 pub mod arch;
 pub mod class;
+pub mod cmdline;
 pub mod discover;
 pub mod dm;
+pub mod escape;
 pub mod fault;
 pub mod fsutil;
 pub mod hierarchy;
@@ -23,6 +25,7 @@ pub mod metadata;
 pub mod mount;
 pub mod name;
 pub mod options;
+pub mod origin;
 pub mod os_release;
 pub mod plan;
 pub mod release;

@@ -74,7 +74,10 @@ pub fn enabled(l: Level) -> bool {
     STATE.with(|s| l <= s.borrow().max)
 }
 
-/// Emits `msg` at `l`.
+/// Emits `msg` at `l`. Every sink gets it with its control characters but newlines
+/// escaped ([`crate::escape::controls`]): the values in it were escaped where the
+/// message was composed ([`crate::escape::esc`]); this guards the terminal, the kernel
+/// log and a C caller's callback from whatever was not.
 pub fn log(l: Level, msg: &str) {
     let sink = STATE.with(|s| {
         let s = s.borrow();
@@ -82,8 +85,8 @@ pub fn log(l: Level, msg: &str) {
     });
     match sink {
         None => {}
-        Some(Some(f)) => f(l, msg),
-        Some(None) => eprintln!("{msg}"),
+        Some(Some(f)) => f(l, &crate::escape::controls(msg)),
+        Some(None) => eprintln!("{}", crate::escape::controls(msg)),
     }
 }
 

@@ -180,7 +180,12 @@ impl LoopInfo64 {
 /// file, and the errno:
 /// `LOOP_CONFIGURE /dev/loop3 (backing /var/lib/extensions/foo.raw): Device or resource busy`.
 #[derive(Debug, thiserror::Error)]
-#[error("{op} {device} (backing {backing}): {}", os_text(.source))]
+#[error(
+    "{op} {} (backing {}): {}",
+    crate::escape::esc(.device),
+    crate::escape::esc(.backing),
+    os_text(.source)
+)]
 pub struct LoopError {
     /// The ioctl (`LOOP_CONFIGURE`, …) or `open`/`mknod`.
     pub op: &'static str,

@@ -14,6 +14,7 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::mount::MountAttrFlags;
 
 use crate::class::Class;
+use crate::escape::{esc, escape};
 use crate::fault::{self, Injector};
 use crate::fsutil::{self, Root};
 use crate::hierarchy::HostDir;
@@ -48,10 +49,10 @@ pub enum MergeError {
     State(#[from] StateError),
     /// The hierarchy is already merged (`merge` never stacks; refresh or unmerge first).
     /// Front-ends add how to do that in their own terms: the library names no CLI verb.
-    #[error("{}: hierarchy is already merged", .0.display())]
+    #[error("{}: hierarchy is already merged", esc(.0))]
     AlreadyMerged(PathBuf),
     /// A file operation failed.
-    #[error("{}: {}", .path.display(), crate::log::os_text(.source))]
+    #[error("{}: {}", esc(.path), crate::log::os_text(.source))]
     Io {
         /// Host path.
         path: PathBuf,
@@ -181,14 +182,12 @@ impl Outcome {
                 None => format!("{skipping}."),
             }];
         }
-        let mut v = vec![format!(
-            "Using extensions '{}'.",
-            self.extensions.join("', '")
-        )];
+        let names: Vec<String> = self.extensions.iter().map(escape).collect();
+        let mut v = vec![format!("Using extensions '{}'.", names.join("', '"))];
         v.extend(self.merged.iter().map(|h| {
             format!(
                 "Merged extensions into '{}'.",
-                fsutil::join_in_root(root, Path::new(h)).display()
+                esc(&fsutil::join_in_root(root, Path::new(h)))
             )
         }));
         v
@@ -409,7 +408,7 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
                 // A work dir made by this run (a refresh's own) goes again on failure,
                 // with what overlayfs put inside it.
                 let (root_path, w) = (root.path().to_path_buf(), work.to_path_buf());
-                txn.on_undo(format!("work dir {}", w.display()), move || {
+                txn.on_undo(format!("work dir {}", esc(&w)), move || {
                     if let Ok(r) = Root::open(&root_path) {
                         let _ = remove_tree_in_root(&r, &w);
                     }
@@ -477,13 +476,13 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
         options,
         attrs,
     };
-    txn.step(&format!("mount overlay for {}", h.hierarchy))?;
+    txn.step(&format!("mount overlay for {}", esc(&h.hierarchy)))?;
     let legacy_dir = format!("overlay-{comp}");
     mkdir_open(staging.fd(), &legacy_dir, 0o755).map_err(io_at(stage_path(&legacy_dir)))?;
     let mnt = ov
         .mount(layer_strategy(), Some((staging.fd(), &legacy_dir)))
         .map_err(|mut e| {
-            e.what = format!("{} ({})", root.display_path(&h.hierarchy).display(), e.what);
+            e.what = format!("{} ({})", esc(&root.display_path(&h.hierarchy)), e.what);
             e
         })?;
     drop(fds);
@@ -534,7 +533,7 @@ fn swap(
     old_top: BorrowedFd<'_>,
     new: BorrowedFd<'_>,
 ) -> Result<(), MountError> {
-    let what = root.display_path(h).display().to_string();
+    let what = escape(&root.display_path(h));
     if use_beneath() {
         match mount::attach(new, old_top, true, &what) {
             Ok(()) => return mount::detach(old_top, &what),
@@ -557,7 +556,7 @@ fn attach_built(
     b: &Built,
     host_exists: bool,
     replace: bool,
-    mountinfo: &str,
+    mountinfo: &[u8],
     txn: &mut Txn,
 ) -> Result<Option<String>, MergeError> {
     let class = plan.class;
@@ -568,11 +567,11 @@ fn attach_built(
         None
     };
     if !host_exists && old.is_none() {
-        txn.step(&format!("create {h}"))?;
+        txn.step(&format!("create {}", esc(h)))?;
         let (_, created) =
             mkdir_p_in_root(root, Path::new(h), 0o755).map_err(io_at(root.display_path(h)))?;
         let root_path = root.path().to_path_buf();
-        txn.on_undo(format!("create {h}"), move || {
+        txn.on_undo(format!("create {}", esc(h)), move || {
             remove_created(&root_path, &created);
             Ok(())
         });
@@ -587,21 +586,21 @@ fn attach_built(
         crate::hierarchy::clone_submounts(top.as_fd(), class.metadata_dir(), mountinfo)
             .map_err(io_at(root.display_path(h)))?
     };
-    txn.step(&format!("attach {h}"))?;
+    txn.step(&format!("attach {}", esc(h)))?;
     let old_work = old.as_ref().and_then(|o| o.work_dir.clone());
     match old {
         Some(old) => {
             // Recursive: a mutable merge's read-only metadata bind comes back too.
-            let old_clone = mount::clone_tree_recursive(old.fd.as_fd(), h)?;
+            let old_clone = mount::clone_tree_recursive(old.fd.as_fd(), &escape(h))?;
             // Out of the old mounts' peer groups: unmounting the old tree must not
             // propagate into the copy kept for a rollback.
-            mount::make_private_recursive(old_clone.as_fd(), h)?;
+            mount::make_private_recursive(old_clone.as_fd(), &escape(h))?;
             swap(root, h, old.fd.as_fd(), b.mnt.as_fd())?;
             let new_fd = b.mnt.try_clone().map_err(io_at(root.display_path(h)))?;
             let (root_path, hh) = (root.path().to_path_buf(), h.to_string());
-            txn.on_undo(format!("refresh of {h}"), move || {
+            txn.on_undo(format!("refresh of {}", esc(h)), move || {
                 let root = Root::open(&root_path)
-                    .map_err(|e| MountError::new("open", root_path.display().to_string(), e))?;
+                    .map_err(|e| MountError::new("open", escape(&root_path), e))?;
                 swap(&root, &hh, new_fd.as_fd(), old_clone.as_fd())
             });
         }
@@ -613,17 +612,17 @@ fn attach_built(
                 b.mnt.as_fd(),
                 target.as_fd(),
                 false,
-                &root.display_path(h).display().to_string(),
+                &escape(&root.display_path(h)),
             )?;
             let undo_fd = b.mnt.try_clone().map_err(io_at(root.display_path(h)))?;
-            let what = root.display_path(h).display().to_string();
-            txn.on_undo(format!("merge of {h}"), move || {
+            let what = escape(&root.display_path(h));
+            txn.on_undo(format!("merge of {}", esc(h)), move || {
                 mount::detach(undo_fd.as_fd(), &what)
             });
         }
     }
     for (rel, clone) in &subs {
-        txn.step(&format!("submount {h}/{}", rel.display()))?;
+        txn.step(&format!("submount {}/{}", esc(h), esc(rel)))?;
         let what = root.display_path(Path::new(h).join(rel));
         let target = fsutil::open_in(
             b.mnt.as_fd(),
@@ -632,16 +631,11 @@ fn attach_built(
             ResolveFlags::NO_SYMLINKS,
         )
         .map_err(io_at(&what))?;
-        mount::attach(
-            clone.as_fd(),
-            target.as_fd(),
-            false,
-            &what.display().to_string(),
-        )?;
+        mount::attach(clone.as_fd(), target.as_fd(), false, &escape(&what))?;
     }
     if b.mutable {
         // Keep the metadata read-only even though the overlay is writable.
-        txn.step(&format!("protect metadata of {h}"))?;
+        txn.step(&format!("protect metadata of {}", esc(h)))?;
         let dot = open_fd(
             b.mnt.as_fd(),
             Path::new(class.metadata_dir()),
@@ -657,18 +651,6 @@ fn attach_built(
         mount::attach(bind.as_fd(), dot.as_fd(), false, class.metadata_dir())?;
     }
     Ok(old_work)
-}
-
-/// What the merge of `plan` is made of, to skip a refresh that would change nothing:
-/// [`MergePlan::fingerprint`] plus, for disk images, the state of their verity sidecars.
-fn fingerprint(root: &Root, plan: &MergePlan) -> String {
-    let mut s = plan.fingerprint();
-    for c in &plan.candidates {
-        if c.verdict == crate::release::Verdict::Match {
-            s += &crate::image::open::verity_inputs_stamp(root, &c.image);
-        }
-    }
-    s
 }
 
 /// Executes `plan`. With `replace`, hierarchies already merged are swapped for the new
@@ -696,7 +678,7 @@ fn execute_in(
     replace: bool,
     txn: &mut Txn,
 ) -> Result<Vec<String>, MergeError> {
-    let fingerprint = fingerprint(root, plan);
+    let fingerprint = crate::origin::render(root, plan, roots);
     txn.step("create staging tmpfs")?;
     let staging = StagingArea::create(plan.class.as_str(), plan.class.mount_source())?;
     let run = Run {
@@ -712,7 +694,7 @@ fn execute_in(
         built.push((build_hierarchy(&run, h, txn)?, h.host_exists));
     }
     // Submounts to carry over are found in the mount table as it is before attaching.
-    let mountinfo = std::fs::read_to_string("/proc/thread-self/mountinfo")
+    let mountinfo = std::fs::read("/proc/thread-self/mountinfo")
         .map_err(io_at("/proc/thread-self/mountinfo"))?;
     let mut old_work_dirs = Vec::new();
     for (b, exists) in &built {
@@ -729,7 +711,7 @@ fn execute_in(
         if let Err(e) = remove_tree_in_root(root, Path::new(&w)) {
             crate::log::warn(&format!(
                 "{}: {}",
-                root.display_path(&w).display(),
+                esc(&root.display_path(&w)),
                 crate::log::os_text(&e)
             ));
         }
@@ -809,9 +791,9 @@ fn clean_stale_staging(ws_fd: BorrowedFd<'_>) {
         {
             Ok(()) => crate::log::info(&format!(
                 "Removed staging area {} of a run that died (pid {pid}).",
-                path.display()
+                esc(&path)
             )),
-            Err(e) => crate::log::warn(&format!("{}: {}", path.display(), crate::log::os_text(&e))),
+            Err(e) => crate::log::warn(&format!("{}: {}", esc(&path), crate::log::os_text(&e))),
         }
     }
 }
@@ -895,7 +877,10 @@ pub fn merge_classes(classes: &[(Class, Options)]) -> Result<Vec<(Class, Outcome
                 for (c, o) in done.iter().rev() {
                     for h in &o.merged {
                         if let Err(u) = unmerge_hierarchy(&root, *c, h) {
-                            crate::log::warn(&format!("rollback of {c} merge of {h} failed: {u}"));
+                            crate::log::warn(&format!(
+                                "rollback of {c} merge of {} failed: {u}",
+                                esc(h)
+                            ));
                         }
                     }
                 }
@@ -938,7 +923,7 @@ pub fn refresh_with(
             // Cannot be replaced from below: unmerge, then merge.
             crate::log::info(&format!(
                 "{}: merged over a mount point, refreshing by unmerge + merge",
-                root.display_path(h).display()
+                esc(&root.display_path(h))
             ));
             out.unmerged = unmerge_in(opts, &root, class)?;
             // Planned again: the host hierarchy is reachable now.
@@ -949,7 +934,7 @@ pub fn refresh_with(
         }
     }
     if !opts.always_refresh {
-        let fp = fingerprint(&root, &plan);
+        let fp = crate::origin::render(&root, &plan, &roots);
         let planned: Vec<&str> = plan
             .hierarchies
             .iter()
@@ -959,7 +944,10 @@ pub fn refresh_with(
         for h in &hierarchies {
             let cur = find_merged(&root, class, h)?;
             let ok = match (&cur, planned.contains(&h.as_str())) {
-                (Some(m), true) => m.fingerprint.as_deref() == Some(fp.as_str()),
+                (Some(m), true) => m
+                    .fingerprint
+                    .as_deref()
+                    .is_some_and(|old| crate::origin::same(old, &fp)),
                 (None, false) => true,
                 _ => false,
             };
@@ -1027,12 +1015,12 @@ fn unmerge_hierarchy(root: &Root, class: Class, h: &str) -> Result<bool, MergeEr
             break;
         };
         let dev = rustix::fs::fstat(&m.fd).map(|st| st.st_dev).ok();
-        mount::detach(m.fd.as_fd(), &root.display_path(h).display().to_string())?;
+        mount::detach(m.fd.as_fd(), &escape(&root.display_path(h)))?;
         removed.extend(dev);
         if let Some(w) = &m.work_dir {
             remove_tree_in_root(root, Path::new(w)).map_err(io_at(root.display_path(w)))?;
         }
-        crate::log::info(&format!("Unmerged '{}'.", root.display_path(h).display()));
+        crate::log::info(&format!("Unmerged '{}'.", esc(&root.display_path(h))));
         any = true;
     }
     Ok(any)

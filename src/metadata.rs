@@ -15,6 +15,7 @@ use crate::mount;
 
 /// Our own file in the metadata dir: what was merged, to skip a refresh that would
 /// change nothing (systemd ≥ 260 uses `origin` for this; we do not imitate its JSON).
+/// Its text and format: [`crate::origin`].
 pub const FINGERPRINT_FILE: &str = "extmerge-origin";
 
 /// `major:minor` as systemd's `FORMAT_DEVNUM`.
@@ -28,26 +29,10 @@ pub fn parse_dev(s: &str) -> Option<u64> {
     Some(rustix::fs::makedev(a.parse().ok()?, b.parse().ok()?))
 }
 
-/// systemd's `cescape` for the `work_dir` file (keeps the path on one line).
+/// systemd's `cescape` for the `work_dir` file (keeps the path on one line):
+/// [`crate::escape::cescape`].
 pub fn cescape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'\\' => out.push_str("\\\\"),
-            b'"' => out.push_str("\\\""),
-            b'\'' => out.push_str("\\'"),
-            b'\n' => out.push_str("\\n"),
-            b'\t' => out.push_str("\\t"),
-            b'\r' => out.push_str("\\r"),
-            0x07 => out.push_str("\\a"),
-            0x08 => out.push_str("\\b"),
-            0x0c => out.push_str("\\f"),
-            0x0b => out.push_str("\\v"),
-            b if !(0x20..0x7f).contains(&b) => out.push_str(&format!("\\x{b:02x}")),
-            b => out.push(b as char),
-        }
-    }
-    out
+    crate::escape::cescape(s.as_bytes())
 }
 
 /// Inverse of [`cescape`] (also what systemd's `cunescape` accepts for these files).
@@ -113,7 +98,7 @@ fn read_meta(
 
 /// Error reading merge state.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {reason}")]
+#[error("{}: {reason}", crate::escape::esc(.path))]
 pub struct StateError {
     /// Host path.
     pub path: PathBuf,

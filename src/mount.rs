@@ -25,7 +25,8 @@ pub struct MountError {
     pub what: String,
     /// The errno.
     pub source: io::Error,
-    /// Messages the kernel left in the fs context (`read(2)` on the fsopen fd).
+    /// Messages the kernel left in the fs context (`read(2)` on the fsopen fd), escaped
+    /// for people.
     pub messages: Vec<String>,
 }
 
@@ -70,7 +71,9 @@ fn context_messages(fs: &OwnedFd) -> Vec<String> {
         if n == 0 {
             break;
         }
-        out.push(String::from_utf8_lossy(&buf[..n]).trim_end().to_string());
+        // Escaped for people where it is read ([`crate::escape::esc_text`]).
+        let text = buf[..n].trim_ascii_end();
+        out.push(crate::escape::esc_text(text).to_string());
         if out.len() > 16 {
             break;
         }

@@ -43,9 +43,13 @@ impl MutableMode {
     pub fn from_env(class: crate::class::Class) -> Result<Option<MutableMode>, String> {
         match std::env::var(class.mutable_env()) {
             Err(_) => Ok(None),
-            Ok(v) => MutableMode::parse(&v)
-                .map(Some)
-                .ok_or_else(|| format!("ignoring invalid {}={v}", class.mutable_env())),
+            Ok(v) => MutableMode::parse(&v).map(Some).ok_or_else(|| {
+                format!(
+                    "ignoring invalid {}={}",
+                    class.mutable_env(),
+                    crate::escape::esc(&v)
+                )
+            }),
         }
     }
 

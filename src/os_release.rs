@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use crate::escape::esc;
+
 /// A parse failure that makes the whole file unusable (systemd: invalid UTF-8 → EINVAL).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {reason}")]
@@ -477,13 +479,13 @@ impl<'k> Parser<'k> {
 #[derive(Debug, thiserror::Error)]
 pub enum OsReleaseError {
     /// Neither `/etc/os-release` nor `/usr/lib/os-release` exists in the root.
-    #[error("{root}: no os-release found (tried /etc/os-release, /usr/lib/os-release)")]
+    #[error("{}: no os-release found (tried /etc/os-release, /usr/lib/os-release)", esc(.root))]
     Missing {
         /// The root searched.
         root: PathBuf,
     },
     /// Reading failed.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", esc(.path))]
     Read {
         /// File.
         path: PathBuf,
@@ -491,7 +493,7 @@ pub enum OsReleaseError {
         source: crate::fsutil::ReadError,
     },
     /// Parsing failed.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", esc(.path))]
     Parse {
         /// File.
         path: PathBuf,
@@ -499,7 +501,7 @@ pub enum OsReleaseError {
         source: EnvError,
     },
     /// `ID=` missing or empty.
-    #[error("{path}: no ID= field, cannot match extensions against it")]
+    #[error("{}: no ID= field, cannot match extensions against it", esc(.path))]
     NoId {
         /// File.
         path: PathBuf,

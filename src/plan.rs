@@ -11,6 +11,7 @@ use rustix::fs::{FileType, OFlags, ResolveFlags};
 
 use crate::class::{Class, Scope};
 use crate::discover::{self, Discovery, Image, ImageKind, Skipped};
+use crate::escape::esc;
 use crate::fsutil::{self, Root};
 use crate::options::{hierarchy_component, MutableMode, Options};
 use crate::os_release::OsReleaseError;
@@ -123,44 +124,13 @@ impl MergePlan {
         }
         s
     }
-
-    /// A stable description of what this plan merges, used to skip a refresh when
-    /// nothing changed: names, image paths and mtimes, mode, layers. (The merge adds the
-    /// state of disk images' verity sidecars, which needs the file system.)
-    pub fn fingerprint(&self) -> String {
-        let mut s = format!("mutable={}\n", self.mutable.as_str());
-        for c in self
-            .candidates
-            .iter()
-            .filter(|c| c.verdict == Verdict::Match)
-        {
-            s += &format!(
-                "ext {} {} {:?}\n",
-                c.image.name,
-                c.image.path.display(),
-                c.image.mtime_usec
-            );
-        }
-        for h in &self.hierarchies {
-            let names: Vec<&str> = h.layers.iter().map(|l| l.name.as_str()).collect();
-            s += &format!(
-                "h {} {} host={} {:?} {:?}\n",
-                h.hierarchy,
-                names.join(","),
-                h.host_lower,
-                h.upper,
-                h.flags
-            );
-        }
-        s
-    }
 }
 
 /// Why a plan could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// The root could not be opened.
-    #[error("{}: cannot open root: {}", .path.display(), crate::log::os_text(.source))]
+    #[error("{}: cannot open root: {}", esc(.path), crate::log::os_text(.source))]
     Root {
         /// The root.
         path: PathBuf,
@@ -180,7 +150,7 @@ pub enum PlanError {
     #[error("{0}")]
     Hierarchies(String),
     /// A file or directory that planning needs could not be read.
-    #[error("{path}: {reason}")]
+    #[error("{}: {reason}", esc(.path))]
     Io {
         /// Host path.
         path: PathBuf,
@@ -263,7 +233,7 @@ impl Opener for DirOpener {
             .map_err(|e| {
                 format!(
                     "{}: cannot open: {}",
-                    root.display_path(&image.path).display(),
+                    esc(&root.display_path(&image.path)),
                     crate::log::os_text(&e)
                 )
             })
@@ -596,7 +566,11 @@ fn plan_hierarchy(
                 if m != host_mode & 0o777 {
                     return Err(PlanError::Io {
                         path: root.display_path(path),
-                        reason: format!("mutable directory has mode {m:04o}, ought to have mode {:04o} (that of {h})", host_mode & 0o777),
+                        reason: format!(
+                            "mutable directory has mode {m:04o}, ought to have mode {:04o} (that of {})",
+                            host_mode & 0o777,
+                            esc(h)
+                        ),
                         errno: libc::EINVAL,
                     });
                 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FileType, OFlags, ResolveFlags};
 
 use crate::class::{Class, Scope};
+use crate::escape::{esc, escape};
 use crate::fsutil::{self, ReadError, Root, MAX_TEXT_FILE};
 use crate::name::{image_name_is_valid, release_base_name};
 use crate::os_release::{EnvFile, OsReleaseError};
@@ -185,16 +186,16 @@ pub struct ReleaseFile {
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
     /// The image name is not valid.
-    #[error("invalid image name {0:?}")]
+    #[error("invalid image name \"{}\"", esc(.0))]
     InvalidName(String),
     /// Neither the exact file nor an accepted fallback exists.
     #[error("no {0} found")]
     NotFound(String),
     /// Two fallback files qualify (systemd: ENOTUNIQ).
-    #[error("more than one extension-release file matches: {0} and {1}")]
+    #[error("more than one extension-release file matches: {} and {}", esc(.0), esc(.1))]
     NotUnique(PathBuf, PathBuf),
     /// Reading failed.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", esc(.path))]
     Read {
         /// File (relative to the extension root).
         path: PathBuf,
@@ -202,7 +203,7 @@ pub enum ReleaseError {
         source: crate::fsutil::ReadError,
     },
     /// Parsing failed.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", esc(.path))]
     Parse {
         /// File (relative to the extension root).
         path: PathBuf,
@@ -303,7 +304,7 @@ pub fn find_extension_release(
         }
     }
 
-    let not_found = || ReleaseError::NotFound(exact.display().to_string());
+    let not_found = || ReleaseError::NotFound(escape(&exact));
     let read_err = |path: PathBuf, e: io::Error| ReleaseError::Read {
         path,
         source: ReadError::Io(e),
@@ -391,7 +392,8 @@ pub fn validate(_name: &str, class: Class, host: &HostIdentity, ext: &EnvFile) -
         Some(v) => {
             if !split_ws(v).any(|w| w == host_scope) {
                 return Verdict::Mismatch(format!(
-                    "{scope_key}={v} does not include host scope '{host_scope}'"
+                    "{scope_key}={} does not include host scope '{host_scope}'",
+                    esc(v)
                 ));
             }
         }
@@ -408,8 +410,9 @@ pub fn validate(_name: &str, class: Class, host: &HostIdentity, ext: &EnvFile) -
     if let Some(a) = ext.get("ARCHITECTURE") {
         if a != "_any" && host.arch.as_deref() != Some(a) {
             return Verdict::Mismatch(format!(
-                "ARCHITECTURE={a} does not match host architecture {}",
-                host.arch.as_deref().unwrap_or("(unknown)")
+                "ARCHITECTURE={} does not match host architecture {}",
+                esc(a),
+                esc(host.arch.as_deref().unwrap_or("(unknown)"))
             ));
         }
     }
@@ -424,9 +427,9 @@ pub fn validate(_name: &str, class: Class, host: &HostIdentity, ext: &EnvFile) -
     }
     // 5. ID or host ID_LIKE.
     if id != host.id && !host.id_like.iter().any(|l| l == id) {
-        let mut s = format!("ID={id} does not match host ID={}", host.id);
+        let mut s = format!("ID={} does not match host ID={}", esc(id), esc(&host.id));
         if !host.id_like.is_empty() {
-            s.push_str(&format!(" or ID_LIKE={}", host.id_like.join(" ")));
+            s.push_str(&format!(" or ID_LIKE={}", esc(&host.id_like.join(" "))));
         }
         return Verdict::Mismatch(s);
     }
@@ -445,17 +448,21 @@ pub fn validate(_name: &str, class: Class, host: &HostIdentity, ext: &EnvFile) -
             return Verdict::Match;
         }
         return Verdict::Mismatch(format!(
-            "{level_key}={el} does not match host {level_key}={hl}"
+            "{level_key}={} does not match host {level_key}={}",
+            esc(el),
+            esc(hl)
         ));
     }
 
     // 8. VERSION_ID.
     if let Some(hv) = host_version {
         return match ext.get("VERSION_ID") {
-            None => Verdict::Mismatch(format!("no VERSION_ID= (host has VERSION_ID={hv})")),
+            None => Verdict::Mismatch(format!("no VERSION_ID= (host has VERSION_ID={})", esc(hv))),
             Some(ev) if ev == hv => Verdict::Match,
             Some(ev) => Verdict::Mismatch(format!(
-                "VERSION_ID={ev} does not match host VERSION_ID={hv}"
+                "VERSION_ID={} does not match host VERSION_ID={}",
+                esc(ev),
+                esc(hv)
             )),
         };
     }

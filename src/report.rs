@@ -2,6 +2,7 @@
 //! systemd's field names where systemd has them.
 
 use crate::class::Class;
+use crate::escape::{esc, escape};
 use crate::fsutil::Root;
 use crate::json::Json;
 use crate::metadata::StatusRow;
@@ -209,51 +210,50 @@ fn flags_str(h: &crate::plan::HierarchyPlan) -> String {
     v.join(",")
 }
 
-/// A plan for people.
+/// A plan for people. Names, paths and host values are escaped ([`esc`]); verdict
+/// reasons are messages whose values were escaped where they were composed.
 pub fn plan_text(root: &Root, p: &MergePlan) -> String {
     let mut s = format!(
         "{}: host {} ID={} VERSION_ID={} {}={} scope={} arch={}\n",
         p.class,
-        p.host.os_release_path.display(),
-        p.host.id,
-        p.host.version_id.as_deref().unwrap_or("-"),
+        esc(&p.host.os_release_path),
+        esc(&p.host.id),
+        esc(p.host.version_id.as_deref().unwrap_or("-")),
         p.class.level_key(),
-        p.host.level(p.class).unwrap_or("-"),
+        esc(p.host.level(p.class).unwrap_or("-")),
         p.host.scope.as_str(),
-        p.host.arch.as_deref().unwrap_or("unknown"),
+        esc(p.host.arch.as_deref().unwrap_or("unknown")),
     );
     for c in &p.candidates {
         let path = root.display_path(&c.image.path);
+        let name = esc(&c.image.name);
         match &c.verdict {
             Verdict::Match => {
                 s += &format!(
-                    "  use  {} ({}, {})\n",
-                    c.image.name,
+                    "  use  {name} ({}, {})\n",
                     c.image.kind.as_str(),
-                    path.display()
+                    esc(&path)
                 )
             }
-            Verdict::Mismatch(r) => {
-                s += &format!("  skip {} ({}): {r}\n", c.image.name, path.display())
-            }
+            Verdict::Mismatch(r) => s += &format!("  skip {name} ({}): {r}\n", esc(&path)),
             // The error names the file already.
             Verdict::Unusable(r) => {
-                s += &format!("  fail {} ({}): {r}\n", c.image.name, c.image.kind.as_str())
+                s += &format!("  fail {name} ({}): {r}\n", c.image.kind.as_str())
             }
         }
     }
     for k in &p.skipped {
         s += &format!(
             "  ignore {}: {}\n",
-            root.display_path(&k.path).display(),
+            esc(&root.display_path(&k.path)),
             k.reason
         );
     }
     for h in &p.hierarchies {
-        let names: Vec<&str> = h.layers.iter().map(|l| l.name.as_str()).collect();
+        let names: Vec<String> = h.layers.iter().map(|l| escape(&l.name)).collect();
         s += &format!(
             "  {}: {} (top first){}{} [{}{}]\n",
-            h.hierarchy,
+            esc(&h.hierarchy),
             names.join(", "),
             if h.import.is_some() { ", import" } else { "" },
             if h.host_lower { ", host" } else { "" },
@@ -261,12 +261,12 @@ pub fn plan_text(root: &Root, p: &MergePlan) -> String {
             match &h.upper {
                 None => String::new(),
                 Some(Upper::Ephemeral) => ", upper=ephemeral".into(),
-                Some(Upper::Persistent { upper, .. }) => format!(", upper={}", upper.display()),
+                Some(Upper::Persistent { upper, .. }) => format!(", upper={}", esc(upper)),
             }
         );
     }
     for h in &p.untouched {
-        s += &format!("  {h}: no extension contributes, left alone\n");
+        s += &format!("  {}: no extension contributes, left alone\n", esc(h));
     }
     let unusable = p
         .candidates

@@ -45,7 +45,7 @@ pub fn mkdir_open(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<Owne
 /// directory (or not a regular file), owned by someone other than root, or writable by
 /// group or others. Nothing was created through it.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {reason}", .path.display())]
+#[error("{}: {reason}", crate::escape::esc(.path))]
 pub struct RuntimeDirError {
     /// The host path.
     pub path: PathBuf,

@@ -2,7 +2,8 @@
 //! extmerge in early boot — FIFOs, huge and sparse files, symlinks to devices and
 //! /proc, device nodes and setuid binaries, too many extensions, odd names and
 //! hierarchies, a full disk under a mutable overlay, a race that swaps an extension
-//! for a symlink, broken disk images, and hostile release-file contents.
+//! for a symlink, broken disk images, hostile release-file contents, and control
+//! characters (terminal escapes) in names, values and paths.
 //!
 //! Each case asserts the exact outcome (exit code, the message naming the file and the
 //! reason), that a failed or undone run leaves the mount table and the loop devices as
@@ -43,6 +44,9 @@ mod toctou;
 
 #[path = "hostile/images.rs"]
 mod images;
+
+#[path = "hostile/escapes.rs"]
+mod escapes;
 
 #[path = "hostile/runtime.rs"]
 mod runtime;

@@ -32,6 +32,9 @@ mod hostile;
 #[path = "images/verity.rs"]
 mod verity;
 
+#[path = "images/downgrade.rs"]
+mod downgrade;
+
 /// Builds every fixture into `$EXTMERGE_FIXTURES_OUT/<name>/` (for the VM, which has
 /// none of the tools). Run by `tests/vm/run-image-tests.sh`.
 #[test]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, root integration tests (private mount namespaces over
-# temp dirs), the C ABI suite, the docs suite (man pages against --help and the header,
+# temp dirs), the C ABI suite, a soak of the CLI and a C client merging at once
+# (SOAK_CYCLES, 200), the docs suite (man pages against --help and the header,
 # the installers, the bash completion), the differential test against Debian's systemd-sysext,
 # the VM and boot tests on Debian's 6.1 kernel, miri over the unsafe-bearing modules and
 # every fuzz target for FUZZ_SECONDS (30). Root-only parts skip themselves with a
@@ -16,6 +17,11 @@ cargo test --workspace --all-targets || fail=1
 if [ -f tests/c/run.sh ]; then
     step "C ABI: header check, C tests (static, shared via pkg-config), valgrind, ASan, symbols"
     bash tests/c/run.sh || fail=1
+fi
+
+if [ -f tests/soak/run-soak.sh ]; then
+    step "soak: ${SOAK_CYCLES:-200} cycles of merge/refresh/unmerge by the CLI and a C client at once, with churn (mounts, loop devices, staging dirs, client fds and RSS)"
+    bash tests/soak/run-soak.sh "${SOAK_CYCLES:-200}" || fail=1
 fi
 
 if [ -f tests/docs/run.sh ]; then

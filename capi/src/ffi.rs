@@ -221,7 +221,9 @@ pub(crate) fn ctx_call(
             log.scope(|| log_lazy(Level::Error, || format!("{func}: {}", err.msg)))
         }));
     }
-    ctx.last_error = Some(cstring(&err.msg));
+    // The same text as the CLI prints: values escaped where the message was composed,
+    // control characters left escaped here (as every log sink does).
+    ctx.last_error = Some(cstring(&extmerge::escape::controls(&err.msg)));
     -err.errno
 }
 

@@ -189,6 +189,11 @@ pub extern "C" fn extmerge_context_free(ctx: *mut extmerge_context) {
 /// and the reason in strerror(3)'s words ("/x: cannot open root: No such file or
 /// directory").
 ///
+/// The text is the one the extmerge program prints: names, paths and values from the
+/// files read are escaped as systemd's cescape() does ("esc\x1b[31m", "a\nb", "\\"),
+/// invalid UTF-8 as "\xNN" per byte, so no control character from a name or a file
+/// reaches the caller.
+///
 /// The string is owned by ctx and valid until the next call on ctx that takes a
 /// non-const context (each one clears it first) or extmerge_context_free().
 ///
@@ -476,6 +481,8 @@ pub type extmerge_log_fn =
 /// '/usr'.", skipped entries, ...) and, at LOG_ERR, each error that a call returns, as
 /// "<function>: <last error>". Messages less important than the priority set with
 /// extmerge_context_set_log_priority() are dropped before they are formatted.
+/// Messages are escaped as extmerge_context_last_error() describes: no control
+/// character reaches log_fn.
 ///
 /// Returns 0, or -EINVAL for a NULL ctx.
 ///
@@ -700,7 +707,11 @@ mod tests {
         assert_eq!(r, -libc::EIO, "a non-positive errno becomes EIO");
         let r = ffi::ctx_call(ctx, "test", |_| Err(Error::new(libc::ENOENT, "a\0b")));
         assert_eq!(r, -libc::ENOENT);
-        assert_eq!(last_error(ctx).as_deref(), Some("a\\0b"), "NUL is escaped");
+        assert_eq!(
+            last_error(ctx).as_deref(),
+            Some("a\\x00b"),
+            "NUL is escaped (as cescape does)"
+        );
         extmerge_context_free(ctx);
     }
 
@@ -891,6 +902,36 @@ mod tests {
                 logged.ends_with(&want) && !logged.contains("(os error"),
                 "{logged}"
             );
+        }
+        extmerge_context_free(ctx);
+    }
+
+    /// Names and paths in the last error and in the log are escaped as the CLI prints
+    /// them (systemd's cescape): no control character reaches the C caller; a control
+    /// character left in a message is escaped too.
+    #[test]
+    #[cfg_attr(miri, ignore = "opens paths")]
+    fn messages_are_escaped() {
+        let ctx = new_ctx();
+        let mut log: Vec<(c_int, String)> = Vec::new();
+        let ud: *mut c_void = (&mut log as *mut Vec<(c_int, String)>).cast();
+        assert_eq!(extmerge_context_set_log_fn(ctx, Some(collect), ud), 0);
+        let root = c"/nonexistent/esc\x1b[31m\nforged\x07\xc2\x9b";
+        assert_eq!(extmerge_context_set_root(ctx, root.as_ptr()), -libc::ENOENT);
+        let e = last_error(ctx).unwrap();
+        let want = format!(
+            "/nonexistent/esc\\x1b[31m\\nforged\\a\\xc2\\x9b: cannot open root: {}",
+            extmerge::log::os_text(&std::io::Error::from_raw_os_error(libc::ENOENT))
+        );
+        assert_eq!(e, want);
+        let logged = &log.last().unwrap().1;
+        assert_eq!(logged, &format!("extmerge_context_set_root: {want}"));
+        let r = ffi::ctx_call(ctx, "test", |_| Err(Error::new(libc::EIO, "raw\x1b[2J\tx")));
+        assert_eq!(r, -libc::EIO);
+        assert_eq!(last_error(ctx).as_deref(), Some("raw\\x1b[2J\\tx"));
+        assert_eq!(log.last().unwrap().1, "test: raw\\x1b[2J\\tx");
+        for (_, m) in &log {
+            assert!(!m.chars().any(|c| c.is_control()), "{m:?}");
         }
         extmerge_context_free(ctx);
     }

@@ -66,7 +66,7 @@ fn build(c: &extmerge_context) -> Result<extmerge_list, Error> {
             log_lazy(Level::Info, || {
                 format!(
                     "Skipping {}: {}",
-                    root.display_path(&s.path).display(),
+                    extmerge::escape::esc(&root.display_path(&s.path)),
                     s.reason
                 )
             });
@@ -199,7 +199,9 @@ pub extern "C" fn extmerge_entry_get_verdict(e: *const extmerge_entry) -> c_int 
 
 /// Returns why the extension is skipped, for people ("ID=fedora does not match host
 /// ID=debian"), or why it is unusable (the image's path and the error); NULL when it
-/// matches (or for a NULL entry). Owned by the list.
+/// matches (or for a NULL entry). Owned by the list. Values in it are escaped as in
+/// extmerge_context_last_error(); the name and the path getters return the values as
+/// they are.
 ///
 /// Reads only: may run concurrently with other getters, not with freeing the list.
 #[no_mangle]

@@ -22,60 +22,11 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use extmerge::class::Class;
+use extmerge::cmdline::{fstab_var_mounts, Cmdline};
+use extmerge::escape::{esc, escape};
 use extmerge::log::{self, Level};
 use extmerge::merge;
-use extmerge::options::{parse_boolean, Options};
-
-/// Switches read from the kernel command line.
-struct Cmdline {
-    enabled: bool,
-    fatal: bool,
-    debug: bool,
-    args: Vec<(String, Option<String>)>,
-}
-
-impl Cmdline {
-    fn parse(s: &str) -> Cmdline {
-        let args: Vec<(String, Option<String>)> = s
-            .split_ascii_whitespace()
-            .map(|w| match w.split_once('=') {
-                Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                None => (w.to_string(), None),
-            })
-            .collect();
-        let flag = |key: &str, default: bool| {
-            args.iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| {
-                    v.as_deref()
-                        .map_or(Some(true), parse_boolean)
-                        .unwrap_or(default)
-                })
-                .unwrap_or(default)
-        };
-        Cmdline {
-            enabled: flag("extmerge", true),
-            fatal: flag("extmerge.fatal", false),
-            debug: flag("extmerge.debug", false),
-            args,
-        }
-    }
-
-    fn class_enabled(&self, class: Class, initrd_own: bool) -> bool {
-        let key = format!(
-            "{}systemd.{}",
-            if initrd_own { "rd." } else { "" },
-            class.as_str()
-        );
-        // The last occurrence decides; only an explicit false disables.
-        self.args
-            .iter()
-            .rev()
-            .find(|(k, _)| *k == key)
-            .is_none_or(|(_, v)| v.as_deref().and_then(parse_boolean) != Some(false))
-    }
-}
+use extmerge::options::Options;
 
 fn kmsg_sink() -> log::Sink {
     let kmsg = std::fs::OpenOptions::new()
@@ -146,7 +97,7 @@ fn main() -> ExitCode {
         }
     }
     let verb = verb.unwrap_or_else(|| "sysroot".to_string());
-    let cmd = Cmdline::parse(&std::fs::read_to_string(&cmdline_path).unwrap_or_default());
+    let cmd = Cmdline::from_bytes(&std::fs::read(&cmdline_path).unwrap_or_default());
     log::set_sink(Some(kmsg_sink()));
     log::set_level(if cmd.debug { Level::Debug } else { Level::Info });
     if !cmd.enabled {
@@ -182,7 +133,7 @@ fn main() -> ExitCode {
                 if h.is_empty() {
                     format!("no {class} extensions merged, nothing to unmerge")
                 } else {
-                    format!("unmerged {}", h.join(" "))
+                    format!("unmerged {}", names(&h, " "))
                 }
             })
         } else {
@@ -193,19 +144,19 @@ fn main() -> ExitCode {
                 } else if o.unchanged {
                     format!(
                         "{class} extensions {} already merged, nothing changed",
-                        o.extensions.join(",")
+                        names(&o.extensions, ",")
                     )
                 } else {
                     format!(
                         "merged {class} extensions {} into {}",
-                        o.extensions.join(","),
-                        o.merged.join(" ")
+                        names(&o.extensions, ","),
+                        names(&o.merged, " ")
                     )
                 }
             })
         };
         match res {
-            Ok(msg) => log::info(&format!("{}: {msg}", root.display())),
+            Ok(msg) => log::info(&format!("{}: {msg}", esc(&root))),
             Err(e) => {
                 // All-or-nothing per class: nothing of this class is mounted; boot goes on.
                 log::log(
@@ -229,16 +180,9 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The mount points in an fstab text that are `/var` or below it, in order.
-fn fstab_var_mounts(fstab: &str) -> Vec<String> {
-    fstab
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .filter(|m| *m == "/var" || m.starts_with("/var/"))
-        .map(String::from)
-        .collect()
+/// Names (extensions, hierarchies) for a log line: each escaped ([`esc`]), joined by `sep`.
+fn names(v: &[String], sep: &str) -> String {
+    v.iter().map(escape).collect::<Vec<_>>().join(sep)
 }
 
 /// A separate `/var` (or `/var/lib`) in the real root's fstab that is not mounted below
@@ -246,10 +190,10 @@ fn fstab_var_mounts(fstab: &str) -> Vec<String> {
 /// We do not mount it ourselves (that is the initrd's job: systemd's
 /// `RequiresMountsFor=` in our unit, `x-initrd.mount` in fstab): we say so in the log.
 fn warn_unmounted_var(sysroot: &std::path::Path) {
-    let Ok(fstab) = std::fs::read_to_string(sysroot.join("etc/fstab")) else {
+    let Ok(fstab) = std::fs::read(sysroot.join("etc/fstab")) else {
         return;
     };
-    for m in fstab_var_mounts(&fstab) {
+    for m in fstab_var_mounts(&String::from_utf8_lossy(&fstab)) {
         let Ok(fd) = extmerge::fsutil::Root::open(sysroot)
             .and_then(|r| r.open_at(&m, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY))
         else {
@@ -257,39 +201,11 @@ fn warn_unmounted_var(sysroot: &std::path::Path) {
         };
         if !extmerge::mount::is_mount_root(std::os::fd::AsFd::as_fd(&fd)).unwrap_or(true) {
             log::warn(&format!(
-                "{m} is a separate file system in {}/etc/fstab but not mounted below {}: extensions in /var/lib/extensions and /var/lib/confexts are not seen (mark it x-initrd.mount)",
-                sysroot.display(),
-                sysroot.display()
+                "{} is a separate file system in {}/etc/fstab but not mounted below {}: extensions in /var/lib/extensions and /var/lib/confexts are not seen (mark it x-initrd.mount)",
+                esc(&m),
+                esc(sysroot),
+                esc(sysroot)
             ));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fstab_var_entries() {
-        let fstab = "# comment\nUUID=1 / ext4 defaults 0 1\n/dev/vdb /var ext4 defaults 0 2\n\
-                     tmpfs /tmp tmpfs defaults 0 0\n/dev/vdc /var/lib xfs x-initrd.mount 0 0\n\
-                     /dev/vdd /variant ext4 defaults 0 0\n";
-        assert_eq!(fstab_var_mounts(fstab), ["/var", "/var/lib"]);
-        assert!(fstab_var_mounts("").is_empty());
-    }
-
-    #[test]
-    fn cmdline_switches() {
-        let c = Cmdline::parse("root=/dev/vda quiet extmerge=0");
-        assert!(!c.enabled && !c.fatal && !c.debug);
-        let c = Cmdline::parse("extmerge extmerge.fatal=1 extmerge.debug systemd.confext=0");
-        assert!(c.enabled && c.fatal && c.debug);
-        assert!(!c.class_enabled(Class::Confext, false));
-        assert!(c.class_enabled(Class::Confext, true));
-        assert!(c.class_enabled(Class::Sysext, false));
-        let c = Cmdline::parse("rd.systemd.sysext=no extmerge=bogus");
-        assert!(c.enabled, "unparsable value keeps the default");
-        assert!(!c.class_enabled(Class::Sysext, true));
-        assert!(c.class_enabled(Class::Sysext, false));
     }
 }

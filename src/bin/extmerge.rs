@@ -2,10 +2,13 @@
 //! `systemd-confext` do. Invoked as `systemd-sysext` / `systemd-confext` (a symlink) it
 //! takes that class, so scripts written for systemd keep working.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use extmerge::class::Class;
+use extmerge::escape::{controls, esc, escape};
 use extmerge::fsutil::Root;
 use extmerge::json::Json;
 use extmerge::merge::{self, MergeError};
@@ -107,7 +110,8 @@ struct Cli {
 }
 
 fn parse_args() -> Result<Option<Cli>, String> {
-    let mut args = std::env::args();
+    // As bytes: a path (`--root=`) need not be UTF-8; any other argument must be.
+    let mut args = std::env::args_os();
     let argv0 = args.next().unwrap_or_default();
     let prog = Path::new(&argv0)
         .file_name()
@@ -128,11 +132,31 @@ fn parse_args() -> Result<Option<Cli>, String> {
     let mut verb = None;
     let mut dry_run = false;
     let mut legend = true;
-    let rest: Vec<String> = args.collect();
+    let rest_os: Vec<OsString> = args.collect();
+    let rest: Vec<String> = rest_os
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let mut i = 0;
     while i < rest.len() {
         let a = &rest[i];
         i += 1;
+        // The root's path as given (`--root=PATH` or `--root PATH`), in bytes.
+        let root_os = || -> Option<PathBuf> {
+            let b = rest_os[i - 1].as_bytes();
+            match b.strip_prefix(b"--root=") {
+                Some(v) => Some(PathBuf::from(OsStr::from_bytes(v))),
+                None if b == b"--root" => rest_os.get(i).map(PathBuf::from),
+                None => None,
+            }
+        };
+        let given_root = root_os();
+        if given_root.is_none() && rest_os[i - 1].to_str().is_none() {
+            return Err(format!(
+                "invalid argument \"{}\": not UTF-8",
+                esc(&rest_os[i - 1])
+            ));
+        }
         let (key, inline) = match a.split_once('=') {
             Some((k, v)) if k.starts_with("--") => (k.to_string(), Some(v.to_string())),
             _ => (a.clone(), None),
@@ -153,14 +177,17 @@ fn parse_args() -> Result<Option<Cli>, String> {
         };
         match key.as_str() {
             "-h" | "--help" => {
-                print!("{}", help(fixed));
+                show(&help(fixed));
                 return Ok(None);
             }
             "--version" => {
-                print!("{}", version(fixed));
+                show(&version(fixed));
                 return Ok(None);
             }
-            "--root" => opts.root = PathBuf::from(value("--root")?),
+            "--root" => {
+                value("--root")?;
+                opts.root = given_root.unwrap_or_default();
+            }
             "--class" => {
                 let v = value("--class")?;
                 if fixed_class {
@@ -225,7 +252,7 @@ fn parse_args() -> Result<Option<Cli>, String> {
         return Err(format!("unknown verb {verb:?}"));
     }
     if verb == "help" {
-        print!("{}", help(fixed));
+        show(&help(fixed));
         return Ok(None);
     }
     if opts.root != Path::new("/") {
@@ -252,14 +279,26 @@ fn opts_for(cli: &Cli, class: Class) -> Options {
         match MutableMode::from_env(class) {
             Ok(Some(m)) => o.mutable = m,
             Ok(None) => {}
-            Err(msg) => eprintln!("Warning: {msg}"),
+            Err(msg) => say(format_args!("Warning: {msg}")),
         }
     }
     o
 }
 
+/// One line on stderr. Everything this program prints for people goes through here or
+/// [`show`]: the values in it were escaped where it was composed ([`esc`]), and any
+/// control character still left (but the line structure's newlines) is escaped here.
+fn say(line: impl std::fmt::Display) {
+    eprintln!("{}", controls(&line.to_string()));
+}
+
+/// Text for people on stdout, escaped as [`say`] does.
+fn show(text: &str) {
+    print!("{}", controls(text));
+}
+
 fn fail(e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("{e}");
+    say(e);
     ExitCode::FAILURE
 }
 
@@ -299,7 +338,7 @@ fn main() -> ExitCode {
         Err(e) => {
             return fail(format!(
                 "{}: cannot open root: {}",
-                cli.opts.root.display(),
+                esc(&cli.opts.root),
                 extmerge::log::os_text(&e)
             ))
         }
@@ -317,7 +356,7 @@ fn main() -> ExitCode {
                 for (class, out) in done {
                     for line in out.describe_with(class, &cli.opts.root, Some(ALWAYS_REFRESH_HINT))
                     {
-                        eprintln!("{line}");
+                        say(line);
                     }
                 }
                 ExitCode::SUCCESS
@@ -339,11 +378,11 @@ fn main() -> ExitCode {
                     let disc = extmerge::discover::discover(&root, class, initrd)
                         .map_err(plan::PlanError::from)?;
                     for s in &disc.skipped {
-                        eprintln!(
+                        say(format_args!(
                             "Skipping {}: {}",
-                            root.display_path(&s.path).display(),
+                            esc(&root.display_path(&s.path)),
                             s.reason
-                        );
+                        ));
                     }
                     for i in disc.images {
                         let c = plan::Candidate {
@@ -355,9 +394,9 @@ fn main() -> ExitCode {
                             json_items.push(report::list_json(&root, &c, with_class));
                         } else {
                             let mut r = vec![
-                                c.image.name.clone(),
+                                escape(&c.image.name),
                                 c.image.kind.as_str().into(),
-                                root.display_path(&c.image.path).display().to_string(),
+                                escape(&root.display_path(&c.image.path)),
                                 c.image
                                     .mtime_usec
                                     .map(report::format_usec)
@@ -379,9 +418,11 @@ fn main() -> ExitCode {
                         json_items.extend(report::status_json(&st, with_class.then_some(class)));
                     } else {
                         for r in st {
+                            let names =
+                                |e: Vec<String>| e.iter().map(escape).collect::<Vec<_>>().join(" ");
                             let mut row = vec![
-                                r.hierarchy,
-                                r.extensions.map(|e| e.join(" ")).unwrap_or("none".into()),
+                                escape(&r.hierarchy),
+                                r.extensions.map(names).unwrap_or("none".into()),
                                 r.since_usec.map(report::format_usec).unwrap_or("-".into()),
                             ];
                             if with_class {
@@ -398,13 +439,15 @@ fn main() -> ExitCode {
                 "merge" | "refresh" => {
                     let out = merge::refresh(opts, class)?;
                     for line in out.describe_with(class, &opts.root, Some(ALWAYS_REFRESH_HINT)) {
-                        eprintln!("{line}");
+                        say(line);
                     }
                 }
                 "unmerge" => {
                     let done = merge::unmerge(opts, class)?;
                     if done.is_empty() {
-                        eprintln!("No {class} extensions merged, nothing to unmerge.");
+                        say(format_args!(
+                            "No {class} extensions merged, nothing to unmerge."
+                        ));
                     }
                 }
                 _ => unreachable!(),
@@ -412,7 +455,7 @@ fn main() -> ExitCode {
             Ok(())
         })();
         if let Err(e) = res {
-            eprintln!("{}", with_hint(e));
+            say(with_hint(e));
             ok = false;
         }
     }
@@ -421,7 +464,7 @@ fn main() -> ExitCode {
             if let Some(pretty) = cli.json {
                 print_json(Json::Array(json_items), pretty);
             } else if cli.verb == "list" && rows.is_empty() {
-                eprintln!("No OS extensions found.");
+                say("No OS extensions found.");
             } else {
                 let mut header = if cli.verb == "list" {
                     vec!["NAME", "TYPE", "PATH", "TIME"]
@@ -434,14 +477,14 @@ fn main() -> ExitCode {
                 if cli.verb == "list" {
                     rows.sort();
                 }
-                print!("{}", report::table(&header, &rows, cli.legend));
+                show(&report::table(&header, &rows, cli.legend));
             }
         }
         _ => {
             if let Some(pretty) = cli.json.filter(|_| !json_items.is_empty()) {
                 print_json(Json::Array(json_items), pretty);
             }
-            print!("{text}");
+            show(&text);
         }
     }
     if ok {

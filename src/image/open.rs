@@ -33,6 +33,20 @@
 //!    marked for deferred removal and the loop fds are closed, so loop and dm devices
 //!    vanish when the last user of the mount (the overlay) goes away.
 //!
+//! # Verity or nothing
+//!
+//! An image that carries verity for a file system (a `*-verity` partition for it, or a
+//! `.verity` sidecar) is mounted through dm-verity or refused, never as it is: the root
+//! hash is taken from wherever systemd takes it, down to the partition UUIDs (which need
+//! no superblock), and whatever then does not fit — no usable superblock, a root hash of
+//! the wrong length, a nil partition UUID, a `-verity` partition marked "no-auto", an
+//! image policy that ignores the hash partition — refuses the image with the reason. Is
+//! the hash tree damaged beyond its superblock, dm-verity refuses the reads. Likewise a
+//! sidecar that is there but unusable (empty, no hex, wrong length, not a regular file,
+//! a dangling symlink, a signature without the root hash it signs, a signature that is
+//! no PKCS#7 envelope) refuses the image, naming the file; only a name that does not
+//! exist at all counts as absent.
+//!
 //! Any failure undoes everything done for that image (mounts, dm device, loop devices,
 //! directories) and returns a message naming the image and the step.
 //!
@@ -156,7 +170,8 @@ pub enum HashLocation {
 pub struct HashTree {
     /// Where it is.
     pub location: HashLocation,
-    /// Its verity superblock (read when a root hash is known, or to derive one).
+    /// Its verity superblock (always read by [`inspect`]: a hash tree that has none
+    /// usable makes the image refused).
     pub superblock: Option<VeritySuperblock>,
 }
 
@@ -319,11 +334,19 @@ pub fn verity_inputs_stamp(root: &Root, image: &Image) -> String {
     if image.kind != ImageKind::Raw {
         return String::new();
     }
+    // A name that is there but cannot be followed (a dangling symlink, which the opener
+    // refuses) is stamped as the link itself, so that its appearance is noticed too.
     let stamp = |rel: &Path| -> Option<String> {
-        let fd = root.open_at(rel, OFlags::PATH).ok()?;
+        let (fd, kind) = match root.open_at(rel, OFlags::PATH) {
+            Ok(fd) => (fd, ""),
+            Err(_) => (
+                root.open_at(rel, OFlags::PATH | OFlags::NOFOLLOW).ok()?,
+                "link:",
+            ),
+        };
         let st = rustix::fs::fstat(&fd).ok()?;
         Some(format!(
-            "{}.{} {}.{} {}.{}",
+            "{kind}{}.{} {}.{} {}.{}",
             st.st_ino, st.st_dev, st.st_mtime, st.st_mtime_nsec, st.st_ctime, st.st_ctime_nsec
         ))
     };
@@ -340,12 +363,26 @@ pub fn verity_inputs_stamp(root: &Root, image: &Image) -> String {
     s
 }
 
-/// Opens a sidecar inside the root; `None` when it does not exist. It must be a regular
-/// file.
+/// Opens a sidecar inside the root; `None` when there is no such name. It must be a
+/// regular file: anything else that is there (a directory, a device, a symlink whose
+/// target does not exist inside the root, one that cannot be opened) is an error, never
+/// a reason to go on as if the sidecar were absent — that would drop the protection it
+/// was put there for.
 fn open_sidecar(root: &Root, rel: &Path) -> Result<Option<File>, String> {
     let fd = match root.open_at(rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY) {
         Ok(fd) => fd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // ENOENT also comes from a symlink whose target is missing: the name is there.
+            return match root.open_at(rel, OFlags::PATH | OFlags::NOFOLLOW) {
+                Err(e2) if e2.kind() == io::ErrorKind::NotFound => Ok(None),
+                Ok(_) => Err(format!(
+                    "{}: dangling symlink (its target does not exist inside the root): {}",
+                    rel.display(),
+                    os_text(&e)
+                )),
+                Err(e2) => Err(format!("{}: {}", rel.display(), os_text(&e2))),
+            };
+        }
         Err(e) => return Err(format!("{}: {}", rel.display(), os_text(&e))),
     };
     let st = rustix::fs::fstat(&fd)
@@ -478,6 +515,38 @@ fn describe(s: &HashSource) -> String {
     }
 }
 
+/// Refuses a data partition whose `-verity` (or, beside one, `-verity-sig`) partition
+/// exists but is marked "no-auto". [`gpt::select_roles`] skips such partitions as systemd
+/// does, which would mount the data with less protection than the image carries (a set
+/// bit is all it takes); a data partition that has its own, usable verity partition is
+/// not affected (A/B images keep the inactive set "no-auto").
+fn check_no_auto_protection(g: &gpt::Gpt, set: &gpt::RoleSet) -> Result<(), String> {
+    let (verity_role, sig_role) = match set.data.role {
+        Role::Root => (Role::RootVerity, Role::RootVeritySig),
+        Role::Usr => (Role::UsrVerity, Role::UsrVeritySig),
+        _ => return Ok(()),
+    };
+    let wanted = match (&set.verity, &set.verity_sig) {
+        (None, _) => verity_role,
+        (Some(_), None) => sig_role,
+        (Some(_), Some(_)) => return Ok(()),
+    };
+    let Some(arch) = set.data.arch else {
+        return Ok(());
+    };
+    if let Some(p) = g
+        .partitions
+        .iter()
+        .find(|p| p.no_auto() && gpt::role_for(&p.type_guid, arch) == Some(wanted))
+    {
+        return Err(format!(
+            "{wanted} partition {} is marked no-auto, so the {} partition {} would be used without it; refusing the image rather than dropping its protection",
+            p.index, set.data.role, set.data.partition.index
+        ));
+    }
+    Ok(())
+}
+
 /// Root hash from the xattrs and sidecars, with its designator.
 type SidecarHash = (RootHash, HashSource, PartitionDesignator);
 
@@ -529,17 +598,48 @@ fn probe(root: &Root, image: &Image, arch: &str) -> Result<Probed, String> {
     let mut verity_path = None;
     if is_file {
         side_hash = sidecar_root_hash(root, image, &file)?;
-        if let Some((_, _, d)) = &side_hash {
-            let suffix = if *d == PartitionDesignator::Usr {
-                ".usrhash.p7s"
-            } else {
-                ".roothash.p7s"
-            };
+        let used = side_hash.as_ref().map(|(_, s, d)| (*d, s.clone()));
+        for (d, suffix, hash_suffix, xattr) in [
+            (
+                PartitionDesignator::Root,
+                ".roothash.p7s",
+                ".roothash",
+                "user.verity.roothash",
+            ),
+            (
+                PartitionDesignator::Usr,
+                ".usrhash.p7s",
+                ".usrhash",
+                "user.verity.usrhash",
+            ),
+        ] {
             let p = sidecar_path(&image.path, suffix);
-            if let Some(sig) = read_sidecar(root, &p, MAX_SIGNATURE_FILE)? {
-                if sig.is_empty() {
-                    return Err(format!("{}: empty signature file", p.display()));
+            match &used {
+                Some((ud, _)) if *ud == d => {}
+                // systemd reads a signature only for the root hash it found in a sidecar
+                // or xattr and ignores any other; ignoring one here would merge with less
+                // protection than whoever put it there asked for.
+                _ => {
+                    if open_sidecar(root, &p)?.is_some() {
+                        return Err(match &used {
+                            None => format!(
+                                "{}: a root hash signature without a root hash to go with it (no {} file, no xattr {xattr}); refusing the image rather than ignoring the signature",
+                                p.display(),
+                                sidecar_path(&image.path, hash_suffix).display()
+                            ),
+                            Some((ud, src)) => format!(
+                                "{}: a signature of the {d} root hash, but the root hash given is for {ud} ({}); refusing the image rather than ignoring the signature",
+                                p.display(),
+                                describe(src)
+                            ),
+                        });
+                    }
+                    continue;
                 }
+            }
+            if let Some(sig) = read_sidecar(root, &p, MAX_SIGNATURE_FILE)? {
+                verity::check_signature_envelope(&sig)
+                    .map_err(|e| format!("{}: {e}", p.display()))?;
                 side_sig = Some((sig, SigSource::Sidecar(p)));
             }
         }
@@ -616,6 +716,7 @@ fn probe(root: &Root, image: &Image, arch: &str) -> Result<Probed, String> {
             let mut vols = Vec::new();
             let mut sig_parts = Vec::new();
             for set in std::iter::once(&sel.primary).chain(sel.usr.as_ref()) {
+                check_no_auto_protection(g, set)?;
                 let d = designator_of(set.data.role);
                 let pi = PartitionInfo::from_chosen(&set.data);
                 let mount_point = if d == PartitionDesignator::Usr {
@@ -663,6 +764,8 @@ fn probe(root: &Root, image: &Image, arch: &str) -> Result<Probed, String> {
                 )?;
                 let js = VeritySig::parse_json(&data)
                     .map_err(|e| format!("{} partition {}: {e}", sp.role, sp.index))?;
+                verity::check_signature_envelope(&js.signature)
+                    .map_err(|e| format!("{} partition {}: {e}", sp.role, sp.index))?;
                 v.root_hash = Some((js.root_hash, HashSource::SigPartition(sp.index)));
                 v.signature = Some((js.signature, SigSource::SigPartition(sp.index)));
             }
@@ -706,7 +809,9 @@ fn probe(root: &Root, image: &Image, arch: &str) -> Result<Probed, String> {
         }
     }
 
-    // Superblocks, derived root hashes, protection.
+    // Superblocks, derived root hashes, protection. A volume with a hash tree is used
+    // with verity or not at all: whatever is wrong with its verity metadata is an error,
+    // never a reason to mount the data unprotected.
     for v in &mut volumes {
         let Some(tree) = &mut v.hash_tree else {
             if let Some((h, s)) = &v.root_hash {
@@ -715,49 +820,62 @@ fn probe(root: &Root, image: &Image, arch: &str) -> Result<Probed, String> {
                     describe(s), v.designator, v.designator
                 ));
             }
+            v.protection = Protection::Unprotected;
             continue;
         };
-        let sb = read_superblock(&file, verity_file.as_ref(), tree, v.size);
+        let refuse = |e: String| {
+            format!(
+                "{e}; the image carries a hash tree for its {} file system, which is not mounted without verity",
+                v.designator
+            )
+        };
         if v.root_hash.is_none() {
-            // systemd v260+: systemd-repart's partition UUIDs are the root hash's halves.
-            if let (Ok(sb), Some(data), HashLocation::Partition(hp)) =
-                (&sb, &v.partition, &tree.location)
-            {
-                if sb.algorithm.digest_size() == 32 && !data.uuid.is_nil() && !hp.uuid.is_nil() {
+            match (&v.partition, &tree.location) {
+                // systemd (dissected_image_guess_verity_roothash): with neither a sidecar
+                // nor a signature partition, the data and verity partition UUIDs, joined,
+                // are the root hash (what systemd-repart writes). Whether it is right is
+                // for dm-verity to decide; the superblock is not needed to derive it.
+                (Some(data), HashLocation::Partition(hp)) => {
+                    if data.uuid.is_nil() || hp.uuid.is_nil() {
+                        return Err(refuse(format!(
+                            "no root hash: no signature partition, no .roothash/.usrhash sidecar or xattr, and the {} partition {} has a nil partition UUID, so none can be derived from the UUIDs",
+                            if data.uuid.is_nil() { data.role } else { hp.role },
+                            if data.uuid.is_nil() { data.index } else { hp.index },
+                        )));
+                    }
                     let mut b = data.uuid.to_text_bytes().to_vec();
                     b.extend_from_slice(&hp.uuid.to_text_bytes());
-                    if let Ok(h) = RootHash::from_bytes(&b) {
-                        v.root_hash = Some((h, HashSource::PartitionUuids));
-                    }
+                    let h = RootHash::from_bytes(&b)
+                        .map_err(|e| refuse(format!("root hash from the partition UUIDs: {e}")))?;
+                    v.root_hash = Some((h, HashSource::PartitionUuids));
+                }
+                (_, HashLocation::Sidecar { path, .. }) => {
+                    return Err(format!(
+                        "{} has a hash tree but no root hash was found (.roothash, .usrhash, or the user.verity.* xattrs)",
+                        path.display()
+                    ));
+                }
+                (None, HashLocation::Partition(hp)) => {
+                    return Err(refuse(format!(
+                        "no root hash for the {} partition {}",
+                        hp.role, hp.index
+                    )));
                 }
             }
         }
-        if let Some((h, _)) = &v.root_hash {
-            let sb = sb?;
-            h.check_algorithm(sb.algorithm)
-                .map_err(|e| format!("root hash: {e}"))?;
-            tree.superblock = Some(sb);
-        } else if matches!(tree.location, HashLocation::Sidecar { .. }) {
-            return Err(format!(
-                "{} has a hash tree but no root hash was found (.roothash, .usrhash, or the user.verity.* xattrs)",
-                match &tree.location {
-                    HashLocation::Sidecar { path, .. } => path.display().to_string(),
-                    HashLocation::Partition(_) => String::new(),
-                }
-            ));
-        } else if let Ok(sb) = sb {
-            tree.superblock = Some(sb);
-        }
-        v.protection = match (&v.root_hash, &v.signature) {
-            (Some(_), Some(_)) => Protection::Signed,
-            (Some(_), None) => Protection::Verity,
-            // A hash partition without any root hash protects nothing (systemd before
-            // v260 mounts the data partition as it is, too).
-            (None, _) => Protection::Unprotected,
+        let (h, src) = v.root_hash.as_ref().expect("set above");
+        let sb = read_superblock(&file, verity_file.as_ref(), tree, v.size).map_err(refuse)?;
+        h.check_algorithm(sb.algorithm).map_err(|e| {
+            refuse(format!(
+                "root hash from {} does not fit the hash tree: {e}",
+                describe(src)
+            ))
+        })?;
+        tree.superblock = Some(sb);
+        v.protection = match &v.signature {
+            Some(_) => Protection::Signed,
+            None => Protection::Verity,
         };
-        if v.protection == Protection::Unprotected {
-            v.signature = None;
-        }
     }
 
     Ok(Probed {
@@ -799,7 +917,22 @@ fn apply_policy(policy: &ImagePolicy, info: &ImageInfo) -> Result<Vec<Protection
     }
     let mut levels = Vec::new();
     for v in &info.volumes {
-        levels.push(policy.resolve(v.designator, v.protection).map_err(refuse)?);
+        let level = policy.resolve(v.designator, v.protection).map_err(refuse)?;
+        // systemd drops a hash partition the policy ignores and mounts the data plain;
+        // an image that carries verity for a file system is used with it or not at all.
+        if level == Protection::Unprotected {
+            if let Some(tree) = &v.hash_tree {
+                let what = match &tree.location {
+                    HashLocation::Partition(p) => format!("{} partition {}", p.role, p.index),
+                    HashLocation::Sidecar { path, .. } => path.display().to_string(),
+                };
+                return Err(format!(
+                    "image policy '{policy}' does not use verity for the {d} file system, but the image carries a hash tree for it ({what}); refusing to mount it without verity",
+                    d = v.designator
+                ));
+            }
+        }
+        levels.push(level);
     }
     if levels.first() == Some(&Protection::Unused) {
         let d = info.volumes[0].designator;
@@ -952,6 +1085,15 @@ fn check_existing(
     }
 }
 
+/// Where the signature of `v` came from, for messages.
+fn sig_source_text(v: &Volume) -> String {
+    match &v.signature {
+        Some((_, SigSource::Sidecar(p))) => p.display().to_string(),
+        Some((_, SigSource::SigPartition(i))) => format!("signature partition {i}"),
+        None => "nowhere".into(),
+    }
+}
+
 /// Sets up dm-verity (when `level` asks for it) or a plain loop device for `v`; returns
 /// the block device to mount and the file system type to mount it as.
 fn activate(
@@ -962,6 +1104,13 @@ fn activate(
     faults: &mut Injector,
 ) -> Result<(PathBuf, FsType), String> {
     let verity = matches!(level, Protection::Verity | Protection::Signed);
+    if !verity && v.hash_tree.is_some() {
+        // apply_policy refuses this already; never attach verity-carrying data plainly.
+        return Err(format!(
+            "the {} file system has a hash tree: refusing to mount it without verity",
+            v.designator
+        ));
+    }
     if !verity {
         inject(faults, "loop device")?;
         let lo = LoopDevice::attach(probed.file.as_fd(), v.offset, v.size, loop_options())
@@ -1053,12 +1202,14 @@ fn activate(
         Ok(d) => d,
         Err(e) if sig.is_some() && keyring::is_signature_refusal(e.errno()) => {
             return Err(format!(
-                "the root hash signature was refused by the kernel keyring ({e}): the signing certificate must be in the kernel's trusted keyrings"
+                "the root hash signature was refused by the kernel keyring ({e}): the signing certificate must be in the kernel's trusted keyrings (signature from {})",
+                sig_source_text(v)
             ))
         }
         Err(e) if sig.is_some() => {
             return Err(format!(
-                "creating dm-verity device {name} with a root hash signature failed: {e}"
+                "creating dm-verity device {name} with a root hash signature failed: {e} (signature from {})",
+                sig_source_text(v)
             ))
         }
         Err(e) => return Err(format!("creating dm-verity device {name}: {e}")),

@@ -135,6 +135,9 @@ pub enum VerityError {
     /// The `signature` field decodes to nothing.
     #[error("verity signature JSON has an empty signature")]
     EmptySignature,
+    /// A root hash signature that is no DER-encoded PKCS#7 `SignedData`.
+    #[error("root hash signature is not a PKCS#7 signature: {0}")]
+    NotPkcs7(&'static str),
 }
 
 /// Hash algorithms with a known digest size. cryptsetup accepts whatever its crypto
@@ -580,6 +583,50 @@ impl VeritySig {
             signature,
         })
     }
+}
+
+/// DER of the object identifier `pkcs7-signedData` (1.2.840.113549.1.7.2), tag and
+/// length included.
+const OID_PKCS7_SIGNED_DATA: [u8; 11] = [
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02,
+];
+
+/// Checks that `sig` starts like what the kernel's `pkcs7_parse_message` accepts for a
+/// dm-verity root hash signature: a `ContentInfo` SEQUENCE (definite length that fits in
+/// `sig`, or BER's indefinite length) whose `contentType` is `signedData`. Only the
+/// envelope is looked at: the kernel parses and verifies the rest. This turns an empty,
+/// truncated or garbage signature file into an error naming it, before any device is set
+/// up (and on hosts without device-mapper, where the kernel never gets to see it).
+pub fn check_signature_envelope(sig: &[u8]) -> Result<(), VerityError> {
+    let (&tag, rest) = sig.split_first().ok_or(VerityError::NotPkcs7("empty"))?;
+    if tag != 0x30 {
+        return Err(VerityError::NotPkcs7("does not start with a DER SEQUENCE"));
+    }
+    let (&first, rest) = rest
+        .split_first()
+        .ok_or(VerityError::NotPkcs7("truncated"))?;
+    let body = match first {
+        0x80 => rest, // BER indefinite length: ends with end-of-contents octets
+        n if n < 0x80 => {
+            let len = usize::from(n);
+            rest.get(..len).ok_or(VerityError::NotPkcs7("truncated"))?
+        }
+        n => {
+            let k = usize::from(n & 0x7f);
+            if k > 4 {
+                return Err(VerityError::NotPkcs7("length field too long"));
+            }
+            let lenb = rest.get(..k).ok_or(VerityError::NotPkcs7("truncated"))?;
+            let len = lenb.iter().fold(0usize, |a, &b| (a << 8) | usize::from(b));
+            rest.get(k..)
+                .and_then(|r| r.get(..len))
+                .ok_or(VerityError::NotPkcs7("truncated"))?
+        }
+    };
+    if !body.starts_with(&OID_PKCS7_SIGNED_DATA) {
+        return Err(VerityError::NotPkcs7("content type is not signedData"));
+    }
+    Ok(())
 }
 
 /// Lower-case hex of `bytes`.
@@ -1244,6 +1291,43 @@ mod tests {
             Err(E::BadHex("not text"))
         );
         assert_eq!(RootHash::from_sidecar(b"\n"), Err(E::RootHashLength(0)));
+    }
+
+    #[test]
+    fn signature_envelope() {
+        let oid = OID_PKCS7_SIGNED_DATA;
+        // 30 82 <len> 06 09 <signedData> a0 ...: what `openssl smime -outform der` writes.
+        let mut body = oid.to_vec();
+        body.extend_from_slice(&[0xa0, 0x03, 0x02, 0x01, 0x01]);
+        let mut long = vec![0x30, 0x82, 0x00, body.len() as u8];
+        long.extend_from_slice(&body);
+        assert_eq!(check_signature_envelope(&long), Ok(()));
+        let mut short = vec![0x30, body.len() as u8];
+        short.extend_from_slice(&body);
+        assert_eq!(check_signature_envelope(&short), Ok(()));
+        let mut indefinite = vec![0x30, 0x80];
+        indefinite.extend_from_slice(&body);
+        indefinite.extend_from_slice(&[0, 0]);
+        assert_eq!(check_signature_envelope(&indefinite), Ok(()));
+        for (bad, why) in [
+            (&b""[..], "empty"),
+            (b"sig", "does not start with a DER SEQUENCE"),
+            (b"\x30", "truncated"),
+            (&long[..long.len() - 1], "truncated"),
+            (&[0x30, 0x85, 1, 1, 1, 1, 1][..], "length field too long"),
+            (
+                &[
+                    0x30, 0x0b, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01,
+                ][..],
+                "content type is not signedData",
+            ),
+        ] {
+            assert_eq!(
+                check_signature_envelope(bad),
+                Err(VerityError::NotPkcs7(why)),
+                "{bad:02x?}"
+            );
+        }
     }
 
     fn sig_json(root: &str, sig: &str) -> String {

@@ -118,3 +118,27 @@ fn bad_command_line_is_named() {
         assert_eq!(fx.snapshot(), before, "nothing was mounted");
     });
 }
+
+/// Kernel-log lines (mirrored on stderr) show a sysroot path with control characters
+/// and an extension name with a C1 control, a quote and a backslash escaped as
+/// systemd's `cescape()` does: nothing raw reaches the log or the console.
+#[test]
+fn log_lines_escape_names_and_paths() {
+    ns_test_with(Prop::Private, |base| {
+        silence_kmsg();
+        let fx = Fx::new(&base.join("sys\x1b[31mroot\tdir"));
+        let name = "c\u{9b}'\\";
+        fx.sysext(name, &[("usr/share/c", "c\n")]);
+        let r = run_initrd(base, &[format!("--sysroot={}", fx.root.display())]);
+        r.ok();
+        let root = format!("{}/sys\\x1b[31mroot\\tdir/root", base.display());
+        let line = format!("{root}: merged sysext extensions c\\xc2\\x9b\\'\\\\ into /usr");
+        assert!(r.err.contains(&line), "want {line:?}:\n{}", r.err);
+        assert!(
+            !r.err.chars().any(|c| c.is_control() && c != '\n'),
+            "raw control character:\n{}",
+            r.err.escape_debug()
+        );
+        assert_eq!(fx.read("/usr/share/c").as_deref(), Some("c\n"));
+    });
+}

@@ -53,6 +53,8 @@ fn long_and_odd_extension_names() {
             SYSEXT_RELEASE,
         );
         let odd = r"a b:c,d\e";
+        // How messages show it: its backslash escaped, as systemd's cescape does.
+        let odd_shown = r"a b:c,d\\e";
         fx.sysext(odd, &[("usr/share/odd", "odd\n")]);
         let before = state(&fx);
 
@@ -71,7 +73,10 @@ fn long_and_odd_extension_names() {
         );
         let r = run_t(&fx, &["--class=sysext", "merge"], 10);
         r.ok();
-        assert_has(&r.err, &format!("Using extensions '{odd}', '{n237}'."));
+        assert_has(
+            &r.err,
+            &format!("Using extensions '{odd_shown}', '{n237}'."),
+        );
         assert_eq!(fx.ls("/usr/share"), ["m237", "odd"]);
         assert_eq!(
             fx.read("/usr/.systemd-sysext/extensions"),
@@ -87,7 +92,7 @@ fn long_and_odd_extension_names() {
         r.ok();
         assert_has(
             &r.err,
-            &format!("Using extensions '{odd}', '{long}', '{n237}'."),
+            &format!("Using extensions '{odd_shown}', '{long}', '{n237}'."),
         );
         assert_eq!(fx.ls("/usr/share"), ["long", "m237", "odd"]);
         run_t(&fx, &["--class=sysext", "unmerge"], 10).ok();
@@ -375,5 +380,26 @@ fn hierarchies_with_separators_merge_in_place() {
         assert_eq!(fx.ls(colon), [".systemd-sysext", "c"]);
         extmerge::merge::unmerge(&opts, extmerge::class::Class::Sysext).unwrap();
         assert_clean(&fx, &before, "library unmerge");
+    });
+}
+
+/// A mount point that is not UTF-8 anywhere in the namespace (a stick with a Latin-1
+/// label) is no reason to fail: the mount table is read as bytes. It used to fail every
+/// merge and refresh with "stream did not contain valid UTF-8".
+#[test]
+fn non_utf8_mount_point_elsewhere_is_no_obstacle() {
+    use std::os::unix::ffi::OsStrExt;
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        fx.sysext("e", &[("usr/share/e", "e\n")]);
+        let odd = base.join(std::ffi::OsStr::from_bytes(b"stick-\xe9t\xe9"));
+        fs::create_dir_all(&odd).unwrap();
+        mount("tmpfs", &odd, "tmpfs", 0, "size=1m");
+        for verb in ["merge", "refresh"] {
+            run_t(&fx, &["--class=sysext", verb], 10).ok();
+            assert_eq!(fs::read_to_string(fx.path("/usr/share/e")).unwrap(), "e\n");
+        }
+        run_t(&fx, &["--class=sysext", "unmerge"], 10).ok();
+        assert!(!fx.path("/usr/share/e").exists());
     });
 }

@@ -33,7 +33,12 @@ pub const ALL: &[&str] = &[
     "ddi-two-usr",
     "ddi-verity",
     "ddi-verity-nosig",
+    "ddi-verity-zeroed",
+    "ddi-verity-garbage",
+    "ddi-verity-badtree",
+    "ddi-verity-sha512",
     "bare-verity",
+    "verity-sidecars",
 ];
 
 /// The line every test image's `blob.bin` is made of; the corruption test flips a byte
@@ -147,8 +152,14 @@ pub fn mkfs_ext4(src: &Path, out: &Path) -> Result<(), String> {
 
 /// `veritysetup format data hash`: returns the root hash (hex).
 pub fn verity_format(data: &Path, hash: &Path) -> Result<String, String> {
+    verity_format_with(data, hash, &[])
+}
+
+/// `veritysetup format [args] data hash`: returns the root hash (hex).
+pub fn verity_format_with(data: &Path, hash: &Path, args: &[&str]) -> Result<String, String> {
     let out = run(Command::new("veritysetup")
         .arg("format")
+        .args(args)
         .arg(data)
         .arg(hash))?;
     out.lines()
@@ -192,6 +203,19 @@ pub fn sign(root_hash_hex: &str, dir: &Path) -> Result<Vec<u8>, String> {
         .arg("-out")
         .arg(&out))?;
     fs::read(&out).map_err(|e| e.to_string())
+}
+
+/// `n` deterministic pseudo-random bytes (xorshift64 from `seed`).
+pub fn junk(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 /// Standard base64 with padding.
@@ -442,6 +466,75 @@ fn build_in(name: &str, dir: &Path, work: &Path) -> Result<(), String> {
             }
             write(&dir.join(format!("{name}.roothash.txt")), rh.as_bytes());
             gpt_image(&dir.join(format!("{name}.raw")), &parts).map(drop)
+        }
+        // usr + usr-verity as systemd-repart lays them out (root hash = the partition
+        // UUIDs), no signature partition, with the verity partition damaged: its
+        // superblock zeroed; all of it garbage; a hash block of the tree changed (the
+        // superblock intact); or formatted with SHA-512, whose 64-byte root hash the
+        // 128-bit UUIDs cannot hold (they carry its first and last 16 bytes).
+        "ddi-verity-zeroed" | "ddi-verity-garbage" | "ddi-verity-badtree" | "ddi-verity-sha512" => {
+            need(&["mkfs.erofs", "sfdisk", "veritysetup"])?;
+            usr_tree(&tree, name);
+            let fs_img = work.join("usr.erofs");
+            let hash_img = work.join("usr.verity");
+            mkfs_erofs(&tree, &fs_img)?;
+            let rh = if name == "ddi-verity-sha512" {
+                verity_format_with(&fs_img, &hash_img, &["--hash", "sha512"])?
+            } else {
+                verity_format(&fs_img, &hash_img)?
+            };
+            let rhb = unhex(&rh);
+            let mut hash = read(&hash_img)?;
+            match name {
+                "ddi-verity-zeroed" => hash[..4096].fill(0),
+                "ddi-verity-garbage" => hash = junk(hash.len(), 0x5eed_0f7e),
+                "ddi-verity-badtree" => {
+                    // Block 1 is the top (here the only) level of the tree: every read
+                    // of the data is checked against it.
+                    if hash.len() < 2 * 4096 {
+                        return Err(format!("hash tree of {} bytes: no hash block", hash.len()));
+                    }
+                    for b in &mut hash[4096..4096 + 64] {
+                        *b ^= 0xff;
+                    }
+                }
+                _ => {}
+            }
+            write(&dir.join(format!("{name}.roothash.txt")), rh.as_bytes());
+            gpt_image(
+                &dir.join(format!("{name}.raw")),
+                &[
+                    Part {
+                        role: Role::Usr,
+                        data: read(&fs_img)?,
+                        uuid: Some(uuid_text(&rhb[..16])),
+                    },
+                    Part {
+                        role: Role::UsrVerity,
+                        data: hash,
+                        uuid: Some(uuid_text(&rhb[rhb.len() - 16..])),
+                    },
+                ],
+            )
+            .map(drop)
+        }
+        // Broken sidecar contents, installed by the tests beside a `bare-verity` image
+        // under the names that matter (empty files, directories and symlinks are made
+        // there): a root hash of the wrong length for its SHA-256 hash tree, a root hash
+        // that is binary junk, a hash tree that is junk, a signature that is junk and a
+        // real PKCS#7 signature cut short.
+        "verity-sidecars" => {
+            need(&["openssl"])?;
+            write(
+                &dir.join("wrong-length.roothash"),
+                format!("{}\n", "ab".repeat(20)).as_bytes(),
+            );
+            write(&dir.join("junk.roothash"), &junk(96, 1));
+            write(&dir.join("junk.verity"), &junk(64 * 1024, 2));
+            write(&dir.join("junk.p7s"), &junk(700, 3));
+            let sig = sign(&"cd".repeat(32), work)?;
+            write(&dir.join("truncated.p7s"), &sig[..sig.len() / 2]);
+            Ok(())
         }
         "bare-verity" => {
             need(&["mkfs.erofs", "veritysetup", "openssl"])?;

@@ -233,11 +233,29 @@ fn refresh_with_images() {
         let out = merge::refresh_with(&o, Class::Sysext, &mut op).unwrap();
         drop(op);
         assert!(out.unchanged, "{out:?}");
-        // A sidecar appears next to the unchanged image (here a signature without a root
-        // hash, which the opener ignores): the verity inputs changed, so it refreshes.
-        fs::write(
-            fx.path("/var/lib/extensions/erofs-ext.roothash.p7s"),
-            b"sig",
+        // A sidecar that appears next to the unchanged image changes its verity inputs,
+        // a dangling symlink too (either now refuses the image: checked directly here).
+        let root = fx.open_root();
+        let img = discovered(&fx, Class::Sysext, "erofs-ext");
+        let stamp = extmerge::image::open::verity_inputs_stamp(&root, &img);
+        let sig = fx.path("/var/lib/extensions/erofs-ext.roothash.p7s");
+        fs::write(&sig, b"sig").unwrap();
+        assert_ne!(
+            extmerge::image::open::verity_inputs_stamp(&root, &img),
+            stamp
+        );
+        fs::remove_file(&sig).unwrap();
+        std::os::unix::fs::symlink("nowhere", &sig).unwrap();
+        assert_ne!(
+            extmerge::image::open::verity_inputs_stamp(&root, &img),
+            stamp
+        );
+        fs::remove_file(&sig).unwrap();
+        // The image's ctime changes (as setting a user.verity.* xattr changes it): the
+        // verity inputs changed, so it refreshes.
+        fs::set_permissions(
+            fx.path("/var/lib/extensions/erofs-ext.raw"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
         )
         .unwrap();
         let mut op = ImageOpener::new(Class::Sysext, None, false);

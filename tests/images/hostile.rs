@@ -20,7 +20,7 @@ fn le64(b: &[u8], at: usize) -> u64 {
 
 /// Rewrites the primary GPT of `img` (512-byte sectors) with `edit` applied to the
 /// partition entry array, recomputing both CRCs so only the edit is wrong.
-fn edit_entries(img: &Path, edit: impl FnOnce(&mut [u8], usize)) {
+pub fn edit_entries(img: &Path, edit: impl FnOnce(&mut [u8], usize)) {
     let f = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -84,9 +84,16 @@ fn gpt_bad_crc() {
         let Some(p) = fx.install("ddi", "ddi-ext.raw", "/var/lib/extensions/badcrc.raw") else {
             return;
         };
-        let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
-        // A byte of the disk GUID (header offset 56), CRC left alone.
-        f.write_all_at(&[0x5a], 512 + 56).unwrap();
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap();
+        // A byte of the disk GUID (header offset 56), CRC left alone. Flipped, not set:
+        // the GUID is random, a fixed value would be there already once in 256 builds.
+        let mut b = [0u8];
+        f.read_exact_at(&mut b, 512 + 56).unwrap();
+        f.write_all_at(&[b[0] ^ 0xff], 512 + 56).unwrap();
         drop(f);
         refused(
             &fx,

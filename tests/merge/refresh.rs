@@ -1,6 +1,9 @@
 //! refresh: no change (mount kept), added extension (replaced, old mount gone) with both
 //! replacement strategies and both layer strategies, all extensions removed (unmerged),
-//! nothing merged before (merged).
+//! nothing merged before (merged); and every way an extension can change — replaced by
+//! a copy with the old mtime (directory, image), renamed, moved, a `.v/` entry added or
+//! removed, an xattr set — is noticed, while extensions reached through another class's
+//! overlay do not make every refresh remount.
 
 use crate::common::*;
 
@@ -323,5 +326,355 @@ fn library_refresh_from_thread_replaces_in_place() {
             "refresh fell back to unmerge"
         );
         assert_eq!(fx.ls("/usr/share"), ["a", "b"]);
+    });
+}
+
+// ---- every way an extension can change --------------------------------------------
+
+/// The access and modification times of `p`.
+fn times_of(p: &std::path::Path) -> std::fs::FileTimes {
+    let m = std::fs::metadata(p).unwrap_or_else(|e| panic!("stat {}: {e}", p.display()));
+    std::fs::FileTimes::new()
+        .set_accessed(m.accessed().unwrap())
+        .set_modified(m.modified().unwrap())
+}
+
+/// Gives `p` (a file or directory) the times `t` (`touch -r`).
+fn set_times(p: &std::path::Path, t: std::fs::FileTimes) {
+    std::fs::File::open(p)
+        .and_then(|f| f.set_times(t))
+        .unwrap_or_else(|e| panic!("set times of {}: {e}", p.display()));
+}
+
+/// `cp -a SRC DST`.
+fn cp_a(src: &std::path::Path, dst: &std::path::Path) {
+    let o = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(src)
+        .arg(dst)
+        .output()
+        .expect("run cp");
+    assert!(o.status.success(), "cp -a: {o:?}");
+}
+
+/// Runs `refresh` for sysexts and asserts that it replaced the merge of /usr (a new
+/// overlay, said so on stderr) rather than skipping it.
+#[track_caller]
+fn assert_refresh_replaces(fx: &Fx, what: &str) {
+    let old = fx.overlay_at("/usr");
+    let r = fx.run(&["--class=sysext", "refresh"]);
+    r.ok();
+    assert!(
+        !r.err.contains("no change"),
+        "{what}: refresh was skipped:\n{}",
+        r.err
+    );
+    let new = fx.overlay_at("/usr");
+    assert_ne!(new.id, old.id, "{what}: the overlay was not replaced");
+    assert_eq!(workspace_leftovers(), Vec::<String>::new());
+}
+
+/// Runs `refresh` for sysexts and asserts that it changed nothing: the same mount on
+/// /usr, "no change" on stderr.
+#[track_caller]
+fn assert_refresh_skips(fx: &Fx, what: &str) {
+    let old = fx.overlay_at("/usr");
+    let r = fx.run(&["--class=sysext", "refresh"]);
+    r.ok();
+    assert!(
+        r.err
+            .contains("Skipping sysext refresh because no change was found"),
+        "{what}: refresh did not skip:\n{}",
+        r.err
+    );
+    assert_eq!(fx.overlay_at("/usr").id, old.id, "{what}: remounted");
+}
+
+/// A directory extension replaced the way deploy tools do it (`rm -rf x; cp -a new x`,
+/// `rsync -a`), with the old directory's times: the same name, path and mtime, but
+/// another directory. Refresh merges the new one; the deleted files are gone from
+/// /usr.
+#[test]
+fn refresh_notices_directory_replaced_with_same_mtime() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        let a = fx.sysext(
+            "a",
+            &[("usr/share/a/old", "old\n"), ("usr/share/a/keep", "v1\n")],
+        );
+        fx.run(&["--class=sysext", "merge"]).ok();
+        assert_refresh_skips(&fx, "before the change");
+        let old_times = times_of(&a);
+        let old_mtime = std::fs::metadata(&a).unwrap().modified().unwrap();
+
+        // The new version, built elsewhere and copied in place of the old one.
+        let new = base.join("new-a");
+        populate_ext(&new, "a", &[("usr/share/a/keep", "v2\n")]);
+        std::fs::remove_dir_all(&a).unwrap();
+        cp_a(&new, &a);
+        set_times(&a, old_times);
+        assert_eq!(
+            std::fs::metadata(&a).unwrap().modified().unwrap(),
+            old_mtime
+        );
+
+        assert_refresh_replaces(&fx, "directory replaced");
+        assert_eq!(fx.read("/usr/share/a/keep").as_deref(), Some("v2\n"));
+        assert_eq!(
+            fx.read("/usr/share/a/old"),
+            None,
+            "a deleted file is served"
+        );
+        assert_refresh_skips(&fx, "after the refresh");
+    });
+}
+
+/// A directory extension `NAME` with the default sysext release file and `files`, at
+/// `dir` (outside the search directories).
+fn populate_ext(dir: &std::path::Path, name: &str, files: &[(&str, &str)]) {
+    write_file(
+        &dir.join(format!(
+            "usr/lib/extension-release.d/extension-release.{name}"
+        )),
+        SYSEXT_RELEASE,
+    );
+    for (p, c) in files {
+        write_file(&dir.join(p), c);
+    }
+}
+
+/// An erofs image of a sysext `name` with `files` at `out`; `false` (after SKIP)
+/// without mkfs.erofs.
+fn erofs_image(
+    base: &std::path::Path,
+    out: &std::path::Path,
+    name: &str,
+    files: &[(&str, &str)],
+) -> bool {
+    if !std::path::Path::new("/usr/bin/mkfs.erofs").exists() {
+        eprintln!("SKIP: needs mkfs.erofs");
+        return false;
+    }
+    let tree = base.join(format!(
+        "tree-{}",
+        out.file_name().unwrap().to_string_lossy()
+    ));
+    populate_ext(&tree, name, files);
+    let o = std::process::Command::new("mkfs.erofs")
+        .args(["--quiet", "-T0", "--all-root"])
+        .arg(out)
+        .arg(&tree)
+        .output()
+        .expect("run mkfs.erofs");
+    assert!(o.status.success(), "mkfs.erofs: {o:?}");
+    true
+}
+
+/// A disk image replaced in place by another one renamed over it, with the old
+/// image's times: refresh merges the new image.
+#[test]
+fn refresh_notices_image_replaced_with_same_mtime() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        let img = fx.path("/var/lib/extensions/img.raw");
+        if !erofs_image(base, &img, "img", &[("usr/share/img/v", "v1\n")]) {
+            return;
+        }
+        fx.run(&["--class=sysext", "merge"]).ok();
+        assert_eq!(fx.read("/usr/share/img/v").as_deref(), Some("v1\n"));
+        assert_refresh_skips(&fx, "image unchanged");
+        let old_times = times_of(&img);
+        let tmp = fx.path("/var/lib/extensions/.img.raw.new");
+        assert!(erofs_image(
+            base,
+            &tmp,
+            "img",
+            &[("usr/share/img/v", "v2\n")]
+        ));
+        set_times(&tmp, old_times);
+        std::fs::rename(&tmp, &img).unwrap();
+        assert_refresh_replaces(&fx, "image replaced");
+        assert_eq!(fx.read("/usr/share/img/v").as_deref(), Some("v2\n"));
+        assert_refresh_skips(&fx, "after the refresh");
+        fx.run(&["--class=sysext", "unmerge"]).ok();
+    });
+}
+
+/// An extension renamed (a new name), and one moved to another search directory (the
+/// same name, another path): refresh merges what is there now.
+#[test]
+fn refresh_notices_renamed_and_moved_extension() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        let a = fx.sysext_release("a", None, &[("usr/share/a", "a\n")]);
+        // Its release file matches any name (the strict-fallback xattr is not needed:
+        // the base name stays "a" for "a_2").
+        write_file(
+            &a.join("usr/lib/extension-release.d/extension-release.a"),
+            SYSEXT_RELEASE,
+        );
+        fx.run(&["--class=sysext", "merge"]).ok();
+        std::fs::rename(&a, fx.path("/var/lib/extensions/a_2")).unwrap();
+        assert_refresh_replaces(&fx, "renamed");
+        assert_eq!(
+            fx.read("/usr/.systemd-sysext/extensions").as_deref(),
+            Some("a_2\n")
+        );
+        std::fs::create_dir_all(fx.path("/etc/extensions")).unwrap();
+        std::fs::rename(
+            fx.path("/var/lib/extensions/a_2"),
+            fx.path("/etc/extensions/a_2"),
+        )
+        .unwrap();
+        assert_refresh_replaces(&fx, "moved to /etc/extensions");
+        assert_eq!(fx.read("/usr/share/a").as_deref(), Some("a\n"));
+        assert_refresh_skips(&fx, "after the move");
+    });
+}
+
+/// `NAME.v/`: a newer version added is picked and merged; removing it goes back to the
+/// older one; an older version added, which is not picked, changes nothing.
+#[test]
+fn refresh_follows_versioned_directory() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        let v = fx.path("/var/lib/extensions/foo.v");
+        populate_ext(&v.join("foo_1"), "foo", &[("usr/share/foo", "1\n")]);
+        fx.run(&["--class=sysext", "merge"]).ok();
+        assert_eq!(fx.read("/usr/share/foo").as_deref(), Some("1\n"));
+        populate_ext(&v.join("foo_2"), "foo", &[("usr/share/foo", "2\n")]);
+        assert_refresh_replaces(&fx, "foo_2 added");
+        assert_eq!(fx.read("/usr/share/foo").as_deref(), Some("2\n"));
+        std::fs::remove_dir_all(v.join("foo_2")).unwrap();
+        assert_refresh_replaces(&fx, "foo_2 removed");
+        assert_eq!(fx.read("/usr/share/foo").as_deref(), Some("1\n"));
+        populate_ext(&v.join("foo_0"), "foo", &[("usr/share/foo", "0\n")]);
+        assert_refresh_skips(&fx, "an older foo_0 added");
+        assert_eq!(fx.read("/usr/share/foo").as_deref(), Some("1\n"));
+    });
+}
+
+/// `setxattr(path, name, value)`.
+fn set_xattr(p: &std::path::Path, name: &std::ffi::CStr, value: &[u8]) {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: NUL-terminated path and name, a value buffer of the length given; all
+    // outlive the call, which only reads them.
+    let r = unsafe {
+        libc::setxattr(
+            c.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "setxattr {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Extended attributes: one set on the extension's directory (a metadata change of the
+/// merged object) and `user.extension-release.strict=0` on a release file that then
+/// counts (the extension is merged from then on) are both noticed.
+#[test]
+fn refresh_notices_changed_xattrs() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        let a = fx.sysext("a", &[("usr/share/a", "a\n")]);
+        // "b"'s only release file carries another name: used only when not strict.
+        let b = fx.sysext_release("b", None, &[("usr/share/b", "b\n")]);
+        let other = b.join("usr/lib/extension-release.d/extension-release.other");
+        write_file(&other, SYSEXT_RELEASE);
+        fx.run(&["--class=sysext", "merge"]).ok();
+        assert_eq!(fx.ls("/usr/share"), ["a"]);
+        assert_refresh_skips(&fx, "nothing set yet");
+
+        let t = times_of(&a);
+        set_xattr(&a, c"user.extmerge-test", b"1");
+        set_times(&a, t);
+        assert_refresh_replaces(&fx, "xattr set on the extension directory");
+        assert_refresh_skips(&fx, "after it");
+
+        set_xattr(&other, c"user.extension-release.strict", b"0");
+        assert_refresh_replaces(&fx, "strict xattr set on the release file");
+        assert_eq!(fx.ls("/usr/share"), ["a", "b"]);
+        assert_refresh_skips(&fx, "after it");
+    });
+}
+
+/// Runs `refresh` (both classes) and asserts that it skipped both: the same mounts.
+#[track_caller]
+fn assert_refresh_skips_both(fx: &Fx, what: &str) {
+    let (usr, etc) = (fx.overlay_at("/usr").id, fx.overlay_at("/etc").id);
+    let r = fx.run(&["refresh"]);
+    r.ok();
+    for class in ["sysext", "confext"] {
+        assert!(
+            r.err.contains(&format!(
+                "Skipping {class} refresh because no change was found"
+            )),
+            "{what}: {class} refreshed:\n{}",
+            r.err
+        );
+    }
+    assert_eq!(fx.overlay_at("/usr").id, usr, "{what}");
+    assert_eq!(fx.overlay_at("/etc").id, etc, "{what}");
+}
+
+/// A confext in `/usr/lib/confexts`, reached through the sysext merge of /usr once
+/// there is one: neither that (it was merged before /usr was) nor a refresh of the
+/// sysexts, which replaces the overlay it is reached through, makes it look replaced.
+/// Every refresh after a change settles: the next one skips both classes.
+#[test]
+fn refresh_settles_with_confext_below_merged_usr() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        let c = fx.path("/usr/lib/confexts/c");
+        write_file(
+            &c.join("etc/extension-release.d/extension-release.c"),
+            CONFEXT_RELEASE,
+        );
+        write_file(&c.join("etc/c.conf"), "c\n");
+        fx.sysext("s", &[("usr/share/s", "s\n")]);
+        fx.run(&["merge"]).ok();
+        assert_eq!(fx.read("/etc/c.conf").as_deref(), Some("c\n"));
+        assert_refresh_skips_both(&fx, "after the merge");
+        fx.sysext("t", &[("usr/share/t", "t\n")]);
+        let r = fx.run(&["refresh"]);
+        r.ok();
+        assert!(r.err.contains("Using extensions 's', 't'."), "{}", r.err);
+        assert_refresh_skips_both(&fx, "after the sysext refresh");
+        // A new confext: /etc is replaced.
+        fx.confext("d", &[("etc/d.conf", "d\n")]);
+        fx.run(&["refresh"]).ok();
+        assert_eq!(fx.read("/etc/d.conf").as_deref(), Some("d\n"));
+        assert_refresh_skips_both(&fx, "after the confext refresh");
+    });
+}
+
+/// A sysext in `/etc/extensions`, reached through the confext merge of /etc: a
+/// refresh of the confexts replaces that overlay, which does not make the sysext look
+/// replaced.
+#[test]
+fn refresh_settles_with_sysext_below_merged_etc() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        populate_ext(
+            &fx.path("/etc/extensions/s"),
+            "s",
+            &[("usr/share/s", "s\n")],
+        );
+        fx.confext("c", &[("etc/c.conf", "c\n")]);
+        fx.run(&["merge"]).ok();
+        assert_eq!(fx.read("/usr/share/s").as_deref(), Some("s\n"));
+        assert_refresh_skips_both(&fx, "after the merge");
+        fx.confext("d", &[("etc/d.conf", "d\n")]);
+        fx.run(&["refresh"]).ok();
+        assert_eq!(fx.read("/etc/d.conf").as_deref(), Some("d\n"));
+        assert_refresh_skips_both(&fx, "after the confext refresh");
     });
 }

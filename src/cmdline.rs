@@ -125,22 +125,8 @@ pub fn fstab_var_mounts(fstab: &str) -> Vec<String> {
 /// `\ooo` (three octal digits, at most `\377`) as the byte it names; anything else is
 /// kept as it is. The result is UTF-8 again (invalid sequences become U+FFFD).
 fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b.get(i..i + 4) {
-            Some([b'\\', d0 @ b'0'..=b'3', d1 @ b'0'..=b'7', d2 @ b'0'..=b'7']) => {
-                out.push((d0 - b'0') << 6 | (d1 - b'0') << 3 | (d2 - b'0'));
-                i += 4;
-            }
-            _ => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    // fstab escapes as mountinfo does.
+    String::from_utf8_lossy(&crate::hierarchy::unescape_mountinfo(s.as_bytes())).into_owned()
 }
 
 #[cfg(test)]

@@ -60,6 +60,41 @@ pub struct Image {
     pub mtime_usec: Option<u64>,
     /// Set when the image was picked from a `NAME.v/` directory.
     pub picked: Option<Picked>,
+    /// The directory as discovery opened it (a plain directory entry, not a symlink
+    /// and not a `.v` pick), for [`crate::plan::DirOpener`] to take instead of opening
+    /// the path again from the root.
+    pub opened: Opened,
+}
+
+/// An extension directory opened by discovery, taken (once) by whoever mounts it.
+/// Clones share it; it plays no part in comparisons.
+#[derive(Clone, Default)]
+pub struct Opened(Option<std::sync::Arc<std::sync::Mutex<Option<OwnedFd>>>>);
+
+impl Opened {
+    /// Wraps an opened directory.
+    pub fn new(fd: OwnedFd) -> Opened {
+        Opened(Some(std::sync::Arc::new(std::sync::Mutex::new(Some(fd)))))
+    }
+
+    /// Takes the fd (`None` when there is none or it was taken already).
+    pub fn take(&self) -> Option<OwnedFd> {
+        self.0.as_ref()?.lock().ok()?.take()
+    }
+}
+
+impl PartialEq for Opened {
+    fn eq(&self, _: &Opened) -> bool {
+        true
+    }
+}
+
+impl Eq for Opened {}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Opened" } else { "-" })
+    }
 }
 
 /// An entry that was looked at and not used, with the reason.
@@ -228,23 +263,43 @@ fn examine(
 ) -> Result<Image, String> {
     // Most entries are no symlinks: one `fstatat` in the search directory. Symlinks
     // are followed inside the root.
-    let (ft, st) = match rustix::fs::statat(dir_fd, entry, AtFlags::SYMLINK_NOFOLLOW) {
+    let (ft, st, symlink) = match rustix::fs::statat(dir_fd, entry, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::Symlink => {
-            (FileType::from_raw_mode(st.st_mode), st)
+            (FileType::from_raw_mode(st.st_mode), st, false)
         }
-        _ => resolve(root, path)?,
+        _ => {
+            let (ft, st) = resolve(root, path)?;
+            (ft, st, true)
+        }
     };
     let (name, candidate) = derive(entry.as_bytes(), ft, class)?;
     match candidate {
-        Candidate::Image(kind) => Ok(Image {
-            name,
-            class,
-            kind,
-            path: path.to_path_buf(),
-            search_dir,
-            mtime_usec: mtime_usec(&st),
-            picked: None,
-        }),
+        Candidate::Image(kind) => {
+            // A plain directory is opened here, by its one name in the search directory
+            // (no symlink followed: one swapped in since the stat fails, and the entry
+            // is opened inside the root later as before); the merge uses this fd.
+            let opened = match (kind, symlink) {
+                (ImageKind::Directory, false) => rustix::fs::openat(
+                    dir_fd,
+                    entry,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .map(Opened::new)
+                .unwrap_or_default(),
+                _ => Opened::default(),
+            };
+            Ok(Image {
+                name,
+                class,
+                kind,
+                path: path.to_path_buf(),
+                search_dir,
+                mtime_usec: mtime_usec(&st),
+                picked: None,
+                opened,
+            })
+        }
         Candidate::Pick(suffix) => {
             let (picked, kind, st) = pick_in(root, &name, &suffix, entry, path)?;
             Ok(Image {
@@ -255,6 +310,7 @@ fn examine(
                 search_dir,
                 mtime_usec: mtime_usec(&st),
                 picked: Some(picked),
+                opened: Opened::default(),
             })
         }
     }

@@ -42,6 +42,21 @@ pub enum HostDir {
 impl HostDir {
     /// Looks up the host directory of `h` in `root` for `class`.
     pub fn open(root: &Root, class: Class, h: &str) -> io::Result<HostDir> {
+        Self::look(root, class, h, true)
+    }
+
+    /// True when `h` is merged by us over a mount root ([`HostDir::StackedOnMount`]);
+    /// as [`HostDir::open`], but without cloning the parent's mount.
+    pub fn is_stacked_on_mount(root: &Root, class: Class, h: &str) -> bool {
+        matches!(
+            Self::look(root, class, h, false),
+            Ok(HostDir::StackedOnMount)
+        )
+    }
+
+    /// [`HostDir::open`]; without `clone`, a reachable host directory under a merge
+    /// is answered as [`HostDir::Missing`] (for [`HostDir::is_stacked_on_mount`]).
+    fn look(root: &Root, class: Class, h: &str, clone: bool) -> io::Result<HostDir> {
         let fd = match root.open_at(h, OFlags::RDONLY | OFlags::DIRECTORY) {
             Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HostDir::Missing),
@@ -60,6 +75,9 @@ impl HostDir {
         let (top_id, parent_id) = (mount_id(fd.as_fd())?, mount_id(parent.as_fd())?);
         if parent_mount_of(top_id)? != Some(parent_id) {
             return Ok(HostDir::StackedOnMount);
+        }
+        if !clone {
+            return Ok(HostDir::Missing);
         }
         let parent_clone = crate::mount::clone_tree(parent.as_fd(), h).map_err(|e| e.source)?;
         Ok(HostDir::UnderMerge { parent_clone, name })
@@ -103,8 +121,36 @@ pub fn mount_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
 /// The parent mount ID of mount `id`, from `/proc/thread-self/mountinfo` (this
 /// thread's mount namespace, which may differ from the process's after `unshare`).
 pub fn parent_mount_of(id: u64) -> io::Result<Option<u64>> {
-    let info = std::fs::read("/proc/thread-self/mountinfo")?;
+    let info = read_mountinfo()?;
     Ok(mountinfo_parent(&info, id))
+}
+
+/// This thread's `/proc/thread-self/mountinfo`, read into a buffer that starts at
+/// 64 KiB (`std::fs::read` starts at 32 bytes for a procfs file, whose size is 0,
+/// and needs a read per doubling), in one read loop.
+pub fn read_mountinfo() -> io::Result<Vec<u8>> {
+    let fd = rustix::fs::open(
+        "/proc/thread-self/mountinfo",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut len = 0;
+    loop {
+        if buf.len() - len < 4096 {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = match rustix::io::read(&fd, &mut buf[len..]) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            buf.truncate(len);
+            return Ok(buf);
+        }
+        len += n;
+    }
 }
 
 /// The fields of one `/proc/…/mountinfo` line that extmerge uses.
@@ -235,6 +281,15 @@ pub fn clone_submounts(
 mod tests {
     use super::*;
     use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn mountinfo_read_whole() {
+        // Both read this thread's table; nothing here mounts in between.
+        let ours = read_mountinfo().unwrap();
+        let std = std::fs::read("/proc/thread-self/mountinfo").unwrap();
+        assert_eq!(ours, std);
+        assert!(ours.ends_with(b"\n"));
+    }
 
     #[test]
     fn mountinfo_escapes() {

@@ -31,6 +31,7 @@ pub mod plan;
 pub mod release;
 pub mod report;
 pub mod staging;
+mod strerror;
 pub mod vpick;
 
 #[cfg(test)]

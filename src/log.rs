@@ -117,7 +117,9 @@ pub fn errno_text(e: rustix::io::Errno) -> String {
 }
 
 /// `s` without any " (os error N)": also where an error wraps another one whose text
-/// has it.
+/// has it. The `strerror` words before each are glibc's (systemd's) whatever libc the
+/// program was built with: musl's differ for some errors ("I/O error" for
+/// "Input/output error").
 fn strip_os_error(s: &str) -> String {
     const MARK: &str = " (os error ";
     let mut out = String::with_capacity(s.len());
@@ -126,7 +128,10 @@ fn strip_os_error(s: &str) -> String {
         let after = &rest[i + MARK.len()..];
         let digits = after.bytes().take_while(u8::is_ascii_digit).count();
         if digits > 0 && after[digits..].starts_with(')') {
-            out.push_str(&rest[..i]);
+            out.push_str(&crate::strerror::with_glibc_words(
+                &rest[..i],
+                &after[..digits],
+            ));
             rest = &after[digits + 1..];
         } else {
             out.push_str(&rest[..i + MARK.len()]);
@@ -158,6 +163,19 @@ mod tests {
             strip_os_error("a (os error x) b (os error 12)"),
             "a (os error x) b"
         );
+    }
+
+    #[test]
+    fn os_text_has_glibc_words() {
+        let eio = io::Error::from_raw_os_error(libc::EIO);
+        assert_eq!(os_text(&eio), "Input/output error");
+        assert_eq!(os_text(&io::Error::other(eio)), "Input/output error");
+        assert_eq!(
+            os_text(&io::Error::from_raw_os_error(libc::EBUSY)),
+            "Device or resource busy"
+        );
+        // Words of this libc that are not at the end are kept.
+        assert_eq!(strip_os_error("x (os error 5)"), "x");
     }
 
     #[test]

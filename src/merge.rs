@@ -694,8 +694,8 @@ fn execute_in(
         built.push((build_hierarchy(&run, h, txn)?, h.host_exists));
     }
     // Submounts to carry over are found in the mount table as it is before attaching.
-    let mountinfo = std::fs::read("/proc/thread-self/mountinfo")
-        .map_err(io_at("/proc/thread-self/mountinfo"))?;
+    let mountinfo =
+        crate::hierarchy::read_mountinfo().map_err(io_at("/proc/thread-self/mountinfo"))?;
     let mut old_work_dirs = Vec::new();
     for (b, exists) in &built {
         old_work_dirs.extend(attach_built(
@@ -918,7 +918,7 @@ pub fn refresh_with(
         return Ok(out);
     }
     for h in &hierarchies {
-        let stacked = matches!(HostDir::open(&root, class, h), Ok(HostDir::StackedOnMount));
+        let stacked = HostDir::is_stacked_on_mount(&root, class, h);
         if stacked {
             // Cannot be replaced from below: unmerge, then merge.
             crate::log::info(&format!(

@@ -10,9 +10,9 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::mount::{
-    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
-    open_tree, unmount, FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags,
-    UnmountFlags,
+    fsconfig_create, fsconfig_set_fd, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen,
+    move_mount, open_tree, unmount, FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags,
+    OpenTreeFlags, UnmountFlags,
 };
 
 /// A failed mount step: which call, on what, and the kernel's own words if it gave any.
@@ -348,7 +348,31 @@ impl Overlay {
         }
         match strategy {
             LayerStrategy::Append => {
+                // Layers given as `/proc/self/fd/N` go to the kernel as the fd itself
+                // (`FSCONFIG_SET_FD`, overlayfs since 6.13): no procfs path walk per
+                // layer. A kernel that refuses it for the first layer gets paths.
+                let mut by_fd = true;
                 for (i, l) in self.lowers.iter().enumerate() {
+                    if by_fd {
+                        if let Some(fd) = proc_fd(l) {
+                            match fsconfig_set_fd(&fs, "lowerdir+", fd) {
+                                Ok(()) => continue,
+                                Err(_) if i == 0 => {
+                                    // Drop what the refusal queued, then try the path.
+                                    let _ = context_messages(&fs);
+                                    by_fd = false;
+                                }
+                                Err(e) => {
+                                    return Ok(Err(ctx_err(
+                                        &fs,
+                                        "fsconfig",
+                                        format!("lowerdir+={l}"),
+                                        e,
+                                    )))
+                                }
+                            }
+                        }
+                    }
                     match fsconfig_set_string(&fs, "lowerdir+", l.as_str()) {
                         Ok(()) => {}
                         Err(rustix::io::Errno::INVAL) if i == 0 => {
@@ -419,6 +443,21 @@ impl Overlay {
         Ok(fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, self.attrs)
             .map_err(|e| ctx_err(&fs, "fsmount", "overlay", e)))
     }
+}
+
+/// The fd of a `/proc/self/fd/N` layer path (as [`fd_path`] makes them), borrowed for
+/// one `fsconfig` while the caller holds it open.
+fn proc_fd(path: &str) -> Option<BorrowedFd<'_>> {
+    let n: i32 = path.strip_prefix("/proc/self/fd/")?.parse().ok()?;
+    if n < 0 {
+        return None;
+    }
+    // SAFETY: the layer path names fd `n` of this process, exactly as the path string
+    // would for the kernel: the layers come from `fd_path` of fds the caller keeps open
+    // until the overlay is created, and the borrow is used for one `fsconfig` call only
+    // (an fd that is not open is answered EBADF by the kernel; nothing is closed here).
+    #[allow(unsafe_code)]
+    Some(unsafe { BorrowedFd::borrow_raw(n) })
 }
 
 /// Internal signal: the kernel lacks `lowerdir+`; try the joined string.

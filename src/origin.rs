@@ -238,6 +238,9 @@ fn extension(s: &mut String, root: &Root, image: &Image, id: io::Result<Identity
 /// overlay gets as its layers), an image file or device by its path inside the root.
 fn identity_of(root: &Root, image: &Image, roots: &ExtRoots) -> io::Result<Identity> {
     if image.kind == ImageKind::Directory {
+        if let Some(id) = roots.2.get(&image.name) {
+            return Ok(id.clone());
+        }
         if let Some(fd) = roots.0.get(&image.name) {
             return identity(fd.as_fd());
         }

@@ -189,22 +189,16 @@ pub fn root_scope(root: &Root) -> (bool, Scope) {
     (initrd, if initrd { Scope::Initrd } else { Scope::System })
 }
 
-/// extension-release keys kept after matching (memory per extension stays small).
-const RELEASE_KEYS_KEPT: &[&str] = &[
-    "ID",
-    "VERSION_ID",
-    "SYSEXT_LEVEL",
-    "CONFEXT_LEVEL",
-    "SYSEXT_SCOPE",
-    "CONFEXT_SCOPE",
-    "ARCHITECTURE",
-    "EXTENSION_RELOAD_MANAGER",
-];
-
 /// The open root directories of accepted extensions, by name: opened once while
 /// planning and used again when mounting, so what was checked is what is mounted.
 #[derive(Debug, Default)]
-pub struct ExtRoots(pub BTreeMap<String, OwnedFd>, pub LayerFds);
+pub struct ExtRoots(
+    pub BTreeMap<String, OwnedFd>,
+    pub LayerFds,
+    /// The identities of the accepted directory extensions, taken from their open
+    /// roots while planning (for [`crate::origin::render`]).
+    pub BTreeMap<String, crate::origin::Identity>,
+);
 
 /// Open layer directories by (extension name, hierarchy).
 pub type LayerFds = BTreeMap<(String, String), OwnedFd>;
@@ -227,6 +221,10 @@ impl Opener for DirOpener {
     fn open(&mut self, root: &Root, image: &Image) -> Result<Option<OwnedFd>, String> {
         if image.kind != ImageKind::Directory {
             return Ok(None);
+        }
+        // Opened by discovery, by its name in the search directory: no second lookup.
+        if let Some(fd) = image.opened.take() {
+            return Ok(Some(fd));
         }
         root.open_at(&image.path, OFlags::RDONLY | OFlags::DIRECTORY)
             .map(Some)
@@ -322,7 +320,8 @@ fn evaluate_mode(
                 let (v, mut r) = judge(fd.as_fd(), &image, class, host, force);
                 // Only what matching, reload and reports use is kept.
                 if let Some(r) = &mut r {
-                    r.env.retain_keys(|k| RELEASE_KEYS_KEPT.contains(&k));
+                    r.env
+                        .retain_keys(|k| crate::release::RELEASE_KEYS.contains(&k));
                 }
                 if v == Verdict::Match {
                     roots.0.insert(image.name.clone(), fd);
@@ -491,6 +490,13 @@ fn plan_mode(
     }
 
     roots.1 = layer_fds;
+    for (c, fd) in &ext_fds {
+        if c.image.kind == ImageKind::Directory {
+            if let Ok(id) = crate::origin::identity(fd.as_fd()) {
+                roots.2.insert(c.image.name.clone(), id);
+            }
+        }
+    }
     // The executor needs only the layer directories: fewer open files with many
     // extensions (the extension roots of disk images stay mounted in the opener).
     roots.0.clear();
@@ -618,17 +624,49 @@ fn plan_hierarchy(
     if upper.is_some() {
         flags.read_only = false;
     }
+    let host_lower = host_exists && !host_empty && !host_is_upper;
+    // overlayfs refuses more than OVL_MAX_STACK lower layers; say so before anything
+    // is mounted (the kernel's own message names no hierarchy and no extension count).
+    let lowers = 1 + usize::from(import.is_some()) + layers.len() + usize::from(host_lower);
+    if lowers > OVERLAYFS_MAX_LOWER {
+        return Err(PlanError::Io {
+            path: root.display_path(h),
+            reason: format!(
+                "{} extensions to merge, {lowers} lower layers with the metadata layer{}{}: \
+                 more than the kernel's overlayfs limit of {OVERLAYFS_MAX_LOWER} lower layers \
+                 (at most {} extensions here)",
+                layers.len(),
+                if import.is_some() {
+                    ", the imported mutable directory"
+                } else {
+                    ""
+                },
+                if host_lower {
+                    " and the host's directory"
+                } else {
+                    ""
+                },
+                layers.len() - (lowers - OVERLAYFS_MAX_LOWER),
+            ),
+            errno: libc::E2BIG,
+        });
+    }
     Ok(HierarchyPlan {
         hierarchy: h.to_string(),
         layers,
         import,
-        host_lower: host_exists && !host_empty && !host_is_upper,
+        host_lower,
         host_exists,
         mode: host_mode,
         upper,
         flags,
     })
 }
+
+/// The most lower layers one overlayfs mount takes (`OVL_MAX_STACK`,
+/// fs/overlayfs/params.h): with the metadata layer and the host's directory, 498
+/// extensions fit in one hierarchy.
+pub const OVERLAYFS_MAX_LOWER: usize = 500;
 
 /// The path of `fd` inside the root (symlinks resolved), from `/proc/self/fd`.
 pub fn resolved_in_root(root: &Root, fd: &OwnedFd) -> Option<PathBuf> {

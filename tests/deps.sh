@@ -17,6 +17,8 @@ PACKAGES=(
     systemd dracut-core jq
     # the VM runner (tests/vm/vm-run): emulator, guest kernel + modules, guest userland
     qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio kmod
+    # the small static initrd build (initrd-hooks/build.sh, tests/bench/sizes.sh)
+    musl-tools
     # man pages and shell completion
     scdoc groff-base man-db bash-completion
 )

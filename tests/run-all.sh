@@ -54,6 +54,11 @@ if [ -f tests/boot/run-boot-tests.sh ]; then
     bash tests/boot/run-boot-tests.sh --runs 1 || fail=1
 fi
 
+if [ -f tests/bench/sizes.sh ]; then
+    step "sizes: the small initrd build (musl, nightly build-std) must stay within 1 MiB; every variant's size"
+    bash tests/bench/sizes.sh || fail=1
+fi
+
 if [ -f tests/miri/run-miri.sh ]; then
     step "miri: the C ABI's unit tests and the core modules with unsafe code or memchr-backed parsers"
     bash tests/miri/run-miri.sh || fail=1

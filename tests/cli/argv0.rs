@@ -18,12 +18,19 @@ fn install_as(dir: &Path, name: &str, copy: bool) -> PathBuf {
     p
 }
 
-/// Runs `prog args`, expecting success; stdout.
+/// Runs `prog args`, expecting success; stdout. A copy just written may be "busy" for a
+/// moment: another test thread's fork can hold its write fd until that child execs.
 fn stdout_of(prog: &Path, args: &[&str]) -> String {
-    let o = Command::new(prog)
-        .args(args)
-        .output()
-        .expect("run extmerge");
+    let mut tries = 0;
+    let o = loop {
+        match Command::new(prog).args(args).output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => break r.expect("run extmerge"),
+        }
+    };
     assert!(
         o.status.success(),
         "{} {args:?}: {}\n{}",

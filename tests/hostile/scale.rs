@@ -86,16 +86,26 @@ fn page_limited() -> bool {
         )
 }
 
-/// The reason a merge of too many extensions fails with.
-fn too_many_reason() -> &'static str {
-    if page_limited() {
-        "mount(2) takes less than a page"
+/// The reason a merge of `count` extensions (one layer each, plus the metadata layer
+/// and the host's /usr) fails with: from 499 on, extmerge refuses before mounting,
+/// naming the count and overlayfs' limit; below, only the option string's size can
+/// stop it (without `lowerdir+`).
+fn too_many_reason(count: usize) -> String {
+    if count >= 499 {
+        format!(
+            "{count} extensions to merge, {} lower layers with the metadata layer and the \
+             host's directory: more than the kernel's overlayfs limit of 500 lower layers \
+             (at most 498 extensions here)",
+            count + 2
+        )
     } else {
-        "too many lower directories, limit is 500"
+        "mount(2) takes less than a page".to_string()
     }
 }
 
-/// Merges with too many extensions: fails naming /usr and the layer limit.
+/// Merges with too many extensions: fails naming /usr, the count and the layer limit,
+/// before anything is mounted (no overlay, no staging area; the kernel's own message
+/// would say "too many lower directories").
 fn merge_too_many(fx: &Fx, count: usize, nofile: Option<u64>, before: &State) {
     let t = run_limited(fx, &["--class=sysext", "merge"], &[], lim(nofile));
     eprintln!(
@@ -103,7 +113,12 @@ fn merge_too_many(fx: &Fx, count: usize, nofile: Option<u64>, before: &State) {
         t.elapsed, t.run.code
     );
     t.run.fails_with(&format!("{}", fx.path("/usr").display()));
-    assert_has(&t.run.err, too_many_reason());
+    assert_has(&t.run.err, &too_many_reason(count));
+    assert!(
+        !t.run.err.contains("too many lower directories"),
+        "refused by the kernel, not before mounting: {}",
+        t.run.err
+    );
     assert_clean(fx, before, &format!("failed merge of {count}"));
     assert_eq!(fx.ls("/usr"), ["bin"]);
 }

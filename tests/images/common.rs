@@ -283,6 +283,7 @@ pub fn raw_image(name: &str, rel: &str) -> Image {
         search_dir: "/var/lib/extensions",
         mtime_usec: None,
         picked: None,
+        opened: Default::default(),
     }
 }
 

@@ -555,7 +555,7 @@ fn refresh_follows_versioned_directory() {
 }
 
 /// `setxattr(path, name, value)`.
-fn set_xattr(p: &std::path::Path, name: &std::ffi::CStr, value: &[u8]) {
+fn set_xattr(p: &std::path::Path, name: &std::ffi::CStr, value: &[u8]) -> std::io::Result<()> {
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: NUL-terminated path and name, a value buffer of the length given; all
     // outlive the call, which only reads them.
@@ -568,18 +568,18 @@ fn set_xattr(p: &std::path::Path, name: &std::ffi::CStr, value: &[u8]) {
             0,
         )
     };
-    assert_eq!(
-        r,
-        0,
-        "setxattr {}: {}",
-        p.display(),
-        std::io::Error::last_os_error()
-    );
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Extended attributes: one set on the extension's directory (a metadata change of the
 /// merged object) and `user.extension-release.strict=0` on a release file that then
-/// counts (the extension is merged from then on) are both noticed.
+/// counts (the extension is merged from then on) are both noticed. The directory's is a
+/// `trusted.` one, which every tmpfs takes; `user.` xattrs on tmpfs need Linux 6.6, so on
+/// older kernels (the 6.1 VM) the strict case cannot arise and is left out, saying so.
 #[test]
 fn refresh_notices_changed_xattrs() {
     ns_test(|base| {
@@ -594,12 +594,21 @@ fn refresh_notices_changed_xattrs() {
         assert_refresh_skips(&fx, "nothing set yet");
 
         let t = times_of(&a);
-        set_xattr(&a, c"user.extmerge-test", b"1");
+        set_xattr(&a, c"trusted.extmerge-test", b"1").expect("setxattr trusted.extmerge-test");
         set_times(&a, t);
         assert_refresh_replaces(&fx, "xattr set on the extension directory");
         assert_refresh_skips(&fx, "after it");
 
-        set_xattr(&other, c"user.extension-release.strict", b"0");
+        match set_xattr(&other, c"user.extension-release.strict", b"0") {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                eprintln!(
+                    "user xattrs not supported here (tmpfs before Linux 6.6): strict case left out"
+                );
+                return;
+            }
+            Err(e) => panic!("setxattr user.extension-release.strict: {e}"),
+        }
         assert_refresh_replaces(&fx, "strict xattr set on the release file");
         assert_eq!(fx.ls("/usr/share"), ["a", "b"]);
         assert_refresh_skips(&fx, "after it");

@@ -63,17 +63,5 @@ if [ "$systemd_names" = 1 ]; then
         ln -sfn extmerge "$DESTDIR$BASHCOMPDIR/$n"
     done
 fi
-if [ "$WITH_MAN" != no ]; then
-    if command -v scdoc >/dev/null; then
-        work=$(mktemp -d)
-        trap 'rm -rf "$work"' EXIT
-        sh man/build.sh "$work" >/dev/null
-        install -Dm644 "$work/extmerge.8" "$DESTDIR$MANDIR/man8/extmerge.8"
-    elif [ "$WITH_MAN" = yes ]; then
-        echo "install.sh: WITH_MAN=yes but scdoc is not installed" >&2
-        exit 1
-    else
-        echo "install.sh: scdoc not installed: man page extmerge(8) not installed" >&2
-    fi
-fi
+WITH_MAN=$WITH_MAN sh man/install.sh extmerge.8 "$DESTDIR$MANDIR"
 echo "installed extmerge ($profile) into $DESTDIR$PREFIX"

@@ -90,15 +90,5 @@ install -m 0755 "$work/libextmerge.so.0" "$DESTDIR$LIBDIR/libextmerge.so.0"
 ln -sfn libextmerge.so.0 "$DESTDIR$LIBDIR/libextmerge.so"
 install -m 0644 include/extmerge.h "$DESTDIR$INCLUDEDIR/extmerge.h"
 install -m 0644 "$work/extmerge.pc" "$DESTDIR$LIBDIR/pkgconfig/extmerge.pc"
-if [ "$WITH_MAN" != no ]; then
-    if command -v scdoc >/dev/null; then
-        sh man/build.sh "$work/man" >/dev/null
-        install -Dm644 "$work/man/libextmerge.3" "$DESTDIR$MANDIR/man3/libextmerge.3"
-    elif [ "$WITH_MAN" = yes ]; then
-        echo "install.sh: WITH_MAN=yes but scdoc is not installed" >&2
-        exit 1
-    else
-        echo "install.sh: scdoc not installed: man page libextmerge(3) not installed" >&2
-    fi
-fi
+WITH_MAN=$WITH_MAN sh man/install.sh libextmerge.3 "$DESTDIR$MANDIR"
 echo "installed libextmerge $version ($profile) into ${DESTDIR}$PREFIX"

@@ -59,18 +59,6 @@ chmod 644 "$D$MKOSI_INITRD_DIR/mkosi.conf.d/50-extmerge.conf"
 # bash completion (the file completes extmerge and extmerge-initrd)
 install -Dm644 "$here/../completion/extmerge.bash" "$D$BASHCOMPDIR/extmerge-initrd"
 # man page, built with scdoc
-if [ "$WITH_MAN" != no ]; then
-    if command -v scdoc >/dev/null 2>&1; then
-        work=$(mktemp -d)
-        trap 'rm -rf "$work"' EXIT
-        sh "$here/../man/build.sh" "$work" >/dev/null
-        install -Dm644 "$work/extmerge-initrd.8" "$D$MANDIR/man8/extmerge-initrd.8"
-    elif [ "$WITH_MAN" = yes ]; then
-        echo "install.sh: WITH_MAN=yes but scdoc is not installed" >&2
-        exit 1
-    else
-        echo "install.sh: scdoc not installed: man page extmerge-initrd(8) not installed" >&2
-    fi
-fi
+WITH_MAN=$WITH_MAN sh "$here/../man/install.sh" extmerge-initrd.8 "$D$MANDIR"
 echo "installed extmerge-initrd into $D$PREFIX, dracut module into $D$DRACUT_MODULES_DIR," \
     "mkosi-initrd drop-in into $D$MKOSI_INITRD_DIR"

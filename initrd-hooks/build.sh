@@ -103,10 +103,12 @@ libdir=$(musl_libdir)
 link=$target_dir/musl-link
 mkdir -p "$link"
 ln -sfn "$(gcc -print-file-name=libgcc_eh.a)" "$link/libunwind.a"
-# musl-gcc.specs, plus static-pie (rcrt1.o, no PT_INTERP), which rustc asks for.
+# musl-gcc.specs, plus static-pie (rcrt1.o, no PT_INTERP), which rustc asks for. No
+# path of the checkout in it: gcc splits spec strings at spaces (a checkout path may have
+# some); rustc passes `-L $link` as one argument itself.
 cat >"$link/musl.specs.new" <<EOF
 *link_libgcc:
--L$libdir -L$link
+-L$libdir
 
 *libgcc:
 libgcc.a%s %:if-exists(libgcc_eh.a%s)

@@ -100,82 +100,66 @@ fn dm_of(fx: &Fx, name: &str) -> String {
     verity_dm_name(&RootHash::from_bytes(&uuids).unwrap())
 }
 
+/// The GPT fixture `name` (`name.raw`) is refused at inspection with every one of
+/// `reasons` in its error, and nothing stays behind (`with_dm`: also not the dm-verity
+/// device its partition UUIDs name).
+fn fixture_refused_at_inspect(name: &'static str, reasons: &'static [&'static str], with_dm: bool) {
+    ns_test(move |base| {
+        let fx = Fx::new(base);
+        let file = format!("{name}.raw");
+        if put(&fx, name, &file, &file).is_none() {
+            return;
+        }
+        let dm_left: Vec<_> = if with_dm {
+            vec![dm_of(&fx, name)]
+        } else {
+            Vec::new()
+        };
+        refused(&fx, At::Inspect, None, name, &file, reasons, &dm_left);
+    });
+}
+
 /// usr + usr-verity whose verity superblock is zeroed (the partition UUIDs still give
 /// the root hash): refused for the superblock, not merged without verity.
 #[test]
 fn zeroed_verity_superblock_is_refused() {
-    ns_test(|base| {
-        let fx = Fx::new(base);
-        let name = "ddi-verity-zeroed";
-        if put(&fx, name, &format!("{name}.raw"), &format!("{name}.raw")).is_none() {
-            return;
-        }
-        let dm = dm_of(&fx, name);
-        refused(
-            &fx,
-            At::Inspect,
-            None,
-            name,
-            &format!("{name}.raw"),
-            &[
-                "usr-verity partition 2",
-                "no verity superblock signature",
-                "not mounted without verity",
-            ],
-            &[dm],
-        );
-    });
+    fixture_refused_at_inspect(
+        "ddi-verity-zeroed",
+        &[
+            "usr-verity partition 2",
+            "no verity superblock signature",
+            "not mounted without verity",
+        ],
+        true,
+    );
 }
 
 /// usr + usr-verity whose verity partition is all junk.
 #[test]
 fn garbage_verity_partition_is_refused() {
-    ns_test(|base| {
-        let fx = Fx::new(base);
-        let name = "ddi-verity-garbage";
-        if put(&fx, name, &format!("{name}.raw"), &format!("{name}.raw")).is_none() {
-            return;
-        }
-        let dm = dm_of(&fx, name);
-        refused(
-            &fx,
-            At::Inspect,
-            None,
-            name,
-            &format!("{name}.raw"),
-            &[
-                "usr-verity partition 2",
-                "no verity superblock signature",
-                "not mounted without verity",
-            ],
-            &[dm],
-        );
-    });
+    fixture_refused_at_inspect(
+        "ddi-verity-garbage",
+        &[
+            "usr-verity partition 2",
+            "no verity superblock signature",
+            "not mounted without verity",
+        ],
+        true,
+    );
 }
 
 /// A SHA-512 hash tree: the root hash the partition UUIDs give (32 bytes) cannot be its
 /// root hash. Refused, not mounted plain.
 #[test]
 fn uuid_root_hash_of_the_wrong_length_is_refused() {
-    ns_test(|base| {
-        let fx = Fx::new(base);
-        let name = "ddi-verity-sha512";
-        if put(&fx, name, &format!("{name}.raw"), &format!("{name}.raw")).is_none() {
-            return;
-        }
-        refused(
-            &fx,
-            At::Inspect,
-            None,
-            name,
-            &format!("{name}.raw"),
-            &[
-                "root hash from the partition UUIDs does not fit the hash tree",
-                "sha512",
-            ],
-            &[],
-        );
-    });
+    fixture_refused_at_inspect(
+        "ddi-verity-sha512",
+        &[
+            "root hash from the partition UUIDs does not fit the hash tree",
+            "sha512",
+        ],
+        false,
+    );
 }
 
 /// A nil partition UUID (verity partition, then data partition): no root hash can be

@@ -6,33 +6,14 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod arch;
-pub mod class;
-pub mod cmdline;
-pub mod discover;
-pub mod dm;
-pub mod escape;
 pub mod fault;
-pub mod fsutil;
-pub mod hierarchy;
-pub mod image;
-pub mod json;
-pub mod keyring;
+pub mod format;
+pub mod inspect;
 pub mod log;
-pub mod loopdev;
-pub mod merge;
-pub mod metadata;
-pub mod mount;
-pub mod name;
 pub mod options;
-pub mod origin;
-pub mod os_release;
 pub mod plan;
-pub mod release;
 pub mod report;
-pub mod staging;
-mod strerror;
-pub mod vpick;
+pub mod sys;
 
 #[cfg(test)]
 mod testutil;

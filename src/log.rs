@@ -75,8 +75,8 @@ pub fn enabled(l: Level) -> bool {
 }
 
 /// Emits `msg` at `l`. Every sink gets it with its control characters but newlines
-/// escaped ([`crate::escape::controls`]): the values in it were escaped where the
-/// message was composed ([`crate::escape::esc`]); this guards the terminal, the kernel
+/// escaped ([`crate::format::escape::controls`]): the values in it were escaped where the
+/// message was composed ([`crate::format::escape::esc`]); this guards the terminal, the kernel
 /// log and a C caller's callback from whatever was not.
 pub fn log(l: Level, msg: &str) {
     let sink = STATE.with(|s| {
@@ -85,8 +85,8 @@ pub fn log(l: Level, msg: &str) {
     });
     match sink {
         None => {}
-        Some(Some(f)) => f(l, &crate::escape::controls(msg)),
-        Some(None) => eprintln!("{}", crate::escape::controls(msg)),
+        Some(Some(f)) => f(l, &crate::format::escape::controls(msg)),
+        Some(None) => eprintln!("{}", crate::format::escape::controls(msg)),
     }
 }
 
@@ -128,7 +128,7 @@ fn strip_os_error(s: &str) -> String {
         let after = &rest[i + MARK.len()..];
         let digits = after.bytes().take_while(u8::is_ascii_digit).count();
         if digits > 0 && after[digits..].starts_with(')') {
-            out.push_str(&crate::strerror::with_glibc_words(
+            out.push_str(&crate::format::strerror::with_glibc_words(
                 &rest[..i],
                 &after[..digits],
             ));

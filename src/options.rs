@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::class::Class;
+use crate::format::class::Class;
 
 /// `--mutable=`: whether and how the merged hierarchy is writable (systemd-sysext(8)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -40,14 +40,14 @@ impl MutableMode {
 
     /// The class's `$SYSTEMD_*_MUTABLE_MODE`: `Ok(None)` when unset, `Err` with a message
     /// when it does not parse (systemd warns and ignores it).
-    pub fn from_env(class: crate::class::Class) -> Result<Option<MutableMode>, String> {
+    pub fn from_env(class: crate::format::class::Class) -> Result<Option<MutableMode>, String> {
         match std::env::var(class.mutable_env()) {
             Err(_) => Ok(None),
             Ok(v) => MutableMode::parse(&v).map(Some).ok_or_else(|| {
                 format!(
                     "ignoring invalid {}={}",
                     class.mutable_env(),
-                    crate::escape::esc(&v)
+                    crate::format::escape::esc(&v)
                 )
             }),
         }
@@ -94,7 +94,7 @@ pub struct Options {
     /// `--always-refresh`: refresh even when nothing changed.
     pub always_refresh: bool,
     /// `--image-policy=`: overrides the per-image default policy for disk images.
-    pub image_policy: Option<crate::image::policy::ImagePolicy>,
+    pub image_policy: Option<crate::format::policy::ImagePolicy>,
 }
 
 impl Default for Options {

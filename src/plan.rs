@@ -1,6 +1,6 @@
 //! From discovered, matched extensions to a [`MergePlan`]: which layers go on which
 //! hierarchy, in which order, with which options — a plain value that tests compare
-//! and that [`crate::merge`] executes. Planning only reads files.
+//! and that [`crate::sys::apply`] executes. Planning only reads files.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, OFlags, ResolveFlags};
 
-use crate::class::{Class, Scope};
-use crate::discover::{self, Discovery, Image, ImageKind, Skipped};
-use crate::escape::esc;
-use crate::fsutil::{self, Root};
+use crate::format::class::{Class, Scope};
+use crate::format::escape::esc;
+use crate::format::os_release::OsReleaseError;
+use crate::inspect::discover::{self, Discovery, Image, ImageKind, Skipped};
+use crate::inspect::fsutil::{self, Root};
+use crate::inspect::release::{self, HostIdentity, ReleaseFile, Verdict};
 use crate::options::{hierarchy_component, MutableMode, Options};
-use crate::os_release::OsReleaseError;
-use crate::release::{self, HostIdentity, ReleaseFile, Verdict};
 
 /// Base directory of persistent upper dirs, for both classes (systemd's
 /// `MUTABLE_EXTENSIONS_BASE_DIR`).
@@ -196,15 +196,15 @@ pub struct ExtRoots(
     pub BTreeMap<String, OwnedFd>,
     pub LayerFds,
     /// The identities of the accepted directory extensions, taken from their open
-    /// roots while planning (for [`crate::origin::render`]).
-    pub BTreeMap<String, crate::origin::Identity>,
+    /// roots while planning (for [`crate::sys::origin::render`]).
+    pub BTreeMap<String, crate::sys::origin::Identity>,
 );
 
 /// Open layer directories by (extension name, hierarchy).
 pub type LayerFds = BTreeMap<(String, String), OwnedFd>;
 
 /// How an extension's root directory is reached. Directories are opened inside the
-/// root; disk images are set up and mounted by an opener from [`crate::image`].
+/// root; disk images are set up and mounted by an opener from [`crate::format`].
 pub trait Opener {
     /// Opens (or mounts) `image` and returns its root directory; `Ok(None)` when this
     /// opener does not open such images (listing without root: disk images); `Err`
@@ -321,7 +321,7 @@ fn evaluate_mode(
                 // Only what matching, reload and reports use is kept.
                 if let Some(r) = &mut r {
                     r.env
-                        .retain_keys(|k| crate::release::RELEASE_KEYS.contains(&k));
+                        .retain_keys(|k| crate::inspect::release::RELEASE_KEYS.contains(&k));
                 }
                 if v == Verdict::Match {
                     roots.0.insert(image.name.clone(), fd);
@@ -401,7 +401,7 @@ pub fn plan_in(root: &Root, opts: &Options, class: Class) -> Result<MergePlan, P
 }
 
 /// [`plan_in`] with an [`Opener`]; also returns the open roots of the accepted
-/// extensions for [`crate::merge::execute`]. A broken or refused disk image fails it
+/// extensions for [`crate::sys::apply::execute`]. A broken or refused disk image fails it
 /// with [`PlanError::Image`] (a merge is all or nothing).
 pub fn plan_with(
     root: &Root,
@@ -445,7 +445,7 @@ fn plan_mode(
         .iter()
         .filter(|c| c.verdict == Verdict::Match)
         .collect();
-    crate::vpick::sort_by_version(&mut accepted, |c| c.image.name.as_str());
+    crate::format::vpick::sort_by_version(&mut accepted, |c| c.image.name.as_str());
     let extensions: Vec<String> = accepted.iter().map(|c| c.image.name.clone()).collect();
 
     let flags = MountFlags {
@@ -492,7 +492,7 @@ fn plan_mode(
     roots.1 = layer_fds;
     for (c, fd) in &ext_fds {
         if c.image.kind == ImageKind::Directory {
-            if let Ok(id) = crate::origin::identity(fd.as_fd()) {
+            if let Ok(id) = crate::sys::origin::identity(fd.as_fd()) {
                 roots.2.insert(c.image.name.clone(), id);
             }
         }
@@ -522,7 +522,7 @@ fn plan_hierarchy(
     mut flags: MountFlags,
 ) -> Result<HierarchyPlan, PlanError> {
     // The host's own directory, also when our merge covers it (refresh).
-    let host_fd = crate::hierarchy::HostDir::open(root, class, h)
+    let host_fd = crate::sys::hierarchy::HostDir::open(root, class, h)
         .and_then(|d| d.reader())
         .map_err(|e| io_err(root, Path::new(h), e))?;
     let (host_exists, host_mode, host_empty, host_id) = match &host_fd {
@@ -670,8 +670,8 @@ pub const OVERLAYFS_MAX_LOWER: usize = 500;
 
 /// The path of `fd` inside the root (symlinks resolved), from `/proc/self/fd`.
 pub fn resolved_in_root(root: &Root, fd: &OwnedFd) -> Option<PathBuf> {
-    let real = std::fs::read_link(crate::mount::fd_path(fd.as_fd())).ok()?;
-    let root_real = std::fs::read_link(crate::mount::fd_path(root.fd())).ok()?;
+    let real = std::fs::read_link(crate::sys::mount::fd_path(fd.as_fd())).ok()?;
+    let root_real = std::fs::read_link(crate::sys::mount::fd_path(root.fd())).ok()?;
     let rel = real.strip_prefix(&root_real).ok()?;
     Some(Path::new("/").join(rel))
 }

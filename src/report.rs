@@ -1,13 +1,13 @@
 //! Rendering plans, lists and status for people (tables) and programs (JSON), with
 //! systemd's field names where systemd has them.
 
-use crate::class::Class;
-use crate::escape::{esc, escape};
-use crate::fsutil::Root;
-use crate::json::Json;
-use crate::metadata::StatusRow;
+use crate::format::class::Class;
+use crate::format::escape::{esc, escape};
+use crate::format::json::Json;
+use crate::inspect::fsutil::Root;
+use crate::inspect::metadata::StatusRow;
+use crate::inspect::release::Verdict;
 use crate::plan::{Candidate, MergePlan, Upper};
-use crate::release::Verdict;
 
 /// `time` / `since` as systemd prints them in tables: `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn format_usec(usec: u64) -> String {

@@ -15,23 +15,23 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
-use extmerge::class::{Class, Scope};
-use extmerge::cmdline::{fstab_var_mounts, Cmdline};
-use extmerge::hierarchy::{
+use extmerge::format::class::{Class, Scope};
+use extmerge::format::cmdline::{fstab_var_mounts, Cmdline};
+use extmerge::format::fs as imgfs;
+use extmerge::format::gpt;
+use extmerge::format::json::Json;
+use extmerge::format::name::{image_name_is_valid, release_base_name};
+use extmerge::format::os_release::EnvFile;
+use extmerge::format::policy::{ImagePolicy, PartitionDesignator, PolicyFlags};
+use extmerge::format::verity::{RootHash, VeritySig, VeritySuperblock};
+use extmerge::format::vpick::{pick, strverscmp_improved};
+use extmerge::inspect::metadata::{cescape, cunescape, format_dev, parse_dev};
+use extmerge::inspect::release::{validate, HostIdentity};
+use extmerge::options::{parse_boolean, MutableMode, Options};
+use extmerge::plan::{plan, MergePlan};
+use extmerge::sys::hierarchy::{
     mountinfo_parent, parse_mountinfo_line, submounts_below, unescape_mountinfo,
 };
-use extmerge::image::fs as imgfs;
-use extmerge::image::gpt;
-use extmerge::image::policy::{ImagePolicy, PartitionDesignator, PolicyFlags};
-use extmerge::image::verity::{RootHash, VeritySig, VeritySuperblock};
-use extmerge::json::Json;
-use extmerge::metadata::{cescape, cunescape, format_dev, parse_dev};
-use extmerge::name::{image_name_is_valid, release_base_name};
-use extmerge::options::{parse_boolean, MutableMode, Options};
-use extmerge::os_release::EnvFile;
-use extmerge::plan::{plan, MergePlan};
-use extmerge::release::{validate, HostIdentity};
-use extmerge::vpick::{pick, strverscmp_improved};
 
 /// Case counts: the default unless `PROPTEST_CASES` is set (proptest reads it too, but an
 /// explicit `with_cases` would override it).

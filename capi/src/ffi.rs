@@ -34,11 +34,11 @@ impl Error {
     }
 }
 
-impl From<extmerge::merge::MergeError> for Error {
+impl From<extmerge::sys::apply::MergeError> for Error {
     /// The core's message, plus what to do about it in the C API's terms where the core
     /// names no front-end's functions (the CLI adds its verbs there).
-    fn from(e: extmerge::merge::MergeError) -> Error {
-        use extmerge::merge::MergeError;
+    fn from(e: extmerge::sys::apply::MergeError) -> Error {
+        use extmerge::sys::apply::MergeError;
         let msg = match &e {
             MergeError::AlreadyMerged(_) => {
                 format!("{e} (use extmerge_refresh() or extmerge_unmerge())")
@@ -55,8 +55,8 @@ impl From<extmerge::plan::PlanError> for Error {
     }
 }
 
-impl From<extmerge::metadata::StateError> for Error {
-    fn from(e: extmerge::metadata::StateError) -> Error {
+impl From<extmerge::inspect::metadata::StateError> for Error {
+    fn from(e: extmerge::inspect::metadata::StateError) -> Error {
         Error::new(e.errno, e.to_string())
     }
 }
@@ -223,7 +223,7 @@ pub(crate) fn ctx_call(
     }
     // The same text as the CLI prints: values escaped where the message was composed,
     // control characters left escaped here (as every log sink does).
-    ctx.last_error = Some(cstring(&extmerge::escape::controls(&err.msg)));
+    ctx.last_error = Some(cstring(&extmerge::format::escape::controls(&err.msg)));
     -err.errno
 }
 

@@ -19,12 +19,12 @@ mod status;
 use std::ffi::{c_char, c_int, c_uint, c_void, CString};
 use std::path::PathBuf;
 
-use extmerge::class::Class;
-use extmerge::fsutil::Root;
+use extmerge::format::class::Class;
+use extmerge::inspect::fsutil::Root;
 use extmerge::log::Level;
-use extmerge::merge;
 use extmerge::options::{hierarchy_is_valid, MutableMode, Options};
 use extmerge::plan::PlanError;
+use extmerge::sys::apply as merge;
 
 use ffi::{arg_opt_str, arg_str, cstring, ctx_call, ctx_get, guard, log_lazy, Error};
 
@@ -332,7 +332,7 @@ pub extern "C" fn extmerge_context_set_image_policy(
         let text = arg_opt_str(policy, "image policy")?;
         let parsed = match text {
             Some(t) => Some(
-                extmerge::image::policy::ImagePolicy::parse(t)
+                extmerge::format::policy::ImagePolicy::parse(t)
                     .map_err(|e| Error::inval(format!("invalid image policy {t:?}: {e}")))?,
             ),
             None => None,

@@ -2,11 +2,11 @@
 
 use std::ffi::{c_char, c_int, CString};
 
-use extmerge::discover::ImageKind;
+use extmerge::inspect::discover::ImageKind;
+use extmerge::inspect::release::{HostIdentity, Verdict};
 use extmerge::log::Level;
-use extmerge::merge;
 use extmerge::plan::{self, PlanError};
-use extmerge::release::{HostIdentity, Verdict};
+use extmerge::sys::apply as merge;
 
 use crate::ffi::{self, cstring, ctx_call, log_lazy, obj_get, Error};
 use crate::{class_to_c, extmerge_context};
@@ -66,7 +66,7 @@ fn build(c: &extmerge_context) -> Result<extmerge_list, Error> {
             log_lazy(Level::Info, || {
                 format!(
                     "Skipping {}: {}",
-                    extmerge::escape::esc(&root.display_path(&s.path)),
+                    extmerge::format::escape::esc(&root.display_path(&s.path)),
                     s.reason
                 )
             });
@@ -240,8 +240,8 @@ mod tests {
         extmerge_context_free, extmerge_context_new, extmerge_context_set_class,
         extmerge_context_set_log_fn, extmerge_context_set_root, EXTMERGE_CLASS_SYSEXT,
     };
-    use extmerge::class::Class;
-    use extmerge::fsutil::Root;
+    use extmerge::format::class::Class;
+    use extmerge::inspect::fsutil::Root;
     use extmerge::options::Options;
     use std::ffi::CStr;
     use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_int, CString};
 
-use extmerge::metadata;
+use extmerge::inspect::metadata;
 use extmerge::plan::PlanError;
 
 use crate::ffi::{self, cstring, ctx_call, obj_get, Error};

@@ -2,8 +2,8 @@
 //! fstab (`fstab_var_mounts`), as `extmerge-initrd` reads them, on arbitrary bytes.
 #![no_main]
 
-use extmerge::class::Class;
-use extmerge::cmdline::{fstab_var_mounts, split_words, Cmdline};
+use extmerge::format::class::Class;
+use extmerge::format::cmdline::{fstab_var_mounts, split_words, Cmdline};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use extmerge::class::{Class, Scope};
-use extmerge::os_release::EnvFile;
-use extmerge::release::{validate, HostIdentity, Verdict};
+use extmerge::format::class::{Class, Scope};
+use extmerge::format::os_release::EnvFile;
+use extmerge::inspect::release::{validate, HostIdentity, Verdict};
 use libfuzzer_sys::fuzz_target;
 
 const KEYS: [&str; 10] = [

@@ -2,7 +2,7 @@
 //! must agree with each other.
 #![no_main]
 
-use extmerge::image::fs::{inspect, probe, probe_with_size};
+use extmerge::format::fs::{inspect, probe, probe_with_size};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 //! entry-array CRCs recomputed, so that mutations reach the checks behind the CRCs.
 #![no_main]
 
-use extmerge::image::gpt::{crc32, parse_bytes, select_roles, Gpt, SECTOR_SIZES};
+use extmerge::format::gpt::{crc32, parse_bytes, select_roles, Gpt, SECTOR_SIZES};
 use libfuzzer_sys::fuzz_target;
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {

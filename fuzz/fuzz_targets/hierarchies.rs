@@ -5,7 +5,7 @@
 //! distinct, valid, non-nested hierarchies with distinct metadata names.
 #![no_main]
 
-use extmerge::class::Class;
+use extmerge::format::class::Class;
 use extmerge::options::{
     check_overlap, hierarchy_component, hierarchy_is_valid, parse_boolean, MutableMode, Options,
 };

@@ -1,7 +1,7 @@
 //! `image_name_is_valid` and `release_base_name` on arbitrary strings.
 #![no_main]
 
-use extmerge::name::{image_name_is_valid, release_base_name};
+use extmerge::format::name::{image_name_is_valid, release_base_name};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! printed (canonical and long form) and parsed again, as the unit tests check by hand.
 #![no_main]
 
-use extmerge::image::policy::{ImagePolicy, PartitionDesignator, Protection};
+use extmerge::format::policy::{ImagePolicy, PartitionDesignator, Protection};
 use libfuzzer_sys::fuzz_target;
 
 fn round_trip(p: &ImagePolicy, input: &str) {

@@ -2,8 +2,8 @@
 //! `work_dir` file) and the JSON writer's string escaping.
 #![no_main]
 
-use extmerge::json::Json;
-use extmerge::metadata::{cescape, cunescape, format_dev, parse_dev};
+use extmerge::format::json::Json;
+use extmerge::inspect::metadata::{cescape, cunescape, format_dev, parse_dev};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

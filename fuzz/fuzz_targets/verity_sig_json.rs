@@ -1,7 +1,7 @@
 //! `VeritySig::parse_json` on arbitrary signature-partition contents.
 #![no_main]
 
-use extmerge::image::verity::VeritySig;
+use extmerge::format::verity::VeritySig;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 //! description and `RootHash::from_sidecar`.
 #![no_main]
 
-use extmerge::image::verity::{
+use extmerge::format::verity::{
     hash_tree_size, target_params, RootHash, VeritySuperblock, SUPERBLOCK_SIZE,
 };
 use libfuzzer_sys::fuzz_target;

@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 
-use extmerge::vpick::{parse_entry, pick, strverscmp_improved};
+use extmerge::format::vpick::{parse_entry, pick, strverscmp_improved};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -21,12 +21,12 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Instant;
 
-use extmerge::class::Class;
-use extmerge::cmdline::{fstab_var_mounts, Cmdline};
-use extmerge::escape::{esc, escape};
+use extmerge::format::class::Class;
+use extmerge::format::cmdline::{fstab_var_mounts, Cmdline};
+use extmerge::format::escape::{esc, escape};
 use extmerge::log::{self, Level};
-use extmerge::merge;
 use extmerge::options::Options;
+use extmerge::sys::apply as merge;
 
 fn kmsg_sink() -> log::Sink {
     let kmsg = std::fs::OpenOptions::new()
@@ -104,7 +104,7 @@ fn main() -> ExitCode {
         log::info("disabled by extmerge=0 on the kernel command line");
         return ExitCode::SUCCESS;
     }
-    extmerge::fsutil::raise_nofile_limit();
+    extmerge::inspect::fsutil::raise_nofile_limit();
     let start = Instant::now();
     let (root, initrd_own) = match verb.as_str() {
         "sysroot" => (sysroot, false),
@@ -169,7 +169,7 @@ fn main() -> ExitCode {
     }
     if verb == "sysroot" && !failed {
         // Tells systemd's own sysroot units (via our drop-ins) that the work is done.
-        if let Err(e) = extmerge::staging::touch_workspace_file("sysroot-merged") {
+        if let Err(e) = extmerge::sys::staging::touch_workspace_file("sysroot-merged") {
             log::log(Level::Warning, &e.to_string());
         }
     }
@@ -194,12 +194,12 @@ fn warn_unmounted_var(sysroot: &std::path::Path) {
         return;
     };
     for m in fstab_var_mounts(&String::from_utf8_lossy(&fstab)) {
-        let Ok(fd) = extmerge::fsutil::Root::open(sysroot)
+        let Ok(fd) = extmerge::inspect::fsutil::Root::open(sysroot)
             .and_then(|r| r.open_at(&m, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY))
         else {
             continue;
         };
-        if !extmerge::mount::is_mount_root(std::os::fd::AsFd::as_fd(&fd)).unwrap_or(true) {
+        if !extmerge::sys::mount::is_mount_root(std::os::fd::AsFd::as_fd(&fd)).unwrap_or(true) {
             log::warn(&format!(
                 "{} is a separate file system in {}/etc/fstab but not mounted below {}: extensions in /var/lib/extensions and /var/lib/confexts are not seen (mark it x-initrd.mount)",
                 esc(&m),

@@ -7,16 +7,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use extmerge::class::Class;
-use extmerge::escape::{controls, esc, escape};
-use extmerge::fsutil::Root;
-use extmerge::json::Json;
-use extmerge::merge::{self, MergeError};
-use extmerge::metadata;
+use extmerge::format::class::Class;
+use extmerge::format::escape::{controls, esc, escape};
+use extmerge::format::json::Json;
+use extmerge::inspect::fsutil::Root;
+use extmerge::inspect::metadata;
+use extmerge::inspect::release::Verdict;
 use extmerge::options::{parse_boolean, MutableMode, Options};
 use extmerge::plan;
-use extmerge::release::Verdict;
 use extmerge::report;
+use extmerge::sys::apply::{self as merge, MergeError};
 
 const HELP: &str = "\
 Usage: PROG [OPTIONS...] [VERB]
@@ -230,7 +230,7 @@ fn parse_args() -> Result<Option<Cli>, String> {
             "--image-policy" => {
                 let v = value("--image-policy")?;
                 opts.image_policy = Some(
-                    extmerge::image::policy::ImagePolicy::parse(&v)
+                    extmerge::format::policy::ImagePolicy::parse(&v)
                         .map_err(|e| format!("invalid --image-policy={v}: {e}"))?,
                 );
             }
@@ -325,7 +325,7 @@ fn main() -> ExitCode {
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => return fail(e),
     };
-    extmerge::fsutil::raise_nofile_limit();
+    extmerge::inspect::fsutil::raise_nofile_limit();
     let changes = matches!(cli.verb.as_str(), "merge" | "unmerge" | "refresh") && !cli.dry_run;
     if changes {
         // Before the root is opened, as systemd does: not a root we may not read.
@@ -375,7 +375,7 @@ fn main() -> ExitCode {
             match cli.verb.as_str() {
                 "list" => {
                     let (initrd, _) = plan::root_scope(&root);
-                    let disc = extmerge::discover::discover(&root, class, initrd)
+                    let disc = extmerge::inspect::discover::discover(&root, class, initrd)
                         .map_err(plan::PlanError::from)?;
                     for s in &disc.skipped {
                         say(format_args!(

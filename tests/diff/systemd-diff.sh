@@ -447,7 +447,7 @@ for h in usr opt; do
     check_eq "$h: merged file listing (types, modes, owners, content hashes, link targets)" \
         "$(listing "$A/$h")" "$(listing "$B/$h")"
     if [ -e "$B/$h/.systemd-sysext/extmerge-origin" ] && [ ! -e "$A/$h/.systemd-sysext/extmerge-origin" ]; then
-        known "$h: metadata dir holds the same files" "extmerge adds .systemd-sysext/extmerge-origin (its own refresh fingerprint, src/metadata.rs FINGERPRINT_FILE); systemd ignores unknown files there (v260+ writes 'origin' instead)"
+        known "$h: metadata dir holds the same files" "extmerge adds .systemd-sysext/extmerge-origin (its own refresh fingerprint, src/inspect/metadata.rs FINGERPRINT_FILE); systemd ignores unknown files there (v260+ writes 'origin' instead)"
     else
         check_eq "$h: metadata dir holds the same files" "$(ls -A "$A/$h/.systemd-sysext")" "$(ls -A "$B/$h/.systemd-sysext")"
     fi
@@ -548,9 +548,9 @@ check_eq "extmerge refresh --always-refresh of its own merge (parent mount priva
     "$MOUNTED_B" "$(mounts_under "$P/root")" "after merge (B)" "after refresh"
 if [ "$REFRESH_SHARED" != "$MOUNTED_B" ] && [ "$(mounts_under "$P/root")" = "$MOUNTED_B" ]; then
     echo "# diagnosis: extmerge refresh drops the merge only when the hierarchy's parent mount is shared"
-    echo "#   (systemd's default for /). Likely cause: src/hierarchy.rs HostDir::open clones the parent"
+    echo "#   (systemd's default for /). Likely cause: src/sys/hierarchy.rs HostDir::open clones the parent"
     echo "#   mount with open_tree(OPEN_TREE_CLONE) for the UnderMerge case; the clone joins the parent's"
-    echo "#   peer group, src/merge.rs build_hierarchy attaches it under the staging tmpfs, the new overlay"
+    echo "#   peer group, src/sys/apply.rs build_hierarchy attaches it under the staging tmpfs, the new overlay"
     echo "#   attached on the hierarchy propagates into that clone, and Staging::finish()'s"
     echo "#   umount2(MNT_DETACH) of the staging tmpfs propagates the unmount back to the real hierarchy."
 fi

@@ -10,7 +10,7 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use extmerge::image::gpt::crc32;
+use extmerge::format::gpt::crc32;
 
 use crate::common::*;
 use crate::util::*;

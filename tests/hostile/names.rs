@@ -373,12 +373,13 @@ fn hierarchies_with_separators_merge_in_place() {
             hierarchies: Some(vec![colon.to_string()]),
             ..Default::default()
         };
-        let out = extmerge::merge::merge(&opts, extmerge::class::Class::Sysext).unwrap();
+        let out =
+            extmerge::sys::apply::merge(&opts, extmerge::format::class::Class::Sysext).unwrap();
         assert_eq!(out.merged, [colon]);
         assert_eq!(mounts_on(&fx.path(colon)).len(), 1);
         assert!(mounts_on(&fx.path("/srv/x")).is_empty());
         assert_eq!(fx.ls(colon), [".systemd-sysext", "c"]);
-        extmerge::merge::unmerge(&opts, extmerge::class::Class::Sysext).unwrap();
+        extmerge::sys::apply::unmerge(&opts, extmerge::format::class::Class::Sysext).unwrap();
         assert_clean(&fx, &before, "library unmerge");
     });
 }

@@ -17,7 +17,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use extmerge::image::gpt::{self, Role};
+use extmerge::format::gpt::{self, Role};
 
 /// Environment variable naming a directory of prebuilt fixtures (`<dir>/<fixture>/…`).
 pub const FIXTURES_ENV: &str = "EXTMERGE_FIXTURES";
@@ -277,7 +277,7 @@ pub struct Part {
 
 /// Partition label systemd-repart gives a role: `usr-x86-64`, `usr-x86-64-verity`, …
 pub fn repart_label(role: Role) -> String {
-    let arch = extmerge::arch::native();
+    let arch = extmerge::format::arch::native();
     match role {
         Role::Root => format!("root-{arch}"),
         Role::RootVerity => format!("root-{arch}-verity"),
@@ -293,7 +293,7 @@ pub fn repart_label(role: Role) -> String {
 /// `sfdisk` and filled in place. Returns the partitions' (offset, size) in bytes.
 pub fn gpt_image(out: &Path, parts: &[Part]) -> Result<Vec<(u64, u64)>, String> {
     const MIB: u64 = 1 << 20;
-    let arch = extmerge::arch::native();
+    let arch = extmerge::format::arch::native();
     let mut script = String::from("label: gpt\nunit: sectors\nfirst-lba: 2048\n");
     let mut layout = Vec::new();
     let mut next = MIB;

@@ -7,14 +7,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use extmerge::class::Class;
-use extmerge::discover::{Image, ImageKind};
-use extmerge::fsutil::Root;
-use extmerge::image::open::ImageOpener;
-use extmerge::image::policy::ImagePolicy;
+use extmerge::format::class::Class;
+use extmerge::format::policy::ImagePolicy;
+use extmerge::inspect::discover::{Image, ImageKind};
+use extmerge::inspect::fsutil::Root;
+use extmerge::inspect::release::Verdict;
 use extmerge::options::Options;
 use extmerge::plan::{self, Opener};
-use extmerge::release::Verdict;
+use extmerge::sys::image::ImageOpener;
 
 use crate::build;
 
@@ -259,13 +259,13 @@ pub fn dm_exists(name: &str) -> bool {
 
 /// Is device-mapper usable here (the host of this project has none)?
 pub fn have_dm() -> bool {
-    extmerge::dm::Dm::open().is_ok()
+    extmerge::sys::dm::Dm::open().is_ok()
 }
 
 /// The discovered image named `name` of `class` (panics if there is none).
 pub fn discovered(fx: &Fx, class: Class, name: &str) -> Image {
     let root = fx.open_root();
-    let d = extmerge::discover::discover(&root, class, false).unwrap();
+    let d = extmerge::inspect::discover::discover(&root, class, false).unwrap();
     d.images
         .into_iter()
         .find(|i| i.name == name)

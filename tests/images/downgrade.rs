@@ -12,10 +12,10 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use extmerge::class::Class;
-use extmerge::image::open::{inspect, verity_dm_name};
-use extmerge::image::verity::RootHash;
-use extmerge::merge;
+use extmerge::format::class::Class;
+use extmerge::format::verity::RootHash;
+use extmerge::sys::apply as merge;
+use extmerge::sys::image::{inspect, verity_dm_name};
 
 use crate::common::*;
 use crate::hostile::edit_entries;

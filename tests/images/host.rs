@@ -5,13 +5,13 @@
 use std::fs;
 use std::path::PathBuf;
 
-use extmerge::class::Class;
-use extmerge::image::fs::FsType;
-use extmerge::image::gpt::Role;
-use extmerge::image::open::{inspect, HashLocation, HashSource, ImageOpener, Layout, SigSource};
-use extmerge::image::policy::{PartitionDesignator, Protection};
-use extmerge::merge;
+use extmerge::format::class::Class;
+use extmerge::format::fs::FsType;
+use extmerge::format::gpt::Role;
+use extmerge::format::policy::{PartitionDesignator, Protection};
 use extmerge::options::Options;
+use extmerge::sys::apply as merge;
+use extmerge::sys::image::{inspect, HashLocation, HashSource, ImageOpener, Layout, SigSource};
 
 use crate::build;
 use crate::common::*;
@@ -237,17 +237,17 @@ fn refresh_with_images() {
         // a dangling symlink too (either now refuses the image: checked directly here).
         let root = fx.open_root();
         let img = discovered(&fx, Class::Sysext, "erofs-ext");
-        let stamp = extmerge::image::open::verity_inputs_stamp(&root, &img);
+        let stamp = extmerge::sys::image::verity_inputs_stamp(&root, &img);
         let sig = fx.path("/var/lib/extensions/erofs-ext.roothash.p7s");
         fs::write(&sig, b"sig").unwrap();
         assert_ne!(
-            extmerge::image::open::verity_inputs_stamp(&root, &img),
+            extmerge::sys::image::verity_inputs_stamp(&root, &img),
             stamp
         );
         fs::remove_file(&sig).unwrap();
         std::os::unix::fs::symlink("nowhere", &sig).unwrap();
         assert_ne!(
-            extmerge::image::open::verity_inputs_stamp(&root, &img),
+            extmerge::sys::image::verity_inputs_stamp(&root, &img),
             stamp
         );
         fs::remove_file(&sig).unwrap();
@@ -523,7 +523,7 @@ fn verity_without_device_mapper() {
 /// size from `lseek(SEEK_END)`, a loop device over it.
 #[test]
 fn block_device_image() {
-    use extmerge::loopdev::{LoopDevice, LoopOptions};
+    use extmerge::sys::loopdev::{LoopDevice, LoopOptions};
     use std::os::unix::fs::FileTypeExt;
     ns_test(|base| {
         let fx = Fx::new(base);
@@ -556,7 +556,7 @@ fn block_device_image() {
             return;
         }
         let img = discovered(&fx, Class::Sysext, "erofs-ext");
-        assert_eq!(img.kind, extmerge::discover::ImageKind::Block);
+        assert_eq!(img.kind, extmerge::inspect::discover::ImageKind::Block);
         let info = inspect(&fx.open_root(), &img).unwrap();
         assert_eq!(
             info.size,

@@ -5,8 +5,8 @@ use std::fs;
 use std::os::unix::fs::{symlink, FileExt};
 use std::path::Path;
 
-use extmerge::class::Class;
-use extmerge::image::gpt::crc32;
+use extmerge::format::class::Class;
+use extmerge::format::gpt::crc32;
 
 use crate::common::*;
 
@@ -202,7 +202,7 @@ fn symlink_out_of_root() {
         )
         .unwrap();
         let root = fx.open_root();
-        let d = extmerge::discover::discover(&root, Class::Sysext, false).unwrap();
+        let d = extmerge::inspect::discover::discover(&root, Class::Sysext, false).unwrap();
         assert!(d.images.is_empty(), "{:?}", d.images);
         let mut op = opener(Class::Sysext, None);
         for f in ["evil.raw", "evil2.raw"] {
@@ -214,7 +214,7 @@ fn symlink_out_of_root() {
             );
         }
         // The merge does nothing.
-        let out = extmerge::merge::merge_with(&fx.opts(), Class::Sysext, &mut op).unwrap();
+        let out = extmerge::sys::apply::merge_with(&fx.opts(), Class::Sysext, &mut op).unwrap();
         assert!(
             out.extensions.is_empty() && out.merged.is_empty(),
             "{out:?}"

@@ -7,12 +7,12 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 
-use extmerge::class::Class;
-use extmerge::dm::{Dm, DmTarget};
-use extmerge::image::open::{inspect, verity_dm_name};
-use extmerge::image::verity::RootHash;
-use extmerge::merge;
+use extmerge::format::class::Class;
+use extmerge::format::verity::RootHash;
 use extmerge::options::Options;
+use extmerge::sys::apply as merge;
+use extmerge::sys::dm::{Dm, DmTarget};
+use extmerge::sys::image::{inspect, verity_dm_name};
 
 use crate::build;
 use crate::common::*;

@@ -493,7 +493,7 @@ fn incompatible_extensions_skipped() {
             root: fx.root.clone(),
             ..Default::default()
         };
-        let p = extmerge::plan::plan(&opts, extmerge::class::Class::Sysext).unwrap();
+        let p = extmerge::plan::plan(&opts, extmerge::format::class::Class::Sysext).unwrap();
         let verdicts: Vec<(String, Option<String>)> = p
             .candidates
             .iter()
@@ -501,8 +501,8 @@ fn incompatible_extensions_skipped() {
                 (
                     c.image.name.clone(),
                     match &c.verdict {
-                        extmerge::release::Verdict::Match => None,
-                        extmerge::release::Verdict::Mismatch(r) => Some(r.clone()),
+                        extmerge::inspect::release::Verdict::Match => None,
+                        extmerge::inspect::release::Verdict::Mismatch(r) => Some(r.clone()),
                         v => panic!("{}: unexpected verdict {v:?}", c.image.name),
                     },
                 )

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use extmerge::class::Class;
+use extmerge::format::class::Class;
 use extmerge::options::{MutableMode, Options};
 use extmerge::plan::{self, MountFlags, Upper};
 
@@ -187,19 +187,21 @@ fn library_merge_unmerge_outcome() {
         fx.sysext("a", &[("usr/share/a", "a\n"), ("opt/a", "a\n")]);
         fx.sysext_release("bad", Some("ID=fedora\n"), &[("usr/share/bad", "x\n")]);
         let o = opts(&fx);
-        let out = extmerge::merge::merge(&o, Class::Sysext).unwrap();
+        let out = extmerge::sys::apply::merge(&o, Class::Sysext).unwrap();
         assert_eq!(out.merged, ["/usr", "/opt"]);
         assert_eq!(out.extensions, ["a", "b"]);
         assert_eq!(out.ignored, 1);
         assert_eq!((out.unchanged, out.unmerged.len()), (false, 0));
         assert_eq!(fx.ls("/usr/share"), ["a", "b"]);
-        let err = extmerge::merge::merge(&o, Class::Sysext).unwrap_err();
+        let err = extmerge::sys::apply::merge(&o, Class::Sysext).unwrap_err();
         assert_eq!(err.errno(), libc::EBUSY);
-        let done = extmerge::merge::unmerge(&o, Class::Sysext).unwrap();
+        let done = extmerge::sys::apply::unmerge(&o, Class::Sysext).unwrap();
         assert_eq!(done, ["/usr", "/opt"]);
         assert_eq!(fx.snapshot(), Vec::<String>::new());
         assert_eq!(
-            extmerge::merge::unmerge(&o, Class::Sysext).unwrap().len(),
+            extmerge::sys::apply::unmerge(&o, Class::Sysext)
+                .unwrap()
+                .len(),
             0
         );
     });

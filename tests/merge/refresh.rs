@@ -299,7 +299,7 @@ fn refresh_after_removing_one_extension_private_root() {
 #[test]
 fn library_refresh_from_thread_replaces_in_place() {
     ns_test_with(Prop::Private, |base| {
-        use extmerge::class::Class;
+        use extmerge::format::class::Class;
         let fx = Fx::new(base);
         fx.sysext("a", &[("usr/share/a", "a\n")]);
         let opts = extmerge::options::Options {
@@ -308,17 +308,17 @@ fn library_refresh_from_thread_replaces_in_place() {
             no_reload: true,
             ..Default::default()
         };
-        let out = extmerge::merge::merge(&opts, Class::Sysext).unwrap();
+        let out = extmerge::sys::apply::merge(&opts, Class::Sysext).unwrap();
         assert_eq!(out.merged, ["/usr"]);
         let id = fx.overlay_at("/usr").id;
-        let out = extmerge::merge::refresh(&opts, Class::Sysext).unwrap();
+        let out = extmerge::sys::apply::refresh(&opts, Class::Sysext).unwrap();
         assert!(
             out.unchanged,
             "no-change refresh replaced the merge: {out:?}"
         );
         assert_eq!(fx.overlay_at("/usr").id, id);
         fx.sysext("b", &[("usr/share/b", "b\n")]);
-        let out = extmerge::merge::refresh(&opts, Class::Sysext).unwrap();
+        let out = extmerge::sys::apply::refresh(&opts, Class::Sysext).unwrap();
         assert_eq!(out.merged, ["/usr"]);
         assert_eq!(
             out.unmerged,

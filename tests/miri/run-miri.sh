@@ -30,8 +30,8 @@ cargo +nightly miri --version >/dev/null 2>&1 || skip "cargo miri does not run"
 target=${MIRI_TARGET_DIR:-target/miri}
 fail=0
 # The modules of the core run under miri (filters match test paths).
-core=(loopdev:: dm:: keyring:: mount:: os_release:: vpick:: name:: image::policy image::verity
-    metadata:: json:: fault::)
+core=(sys::loopdev:: sys::dm:: sys::keyring:: sys::mount:: format::os_release:: format::vpick:: format::name:: format::policy format::verity
+    inspect::metadata:: format::json:: fault::)
 echo "==> cargo miri test -p extmerge --lib (${core[*]})"
 cargo +nightly miri test -p extmerge --lib --target-dir "$target" -- "${core[@]}" 2>&1 |
     tee /tmp/run-miri-core.log | grep -E '^test result|FAILED|Undefined Behavior|error:' || true

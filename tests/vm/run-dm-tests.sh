@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Host side of the kernel-interface tests of src/dm.rs and src/loopdev.rs: builds an
+# Host side of the kernel-interface tests of src/sys/dm.rs and src/sys/loopdev.rs: builds an
 # erofs image, its dm-verity hash tree (veritysetup format) and a copy with one
 # corrupted byte, builds the crate's unit-test binary, and runs its dm:: and loopdev::
 # tests as root in a VM on Debian's 6.1 kernel (tests/vm/dm-guest.sh), where

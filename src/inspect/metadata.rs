@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{OFlags, ResolveFlags};
 
-use crate::class::Class;
-use crate::fsutil::{self, Root};
+use crate::format::class::Class;
+use crate::inspect::fsutil::{self, Root};
 use crate::log::{errno_text, os_text};
-use crate::mount;
+use crate::sys::mount;
 
 /// Our own file in the metadata dir: what was merged, to skip a refresh that would
 /// change nothing (systemd ≥ 260 uses `origin` for this; we do not imitate its JSON).
-/// Its text and format: [`crate::origin`].
+/// Its text and format: [`crate::sys::origin`].
 pub const FINGERPRINT_FILE: &str = "extmerge-origin";
 
 /// `major:minor` as systemd's `FORMAT_DEVNUM`.
@@ -30,9 +30,9 @@ pub fn parse_dev(s: &str) -> Option<u64> {
 }
 
 /// systemd's `cescape` for the `work_dir` file (keeps the path on one line):
-/// [`crate::escape::cescape`].
+/// [`crate::format::escape::cescape`].
 pub fn cescape(s: &str) -> String {
-    crate::escape::cescape(s.as_bytes())
+    crate::format::escape::cescape(s.as_bytes())
 }
 
 /// Inverse of [`cescape`] (also what systemd's `cunescape` accepts for these files).
@@ -98,7 +98,7 @@ fn read_meta(
 
 /// Error reading merge state.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {reason}", crate::escape::esc(.path))]
+#[error("{}: {reason}", crate::format::escape::esc(.path))]
 pub struct StateError {
     /// Host path.
     pub path: PathBuf,

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{OFlags, ResolveFlags};
 
-use crate::class::Class;
-use crate::fsutil::{self, Root};
-use crate::metadata;
+use crate::format::class::Class;
+use crate::inspect::fsutil::{self, Root};
+use crate::inspect::metadata;
 
 /// Where the host's own directory of a hierarchy is.
 #[derive(Debug)]
@@ -79,7 +79,8 @@ impl HostDir {
         if !clone {
             return Ok(HostDir::Missing);
         }
-        let parent_clone = crate::mount::clone_tree(parent.as_fd(), h).map_err(|e| e.source)?;
+        let parent_clone =
+            crate::sys::mount::clone_tree(parent.as_fd(), h).map_err(|e| e.source)?;
         Ok(HostDir::UnderMerge { parent_clone, name })
     }
 
@@ -260,7 +261,7 @@ pub fn clone_submounts(
     skip: &str,
     mountinfo: &(impl AsRef<[u8]> + ?Sized),
 ) -> io::Result<Vec<(PathBuf, OwnedFd)>> {
-    let top_path = std::fs::read_link(crate::mount::fd_path(top))?;
+    let top_path = std::fs::read_link(crate::sys::mount::fd_path(top))?;
     let id = mount_id(top)?;
     let mut out = Vec::new();
     for (rel, point) in submounts_below(mountinfo.as_ref(), id, &top_path, skip) {
@@ -270,7 +271,7 @@ pub fn clone_submounts(
             OFlags::PATH | OFlags::DIRECTORY,
             ResolveFlags::NO_SYMLINKS,
         )?;
-        let clone = crate::mount::clone_tree_recursive(fd.as_fd(), &point.to_string_lossy())
+        let clone = crate::sys::mount::clone_tree_recursive(fd.as_fd(), &point.to_string_lossy())
             .map_err(|e| e.source)?;
         out.push((rel, clone));
     }

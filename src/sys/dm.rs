@@ -34,7 +34,7 @@ use rustix::io::{retry_on_intr, Errno};
 use rustix::ioctl::{ioctl, opcode, Ioctl, IoctlOutput, Opcode};
 
 use crate::log::os_text;
-use crate::loopdev::read_devnum;
+use crate::sys::loopdev::read_devnum;
 
 /// `DM_NAME_LEN`: device names are at most 127 bytes plus NUL.
 pub const DM_NAME_LEN: usize = 128;
@@ -188,7 +188,7 @@ bitflags::bitflags! {
 /// it logged any, its `device-mapper:` messages (read from `/dev/kmsg`):
 /// `DM_TABLE_LOAD foo: Invalid argument (kernel: device-mapper: table: 253:0: verity: …)`.
 #[derive(Debug, thiserror::Error)]
-#[error("{op} {}: {}{}", crate::escape::esc(.name), os_text(.source), fmt_messages(.messages))]
+#[error("{op} {}: {}{}", crate::format::escape::esc(.name), os_text(.source), fmt_messages(.messages))]
 pub struct DmError {
     /// The ioctl (`DM_TABLE_LOAD`, …) or `open`/`mknod`.
     pub op: &'static str,
@@ -1055,7 +1055,7 @@ impl Kmsg {
                     let text = &rec[semi + 1..];
                     let text = &text[..memchr::memchr(b'\n', text).unwrap_or(text.len())];
                     // Kept escaped: the kernel's text, for people ([`esc_text`]).
-                    let text = crate::escape::esc_text(text).to_string();
+                    let text = crate::format::escape::esc_text(text).to_string();
                     if text.contains("device-mapper:") && out.len() < 8 {
                         out.push(text);
                     }
@@ -1335,7 +1335,7 @@ mod tests {
 #[cfg(all(test, not(miri)))]
 mod vm_tests {
     use super::*;
-    use crate::loopdev::{LoopDevice, LoopOptions};
+    use crate::sys::loopdev::{LoopDevice, LoopOptions};
     use rustix::fs::{major, minor};
     use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
     use std::io::{Read, Seek, SeekFrom};

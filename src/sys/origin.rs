@@ -1,5 +1,5 @@
 //! What a merge is made of, written to `extmerge-origin` in the metadata dir of each
-//! merged hierarchy ([`crate::metadata::FINGERPRINT_FILE`]): a refresh whose plan gives
+//! merged hierarchy ([`crate::inspect::metadata::FINGERPRINT_FILE`]): a refresh whose plan gives
 //! the same text as the merge in place changes nothing and is skipped.
 //!
 //! Besides names, paths and the overlay's shape, each extension is recorded by the
@@ -14,7 +14,7 @@
 //!
 //! Text, one `key=value` per line, no spaces around `=`. Values taken from the system
 //! (names, paths, the verity-input stamp) are escaped with systemd's `cescape`
-//! ([`crate::escape::cescape`]): ASCII, no newline inside a value. A value that could
+//! ([`crate::format::escape::cescape`]): ASCII, no newline inside a value. A value that could
 //! not be read is `-`. Every key of a record is always written, in this order (a new
 //! version number on the first line makes any older file differ; [`same`] compares two
 //! texts line by line):
@@ -63,12 +63,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use rustix::fs::{AtFlags, FileType, OFlags, StatxFlags};
 
-use crate::discover::{Image, ImageKind};
-use crate::escape::cescape;
-use crate::fsutil::Root;
-use crate::metadata::format_dev;
+use crate::format::escape::cescape;
+use crate::inspect::discover::{Image, ImageKind};
+use crate::inspect::fsutil::Root;
+use crate::inspect::metadata::format_dev;
+use crate::inspect::release::Verdict;
 use crate::plan::{ExtRoots, MergePlan, Upper};
-use crate::release::Verdict;
 
 /// The first line: the format's version.
 pub const VERSION_LINE: &str = "extmerge-origin=1";
@@ -228,7 +228,7 @@ fn extension(s: &mut String, root: &Root, image: &Image, id: io::Result<Identity
         }
     }
     if image.kind == ImageKind::Raw {
-        let stamp = crate::image::open::verity_inputs_stamp(root, image);
+        let stamp = crate::sys::image::verity_inputs_stamp(root, image);
         let stamp = stamp.trim_end_matches('\n');
         let _ = writeln!(s, "verity-inputs={}", cescape(stamp.as_bytes()));
     }

@@ -7,7 +7,7 @@
 use std::cmp::Ordering;
 use std::ffi::c_char;
 
-use crate::arch;
+use crate::format::arch;
 
 /// A byte of a C string: past the end reads as the terminating NUL.
 fn at(s: &[u8], i: usize) -> u8 {

@@ -23,7 +23,7 @@
 //!    [`ImagePolicy::resolve`] per data partition, absent partitions checked too.
 //! 4. The data (and hash) regions get read-only, auto-clearing loop devices; with a
 //!    root hash, a dm-verity device named `<root hash>-verity` goes on top (a signature
-//!    travels to the kernel in a `user` key, see [`crate::keyring`]; it is never
+//!    travels to the kernel in a `user` key, see [`crate::sys::keyring`]; it is never
 //!    checked in userspace). The file system type is probed again through the verity
 //!    device, so what is mounted is chosen from verified bytes.
 //! 5. The file system is mounted (`fsopen`/`fsmount`, `ro`, `nodev`, `nosuid`) and
@@ -76,21 +76,21 @@ use rustix::mount::{
     FsOpenFlags, MountAttrFlags,
 };
 
-use crate::class::Class;
-use crate::discover::{Image, ImageKind};
-use crate::dm::{Dm, DmFlags, Removal};
 use crate::fault::{self, Injector};
-use crate::fsutil::{self, Root};
-use crate::image::fs::{self, FsType};
-use crate::image::gpt::{self, GptError, Guid, Role};
-use crate::image::policy::{self, ImagePolicy, PartitionDesignator, Protection};
-use crate::image::verity::{self, RootHash, VeritySig, VeritySuperblock};
-use crate::keyring;
+use crate::format::class::Class;
+use crate::format::fs::{self, FsType};
+use crate::format::gpt::{self, GptError, Guid, Role};
+use crate::format::policy::{self, ImagePolicy, PartitionDesignator, Protection};
+use crate::format::verity::{self, RootHash, VeritySig, VeritySuperblock};
+use crate::inspect::discover::{Image, ImageKind};
+use crate::inspect::fsutil::{self, Root};
 use crate::log::{errno_text, os_text};
-use crate::loopdev::{LoopDevice, LoopOptions};
-use crate::mount::{self, MountError};
 use crate::plan::{DirOpener, Opener};
-use crate::staging::{mkdir_open, StagingArea};
+use crate::sys::dm::{Dm, DmFlags, Removal};
+use crate::sys::keyring;
+use crate::sys::loopdev::{LoopDevice, LoopOptions};
+use crate::sys::mount::{self, MountError};
+use crate::sys::staging::{mkdir_open, StagingArea};
 
 /// Largest `.roothash` / `.usrhash` sidecar read (a SHA-512 root hash is 128 hex digits;
 /// whitespace and a comment line fit easily).
@@ -699,7 +699,7 @@ fn probe(root: &Root, image: &Image, arch: &str) -> Result<Probed, String> {
             let sel = gpt::select_roles(g, arch).map_err(|e| format!("partition table: {e}"))?;
             let mut present = Vec::new();
             let mut archs = vec![arch];
-            if let Some(s) = crate::arch::secondary(arch) {
+            if let Some(s) = crate::format::arch::secondary(arch) {
                 archs.push(s);
             }
             for p in &g.partitions {
@@ -896,7 +896,7 @@ fn probe(root: &Root, image: &Image, arch: &str) -> Result<Probed, String> {
 /// attaching or mounting anything (for `plan` output and tests). Directory images are
 /// refused.
 pub fn inspect(root: &Root, image: &Image) -> Result<ImageInfo, String> {
-    probe(root, image, crate::arch::native()).map(|p| p.info)
+    probe(root, image, crate::format::arch::native()).map(|p| p.info)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1327,7 +1327,7 @@ impl ImageOpener {
             class,
             policy: policy_override,
             in_initrd_no_root,
-            arch: crate::arch::native(),
+            arch: crate::format::arch::native(),
             staging: None,
             seq: 0,
             faults: Injector::from_env(fault::IMAGE_FAIL_ENV, None),

@@ -4,7 +4,7 @@
 //! parsed as bytes that may be anything: never a panic, and a byte that is not UTF-8
 //! in one word does not make the other words unreadable.
 
-use crate::class::Class;
+use crate::format::class::Class;
 use crate::options::parse_boolean;
 
 /// Whitespace between kernel command line words, as systemd's `WHITESPACE`.
@@ -126,7 +126,7 @@ pub fn fstab_var_mounts(fstab: &str) -> Vec<String> {
 /// kept as it is. The result is UTF-8 again (invalid sequences become U+FFFD).
 fn unescape_octal(s: &str) -> String {
     // fstab escapes as mountinfo does.
-    String::from_utf8_lossy(&crate::hierarchy::unescape_mountinfo(s.as_bytes())).into_owned()
+    String::from_utf8_lossy(&crate::sys::hierarchy::unescape_mountinfo(s.as_bytes())).into_owned()
 }
 
 #[cfg(test)]

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, OFlags, ResolveFlags};
 
-use crate::class::{Class, Scope};
-use crate::escape::{esc, escape};
-use crate::fsutil::{self, ReadError, Root, MAX_TEXT_FILE};
-use crate::name::{image_name_is_valid, release_base_name};
-use crate::os_release::{EnvFile, OsReleaseError};
+use crate::format::class::{Class, Scope};
+use crate::format::escape::{esc, escape};
+use crate::format::name::{image_name_is_valid, release_base_name};
+use crate::format::os_release::{EnvFile, OsReleaseError};
+use crate::inspect::fsutil::{self, ReadError, Root, MAX_TEXT_FILE};
 
 /// What the host offers to match against (from the root's os-release).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +84,7 @@ impl HostIdentity {
             root,
             scope,
             std::env::var_os(OS_RELEASE_ENV),
-            crate::arch::uname_architecture().map(String::from),
+            crate::format::arch::uname_architecture().map(String::from),
         )
     }
 
@@ -200,7 +200,7 @@ pub enum ReleaseError {
         /// File (relative to the extension root).
         path: PathBuf,
         /// Why.
-        source: crate::fsutil::ReadError,
+        source: crate::inspect::fsutil::ReadError,
     },
     /// Parsing failed.
     #[error("{}: {source}", esc(.path))]
@@ -208,7 +208,7 @@ pub enum ReleaseError {
         /// File (relative to the extension root).
         path: PathBuf,
         /// Why.
-        source: crate::os_release::EnvError,
+        source: crate::format::os_release::EnvError,
     },
 }
 
@@ -1631,7 +1631,7 @@ mod tests {
         let h = HostIdentity::load(&root, INITRD).unwrap();
         assert_eq!(h.id, "debian");
         assert_eq!(h.scope, INITRD);
-        assert_eq!(h.arch.as_deref(), crate::arch::uname_architecture());
+        assert_eq!(h.arch.as_deref(), crate::format::arch::uname_architecture());
     }
 
     #[test]

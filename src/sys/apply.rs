@@ -13,18 +13,18 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::mount::MountAttrFlags;
 
-use crate::class::Class;
-use crate::escape::{esc, escape};
 use crate::fault::{self, Injector};
-use crate::fsutil::{self, Root};
-use crate::hierarchy::HostDir;
-use crate::metadata::{self, find_merged, StateError};
-use crate::mount::{self, fd_path, LayerStrategy, MountError, Overlay};
+use crate::format::class::Class;
+use crate::format::escape::{esc, escape};
+use crate::inspect::fsutil::{self, Root};
+use crate::inspect::metadata::{self, find_merged, StateError};
 use crate::options::{hierarchy_component, Options};
 use crate::plan::{self, ExtRoots, HierarchyPlan, MergePlan, Opener, PlanError, Upper};
-use crate::staging::{mkdir_open, StagingArea};
+use crate::sys::hierarchy::HostDir;
+use crate::sys::mount::{self, fd_path, LayerStrategy, MountError, Overlay};
+use crate::sys::staging::{mkdir_open, StagingArea};
 
-pub use crate::staging::WORKSPACE;
+pub use crate::sys::staging::WORKSPACE;
 
 /// Environment variable for fault injection in tests: the N-th step fails with `EIO`.
 pub const FAULT_ENV: &str = fault::MERGE_FAIL_ENV;
@@ -64,7 +64,7 @@ pub enum MergeError {
     Injected(usize, String),
     /// The runtime directory (`/run/extmerge`) or its lock file is not safe to use.
     #[error(transparent)]
-    RuntimeDir(#[from] crate::staging::RuntimeDirError),
+    RuntimeDir(#[from] crate::sys::staging::RuntimeDirError),
     /// The caller lacks `CAP_SYS_ADMIN`: nothing can be mounted (systemd's words).
     #[error("Need to be privileged.")]
     NotPrivileged,
@@ -583,7 +583,7 @@ fn attach_built(
             None => root.open_at(h, OFlags::PATH | OFlags::DIRECTORY),
         }
         .map_err(io_at(root.display_path(h)))?;
-        crate::hierarchy::clone_submounts(top.as_fd(), class.metadata_dir(), mountinfo)
+        crate::sys::hierarchy::clone_submounts(top.as_fd(), class.metadata_dir(), mountinfo)
             .map_err(io_at(root.display_path(h)))?
     };
     txn.step(&format!("attach {}", esc(h)))?;
@@ -678,7 +678,7 @@ fn execute_in(
     replace: bool,
     txn: &mut Txn,
 ) -> Result<Vec<String>, MergeError> {
-    let fingerprint = crate::origin::render(root, plan, roots);
+    let fingerprint = crate::sys::origin::render(root, plan, roots);
     txn.step("create staging tmpfs")?;
     let staging = StagingArea::create(plan.class.as_str(), plan.class.mount_source())?;
     let run = Run {
@@ -695,7 +695,7 @@ fn execute_in(
     }
     // Submounts to carry over are found in the mount table as it is before attaching.
     let mountinfo =
-        crate::hierarchy::read_mountinfo().map_err(io_at("/proc/thread-self/mountinfo"))?;
+        crate::sys::hierarchy::read_mountinfo().map_err(io_at("/proc/thread-self/mountinfo"))?;
     let mut old_work_dirs = Vec::new();
     for (b, exists) in &built {
         old_work_dirs.extend(attach_built(
@@ -747,11 +747,11 @@ pub fn require_privileges() -> Result<(), MergeError> {
 /// the lock is free; released when the returned fd is closed (also on a crash).
 ///
 /// The workspace and the lock file are opened without following symlinks and must be
-/// root's alone ([`crate::staging::open_workspace`]): nothing is created through a
+/// root's alone ([`crate::sys::staging::open_workspace`]): nothing is created through a
 /// planted link.
 pub fn lock() -> Result<OwnedFd, MergeError> {
-    let ws = crate::staging::open_workspace()?;
-    let fd = crate::staging::open_workspace_file(ws.as_fd(), "lock")?;
+    let ws = crate::sys::staging::open_workspace()?;
+    let fd = crate::sys::staging::open_workspace_file(ws.as_fd(), "lock")?;
     let path = Path::new(WORKSPACE).join("lock");
     rustix::io::retry_on_intr(|| rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive))
         .map_err(|e| io_at(&path)(e.into()))?;
@@ -803,7 +803,7 @@ fn clean_stale_staging(ws_fd: BorrowedFd<'_>) {
 pub fn default_opener(opts: &Options, class: Class) -> Box<dyn Opener> {
     // systemd applies the strict `/.extra/` policies only in the initrd without --root.
     let initrd_no_root = opts.root == Path::new("/") && Path::new("/etc/initrd-release").exists();
-    Box::new(crate::image::open::ImageOpener::new(
+    Box::new(crate::sys::image::ImageOpener::new(
         class,
         opts.image_policy.clone(),
         initrd_no_root,
@@ -839,8 +839,12 @@ pub fn merge_with(
     let hierarchies = opts
         .hierarchies_for(class)
         .map_err(PlanError::Hierarchies)?;
-    crate::hierarchy::check_resolved_overlap(&root, opts.hierarchies_source(class), &hierarchies)
-        .map_err(PlanError::Hierarchies)?;
+    crate::sys::hierarchy::check_resolved_overlap(
+        &root,
+        opts.hierarchies_source(class),
+        &hierarchies,
+    )
+    .map_err(PlanError::Hierarchies)?;
     for h in &hierarchies {
         if find_merged(&root, class, h)?.is_some() {
             return Err(MergeError::AlreadyMerged(root.display_path(h)));
@@ -909,8 +913,12 @@ pub fn refresh_with(
     let hierarchies = opts
         .hierarchies_for(class)
         .map_err(PlanError::Hierarchies)?;
-    crate::hierarchy::check_resolved_overlap(&root, opts.hierarchies_source(class), &hierarchies)
-        .map_err(PlanError::Hierarchies)?;
+    crate::sys::hierarchy::check_resolved_overlap(
+        &root,
+        opts.hierarchies_source(class),
+        &hierarchies,
+    )
+    .map_err(PlanError::Hierarchies)?;
     let (plan, roots) = plan::plan_with(&root, opts, class, opener)?;
     let mut out = outcome_of(&plan);
     if plan.extensions.is_empty() {
@@ -934,7 +942,7 @@ pub fn refresh_with(
         }
     }
     if !opts.always_refresh {
-        let fp = crate::origin::render(&root, &plan, &roots);
+        let fp = crate::sys::origin::render(&root, &plan, &roots);
         let planned: Vec<&str> = plan
             .hierarchies
             .iter()
@@ -947,7 +955,7 @@ pub fn refresh_with(
                 (Some(m), true) => m
                     .fingerprint
                     .as_deref()
-                    .is_some_and(|old| crate::origin::same(old, &fp)),
+                    .is_some_and(|old| crate::sys::origin::same(old, &fp)),
                 (None, false) => true,
                 _ => false,
             };
@@ -1093,7 +1101,7 @@ fn maybe_reload(opts: &Options, root: &Root, class: Class, names: &[String]) {
     // The release files of the named extensions, found again by discovery (systemd's
     // relaxed lookup); disk images are not mounted again for this.
     let (initrd, scope) = plan::root_scope(root);
-    let Ok(host) = crate::release::HostIdentity::load(root, scope) else {
+    let Ok(host) = crate::inspect::release::HostIdentity::load(root, scope) else {
         return;
     };
     let Ok((cands, _)) = plan::evaluate(root, class, &host, initrd, true) else {
@@ -1132,7 +1140,7 @@ pub fn reload_wanted(cands: &[plan::Candidate], names: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::class::Scope;
+    use crate::format::class::Scope;
     use std::fs;
 
     #[test]
@@ -1152,7 +1160,7 @@ mod tests {
         rel("b", "ID=_any\nEXTENSION_RELOAD_MANAGER=no\n");
         rel("c", "ID=_any\nEXTENSION_RELOAD_MANAGER=maybe\n");
         let root = Root::open(r).unwrap();
-        let host = crate::release::HostIdentity::load(&root, Scope::System).unwrap();
+        let host = crate::inspect::release::HostIdentity::load(&root, Scope::System).unwrap();
         let (cands, _) = plan::evaluate(&root, Class::Sysext, &host, false, true).unwrap();
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(reload_wanted(&cands, &names(&["a"])));

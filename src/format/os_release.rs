@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::escape::esc;
+use crate::format::escape::esc;
 
 /// A parse failure that makes the whole file unusable (systemd: invalid UTF-8 → EINVAL).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -490,7 +490,7 @@ pub enum OsReleaseError {
         /// File.
         path: PathBuf,
         /// Why.
-        source: crate::fsutil::ReadError,
+        source: crate::inspect::fsutil::ReadError,
     },
     /// Parsing failed.
     #[error("{}: {source}", esc(.path))]

@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Dir, FileType, OFlags, Stat};
 
-use crate::arch;
-use crate::class::Class;
-use crate::escape::esc;
-use crate::fsutil::{file_type_name, Root};
+use crate::format::arch;
+use crate::format::class::Class;
+use crate::format::escape::esc;
+use crate::format::vpick::{self, Picked};
+use crate::inspect::fsutil::{file_type_name, Root};
 use crate::log::{errno_text, os_text};
-use crate::vpick::{self, Picked};
 
 /// What an extension is on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +125,7 @@ pub struct DiscoverError {
     pub source: std::io::Error,
 }
 
-pub use crate::name::image_name_is_valid;
+pub use crate::format::name::image_name_is_valid;
 
 /// True when `<root>/etc/initrd-release` exists (chooses the initrd search list and scope).
 ///

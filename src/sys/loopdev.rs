@@ -182,8 +182,8 @@ impl LoopInfo64 {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "{op} {} (backing {}): {}",
-    crate::escape::esc(.device),
-    crate::escape::esc(.backing),
+    crate::format::escape::esc(.device),
+    crate::format::escape::esc(.backing),
     os_text(.source)
 )]
 pub struct LoopError {

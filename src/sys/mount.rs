@@ -71,9 +71,9 @@ fn context_messages(fs: &OwnedFd) -> Vec<String> {
         if n == 0 {
             break;
         }
-        // Escaped for people where it is read ([`crate::escape::esc_text`]).
+        // Escaped for people where it is read ([`crate::format::escape::esc_text`]).
         let text = buf[..n].trim_ascii_end();
-        out.push(crate::escape::esc_text(text).to_string());
+        out.push(crate::format::escape::esc_text(text).to_string());
         if out.len() > 16 {
             break;
         }
@@ -205,7 +205,7 @@ pub fn escape_layer(path: &str) -> String {
 /// The running kernel's (major, minor), from `uname`; (0, 0) if it does not parse.
 pub fn kernel_version() -> (u32, u32) {
     let uts = rustix::system::uname();
-    crate::loopdev::parse_kernel_version(&uts.release().to_string_lossy()).unwrap_or((0, 0))
+    crate::sys::loopdev::parse_kernel_version(&uts.release().to_string_lossy()).unwrap_or((0, 0))
 }
 
 /// The largest string value `fsconfig` accepts (`strndup_user(…, 256)` in fs/fsopen.c).

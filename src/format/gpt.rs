@@ -786,7 +786,7 @@ impl fmt::Display for Role {
 }
 
 /// Type GUIDs of the Discoverable Partitions Specification: role and architecture (systemd
-/// names, as in [`crate::arch`]). Every GUID here is copied from the specification's table
+/// names, as in [`crate::format::arch`]). Every GUID here is copied from the specification's table
 /// (uapi-group/specifications `specs/discoverable_partitions_specification.md`, commit
 /// ed66b52d8132), keeping each row's `SD_GPT_*` name; the x86-64, x86, arm64, arm and riscv64
 /// rows and the ESP and generic ones were also compared with systemd's `src/systemd/sd-gpt.h`.
@@ -998,13 +998,13 @@ fn join_indexes(parts: &[&Partition]) -> String {
 
 /// Picks the partitions systemd-sysext would mount from `gpt` on `arch` (systemd's
 /// architecture name): the root partition for `arch` (else for its secondary architecture,
-/// see [`crate::arch::secondary`]), else the `/usr` one, else a single generic Linux
+/// see [`crate::format::arch::secondary`]), else the `/usr` one, else a single generic Linux
 /// partition, each with its `-verity` and `-verity-sig` partitions. Partitions marked
 /// "no-auto" are skipped like systemd does. Unlike systemd, which picks the newest label
 /// among several partitions of one role, several candidates are an error.
 pub fn select_roles(gpt: &Gpt, arch: &str) -> Result<Selected, GptError> {
     let mut archs = vec![arch];
-    if let Some(sec) = crate::arch::secondary(arch) {
+    if let Some(sec) = crate::format::arch::secondary(arch) {
         archs.push(sec);
     }
 
@@ -1430,7 +1430,7 @@ mod tests {
             assert_eq!(gd.to_string().parse::<Guid>().unwrap(), *gd);
             assert_eq!(role.is_per_arch(), arch.is_some(), "{gd}");
             if let Some(a) = arch {
-                assert!(crate::arch::is_known(a), "{a}");
+                assert!(crate::format::arch::is_known(a), "{a}");
             }
         }
         for arch in ["x86-64", "x86", "arm64", "arm", "riscv64"] {

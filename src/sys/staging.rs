@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::fsutil::file_type_name;
+use crate::inspect::fsutil::file_type_name;
 use crate::log::errno_text;
-use crate::mount::{self, MountError};
+use crate::sys::mount::{self, MountError};
 
 /// The host directory below which runs stage their mounts (not under `--root`, as
 /// systemd's `/run/systemd/sysext`).
@@ -45,7 +45,7 @@ pub fn mkdir_open(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<Owne
 /// directory (or not a regular file), owned by someone other than root, or writable by
 /// group or others. Nothing was created through it.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {reason}", crate::escape::esc(.path))]
+#[error("{}: {reason}", crate::format::escape::esc(.path))]
 pub struct RuntimeDirError {
     /// The host path.
     pub path: PathBuf,

@@ -17,8 +17,11 @@
  *    twice is not.
  *  - No global state: objects are thread-compatible (use each one from one thread at
  *    a time); different objects may be used concurrently.
- *  - No Rust panic crosses this interface: an internal error returns -EIO (or NULL),
- *    with a last error starting "internal error (panic): ".
+ *  - No Rust panic crosses this interface. An internal error (a panic) in a call on a
+ *    context returns EXTMERGE_ERROR_PANIC (not an errno) with a last error starting
+ *    "internal error (panic): ", and poisons the context: every later call on it
+ *    returns EXTMERGE_ERROR_PANIC without doing anything; read the last error and
+ *    free it. Functions without a context return their failure value (-EIO or NULL).
  *  - Link with -lextmerge (pkg-config: extmerge). The installed libextmerge.so.0
  *    versions its symbols (EXTMERGE_0.1).
  */
@@ -62,6 +65,21 @@
  * Refresh even when nothing changed (`--always-refresh=yes`).
  */
 #define EXTMERGE_FLAG_ALWAYS_REFRESH 4
+
+/**
+ * Returned instead of a negative errno when a call on a context hit an internal error
+ * (a Rust panic, caught at the interface; a bug in the library). The context is
+ * poisoned by it: every later call taking the context returns EXTMERGE_ERROR_PANIC at
+ * once without doing anything, with a last error saying so and quoting the panic's
+ * message; extmerge_context_last_error() still works and extmerge_context_free()
+ * frees it as usual. Const getters on a poisoned context return their failure value
+ * (extmerge_context_get_log_priority() EXTMERGE_ERROR_PANIC,
+ * extmerge_context_get_image_policy() NULL).
+ *
+ * -(1 << 20) = -1048576: far outside the errno range (Linux errno values are below
+ * 4096), so it is never confused with a -errno; strerror(3) has no text for it.
+ */
+#define EXTMERGE_ERROR_PANIC -1048576
 
 /**
  * The extension will be merged.
@@ -166,7 +184,8 @@ int extmerge_context_new(struct extmerge_context **ret);
  * Releases a context and everything it owns (its last error, its image policy).
  *
  * Calling with NULL is fine. Must not be called twice with the same value. Lists made
- * from the context do not refer to it and stay valid.
+ * from the context do not refer to it and stay valid. A context poisoned by a panic
+ * (EXTMERGE_ERROR_PANIC) is freed as any other.
  *
  * Thread-compatible: no other thread may use ctx during or after the call.
  */
@@ -185,7 +204,11 @@ void extmerge_context_free(struct extmerge_context *ctx);
  * The string is owned by ctx and valid until the next call on ctx that takes a
  * non-const context (each one clears it first) or extmerge_context_free().
  *
- * Returns NULL if the last call succeeded, if there was none, or if ctx is NULL.
+ * Returns NULL if the last call succeeded, if there was none, or if ctx is NULL. On a
+ * context poisoned by a panic (EXTMERGE_ERROR_PANIC) it works as always: after the
+ * call that panicked it is "internal error (panic): <panic message>; the context is
+ * poisoned...", after each later call "internal error (panic): the context is poisoned
+ * by an earlier panic (<panic message>)...".
  *
  * Thread-compatible: reads ctx; no other thread may change or free it during the call.
  */
@@ -262,7 +285,7 @@ int extmerge_context_set_image_policy(struct extmerge_context *ctx, const char *
 
 /**
  * Returns the image policy stored with extmerge_context_set_image_policy(), or NULL
- * if none is set (or ctx is NULL).
+ * if none is set (or ctx is NULL, or poisoned by a panic: see EXTMERGE_ERROR_PANIC).
  *
  * The string is owned by ctx and valid until the next
  * extmerge_context_set_image_policy() or extmerge_context_free().
@@ -362,7 +385,8 @@ int extmerge_context_set_log_fn(struct extmerge_context *ctx,
 int extmerge_context_set_log_priority(struct extmerge_context *ctx, int priority);
 
 /**
- * Returns the context's log priority (0-7), or -EINVAL for a NULL ctx.
+ * Returns the context's log priority (0-7), or -EINVAL for a NULL ctx,
+ * EXTMERGE_ERROR_PANIC for a context poisoned by a panic.
  *
  * Thread-compatible: reads ctx; no other thread may change or free it during the call.
  */

@@ -1,5 +1,7 @@
 //! Fault injection for tests: an environment variable names the N-th step of a run
 //! that fails (or another the step that pauses, so a test can kill the process there).
+//! The variables are read only by builds with the `fault-injection` cargo feature (the
+//! test suite turns it on); a release build has the counting but never a fault.
 //!
 //! Every step that changes the system calls [`Injector::step`] first, so a test can
 //! sweep N = 1, 2, … and check after each failure that everything done before it was
@@ -13,6 +15,55 @@ pub const MERGE_PAUSE_ENV: &str = "EXTMERGE_PAUSE_AT_STEP";
 /// mount, staging directory, attach) fails.
 pub const IMAGE_FAIL_ENV: &str = "EXTMERGE_FAIL_AT_IMAGE_STEP";
 
+/// Which steps a test asked to fail or pause, as read from the environment by a
+/// front-end ([`crate::options::Environment`]). Only builds with the `fault-injection`
+/// cargo feature read the variables; release builds always get "none".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultSettings {
+    /// [`MERGE_FAIL_ENV`].
+    pub merge_fail_at: Option<usize>,
+    /// [`MERGE_PAUSE_ENV`].
+    pub merge_pause_at: Option<usize>,
+    /// [`IMAGE_FAIL_ENV`].
+    pub image_fail_at: Option<usize>,
+}
+
+impl FaultSettings {
+    /// The settings of this process: the variables with the `fault-injection` feature,
+    /// nothing without it.
+    pub fn from_process() -> FaultSettings {
+        #[cfg(feature = "fault-injection")]
+        {
+            let n = |var: &str| std::env::var(var).ok().and_then(|v| v.parse().ok());
+            FaultSettings {
+                merge_fail_at: n(MERGE_FAIL_ENV),
+                merge_pause_at: n(MERGE_PAUSE_ENV),
+                image_fail_at: n(IMAGE_FAIL_ENV),
+            }
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        FaultSettings::default()
+    }
+
+    /// The merge executor's injector.
+    pub fn merge(&self) -> Injector {
+        Injector {
+            steps: 0,
+            fail_at: self.merge_fail_at,
+            pause_at: self.merge_pause_at,
+        }
+    }
+
+    /// The image opener's injector.
+    pub fn image(&self) -> Injector {
+        Injector {
+            steps: 0,
+            fail_at: self.image_fail_at,
+            pause_at: None,
+        }
+    }
+}
+
 /// Counts steps and fails or pauses the one a test asked for.
 #[derive(Debug, Default)]
 pub struct Injector {
@@ -21,20 +72,7 @@ pub struct Injector {
     pause_at: Option<usize>,
 }
 
-fn env_number(var: &str) -> Option<usize> {
-    std::env::var(var).ok().and_then(|v| v.parse().ok())
-}
-
 impl Injector {
-    /// An injector configured from `fail_var` (and `pause_var`, when given).
-    pub fn from_env(fail_var: &str, pause_var: Option<&str>) -> Injector {
-        Injector {
-            steps: 0,
-            fail_at: env_number(fail_var),
-            pause_at: pause_var.and_then(env_number),
-        }
-    }
-
     /// An injector that fails step `n` (for tests that run in-process, where an
     /// environment variable would reach every thread).
     pub fn failing_at(n: usize) -> Injector {

@@ -38,21 +38,6 @@ impl MutableMode {
         })
     }
 
-    /// The class's `$SYSTEMD_*_MUTABLE_MODE`: `Ok(None)` when unset, `Err` with a message
-    /// when it does not parse (systemd warns and ignores it).
-    pub fn from_env(class: crate::format::class::Class) -> Result<Option<MutableMode>, String> {
-        match std::env::var(class.mutable_env()) {
-            Err(_) => Ok(None),
-            Ok(v) => MutableMode::parse(&v).map(Some).ok_or_else(|| {
-                format!(
-                    "ignoring invalid {}={}",
-                    class.mutable_env(),
-                    crate::format::escape::esc(&v)
-                )
-            }),
-        }
-    }
-
     /// The name systemd uses.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -95,6 +80,77 @@ pub struct Options {
     pub always_refresh: bool,
     /// `--image-policy=`: overrides the per-image default policy for disk images.
     pub image_policy: Option<crate::format::policy::ImagePolicy>,
+    /// The environment variables that apply, as the front-end read them.
+    pub env: Environment,
+}
+
+/// The environment variables extmerge obeys, read once by a front-end
+/// ([`Environment::from_process`]) and passed down: the library itself never reads the
+/// environment, so an embedding program decides what applies.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Environment {
+    /// `SYSTEMD_SYSEXT_HIERARCHIES`: colon-separated hierarchies of sysext.
+    pub sysext_hierarchies: Option<String>,
+    /// `SYSTEMD_CONFEXT_HIERARCHIES`.
+    pub confext_hierarchies: Option<String>,
+    /// `SYSTEMD_SYSEXT_MUTABLE_MODE`, as written.
+    pub sysext_mutable: Option<String>,
+    /// `SYSTEMD_CONFEXT_MUTABLE_MODE`, as written.
+    pub confext_mutable: Option<String>,
+    /// `SYSTEMD_OS_RELEASE`: the host's os-release file inside the root.
+    pub os_release: Option<std::ffi::OsString>,
+    /// `EXTMERGE_LAYERS`: force how overlay layers are handed to the kernel
+    /// (`append`, `joined`, `legacy`), for tests of older kernels' paths.
+    pub layers: Option<String>,
+    /// `EXTMERGE_REPLACE=detach`: refresh by detach + attach even where
+    /// `MOVE_MOUNT_BENEATH` works, for tests of older kernels' path.
+    pub replace: Option<String>,
+    /// Fault injection (builds with the `fault-injection` feature only).
+    pub faults: crate::fault::FaultSettings,
+}
+
+impl Environment {
+    /// Reads the variables of this process.
+    pub fn from_process() -> Environment {
+        let var = |k: &str| std::env::var(k).ok();
+        Environment {
+            sysext_hierarchies: var(Class::Sysext.hierarchies_env()),
+            confext_hierarchies: var(Class::Confext.hierarchies_env()),
+            sysext_mutable: var(Class::Sysext.mutable_env()),
+            confext_mutable: var(Class::Confext.mutable_env()),
+            os_release: std::env::var_os(crate::inspect::release::OS_RELEASE_ENV),
+            layers: var("EXTMERGE_LAYERS"),
+            replace: var("EXTMERGE_REPLACE"),
+            faults: crate::fault::FaultSettings::from_process(),
+        }
+    }
+
+    /// The hierarchy list of `class` from the environment, as written.
+    pub fn hierarchies(&self, class: Class) -> Option<&str> {
+        match class {
+            Class::Sysext => self.sysext_hierarchies.as_deref(),
+            Class::Confext => self.confext_hierarchies.as_deref(),
+        }
+    }
+
+    /// The class's `$SYSTEMD_*_MUTABLE_MODE`: `Ok(None)` when unset, `Err` with a message
+    /// when it does not parse (systemd warns and ignores it).
+    pub fn mutable(&self, class: Class) -> Result<Option<MutableMode>, String> {
+        let v = match class {
+            Class::Sysext => &self.sysext_mutable,
+            Class::Confext => &self.confext_mutable,
+        };
+        match v {
+            None => Ok(None),
+            Some(v) => MutableMode::parse(v).map(Some).ok_or_else(|| {
+                format!(
+                    "ignoring invalid {}={}",
+                    class.mutable_env(),
+                    crate::format::escape::esc(v)
+                )
+            }),
+        }
+    }
 }
 
 impl Default for Options {
@@ -108,6 +164,7 @@ impl Default for Options {
             no_reload: false,
             always_refresh: false,
             image_policy: None,
+            env: Environment::default(),
         }
     }
 }
@@ -123,13 +180,13 @@ impl Options {
     pub fn hierarchies_for(&self, class: Class) -> Result<Vec<String>, String> {
         let list = match &self.hierarchies {
             Some(h) => h.clone(),
-            None => match std::env::var(class.hierarchies_env()) {
-                Ok(v) => v
+            None => match self.env.hierarchies(class) {
+                Some(v) => v
                     .split(':')
                     .filter(|s| !s.is_empty())
                     .map(String::from)
                     .collect(),
-                Err(_) => class
+                None => class
                     .default_hierarchies()
                     .iter()
                     .map(|s| s.to_string())
@@ -154,7 +211,7 @@ impl Options {
     pub fn hierarchies_source(&self, class: Class) -> &'static str {
         match &self.hierarchies {
             Some(_) => "hierarchy list",
-            None if std::env::var_os(class.hierarchies_env()).is_some() => class.hierarchies_env(),
+            None if self.env.hierarchies(class).is_some() => class.hierarchies_env(),
             None => "default hierarchies",
         }
     }

@@ -1,36 +1,21 @@
-//! From discovered, matched extensions to a [`MergePlan`]: which layers go on which
-//! hierarchy, in which order, with which options — a plain value that tests compare
-//! and that [`crate::sys::apply`] executes. Planning only reads files.
+//! The planner: from what inspection found ([`Facts`]) to a [`MergePlan`] — which layers
+//! go on which hierarchy, in which order, with which upper dir and mount options. A pure
+//! function of plain data: no file is opened and no syscall made, so every rule
+//! (version order, the mutable modes, the kernel's layer limit) is unit-tested with
+//! values alone. [`crate::sys::apply`] executes the plan.
 
-use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{FileType, OFlags, ResolveFlags};
-
-use crate::format::class::{Class, Scope};
+use crate::format::class::Class;
 use crate::format::escape::esc;
 use crate::format::os_release::OsReleaseError;
-use crate::inspect::discover::{self, Discovery, Image, ImageKind, Skipped};
-use crate::inspect::fsutil::{self, Root};
-use crate::inspect::release::{self, HostIdentity, ReleaseFile, Verdict};
+use crate::inspect::discover::{self, Skipped};
+use crate::inspect::facts::{Facts, HierarchyFacts, MutableDir, MUTABLE_BASE};
+use crate::inspect::fsutil::join_in_root;
+use crate::inspect::release::{HostIdentity, Verdict};
+use crate::inspect::Candidate;
 use crate::options::{hierarchy_component, MutableMode, Options};
-
-/// Base directory of persistent upper dirs, for both classes (systemd's
-/// `MUTABLE_EXTENSIONS_BASE_DIR`).
-pub const MUTABLE_BASE: &str = "/var/lib/extensions.mutable";
-
-/// An extension with systemd's verdict on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    /// What discovery found.
-    pub image: Image,
-    /// Match or the reason it is skipped.
-    pub verdict: Verdict,
-    /// The extension-release file used (relative to the extension), if one was found.
-    pub release: Option<ReleaseFile>,
-}
 
 /// One extension layer of one hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,8 +129,8 @@ pub enum PlanError {
     #[error("failed to discover extensions: {0}")]
     Discover(#[from] discover::DiscoverError),
     /// A disk image is broken or refused (systemd fails the merge for it).
-    #[error("{0}")]
-    Image(String),
+    #[error(transparent)]
+    Image(#[from] crate::inspect::image::ImageError),
     /// Bad hierarchy list.
     #[error("{0}")]
     Hierarchies(String),
@@ -169,278 +154,23 @@ impl PlanError {
             PlanError::OsRelease(e) => e.errno(),
             PlanError::Discover(e) => e.source.raw_os_error().unwrap_or(libc::EIO),
             PlanError::Hierarchies(_) => libc::EINVAL,
-            PlanError::Image(_) => libc::EIO,
+            PlanError::Image(e) => e.errno(),
             PlanError::Io { errno, .. } => *errno,
         }
     }
 }
 
-fn io_err(root: &Root, rel: &Path, e: io::Error) -> PlanError {
-    PlanError::Io {
-        path: root.display_path(rel),
-        reason: crate::log::os_text(&e),
-        errno: e.raw_os_error().unwrap_or(libc::EIO),
-    }
-}
-
-/// Scope of a root: `initrd` iff `<root>/etc/initrd-release` exists (systemd v260+).
-pub fn root_scope(root: &Root) -> (bool, Scope) {
-    let initrd = discover::root_is_initrd(root);
-    (initrd, if initrd { Scope::Initrd } else { Scope::System })
-}
-
-/// The open root directories of accepted extensions, by name: opened once while
-/// planning and used again when mounting, so what was checked is what is mounted.
-#[derive(Debug, Default)]
-pub struct ExtRoots(
-    pub BTreeMap<String, OwnedFd>,
-    pub LayerFds,
-    /// The identities of the accepted directory extensions, taken from their open
-    /// roots while planning (for [`crate::sys::origin::render`]).
-    pub BTreeMap<String, crate::sys::origin::Identity>,
-);
-
-/// Open layer directories by (extension name, hierarchy).
-pub type LayerFds = BTreeMap<(String, String), OwnedFd>;
-
-/// How an extension's root directory is reached. Directories are opened inside the
-/// root; disk images are set up and mounted by an opener from [`crate::format`].
-pub trait Opener {
-    /// Opens (or mounts) `image` and returns its root directory; `Ok(None)` when this
-    /// opener does not open such images (listing without root: disk images); `Err`
-    /// with the image's path and the reason when it is broken or refused — that fails
-    /// the whole merge, as in systemd (`plan` records it as [`Verdict::Unusable`]).
-    fn open(&mut self, root: &Root, image: &Image) -> Result<Option<OwnedFd>, String>;
-}
-
-/// Opens directory extensions only.
-#[derive(Debug, Default)]
-pub struct DirOpener;
-
-impl Opener for DirOpener {
-    fn open(&mut self, root: &Root, image: &Image) -> Result<Option<OwnedFd>, String> {
-        if image.kind != ImageKind::Directory {
-            return Ok(None);
-        }
-        // Opened by discovery, by its name in the search directory: no second lookup.
-        if let Some(fd) = image.opened.take() {
-            return Ok(Some(fd));
-        }
-        root.open_at(&image.path, OFlags::RDONLY | OFlags::DIRECTORY)
-            .map(Some)
-            .map_err(|e| {
-                format!(
-                    "{}: cannot open: {}",
-                    esc(&root.display_path(&image.path)),
-                    crate::log::os_text(&e)
-                )
-            })
-    }
-}
-
-/// Discovers the class's extensions and gives each one systemd's verdict.
-pub fn evaluate(
-    root: &Root,
-    class: Class,
-    host: &HostIdentity,
-    initrd: bool,
-    force: bool,
-) -> Result<(Vec<Candidate>, Vec<Skipped>), PlanError> {
-    let (c, s, _) = evaluate_with(root, class, host, initrd, force, &mut DirOpener)?;
-    Ok((c, s))
-}
-
-/// What evaluation does with an extension its [`Opener`] cannot use (a disk image that
-/// is broken or refused by the image policy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnUnusable {
-    /// Stop with [`PlanError::Image`]: a merge is all or nothing, as in systemd.
-    Fail,
-    /// Give it [`Verdict::Unusable`] with the error and go on, so that every entry is
-    /// shown (`plan`, `--dry-run`, listing).
-    Record,
-}
-
-/// [`evaluate`] with an [`Opener`]; also returns the roots of the accepted extensions.
-/// The first unusable extension fails it ([`OnUnusable::Fail`]).
-pub fn evaluate_with(
-    root: &Root,
-    class: Class,
-    host: &HostIdentity,
-    initrd: bool,
-    force: bool,
-    opener: &mut dyn Opener,
-) -> Result<(Vec<Candidate>, Vec<Skipped>, ExtRoots), PlanError> {
-    evaluate_mode(root, class, host, initrd, force, opener, OnUnusable::Fail)
-}
-
-/// [`evaluate_with`] for showing: every discovered extension gets a verdict, a broken
-/// or refused disk image [`Verdict::Unusable`] ([`OnUnusable::Record`]). What the
-/// opener mounted is released with it.
-pub fn evaluate_all(
-    root: &Root,
-    class: Class,
-    host: &HostIdentity,
-    initrd: bool,
-    force: bool,
-    opener: &mut dyn Opener,
-) -> Result<(Vec<Candidate>, Vec<Skipped>), PlanError> {
-    let (c, s, _) = evaluate_mode(root, class, host, initrd, force, opener, OnUnusable::Record)?;
-    Ok((c, s))
-}
-
-fn evaluate_mode(
-    root: &Root,
-    class: Class,
-    host: &HostIdentity,
-    initrd: bool,
-    force: bool,
-    opener: &mut dyn Opener,
-    on_unusable: OnUnusable,
-) -> Result<(Vec<Candidate>, Vec<Skipped>, ExtRoots), PlanError> {
-    let Discovery { images, skipped } = discover::discover(root, class, initrd)?;
-    let mut roots = ExtRoots::default();
-    let mut candidates = Vec::with_capacity(images.len());
-    for image in images {
-        let opened = match (opener.open(root, &image), on_unusable) {
-            (Ok(fd), _) => Ok(fd),
-            (Err(e), OnUnusable::Record) => Err(e),
-            (Err(e), OnUnusable::Fail) => return Err(PlanError::Image(e)),
-        };
-        let (verdict, release) = match opened {
-            Err(e) => (Verdict::Unusable(e), None),
-            Ok(None) => (
-                Verdict::Mismatch(format!(
-                    "{} image: its extension-release is read when it is mounted (merge, as root)",
-                    image.kind.as_str()
-                )),
-                None,
-            ),
-            Ok(Some(fd)) => {
-                let (v, mut r) = judge(fd.as_fd(), &image, class, host, force);
-                // Only what matching, reload and reports use is kept.
-                if let Some(r) = &mut r {
-                    r.env
-                        .retain_keys(|k| crate::inspect::release::RELEASE_KEYS.contains(&k));
-                }
-                if v == Verdict::Match {
-                    roots.0.insert(image.name.clone(), fd);
-                }
-                (v, r)
-            }
-        };
-        candidates.push(Candidate {
-            image,
-            verdict,
-            release,
-        });
-    }
-    Ok((candidates, skipped, roots))
-}
-
-fn judge(
-    fd: BorrowedFd<'_>,
-    image: &Image,
-    class: Class,
-    host: &HostIdentity,
-    force: bool,
-) -> (Verdict, Option<ReleaseFile>) {
-    let found = release::find_extension_release(fd, &image.name, class);
-    if force {
-        return (Verdict::Match, found.ok());
-    }
-    match found {
-        Ok(rel) => (
-            release::validate(&image.name, class, host, &rel.env),
-            Some(rel),
-        ),
-        // systemd: a directory image without usable release data is skipped, not an error.
-        Err(e) => (
-            Verdict::Mismatch(format!("no usable extension-release: {e}")),
-            None,
-        ),
-    }
-}
-
-/// Opens `rel` inside `dir`, `None` on ENOENT.
-fn open_opt(dir: BorrowedFd<'_>, rel: &str, flags: OFlags) -> io::Result<Option<OwnedFd>> {
-    match fsutil::open_in(dir, Path::new(rel), flags, ResolveFlags::empty()) {
-        Ok(fd) => Ok(Some(fd)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// True if the directory `fd` (opened for reading) has no entry but `.` and `..`
-/// (hidden ones count). Reads with `getdents64` on `fd` itself: no extra open.
-pub fn dir_is_empty(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
-    let mut dir = rustix::fs::RawDir::new(fd, &mut buf);
-    while let Some(e) = dir.next() {
-        let e = e?;
-        let n = e.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// Makes the plan for one class.
-pub fn plan(opts: &Options, class: Class) -> Result<MergePlan, PlanError> {
-    let root = Root::open(&opts.root).map_err(|source| PlanError::Root {
-        path: opts.root.clone(),
-        source,
-    })?;
-    plan_in(&root, opts, class)
-}
-
-/// [`plan`] with an already opened root.
-pub fn plan_in(root: &Root, opts: &Options, class: Class) -> Result<MergePlan, PlanError> {
-    plan_with(root, opts, class, &mut DirOpener).map(|(p, _)| p)
-}
-
-/// [`plan_in`] with an [`Opener`]; also returns the open roots of the accepted
-/// extensions for [`crate::sys::apply::execute`]. A broken or refused disk image fails it
-/// with [`PlanError::Image`] (a merge is all or nothing).
-pub fn plan_with(
-    root: &Root,
-    opts: &Options,
-    class: Class,
-    opener: &mut dyn Opener,
-) -> Result<(MergePlan, ExtRoots), PlanError> {
-    plan_mode(root, opts, class, opener, OnUnusable::Fail)
-}
-
-/// The plan as `plan` and `--dry-run` show it: like [`plan_with`], but a broken or
-/// refused disk image is one candidate with [`Verdict::Unusable`] and the error, and
-/// every other extension is still evaluated. Errors are those of the plan itself (root,
-/// os-release, discovery, hierarchies).
-pub fn plan_all_with(
-    root: &Root,
-    opts: &Options,
-    class: Class,
-    opener: &mut dyn Opener,
-) -> Result<MergePlan, PlanError> {
-    plan_mode(root, opts, class, opener, OnUnusable::Record).map(|(p, _)| p)
-}
-
-fn plan_mode(
-    root: &Root,
-    opts: &Options,
-    class: Class,
-    opener: &mut dyn Opener,
-    on_unusable: OnUnusable,
-) -> Result<(MergePlan, ExtRoots), PlanError> {
-    let hierarchies = opts
-        .hierarchies_for(class)
-        .map_err(PlanError::Hierarchies)?;
-    let (initrd, scope) = root_scope(root);
-    let host = HostIdentity::load(root, scope)?;
-    let (candidates, skipped, mut roots) =
-        evaluate_mode(root, class, &host, initrd, opts.force, opener, on_unusable)?;
-    let mut layer_fds = LayerFds::new();
-
+/// Makes the plan for one class from what inspection found. Pure: the same facts and
+/// options give the same plan.
+pub fn plan(facts: Facts, opts: &Options) -> Result<MergePlan, PlanError> {
+    let Facts {
+        class,
+        root,
+        host,
+        candidates,
+        skipped,
+        hierarchies,
+    } = facts;
     let mut accepted: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| c.verdict == Verdict::Match)
@@ -454,53 +184,26 @@ fn plan_mode(
         nosuid: class == Class::Confext,
         noexec: opts.noexec.unwrap_or(class == Class::Confext),
     };
-
     let mut planned = Vec::new();
     let mut untouched = Vec::new();
-    // Topmost first.
-    let mut ext_fds = Vec::new();
-    for c in accepted.iter().rev() {
-        if let Some(fd) = roots.0.get(&c.image.name) {
-            ext_fds.push((*c, fd));
-        }
-    }
-    for h in &hierarchies {
-        let rel = h.trim_start_matches('/');
-        let mut layers = Vec::new();
-        for (c, fd) in &ext_fds {
-            let sub = match open_opt(fd.as_fd(), rel, OFlags::RDONLY | OFlags::DIRECTORY) {
-                Ok(s) => s,
-                Err(e) => return Err(io_err(root, &c.image.path.join(rel), e)),
-            };
-            let Some(sub) = sub else { continue };
-            if !dir_is_empty(sub.as_fd()).map_err(|e| io_err(root, &c.image.path.join(rel), e))? {
-                layers.push(Layer {
-                    name: c.image.name.clone(),
-                    image_path: c.image.path.clone(),
-                });
-                // Kept for mounting: the layer is the directory that was looked at.
-                layer_fds.insert((c.image.name.clone(), h.clone()), sub);
-            }
-        }
+    for hf in &hierarchies {
+        // Topmost first: the newest version is the top layer.
+        let layers: Vec<Layer> = accepted
+            .iter()
+            .rev()
+            .filter(|c| hf.contributors.contains(&c.image.name))
+            .map(|c| Layer {
+                name: c.image.name.clone(),
+                image_path: c.image.path.clone(),
+            })
+            .collect();
         if layers.is_empty() {
-            untouched.push(h.clone());
+            untouched.push(hf.hierarchy.clone());
             continue;
         }
-        planned.push(plan_hierarchy(root, class, h, layers, opts.mutable, flags)?);
+        planned.push(plan_hierarchy(&root, hf, layers, opts.mutable, flags)?);
     }
-
-    roots.1 = layer_fds;
-    for (c, fd) in &ext_fds {
-        if c.image.kind == ImageKind::Directory {
-            if let Ok(id) = crate::sys::origin::identity(fd.as_fd()) {
-                roots.2.insert(c.image.name.clone(), id);
-            }
-        }
-    }
-    // The executor needs only the layer directories: fewer open files with many
-    // extensions (the extension roots of disk images stay mounted in the opener).
-    roots.0.clear();
-    let plan = MergePlan {
+    Ok(MergePlan {
         class,
         host,
         candidates,
@@ -509,87 +212,59 @@ fn plan_mode(
         mutable: opts.mutable,
         hierarchies: planned,
         untouched,
-    };
-    Ok((plan, roots))
+    })
 }
 
 fn plan_hierarchy(
-    root: &Root,
-    class: Class,
-    h: &str,
+    root: &Path,
+    hf: &HierarchyFacts,
     layers: Vec<Layer>,
     mode: MutableMode,
     mut flags: MountFlags,
 ) -> Result<HierarchyPlan, PlanError> {
-    // The host's own directory, also when our merge covers it (refresh).
-    let host_fd = crate::sys::hierarchy::HostDir::open(root, class, h)
-        .and_then(|d| d.reader())
-        .map_err(|e| io_err(root, Path::new(h), e))?;
-    let (host_exists, host_mode, host_empty, host_id) = match &host_fd {
-        Some(fd) => {
-            let st = rustix::fs::fstat(fd).map_err(|e| io_err(root, Path::new(h), e.into()))?;
-            let empty = dir_is_empty(fd.as_fd()).map_err(|e| io_err(root, Path::new(h), e))?;
-            (
-                true,
-                st.st_mode & 0o7777,
-                empty,
-                Some((st.st_dev, st.st_ino)),
-            )
-        }
+    let h = hf.hierarchy.as_str();
+    let (host_exists, host_mode, host_empty, host_id) = match hf.host {
+        Some(f) => (true, f.mode, f.empty, Some(f.id)),
         None => (false, 0o755, true, None),
     };
     let comp = hierarchy_component(h);
-    let mutable_rel = format!("{MUTABLE_BASE}/{comp}");
+    let mutable_rel = PathBuf::from(format!("{MUTABLE_BASE}/{comp}"));
     let mut upper = None;
     let mut import = None;
     let mut host_is_upper = false;
 
-    // The persistent dir, if it exists: (resolved path inside root, is it the hierarchy).
-    let persistent = |create: bool| -> Result<Option<(PathBuf, bool)>, PlanError> {
-        let fd = match open_opt(root.fd(), &mutable_rel, OFlags::PATH | OFlags::DIRECTORY) {
-            Ok(Some(fd)) => fd,
-            Ok(None) if create => return Ok(Some((PathBuf::from(&mutable_rel), false))),
-            Ok(None) => return Ok(None),
-            Err(e) => return Err(io_err(root, Path::new(&mutable_rel), e)),
-        };
-        let st =
-            rustix::fs::fstat(&fd).map_err(|e| io_err(root, Path::new(&mutable_rel), e.into()))?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-            return Err(io_err(
-                root,
-                Path::new(&mutable_rel),
-                io::Error::from_raw_os_error(libc::ENOTDIR),
-            ));
-        }
-        let is_h = host_id == Some((st.st_dev, st.st_ino));
-        let resolved = resolved_in_root(root, &fd).unwrap_or_else(|| PathBuf::from(&mutable_rel));
-        Ok(Some((resolved, is_h)))
-    };
-    let check_mode = |path: &Path| -> Result<(), PlanError> {
-        if let Ok(fd) = root.open_at(path, OFlags::PATH) {
-            if let Ok(st) = rustix::fs::fstat(&fd) {
-                let m = st.st_mode & 0o777;
-                if m != host_mode & 0o777 {
-                    return Err(PlanError::Io {
-                        path: root.display_path(path),
-                        reason: format!(
-                            "mutable directory has mode {m:04o}, ought to have mode {:04o} (that of {})",
-                            host_mode & 0o777,
-                            esc(h)
-                        ),
-                        errno: libc::EINVAL,
-                    });
-                }
+    // The persistent dir, if it exists (or `create`: where it will be made): its path
+    // inside the root, whether it is the hierarchy itself, its mode.
+    let persistent = |create: bool| -> Result<Option<(PathBuf, bool, Option<u32>)>, PlanError> {
+        match &hf.mutable_dir {
+            MutableDir::Missing if create => Ok(Some((mutable_rel.clone(), false, None))),
+            MutableDir::Missing => Ok(None),
+            MutableDir::Unusable { errno, reason } => Err(PlanError::Io {
+                path: join_in_root(root, &mutable_rel),
+                reason: reason.clone(),
+                errno: *errno,
+            }),
+            MutableDir::Found { path, id, mode } => {
+                Ok(Some((path.clone(), host_id == Some(*id), Some(*mode))))
             }
         }
-        Ok(())
     };
     match mode {
         MutableMode::No => {}
         MutableMode::Yes | MutableMode::Auto => {
-            if let Some((path, is_h)) = persistent(mode == MutableMode::Yes)? {
-                if !is_h {
-                    check_mode(&path)?;
+            if let Some((path, is_h, dir_mode)) = persistent(mode == MutableMode::Yes)? {
+                if let (false, Some(m)) = (is_h, dir_mode) {
+                    let (m, want) = (m & 0o777, host_mode & 0o777);
+                    if m != want {
+                        return Err(PlanError::Io {
+                            path: join_in_root(root, &path),
+                            reason: format!(
+                                "mutable directory has mode {m:04o}, ought to have mode {want:04o} (that of {})",
+                                esc(h)
+                            ),
+                            errno: libc::EINVAL,
+                        });
+                    }
                 }
                 let parent = path.parent().unwrap_or(Path::new("/")).to_path_buf();
                 upper = Some(Upper::Persistent {
@@ -604,10 +279,10 @@ fn plan_hierarchy(
             if mode != MutableMode::Ephemeral {
                 // The persistent dir as an extra lower layer (systemd: ELOOP if it is
                 // the hierarchy itself).
-                if let Some((path, is_h)) = persistent(false)? {
+                if let Some((path, is_h, _)) = persistent(false)? {
                     if is_h {
                         return Err(PlanError::Io {
-                            path: root.display_path(&path),
+                            path: join_in_root(root, &path),
                             reason: "mutable directory is the hierarchy itself, cannot import it"
                                 .into(),
                             errno: libc::ELOOP,
@@ -630,7 +305,7 @@ fn plan_hierarchy(
     let lowers = 1 + usize::from(import.is_some()) + layers.len() + usize::from(host_lower);
     if lowers > OVERLAYFS_MAX_LOWER {
         return Err(PlanError::Io {
-            path: root.display_path(h),
+            path: join_in_root(root, Path::new(h)),
             reason: format!(
                 "{} extensions to merge, {lowers} lower layers with the metadata layer{}{}: \
                  more than the kernel's overlayfs limit of {OVERLAYFS_MAX_LOWER} lower layers \
@@ -668,344 +343,264 @@ fn plan_hierarchy(
 /// extensions fit in one hierarchy.
 pub const OVERLAYFS_MAX_LOWER: usize = 500;
 
-/// The path of `fd` inside the root (symlinks resolved), from `/proc/self/fd`.
-pub fn resolved_in_root(root: &Root, fd: &OwnedFd) -> Option<PathBuf> {
-    let real = std::fs::read_link(crate::sys::mount::fd_path(fd.as_fd())).ok()?;
-    let root_real = std::fs::read_link(crate::sys::mount::fd_path(root.fd())).ok()?;
-    let rel = real.strip_prefix(&root_real).ok()?;
-    Some(Path::new("/").join(rel))
-}
-
 #[cfg(test)]
 mod tests {
+    //! The planner's rules with values alone: no root, no file, no syscall.
     use super::*;
-    use std::fs;
+    use crate::format::class::Scope;
+    use crate::inspect::discover::{Image, ImageKind};
+    use crate::inspect::facts::HostFacts;
+    use std::collections::BTreeSet;
 
-    fn w(root: &Path, rel: &str, content: &str) {
-        let p = root.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, content).unwrap();
-    }
+    const HOST_ID: (u64, u64) = (1, 100);
 
-    fn sysext(root: &Path, dir: &str, name: &str, release: &str, files: &[&str]) {
-        let base = format!("{dir}/{name}");
-        w(
-            root,
-            &format!("{base}/usr/lib/extension-release.d/extension-release.{name}"),
-            release,
-        );
-        for f in files {
-            w(root, &format!("{base}/{f}"), name);
+    fn host() -> HostIdentity {
+        HostIdentity {
+            os_release_path: "/etc/os-release".into(),
+            id: "debian".into(),
+            id_like: vec![],
+            version_id: Some("12".into()),
+            sysext_level: None,
+            confext_level: None,
+            arch: Some("x86-64".into()),
+            scope: Scope::System,
         }
     }
 
-    fn fixture() -> tempfile::TempDir {
-        let t = tempfile::tempdir().unwrap();
-        let r = t.path();
-        w(
-            r,
-            "etc/os-release",
-            "ID=debian\nVERSION_ID=12\nSYSEXT_LEVEL=1.0\n",
-        );
-        w(r, "usr/bin/host", "host");
-        fs::create_dir_all(r.join("opt")).unwrap();
-        t
+    fn cand(name: &str, verdict: Verdict) -> Candidate {
+        Candidate {
+            image: Image {
+                name: name.into(),
+                class: Class::Sysext,
+                kind: ImageKind::Directory,
+                path: format!("/var/lib/extensions/{name}").into(),
+                search_dir: "/var/lib/extensions",
+                mtime_usec: None,
+                picked: None,
+                opened: Default::default(),
+            },
+            verdict,
+            release: None,
+        }
     }
 
-    fn opts(r: &Path) -> Options {
+    fn hier(
+        h: &str,
+        host: Option<HostFacts>,
+        mutable_dir: MutableDir,
+        c: &[&str],
+    ) -> HierarchyFacts {
+        HierarchyFacts {
+            hierarchy: h.into(),
+            host,
+            mutable_dir,
+            contributors: c.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+        }
+    }
+
+    fn usr_host() -> Option<HostFacts> {
+        Some(HostFacts {
+            mode: 0o755,
+            empty: false,
+            id: HOST_ID,
+        })
+    }
+
+    fn facts(cands: Vec<Candidate>, hs: Vec<HierarchyFacts>) -> Facts {
+        Facts {
+            class: Class::Sysext,
+            root: "/sysroot".into(),
+            host: host(),
+            candidates: cands,
+            skipped: vec![],
+            hierarchies: hs,
+        }
+    }
+
+    fn opts(mutable: MutableMode) -> Options {
         Options {
-            root: r.to_path_buf(),
+            mutable,
             ..Options::default()
         }
     }
 
-    fn layer_names(p: &MergePlan, h: &str) -> Vec<String> {
-        p.hierarchies
-            .iter()
-            .find(|x| x.hierarchy == h)
-            .map(|x| x.layers.iter().map(|l| l.name.clone()).collect())
-            .unwrap_or_default()
-    }
-
     #[test]
-    fn layer_order_is_version_order_top_first() {
-        let t = fixture();
-        let r = t.path();
-        for n in ["foo-2", "foo-10", "bar"] {
-            sysext(
-                r,
-                "var/lib/extensions",
-                n,
-                "ID=debian\nSYSEXT_LEVEL=1.0\n",
-                &["usr/share/x"],
-            );
-        }
-        let p = plan(&opts(r), Class::Sysext).unwrap();
+    fn newest_version_is_the_top_layer_and_untouched_hierarchies_are_left_alone() {
+        let f = facts(
+            vec![
+                cand("bar", Verdict::Match),
+                cand("foo-10", Verdict::Match),
+                cand("foo-2", Verdict::Match),
+                cand("old", Verdict::Mismatch("ID=fedora".into())),
+            ],
+            vec![
+                hier(
+                    "/usr",
+                    usr_host(),
+                    MutableDir::Missing,
+                    &["bar", "foo-10", "foo-2"],
+                ),
+                hier("/opt", None, MutableDir::Missing, &[]),
+            ],
+        );
+        let p = plan(f, &opts(MutableMode::No)).unwrap();
         assert_eq!(p.extensions, ["bar", "foo-2", "foo-10"]);
-        assert_eq!(layer_names(&p, "/usr"), ["foo-10", "foo-2", "bar"]);
-        assert_eq!(p.list_file(), "bar\nfoo-2\nfoo-10\n");
-        assert_eq!(p.untouched, ["/opt"]);
-        let h = &p.hierarchies[0];
-        assert!(h.host_lower && h.host_exists && h.upper.is_none());
-        assert_eq!(
-            h.flags,
-            MountFlags {
-                read_only: true,
-                nodev: true,
-                nosuid: false,
-                noexec: false
-            }
-        );
-    }
-
-    #[test]
-    fn skips_carry_reasons_and_force_overrides() {
-        let t = fixture();
-        let r = t.path();
-        sysext(
-            r,
-            "var/lib/extensions",
-            "good",
-            "ID=debian\nVERSION_ID=12\n",
-            &["usr/a"],
-        );
-        sysext(r, "var/lib/extensions", "fedora", "ID=fedora\n", &["usr/b"]);
-        w(r, "var/lib/extensions/norel/usr/c", "x");
-        let p = plan(&opts(r), Class::Sysext).unwrap();
-        let v: Vec<(String, Verdict)> = p
-            .candidates
+        let names: Vec<&str> = p.hierarchies[0]
+            .layers
             .iter()
-            .map(|c| (c.image.name.clone(), c.verdict.clone()))
+            .map(|l| l.name.as_str())
             .collect();
+        assert_eq!(names, ["foo-10", "foo-2", "bar"]);
+        assert_eq!(p.untouched, ["/opt"]);
+        assert_eq!(p.list_file(), "bar\nfoo-2\nfoo-10\n");
+        let h = &p.hierarchies[0];
+        assert!(h.host_lower && h.host_exists && h.upper.is_none() && h.flags.read_only);
         assert_eq!(
-            v[0],
-            (
-                "fedora".into(),
-                Verdict::Mismatch("ID=fedora does not match host ID=debian".into())
-            )
+            p.candidates.len(),
+            4,
+            "every candidate is kept, with its verdict"
         );
-        assert_eq!(v[1], ("good".into(), Verdict::Match));
-        assert_eq!(v[2].0, "norel");
-        assert!(
-            matches!(&v[2].1, Verdict::Mismatch(r) if r.starts_with("no usable extension-release"))
-        );
-        assert_eq!(p.extensions, ["good"]);
-        let forced = plan(
-            &Options {
-                force: true,
-                ..opts(r)
-            },
-            Class::Sysext,
-        )
-        .unwrap();
-        assert_eq!(forced.extensions, ["fedora", "good", "norel"]);
     }
 
     #[test]
-    fn empty_or_missing_contributions_do_not_count() {
-        let t = fixture();
-        let r = t.path();
-        sysext(r, "var/lib/extensions", "a", "ID=_any\n", &["usr/x"]);
-        fs::create_dir_all(r.join("var/lib/extensions/a/opt")).unwrap(); // empty: no contribution
-        sysext(r, "var/lib/extensions", "b", "ID=_any\n", &["opt/y"]);
-        let p = plan(&opts(r), Class::Sysext).unwrap();
-        // b's release file lives in /usr, so b contributes there too.
-        assert_eq!(layer_names(&p, "/usr"), ["b", "a"]);
-        // a's /opt is an empty directory: no contribution.
-        assert_eq!(layer_names(&p, "/opt"), ["b"]);
-        // /opt exists but is empty on the host: not a lower layer.
-        assert!(!p.hierarchies[1].host_lower);
-        // The list file names every accepted extension, on every hierarchy.
-        assert_eq!(p.list_file(), "a\nb\n");
-    }
-
-    #[test]
-    fn confext_flags_and_hierarchy_override() {
-        let t = fixture();
-        let r = t.path();
-        w(
-            r,
-            "var/lib/confexts/c/etc/extension-release.d/extension-release.c",
-            "ID=debian\nVERSION_ID=12\n",
+    fn confext_is_nosuid_noexec_and_noexec_can_be_overridden() {
+        let mut f = facts(
+            vec![cand("c", Verdict::Match)],
+            vec![hier("/etc", None, MutableDir::Missing, &["c"])],
         );
-        w(r, "var/lib/confexts/c/etc/foo.conf", "x");
-        w(r, "var/lib/confexts/c/srv/data", "x");
-        let p = plan(&opts(r), Class::Confext).unwrap();
-        assert_eq!(layer_names(&p, "/etc"), ["c"]);
+        f.class = Class::Confext;
+        let p = plan(f.clone(), &opts(MutableMode::No)).unwrap();
+        let fl = p.hierarchies[0].flags;
+        assert!(fl.nosuid && fl.noexec && fl.nodev && fl.read_only);
+        assert!(!p.hierarchies[0].host_exists);
         assert_eq!(
-            p.hierarchies[0].flags,
-            MountFlags {
-                read_only: true,
-                nodev: true,
-                nosuid: true,
-                noexec: true
-            }
+            p.hierarchies[0].mode, 0o755,
+            "a missing hierarchy is made 0755"
         );
         let o = Options {
-            hierarchies: Some(vec!["/etc".into(), "/srv".into()]),
             noexec: Some(false),
-            ..opts(r)
+            ..opts(MutableMode::No)
         };
-        let p = plan(&o, Class::Confext).unwrap();
-        assert_eq!(p.hierarchies.len(), 2);
-        assert!(!p.hierarchies[1].host_exists);
-        assert_eq!(p.hierarchies[1].mode, 0o755);
-        assert!(!p.hierarchies[0].flags.noexec);
+        assert!(!plan(f, &o).unwrap().hierarchies[0].flags.noexec);
     }
 
+    /// What a mode does with one state of the persistent mutable directory.
+    #[derive(Debug, PartialEq)]
+    enum Want {
+        ReadOnly,
+        Upper(&'static str, bool),
+        Ephemeral,
+        Import(&'static str),
+        EphemeralImport(&'static str),
+        Err(i32),
+    }
+
+    /// The mutable modes × the states of the mutable directory, as a table (the way
+    /// systemd's TEST-50 enumerates them); the on-disk counterpart runs the CLI.
     #[test]
-    fn mutable_modes_pick_upper_and_import() {
-        let t = fixture();
-        let r = t.path();
-        sysext(r, "var/lib/extensions", "a", "ID=_any\n", &["usr/x"]);
-        let up = |m| {
-            plan(
-                &Options {
-                    mutable: m,
-                    ..opts(r)
-                },
-                Class::Sysext,
-            )
-            .unwrap()
-            .hierarchies[0]
-                .clone()
+    fn mutable_mode_table() {
+        use MutableMode as M;
+        let dir = |mode: u32, id: (u64, u64)| MutableDir::Found {
+            path: "/var/lib/extensions.mutable/usr".into(),
+            id,
+            mode,
         };
-        assert_eq!(up(MutableMode::Auto).upper, None);
-        assert!(up(MutableMode::Auto).flags.read_only);
-        assert_eq!(
-            up(MutableMode::Yes).upper,
-            Some(Upper::Persistent {
-                upper: "/var/lib/extensions.mutable/usr".into(),
-                work: "/var/lib/extensions.mutable/.systemd-usr-workdir".into(),
-                is_hierarchy: false
-            })
-        );
-        assert_eq!(up(MutableMode::Import).import, None);
-        let mode = fs::metadata(r.join("usr")).unwrap().permissions();
-        fs::create_dir_all(r.join("var/lib/extensions.mutable/usr")).unwrap();
-        fs::set_permissions(r.join("var/lib/extensions.mutable/usr"), mode).unwrap();
-        assert!(matches!(
-            up(MutableMode::Auto).upper,
-            Some(Upper::Persistent { .. })
-        ));
-        assert_eq!(
-            up(MutableMode::Import).import,
-            Some(PathBuf::from("/var/lib/extensions.mutable/usr"))
-        );
-        assert!(up(MutableMode::Import).flags.read_only);
-        assert_eq!(up(MutableMode::Ephemeral).upper, Some(Upper::Ephemeral));
-        let ei = up(MutableMode::EphemeralImport);
-        assert_eq!(
-            (ei.upper, ei.import.is_some()),
-            (Some(Upper::Ephemeral), true)
-        );
-        // A mutable dir whose mode differs from the hierarchy's is refused (systemd: EINVAL).
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(
-            r.join("var/lib/extensions.mutable/usr"),
-            fs::Permissions::from_mode(0o700),
-        )
-        .unwrap();
-        let e = plan(
-            &Options {
-                mutable: MutableMode::Auto,
-                ..opts(r)
-            },
-            Class::Sysext,
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string().contains("has mode 0700, ought to have mode"),
-            "{e}"
-        );
-        // The mutable dir as a symlink to the hierarchy itself makes /usr the upper dir.
-        fs::remove_dir(r.join("var/lib/extensions.mutable/usr")).unwrap();
-        std::os::unix::fs::symlink("/usr", r.join("var/lib/extensions.mutable/usr")).unwrap();
-        let h = up(MutableMode::Yes);
-        assert!(
-            matches!(h.upper, Some(Upper::Persistent { is_hierarchy: true, ref upper, .. }) if upper == Path::new("/usr"))
-        );
-        assert!(!h.host_lower);
-    }
-
-    /// Opens directories, but refuses the extension named `.0` as a broken disk image
-    /// would be refused.
-    struct Refusing(&'static str);
-
-    impl Opener for Refusing {
-        fn open(&mut self, root: &Root, image: &Image) -> Result<Option<OwnedFd>, String> {
-            if image.name == self.0 {
-                return Err(format!(
-                    "{}: no valid partition table",
-                    root.display_path(&image.path).display()
-                ));
+        let at_usr = MutableDir::Found {
+            path: "/usr".into(),
+            id: HOST_ID,
+            mode: 0o755,
+        };
+        let unusable = MutableDir::Unusable {
+            errno: libc::ENOTDIR,
+            reason: "Not a directory".into(),
+        };
+        let states: [(&str, MutableDir); 5] = [
+            ("missing", MutableDir::Missing),
+            ("dir", dir(0o755, (1, 7))),
+            ("dir of other mode", dir(0o700, (1, 7))),
+            ("symlink to the hierarchy", at_usr),
+            ("not a directory", unusable),
+        ];
+        let m = "/var/lib/extensions.mutable/usr";
+        #[rustfmt::skip]
+        let table: [(M, [Want; 5]); 6] = [
+            (M::No,              [Want::ReadOnly, Want::ReadOnly, Want::ReadOnly, Want::ReadOnly, Want::ReadOnly]),
+            (M::Auto,            [Want::ReadOnly, Want::Upper(m, false), Want::Err(libc::EINVAL), Want::Upper("/usr", true), Want::Err(libc::ENOTDIR)]),
+            (M::Yes,             [Want::Upper(m, false), Want::Upper(m, false), Want::Err(libc::EINVAL), Want::Upper("/usr", true), Want::Err(libc::ENOTDIR)]),
+            (M::Import,          [Want::ReadOnly, Want::Import(m), Want::Import(m), Want::Err(libc::ELOOP), Want::Err(libc::ENOTDIR)]),
+            (M::Ephemeral,       [Want::Ephemeral, Want::Ephemeral, Want::Ephemeral, Want::Ephemeral, Want::Ephemeral]),
+            (M::EphemeralImport, [Want::Ephemeral, Want::EphemeralImport(m), Want::EphemeralImport(m), Want::Err(libc::ELOOP), Want::Err(libc::ENOTDIR)]),
+        ];
+        for (mode, wants) in table {
+            for ((state, md), want) in states.iter().zip(wants) {
+                let f = facts(
+                    vec![cand("a", Verdict::Match)],
+                    vec![hier("/usr", usr_host(), md.clone(), &["a"])],
+                );
+                let got = match plan(f, &opts(mode)) {
+                    Err(e) => Want::Err(e.errno()),
+                    Ok(p) => {
+                        let h = &p.hierarchies[0];
+                        let import = h.import.as_ref().map(|p| p.to_string_lossy().into_owned());
+                        match (&h.upper, import) {
+                            (None, None) => Want::ReadOnly,
+                            (None, Some(_)) if h.flags.read_only => Want::Import(m),
+                            (Some(Upper::Ephemeral), None) => Want::Ephemeral,
+                            (Some(Upper::Ephemeral), Some(_)) => Want::EphemeralImport(m),
+                            (
+                                Some(Upper::Persistent {
+                                    upper,
+                                    is_hierarchy,
+                                    ..
+                                }),
+                                None,
+                            ) => {
+                                assert_eq!(h.host_lower, !is_hierarchy, "{mode:?}/{state}");
+                                assert!(!h.flags.read_only, "{mode:?}/{state}");
+                                if upper == Path::new(m) {
+                                    Want::Upper(m, *is_hierarchy)
+                                } else {
+                                    Want::Upper("/usr", *is_hierarchy)
+                                }
+                            }
+                            other => panic!("{mode:?}/{state}: unexpected {other:?}"),
+                        }
+                    }
+                };
+                assert_eq!(got, want, "mode {mode:?}, mutable dir {state}");
             }
-            DirOpener.open(root, image)
         }
     }
 
     #[test]
-    fn unusable_extension_fails_the_merge_plan_but_is_an_entry_of_the_shown_one() {
-        let t = fixture();
-        let r = t.path();
-        for n in ["a", "b", "c"] {
-            sysext(r, "var/lib/extensions", n, "ID=_any\n", &["usr/f"]);
-        }
-        let root = Root::open(r).unwrap();
-        let err = format!(
-            "{}: no valid partition table",
-            r.join("var/lib/extensions/b").display()
-        );
-        // A merge is all or nothing: the first unusable extension ends the plan.
-        match plan_with(&root, &opts(r), Class::Sysext, &mut Refusing("b")) {
-            Err(PlanError::Image(e)) => assert_eq!(e, err),
-            other => panic!("expected PlanError::Image, got {other:?}"),
-        }
-        // Shown: every extension with its verdict, the unusable one with the error.
-        let p = plan_all_with(&root, &opts(r), Class::Sysext, &mut Refusing("b")).unwrap();
-        let v: Vec<(&str, &Verdict)> = p
-            .candidates
-            .iter()
-            .map(|c| (c.image.name.as_str(), &c.verdict))
+    fn more_layers_than_overlayfs_takes_are_refused_before_mounting() {
+        let names: Vec<String> = (0..OVERLAYFS_MAX_LOWER - 1)
+            .map(|i| format!("e{i:03}"))
             .collect();
-        assert_eq!(
-            v,
-            [
-                ("a", &Verdict::Match),
-                ("b", &Verdict::Unusable(err.clone())),
-                ("c", &Verdict::Match)
-            ]
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let cands = names
+            .iter()
+            .map(|n| cand(n, Verdict::Match))
+            .collect::<Vec<_>>();
+        // 499 extensions + the metadata layer + the host = 501 lower layers.
+        let f = facts(
+            cands.clone(),
+            vec![hier("/usr", usr_host(), MutableDir::Missing, &refs)],
         );
-        assert_eq!(p.extensions, ["a", "c"]);
-        assert_eq!(layer_names(&p, "/usr"), ["c", "a"]);
-        let host = HostIdentity::load(&root, Scope::System).unwrap();
-        let (cands, _) =
-            evaluate_all(&root, Class::Sysext, &host, false, true, &mut Refusing("b")).unwrap();
-        assert_eq!(cands[1].verdict, Verdict::Unusable(err));
-    }
-
-    #[test]
-    fn planning_is_deterministic() {
-        let t = fixture();
-        let r = t.path();
-        for n in ["z", "a", "m_1", "m_2", "m+3"] {
-            sysext(r, "var/lib/extensions", n, "ID=_any\n", &["usr/f"]);
-        }
-        let a = plan(&opts(r), Class::Sysext).unwrap();
-        let b = plan(&opts(r), Class::Sysext).unwrap();
-        assert_eq!(a, b);
-        // `_` and `+` are separators for strverscmp_improved: m_1 < m_2 < m+3.
-        assert_eq!(a.extensions, ["a", "m_1", "m_2", "m+3", "z"]);
-    }
-
-    #[test]
-    fn missing_os_release_is_an_error_naming_the_root() {
-        let t = tempfile::tempdir().unwrap();
-        let e = plan(&opts(t.path()), Class::Sysext).unwrap_err();
-        assert!(e.to_string().contains("no os-release found"), "{e}");
-        assert!(
-            e.to_string().contains(&t.path().display().to_string()),
-            "{e}"
+        let e = plan(f, &opts(MutableMode::No)).unwrap_err();
+        assert_eq!(e.errno(), libc::E2BIG);
+        assert!(e.to_string().contains("at most 498 extensions here"), "{e}");
+        // Without the host's directory (empty) one more fits.
+        let empty = Some(HostFacts {
+            empty: true,
+            ..usr_host().unwrap()
+        });
+        let f = facts(cands, vec![hier("/usr", empty, MutableDir::Missing, &refs)]);
+        assert_eq!(
+            plan(f, &opts(MutableMode::No)).unwrap().hierarchies[0]
+                .layers
+                .len(),
+            499
         );
     }
 }

@@ -7,7 +7,8 @@ use crate::format::json::Json;
 use crate::inspect::fsutil::Root;
 use crate::inspect::metadata::StatusRow;
 use crate::inspect::release::Verdict;
-use crate::plan::{Candidate, MergePlan, Upper};
+use crate::inspect::Candidate;
+use crate::plan::{MergePlan, Upper};
 
 /// `time` / `since` as systemd prints them in tables: `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn format_usec(usec: u64) -> String {

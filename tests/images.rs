@@ -1,5 +1,6 @@
 //! Root-only integration tests of disk-image extensions
-//! ([`extmerge::sys::image::ImageOpener`]): images are built at run time
+//! ([`extmerge::sys::activate::ImageOpener`], inspection in
+//! [`extmerge::inspect::image`]): images are built at run time
 //! (`images/build.rs`), put into a fixture root, merged with the library in a private
 //! mount namespace per test, unmerged, and then nothing (loop device, dm device, mount,
 //! staging directory) may be left.

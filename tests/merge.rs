@@ -32,3 +32,6 @@ mod library;
 
 #[path = "merge/concurrency.rs"]
 mod concurrency;
+
+#[path = "merge/mutable_matrix.rs"]
+mod mutable_matrix;

@@ -15,11 +15,15 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
+use extmerge::context::Context;
 use extmerge::format::class::{Class, Scope};
 use extmerge::format::cmdline::{fstab_var_mounts, Cmdline};
 use extmerge::format::fs as imgfs;
 use extmerge::format::gpt;
 use extmerge::format::json::Json;
+use extmerge::format::mountinfo::{
+    mountinfo_parent, parse_mountinfo_line, submounts_below, unescape_mountinfo,
+};
 use extmerge::format::name::{image_name_is_valid, release_base_name};
 use extmerge::format::os_release::EnvFile;
 use extmerge::format::policy::{ImagePolicy, PartitionDesignator, PolicyFlags};
@@ -28,10 +32,7 @@ use extmerge::format::vpick::{pick, strverscmp_improved};
 use extmerge::inspect::metadata::{cescape, cunescape, format_dev, parse_dev};
 use extmerge::inspect::release::{validate, HostIdentity};
 use extmerge::options::{parse_boolean, MutableMode, Options};
-use extmerge::plan::{plan, MergePlan};
-use extmerge::sys::hierarchy::{
-    mountinfo_parent, parse_mountinfo_line, submounts_below, unescape_mountinfo,
-};
+use extmerge::plan::MergePlan;
 
 /// Case counts: the default unless `PROPTEST_CASES` is set (proptest reads it too, but an
 /// explicit `with_cases` would override it).
@@ -925,7 +926,9 @@ fn plan_root(r: &Path) -> MergePlan {
         hierarchies: Some(vec!["/usr".into(), "/opt".into()]),
         ..Options::default()
     };
-    plan(&opts, Class::Sysext).unwrap_or_else(|e| panic!("plan {}: {e}", r.display()))
+    Context::new(opts, &[Class::Sysext])
+        .plan(Class::Sysext)
+        .unwrap_or_else(|e| panic!("plan {}: {e}", r.display()))
 }
 
 /// Everything in a plan that does not depend on where the root lives or when its files

@@ -12,7 +12,8 @@ fail=0
 step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo test (unit + integration)"
-cargo test --workspace --all-targets || fail=1
+# The fault-injection feature lets tests fail a chosen step (release builds cannot).
+cargo test --workspace --all-targets --features extmerge/fault-injection || fail=1
 
 if [ -f tests/c/run.sh ]; then
     step "C ABI: header check, C tests (static, shared via pkg-config), valgrind, ASan, symbols"

@@ -1,6 +1,7 @@
 //! The one gate every exported function goes through: panics are caught, pointers are
 //! checked, errors become `-errno` plus a message kept in the context, and the context's
-//! log callback is installed for the duration of the call.
+//! log callback is installed for the duration of the call. A panic caught for a call on
+//! a context returns `EXTMERGE_ERROR_PANIC` and poisons the context ([`ctx_call`]).
 
 use std::any::Any;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
@@ -190,9 +191,39 @@ pub(crate) fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(on_panic)
 }
 
-/// The boundary for functions taking a context: NULL → `-EINVAL`; the last error is
-/// cleared, then set again from an `Err` (or a panic → `-EIO`); the context's log
-/// callback receives the core's messages and the error at `LOG_ERR`.
+/// Why a context is poisoned: the message of the panic that poisoned it.
+#[derive(Debug)]
+pub(crate) struct Poison {
+    pub panic: String,
+}
+
+/// Test hook (feature `fault-injection` only): `$EXTMERGE_TEST_PANIC` naming the
+/// function being called makes it panic inside the boundary, before its body runs.
+#[cfg(feature = "fault-injection")]
+fn fault_point(func: &str) {
+    if std::env::var_os("EXTMERGE_TEST_PANIC").is_some_and(|v| v == func) {
+        panic!("fault injection: {func} panics ($EXTMERGE_TEST_PANIC)");
+    }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn fault_point(_func: &str) {}
+
+/// The boundary for functions taking a context.
+///
+/// - NULL context → `-EINVAL`.
+/// - A poisoned context (an earlier call on it panicked) → [`EXTMERGE_ERROR_PANIC`] at
+///   once: `f` is not run, the log function is not set up, the last error says the
+///   context is poisoned and quotes the panic's message (also logged at `LOG_ERR`).
+/// - Otherwise the last error is cleared, `f` runs with the context's log callback
+///   receiving the core's messages, and an `Err` becomes `-errno` with its message as
+///   the last error (and logged at `LOG_ERR` as "<func>: <message>").
+/// - A panic in `f` is caught here: it returns [`EXTMERGE_ERROR_PANIC`] (never an
+///   errno) and poisons the context, since `f` may have left it half-changed. A
+///   poisoned context can only be read through `extmerge_context_last_error()` and
+///   freed with `extmerge_context_free()` (which frees it as any other).
+///
+/// [`EXTMERGE_ERROR_PANIC`]: crate::EXTMERGE_ERROR_PANIC
 pub(crate) fn ctx_call(
     ctx: *mut extmerge_context,
     func: &str,
@@ -205,40 +236,80 @@ pub(crate) fn ctx_call(
     };
     ctx.last_error = None;
     let log = ctx.log;
-    let res = catch_unwind(AssertUnwindSafe(|| log.scope(|| f(&mut *ctx))));
-    let err = match res {
-        Ok(Ok(v)) => return v,
-        Ok(Err(e)) => e,
-        Err(p) => Error::new(
-            libc::EIO,
-            format!("internal error (panic): {}", panic_message(p.as_ref())),
-        ),
+    let (code, msg) = if let Some(p) = &ctx.poisoned {
+        (
+            crate::EXTMERGE_ERROR_PANIC,
+            format!(
+                "internal error (panic): the context is poisoned by an earlier panic \
+                 ({}); free it with extmerge_context_free()",
+                p.panic
+            ),
+        )
+    } else {
+        let res = catch_unwind(AssertUnwindSafe(|| {
+            log.scope(|| {
+                fault_point(func);
+                f(&mut *ctx)
+            })
+        }));
+        match res {
+            Ok(Ok(v)) => return v,
+            Ok(Err(e)) => (-e.errno, e.msg),
+            Err(p) => {
+                let poison = Poison {
+                    panic: panic_message(p.as_ref()),
+                };
+                let msg = format!(
+                    "internal error (panic): {}; the context is poisoned: later calls on \
+                     it fail with EXTMERGE_ERROR_PANIC, free it with extmerge_context_free()",
+                    poison.panic
+                );
+                ctx.poisoned = Some(poison);
+                (crate::EXTMERGE_ERROR_PANIC, msg)
+            }
+        }
     };
     // Logging runs the caller's callback: keep a panic in our part of it inside too.
     // Below LOG_ERR nothing is delivered, so nothing is formatted.
     if log.priority >= LOG_ERR {
         let _ = catch_unwind(AssertUnwindSafe(|| {
-            log.scope(|| log_lazy(Level::Error, || format!("{func}: {}", err.msg)))
+            log.scope(|| log_lazy(Level::Error, || format!("{func}: {msg}")))
         }));
     }
     // The same text as the CLI prints: values escaped where the message was composed,
     // control characters left escaped here (as every log sink does).
-    ctx.last_error = Some(cstring(&extmerge::format::escape::controls(&err.msg)));
-    -err.errno
+    ctx.last_error = Some(cstring(&extmerge::format::escape::controls(&msg)));
+    code
 }
 
 /// [`ctx_call`] for a `const` context: no last error is recorded, a NULL context gives
-/// `on_null`.
+/// `on_null`, a poisoned one `on_poisoned` (what `f` would read may have been left
+/// half-changed by the panic), a panic in `f` `on_null` (it cannot poison: `f` changes
+/// nothing).
 pub(crate) fn ctx_get<T>(
     ctx: *const extmerge_context,
     on_null: T,
+    on_poisoned: T,
     f: impl FnOnce(&extmerge_context) -> T,
 ) -> T {
     // SAFETY: as in `ctx_call`; only shared access is needed.
     let Some(ctx) = (unsafe { ctx.as_ref() }) else {
         return on_null;
     };
+    if ctx.poisoned.is_some() {
+        return on_poisoned;
+    }
     catch_unwind(AssertUnwindSafe(|| f(ctx))).unwrap_or(on_null)
+}
+
+/// The last error of a context, also of a poisoned one (it says why it is poisoned);
+/// NULL for a NULL context or after a successful call.
+pub(crate) fn ctx_last_error(ctx: *const extmerge_context) -> *const c_char {
+    // SAFETY: as in `ctx_get`.
+    let Some(ctx) = (unsafe { ctx.as_ref() }) else {
+        return std::ptr::null();
+    };
+    opt_ptr(ctx.last_error.as_ref())
 }
 
 /// Reads an object behind a `const` pointer from the library (`extmerge_entry` ...):

@@ -19,12 +19,12 @@ mod status;
 use std::ffi::{c_char, c_int, c_uint, c_void, CString};
 use std::path::PathBuf;
 
+use extmerge::context::{Context, Outcome};
 use extmerge::format::class::Class;
 use extmerge::inspect::fsutil::Root;
 use extmerge::log::Level;
-use extmerge::options::{hierarchy_is_valid, MutableMode, Options};
+use extmerge::options::{hierarchy_is_valid, Environment, MutableMode, Options};
 use extmerge::plan::PlanError;
-use extmerge::sys::apply as merge;
 
 use ffi::{arg_opt_str, arg_str, cstring, ctx_call, ctx_get, guard, log_lazy, Error};
 
@@ -45,6 +45,19 @@ pub const EXTMERGE_FLAG_NO_RELOAD: c_uint = 2;
 /// Refresh even when nothing changed (`--always-refresh=yes`).
 pub const EXTMERGE_FLAG_ALWAYS_REFRESH: c_uint = 4;
 
+/// Returned instead of a negative errno when a call on a context hit an internal error
+/// (a Rust panic, caught at the interface; a bug in the library). The context is
+/// poisoned by it: every later call taking the context returns EXTMERGE_ERROR_PANIC at
+/// once without doing anything, with a last error saying so and quoting the panic's
+/// message; extmerge_context_last_error() still works and extmerge_context_free()
+/// frees it as usual. Const getters on a poisoned context return their failure value
+/// (extmerge_context_get_log_priority() EXTMERGE_ERROR_PANIC,
+/// extmerge_context_get_image_policy() NULL).
+///
+/// -(1 << 20) = -1048576: far outside the errno range (Linux errno values are below
+/// 4096), so it is never confused with a -errno; strerror(3) has no text for it.
+pub const EXTMERGE_ERROR_PANIC: c_int = -1_048_576;
+
 const ALL_FLAGS: c_uint =
     EXTMERGE_FLAG_FORCE | EXTMERGE_FLAG_NO_RELOAD | EXTMERGE_FLAG_ALWAYS_REFRESH;
 
@@ -62,6 +75,9 @@ pub struct extmerge_context {
     pub(crate) image_policy: Option<CString>,
     pub(crate) log: ffi::LogConfig,
     pub(crate) last_error: Option<CString>,
+    /// Set when a call on the context panicked: later calls fail with
+    /// EXTMERGE_ERROR_PANIC (see `ffi::ctx_call`).
+    pub(crate) poisoned: Option<ffi::Poison>,
 }
 
 /// Parses `EXTMERGE_LOG`: a syslog level name or number.
@@ -90,7 +106,11 @@ impl extmerge_context {
             .and_then(|v| parse_priority(&v))
             .unwrap_or(ffi::LOG_ERR);
         extmerge_context {
-            opts: Options::default(),
+            // The environment is read once, here (the library itself reads none).
+            opts: Options {
+                env: Environment::from_process(),
+                ..Options::default()
+            },
             mutable: None,
             class: EXTMERGE_CLASS_BOTH,
             image_policy: None,
@@ -99,6 +119,7 @@ impl extmerge_context {
                 priority,
             },
             last_error: None,
+            poisoned: None,
         }
     }
 
@@ -111,24 +132,17 @@ impl extmerge_context {
         }
     }
 
-    /// The core's options for `class` with this call's `flags`: the mutable mode set on
-    /// the context beats the class's environment variable (as `--mutable=` does).
-    fn opts_for(&self, class: Class, flags: c_uint) -> Options {
+    /// The library's entry point for this call: the context's settings with this
+    /// call's `flags` added; the mutable mode set on the context beats the class's
+    /// environment variable (as `--mutable=` does).
+    pub(crate) fn core(&self, flags: c_uint) -> Context {
         let mut o = self.opts.clone();
         o.force |= flags & EXTMERGE_FLAG_FORCE != 0;
         o.no_reload |= flags & EXTMERGE_FLAG_NO_RELOAD != 0;
         o.always_refresh |= flags & EXTMERGE_FLAG_ALWAYS_REFRESH != 0;
-        o.mutable = match self.mutable {
-            Some(m) => m,
-            None => match MutableMode::from_env(class) {
-                Ok(m) => m.unwrap_or_default(),
-                Err(msg) => {
-                    log_lazy(Level::Warning, || msg);
-                    MutableMode::No
-                }
-            },
-        };
-        o
+        let mut ctx = Context::new(o, self.classes());
+        ctx.mutable = self.mutable;
+        ctx
     }
 
     /// Opens the context's root for listing and status.
@@ -177,7 +191,8 @@ pub extern "C" fn extmerge_context_new(ret: *mut *mut extmerge_context) -> c_int
 /// Releases a context and everything it owns (its last error, its image policy).
 ///
 /// Calling with NULL is fine. Must not be called twice with the same value. Lists made
-/// from the context do not refer to it and stay valid.
+/// from the context do not refer to it and stay valid. A context poisoned by a panic
+/// (EXTMERGE_ERROR_PANIC) is freed as any other.
 ///
 /// Thread-compatible: no other thread may use ctx during or after the call.
 #[no_mangle]
@@ -197,14 +212,16 @@ pub extern "C" fn extmerge_context_free(ctx: *mut extmerge_context) {
 /// The string is owned by ctx and valid until the next call on ctx that takes a
 /// non-const context (each one clears it first) or extmerge_context_free().
 ///
-/// Returns NULL if the last call succeeded, if there was none, or if ctx is NULL.
+/// Returns NULL if the last call succeeded, if there was none, or if ctx is NULL. On a
+/// context poisoned by a panic (EXTMERGE_ERROR_PANIC) it works as always: after the
+/// call that panicked it is "internal error (panic): <panic message>; the context is
+/// poisoned...", after each later call "internal error (panic): the context is poisoned
+/// by an earlier panic (<panic message>)...".
 ///
 /// Thread-compatible: reads ctx; no other thread may change or free it during the call.
 #[no_mangle]
 pub extern "C" fn extmerge_context_last_error(ctx: *const extmerge_context) -> *const c_char {
-    ctx_get(ctx, std::ptr::null(), |c| {
-        ffi::opt_ptr(c.last_error.as_ref())
-    })
+    ffi::ctx_last_error(ctx)
 }
 
 fn set_root_impl(ctx: *mut extmerge_context, root: *const c_char, func: &str) -> c_int {
@@ -344,7 +361,7 @@ pub extern "C" fn extmerge_context_set_image_policy(
 }
 
 /// Returns the image policy stored with extmerge_context_set_image_policy(), or NULL
-/// if none is set (or ctx is NULL).
+/// if none is set (or ctx is NULL, or poisoned by a panic: see EXTMERGE_ERROR_PANIC).
 ///
 /// The string is owned by ctx and valid until the next
 /// extmerge_context_set_image_policy() or extmerge_context_free().
@@ -352,7 +369,7 @@ pub extern "C" fn extmerge_context_set_image_policy(
 /// Thread-compatible: reads ctx; no other thread may change or free it during the call.
 #[no_mangle]
 pub extern "C" fn extmerge_context_get_image_policy(ctx: *const extmerge_context) -> *const c_char {
-    ctx_get(ctx, std::ptr::null(), |c| {
+    ctx_get(ctx, std::ptr::null(), std::ptr::null(), |c| {
         ffi::opt_ptr(c.image_policy.as_ref())
     })
 }
@@ -525,12 +542,13 @@ pub extern "C" fn extmerge_context_set_log_priority(
     })
 }
 
-/// Returns the context's log priority (0-7), or -EINVAL for a NULL ctx.
+/// Returns the context's log priority (0-7), or -EINVAL for a NULL ctx,
+/// EXTMERGE_ERROR_PANIC for a context poisoned by a panic.
 ///
 /// Thread-compatible: reads ctx; no other thread may change or free it during the call.
 #[no_mangle]
 pub extern "C" fn extmerge_context_get_log_priority(ctx: *const extmerge_context) -> c_int {
-    ctx_get(ctx, -libc::EINVAL, |c| c.log.priority)
+    ctx_get(ctx, -libc::EINVAL, EXTMERGE_ERROR_PANIC, |c| c.log.priority)
 }
 
 fn check_flags(flags: c_uint) -> Result<(), Error> {
@@ -548,10 +566,12 @@ fn check_flags(flags: c_uint) -> Result<(), Error> {
 const ALWAYS_REFRESH_HINT: &str =
     "EXTMERGE_FLAG_ALWAYS_REFRESH or extmerge_context_set_always_refresh()";
 
-fn report_outcome(o: &Options, class: Class, out: &merge::Outcome) {
+fn report_outcomes(o: &Options, done: &[(Class, Outcome)]) {
     if extmerge::log::enabled(Level::Info) {
-        for line in out.describe_with(class, &o.root, Some(ALWAYS_REFRESH_HINT)) {
-            extmerge::log::log(Level::Info, &line);
+        for (class, out) in done {
+            for line in out.describe_with(*class, &o.root, Some(ALWAYS_REFRESH_HINT)) {
+                extmerge::log::log(Level::Info, &line);
+            }
         }
     }
 }
@@ -576,11 +596,8 @@ fn report_outcome(o: &Options, class: Class, out: &merge::Outcome) {
 pub extern "C" fn extmerge_merge(ctx: *mut extmerge_context, flags: c_uint) -> c_int {
     ctx_call(ctx, "extmerge_merge", |c| {
         check_flags(flags)?;
-        for &class in c.classes() {
-            let o = c.opts_for(class, flags);
-            let out = merge::merge(&o, class)?;
-            report_outcome(&o, class, &out);
-        }
+        let done = c.core(flags).merge()?;
+        report_outcomes(&c.opts, &done);
         Ok(0)
     })
 }
@@ -600,9 +617,8 @@ pub extern "C" fn extmerge_merge(ctx: *mut extmerge_context, flags: c_uint) -> c
 pub extern "C" fn extmerge_unmerge(ctx: *mut extmerge_context, flags: c_uint) -> c_int {
     ctx_call(ctx, "extmerge_unmerge", |c| {
         check_flags(flags)?;
-        for &class in c.classes() {
-            let o = c.opts_for(class, flags);
-            if merge::unmerge(&o, class)?.is_empty() {
+        for (class, hs) in c.core(flags).unmerge()? {
+            if hs.is_empty() {
                 log_lazy(Level::Info, || {
                     format!("No {class} extensions merged, nothing to unmerge.")
                 });
@@ -627,11 +643,8 @@ pub extern "C" fn extmerge_unmerge(ctx: *mut extmerge_context, flags: c_uint) ->
 pub extern "C" fn extmerge_refresh(ctx: *mut extmerge_context, flags: c_uint) -> c_int {
     ctx_call(ctx, "extmerge_refresh", |c| {
         check_flags(flags)?;
-        for &class in c.classes() {
-            let o = c.opts_for(class, flags);
-            let out = merge::refresh(&o, class)?;
-            report_outcome(&o, class, &out);
-        }
+        let done = c.core(flags).refresh()?;
+        report_outcomes(&c.opts, &done);
         Ok(0)
     })
 }
@@ -670,29 +683,115 @@ mod tests {
         (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
     }
 
+    /// A panic inside a call on a context: EXTMERGE_ERROR_PANIC (not an errno), the panic's
+    /// message as the last error and at LOG_ERR, and the context is poisoned: later calls
+    /// return EXTMERGE_ERROR_PANIC without running, const getters their failure value,
+    /// the last error still works and free frees it (miri checks for leaks).
     #[test]
-    fn panic_becomes_eio_with_message() {
-        let mut ctx: *mut extmerge_context = std::ptr::null_mut();
-        assert_eq!(extmerge_context_new(&mut ctx), 0);
+    fn panic_poisons_the_context() {
+        // Outside the errno range (MAX_ERRNO is 4095).
+        const { assert!(EXTMERGE_ERROR_PANIC == -(1 << 20) && EXTMERGE_ERROR_PANIC < -4095) };
+        let ctx = new_ctx();
+        let mut log: Vec<(c_int, String)> = Vec::new();
+        let ud: *mut c_void = (&mut log as *mut Vec<(c_int, String)>).cast();
+        assert_eq!(extmerge_context_set_log_fn(ctx, Some(collect), ud), 0);
         assert_eq!(
-            extmerge_context_set_log_fn(ctx, None, std::ptr::null_mut()),
+            extmerge_context_set_image_policy(ctx, c"usr=verity".as_ptr()),
             0
         );
-        let r = ffi::ctx_call(ctx, "test", |_| -> Result<c_int, Error> { panic!("boom") });
-        assert_eq!(r, -libc::EIO);
-        assert_eq!(
-            last_error(ctx).as_deref(),
-            Some("internal error (panic): boom")
+        assert!(!extmerge_context_get_image_policy(ctx).is_null());
+        let r = ffi::ctx_call(ctx, "test", |c| -> Result<c_int, Error> {
+            c.class = EXTMERGE_CLASS_CONFEXT; // half-changed when it panics
+            panic!("boom")
+        });
+        assert_eq!(r, EXTMERGE_ERROR_PANIC);
+        let e = last_error(ctx).unwrap();
+        assert!(e.starts_with("internal error (panic): boom; "), "{e}");
+        assert!(e.contains("poisoned"), "{e}");
+        assert_eq!(log.len(), 1, "{log:?}");
+        assert_eq!(log[0], (3, format!("test: {e}")));
+
+        // Every later call returns it at once, without running.
+        let mut ran = false;
+        let r = ffi::ctx_call(ctx, "test2", |_| {
+            ran = true;
+            Ok(0)
+        });
+        assert_eq!(r, EXTMERGE_ERROR_PANIC);
+        assert!(!ran, "a poisoned context runs nothing");
+        let e = last_error(ctx).unwrap();
+        assert!(
+            e.starts_with(
+                "internal error (panic): the context is poisoned by an earlier panic (boom)"
+            ),
+            "{e}"
         );
-        // The context is still usable, and the next call clears the error.
-        assert_eq!(extmerge_context_set_class(ctx, EXTMERGE_CLASS_SYSEXT), 0);
-        assert_eq!(last_error(ctx), None);
+        assert_eq!(log.last().unwrap(), &(3, format!("test2: {e}")));
+        assert_eq!(
+            extmerge_context_set_class(ctx, EXTMERGE_CLASS_SYSEXT),
+            EXTMERGE_ERROR_PANIC
+        );
+        // SAFETY: ctx is live and not used elsewhere.
+        assert_eq!(unsafe { &*ctx }.class, EXTMERGE_CLASS_CONFEXT, "unchanged");
+        assert_eq!(
+            extmerge_context_set_log_fn(ctx, None, std::ptr::null_mut()),
+            EXTMERGE_ERROR_PANIC
+        );
+        assert_eq!(
+            extmerge_merge(ctx, 0),
+            EXTMERGE_ERROR_PANIC,
+            "merge does nothing"
+        );
+        let mut list: *mut list::extmerge_list = std::ptr::null_mut();
+        assert_eq!(
+            list::extmerge_list_new(ctx, &mut list),
+            EXTMERGE_ERROR_PANIC
+        );
+        assert!(list.is_null(), "*ret untouched");
+        let mut st: *mut status::extmerge_status_list = std::ptr::null_mut();
+        assert_eq!(
+            status::extmerge_status_list_new(ctx, &mut st),
+            EXTMERGE_ERROR_PANIC
+        );
+        assert!(st.is_null());
+        // Const getters: their failure value; the last error: as always.
+        assert_eq!(extmerge_context_get_log_priority(ctx), EXTMERGE_ERROR_PANIC);
+        assert!(extmerge_context_get_image_policy(ctx).is_null());
+        assert!(last_error(ctx).unwrap().contains("(boom)"));
         extmerge_context_free(ctx);
 
+        // Without a context: the documented failure value, nothing to poison.
         assert_eq!(ffi::guard(-libc::EIO, || panic!("x")), -libc::EIO);
         let n: *const c_int = &7;
         assert_eq!(ffi::obj_get(n, -1, |_| -> c_int { panic!("y") }), -1);
         assert_eq!(ffi::obj_get(n, -1, |v| *v), 7);
+        // A panic in a const getter gives its NULL value and poisons nothing.
+        let ctx = new_ctx();
+        assert_eq!(ffi::ctx_get(ctx, -1, -2, |_| -> c_int { panic!("z") }), -1);
+        assert_eq!(extmerge_context_get_log_priority(ctx), ffi::LOG_ERR);
+        extmerge_context_free(ctx);
+    }
+
+    /// With the `fault-injection` feature, `$EXTMERGE_TEST_PANIC` makes the named
+    /// function panic inside the boundary (what tests/c/test-panic.c uses).
+    #[cfg(feature = "fault-injection")]
+    #[test]
+    #[cfg_attr(miri, ignore = "sets an environment variable")]
+    fn fault_injection_hook() {
+        let ctx = new_ctx();
+        assert_eq!(
+            extmerge_context_set_log_fn(ctx, None, std::ptr::null_mut()),
+            0
+        );
+        std::env::set_var("EXTMERGE_TEST_PANIC", "extmerge_context_set_force");
+        let r = extmerge_context_set_force(ctx, 1);
+        std::env::remove_var("EXTMERGE_TEST_PANIC");
+        assert_eq!(r, EXTMERGE_ERROR_PANIC);
+        // SAFETY: ctx is live and not used elsewhere.
+        assert!(!unsafe { &*ctx }.opts.force, "the body did not run");
+        assert!(last_error(ctx).unwrap().contains("fault injection"));
+        assert_eq!(extmerge_context_set_force(ctx, 1), EXTMERGE_ERROR_PANIC);
+        extmerge_context_free(ctx);
     }
 
     #[test]
@@ -851,12 +950,12 @@ mod tests {
             target: ffi::LogTarget::Callback(collect, ud),
             priority: 6,
         };
-        let out = merge::Outcome {
+        let out = Outcome {
             extensions: vec!["a".into()],
             unchanged: true,
             ..Default::default()
         };
-        cfg.scope(|| report_outcome(&Options::default(), Class::Sysext, &out));
+        cfg.scope(|| report_outcomes(&Options::default(), &[(Class::Sysext, out.clone())]));
         assert_eq!(
             log,
             [(
@@ -867,7 +966,9 @@ mod tests {
                     .to_string()
             )]
         );
-        let e = Error::from(merge::MergeError::AlreadyMerged(PathBuf::from("/usr")));
+        let e = Error::from(extmerge::context::MergeError::AlreadyMerged(PathBuf::from(
+            "/usr",
+        )));
         assert_eq!(e.errno, libc::EBUSY);
         assert_eq!(
             e.msg,

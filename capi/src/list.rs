@@ -3,10 +3,8 @@
 use std::ffi::{c_char, c_int, CString};
 
 use extmerge::inspect::discover::ImageKind;
-use extmerge::inspect::release::{HostIdentity, Verdict};
+use extmerge::inspect::release::Verdict;
 use extmerge::log::Level;
-use extmerge::plan::{self, PlanError};
-use extmerge::sys::apply as merge;
 
 use crate::ffi::{self, cstring, ctx_call, log_lazy, obj_get, Error};
 use crate::{class_to_c, extmerge_context};
@@ -53,15 +51,13 @@ fn kind_to_c(k: ImageKind) -> c_int {
 
 fn build(c: &extmerge_context) -> Result<extmerge_list, Error> {
     let root = c.open_root()?;
-    let (initrd, scope) = plan::root_scope(&root);
-    let host = HostIdentity::load(&root, scope).map_err(PlanError::from)?;
+    let core = c.core(0);
     let mut entries = Vec::new();
     for &class in c.classes() {
-        // The opener and the verdicts of the CLI's `plan`: as root disk images are
-        // mounted (and released again) to read their extension-release.
-        let mut opener = merge::plan_opener(&c.opts, class);
-        let (cands, skipped) =
-            plan::evaluate_all(&root, class, &host, initrd, c.opts.force, opener.as_mut())?;
+        // The CLI's `plan`, the same call: as root disk images are mounted (and
+        // released again) to read their extension-release.
+        let p = core.plan(class)?;
+        let (cands, skipped) = (p.candidates, p.skipped);
         for s in &skipped {
             log_lazy(Level::Info, || {
                 format!(
@@ -241,7 +237,6 @@ mod tests {
         extmerge_context_set_log_fn, extmerge_context_set_root, EXTMERGE_CLASS_SYSEXT,
     };
     use extmerge::format::class::Class;
-    use extmerge::inspect::fsutil::Root;
     use extmerge::options::Options;
     use std::ffi::CStr;
     use std::path::{Path, PathBuf};
@@ -295,9 +290,9 @@ mod tests {
             root: root.to_path_buf(),
             ..Options::default()
         };
-        let r = Root::open(root).unwrap();
-        let mut opener = merge::plan_opener(&opts, Class::Sysext);
-        let p = plan::plan_all_with(&r, &opts, Class::Sysext, opener.as_mut()).unwrap();
+        let p = extmerge::context::Context::new(opts, &[Class::Sysext])
+            .plan(Class::Sysext)
+            .unwrap();
         p.candidates
             .iter()
             .map(|c| {

@@ -2,9 +2,6 @@
 
 use std::ffi::{c_char, c_int, CString};
 
-use extmerge::inspect::metadata;
-use extmerge::plan::PlanError;
-
 use crate::ffi::{self, cstring, ctx_call, obj_get, Error};
 use crate::{class_to_c, extmerge_context};
 
@@ -28,14 +25,9 @@ pub struct extmerge_status_list {
 }
 
 fn build(c: &extmerge_context) -> Result<extmerge_status_list, Error> {
-    let root = c.open_root()?;
     let mut entries = Vec::new();
-    for &class in c.classes() {
-        let hs = c
-            .opts
-            .hierarchies_for(class)
-            .map_err(PlanError::Hierarchies)?;
-        for row in metadata::status(&root, class, &hs)? {
+    for (class, rows) in c.core(0).status()? {
+        for row in rows {
             let merged = row.extensions.is_some();
             let exts: Vec<CString> = row
                 .extensions

@@ -8,7 +8,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use extmerge::sys::hierarchy::{
+use extmerge::format::mountinfo::{
     mountinfo_parent, parse_mountinfo_line, submounts_below, unescape_mountinfo,
 };
 use libfuzzer_sys::fuzz_target;

@@ -21,12 +21,12 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Instant;
 
+use extmerge::context::Context;
 use extmerge::format::class::Class;
 use extmerge::format::cmdline::{fstab_var_mounts, Cmdline};
 use extmerge::format::escape::{esc, escape};
 use extmerge::log::{self, Level};
-use extmerge::options::Options;
-use extmerge::sys::apply as merge;
+use extmerge::options::{Environment, Options};
 
 fn kmsg_sink() -> log::Sink {
     let kmsg = std::fs::OpenOptions::new()
@@ -120,40 +120,48 @@ fn main() -> ExitCode {
     let opts = Options {
         root: root.clone(),
         no_reload: true,
+        env: Environment::from_process(),
         ..Options::default()
     };
     let mut failed = false;
+    // One context per class, on purpose: in early boot a broken sysext must not take
+    // the confexts' /etc away (and the other way round). Each class is all or nothing.
     for class in Class::ALL {
         if !cmd.class_enabled(class, initrd_own) {
             log::info(&format!("{class} disabled on the kernel command line"));
             continue;
         }
+        let ctx = Context::new(opts.clone(), &[class]);
         let res = if verb == "initrd-unmerge" {
-            merge::unmerge(&opts, class).map(|h| {
-                if h.is_empty() {
-                    format!("no {class} extensions merged, nothing to unmerge")
-                } else {
-                    format!("unmerged {}", names(&h, " "))
-                }
-            })
+            ctx.unmerge()
+                .map(|mut v| v.pop().map(|(_, h)| h).unwrap_or_default())
+                .map(|h| {
+                    if h.is_empty() {
+                        format!("no {class} extensions merged, nothing to unmerge")
+                    } else {
+                        format!("unmerged {}", names(&h, " "))
+                    }
+                })
         } else {
             // refresh: a repeated run (or systemd's own unit) finds the merge and leaves it.
-            merge::refresh(&opts, class).map(|o| {
-                if o.extensions.is_empty() {
-                    format!("no {class} extensions to merge ({} ignored)", o.ignored)
-                } else if o.unchanged {
-                    format!(
-                        "{class} extensions {} already merged, nothing changed",
-                        names(&o.extensions, ",")
-                    )
-                } else {
-                    format!(
-                        "merged {class} extensions {} into {}",
-                        names(&o.extensions, ","),
-                        names(&o.merged, " ")
-                    )
-                }
-            })
+            ctx.refresh()
+                .map(|mut v| v.pop().map(|(_, o)| o).unwrap_or_default())
+                .map(|o| {
+                    if o.extensions.is_empty() {
+                        format!("no {class} extensions to merge ({} ignored)", o.ignored)
+                    } else if o.unchanged {
+                        format!(
+                            "{class} extensions {} already merged, nothing changed",
+                            names(&o.extensions, ",")
+                        )
+                    } else {
+                        format!(
+                            "merged {class} extensions {} into {}",
+                            names(&o.extensions, ","),
+                            names(&o.merged, " ")
+                        )
+                    }
+                })
         };
         match res {
             Ok(msg) => log::info(&format!("{}: {msg}", esc(&root))),
@@ -199,7 +207,8 @@ fn warn_unmounted_var(sysroot: &std::path::Path) {
         else {
             continue;
         };
-        if !extmerge::sys::mount::is_mount_root(std::os::fd::AsFd::as_fd(&fd)).unwrap_or(true) {
+        if !extmerge::inspect::fsutil::is_mount_root(std::os::fd::AsFd::as_fd(&fd)).unwrap_or(true)
+        {
             log::warn(&format!(
                 "{} is a separate file system in {}/etc/fstab but not mounted below {}: extensions in /var/lib/extensions and /var/lib/confexts are not seen (mark it x-initrd.mount)",
                 esc(&m),

@@ -7,16 +7,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use extmerge::context::{Context, MergeError, Outcome};
 use extmerge::format::class::Class;
 use extmerge::format::escape::{controls, esc, escape};
 use extmerge::format::json::Json;
 use extmerge::inspect::fsutil::Root;
-use extmerge::inspect::metadata;
 use extmerge::inspect::release::Verdict;
-use extmerge::options::{parse_boolean, MutableMode, Options};
-use extmerge::plan;
+use extmerge::inspect::Candidate;
+use extmerge::options::{parse_boolean, Environment, MutableMode, Options};
 use extmerge::report;
-use extmerge::sys::apply::{self as merge, MergeError};
 
 const HELP: &str = "\
 Usage: PROG [OPTIONS...] [VERB]
@@ -273,16 +272,13 @@ fn parse_args() -> Result<Option<Cli>, String> {
 }
 
 /// Options for one class: `--mutable=` beats `$SYSTEMD_*_MUTABLE_MODE` (systemd's order).
-fn opts_for(cli: &Cli, class: Class) -> Options {
-    let mut o = cli.opts.clone();
-    if cli.cli_mutable.is_none() {
-        match MutableMode::from_env(class) {
-            Ok(Some(m)) => o.mutable = m,
-            Ok(None) => {}
-            Err(msg) => say(format_args!("Warning: {msg}")),
-        }
-    }
-    o
+/// The library's entry point for this invocation: the environment is read here, once.
+fn context_of(cli: &Cli) -> Context {
+    let mut opts = cli.opts.clone();
+    opts.env = Environment::from_process();
+    let mut ctx = Context::new(opts, &cli.classes);
+    ctx.mutable = cli.cli_mutable;
+    ctx
 }
 
 /// One line on stderr. Everything this program prints for people goes through here or
@@ -329,10 +325,11 @@ fn main() -> ExitCode {
     let changes = matches!(cli.verb.as_str(), "merge" | "unmerge" | "refresh") && !cli.dry_run;
     if changes {
         // Before the root is opened, as systemd does: not a root we may not read.
-        if let Err(e) = merge::require_privileges() {
+        if let Err(e) = extmerge::context::require_privileges() {
             return fail(e);
         }
     }
+    let ctx = context_of(&cli);
     let root = match Root::open(&cli.opts.root) {
         Ok(r) => r,
         Err(e) => {
@@ -344,39 +341,43 @@ fn main() -> ExitCode {
         }
     };
     let with_class = !cli.fixed_class;
-    if cli.verb == "merge" && !cli.dry_run {
-        // All classes as one: a failure unmerges what this run merged.
-        let list: Vec<(Class, Options)> = cli
-            .classes
-            .iter()
-            .map(|&c| (c, opts_for(&cli, c)))
-            .collect();
-        return match merge::merge_classes(&list) {
-            Ok(done) => {
-                for (class, out) in done {
-                    for line in out.describe_with(class, &cli.opts.root, Some(ALWAYS_REFRESH_HINT))
-                    {
-                        say(line);
+    let describe = |done: Vec<(Class, Outcome)>| {
+        for (class, out) in done {
+            for line in out.describe_with(class, &cli.opts.root, Some(ALWAYS_REFRESH_HINT)) {
+                say(line);
+            }
+        }
+    };
+    if !cli.dry_run {
+        // The verbs that change the system: all classes as one, all or nothing.
+        let done = match cli.verb.as_str() {
+            "merge" => ctx.merge().map(describe),
+            "refresh" => ctx.refresh().map(describe),
+            "unmerge" => ctx.unmerge().map(|done| {
+                for (class, hs) in done {
+                    if hs.is_empty() {
+                        say(format_args!(
+                            "No {class} extensions merged, nothing to unmerge."
+                        ));
                     }
                 }
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(with_hint(e)),
+            }),
+            _ => Ok(()),
         };
+        match done {
+            Err(e) => return fail(with_hint(e)),
+            Ok(()) if changes => return ExitCode::SUCCESS,
+            Ok(()) => {}
+        }
     }
     let mut ok = true;
     let mut json_items = Vec::new();
     let mut text = String::new();
     let mut rows = Vec::new();
-    for &class in &cli.classes {
-        let class_opts = opts_for(&cli, class);
-        let opts = &class_opts;
-        let res: Result<(), MergeError> = (|| {
-            match cli.verb.as_str() {
-                "list" => {
-                    let (initrd, _) = plan::root_scope(&root);
-                    let disc = extmerge::inspect::discover::discover(&root, class, initrd)
-                        .map_err(plan::PlanError::from)?;
+    let res: Result<(), MergeError> = (|| {
+        match cli.verb.as_str() {
+            "list" => {
+                for (class, disc) in ctx.list()? {
                     for s in &disc.skipped {
                         say(format_args!(
                             "Skipping {}: {}",
@@ -385,7 +386,7 @@ fn main() -> ExitCode {
                         ));
                     }
                     for i in disc.images {
-                        let c = plan::Candidate {
+                        let c = Candidate {
                             image: i,
                             verdict: Verdict::Match,
                             release: None,
@@ -409,11 +410,9 @@ fn main() -> ExitCode {
                         }
                     }
                 }
-                "status" => {
-                    let hs = opts
-                        .hierarchies_for(class)
-                        .map_err(plan::PlanError::Hierarchies)?;
-                    let st = metadata::status(&root, class, &hs)?;
+            }
+            "status" => {
+                for (class, st) in ctx.status()? {
                     if cli.json.is_some() {
                         json_items.extend(report::status_json(&st, with_class.then_some(class)));
                     } else {
@@ -432,32 +431,29 @@ fn main() -> ExitCode {
                         }
                     }
                 }
-                "plan" => show_plan(&cli, &root, class, &mut json_items, &mut text)?,
-                "merge" | "refresh" if cli.dry_run => {
-                    show_plan(&cli, &root, class, &mut json_items, &mut text)?
-                }
-                "merge" | "refresh" => {
-                    let out = merge::refresh(opts, class)?;
-                    for line in out.describe_with(class, &opts.root, Some(ALWAYS_REFRESH_HINT)) {
-                        say(line);
-                    }
-                }
-                "unmerge" => {
-                    let done = merge::unmerge(opts, class)?;
-                    if done.is_empty() {
-                        say(format_args!(
-                            "No {class} extensions merged, nothing to unmerge."
-                        ));
-                    }
-                }
-                _ => unreachable!(),
             }
-            Ok(())
-        })();
-        if let Err(e) = res {
-            say(with_hint(e));
-            ok = false;
+            // `plan`, `merge --dry-run`, `refresh --dry-run`: each class's plan is shown
+            // even when another's fails.
+            _ => {
+                for &class in &cli.classes {
+                    match ctx.plan(class) {
+                        Ok(p) if cli.json.is_some() => {
+                            json_items.push(report::plan_json(&root, &p))
+                        }
+                        Ok(p) => text.push_str(&report::plan_text(&root, &p)),
+                        Err(e) => {
+                            say(with_hint(e));
+                            ok = false;
+                        }
+                    }
+                }
+            }
         }
+        Ok(())
+    })();
+    if let Err(e) = res {
+        say(with_hint(e));
+        ok = false;
     }
     match cli.verb.as_str() {
         "list" | "status" => {
@@ -492,28 +488,4 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
-}
-
-fn show_plan(
-    cli: &Cli,
-    root: &Root,
-    class: Class,
-    json: &mut Vec<Json>,
-    text: &mut String,
-) -> Result<(), MergeError> {
-    let opts = opts_for(cli, class);
-    // As root, disk images are opened (and closed again) to read their release files;
-    // a broken or refused one is an entry with its error, not the end of the plan.
-    let p = plan::plan_all_with(
-        root,
-        &opts,
-        class,
-        merge::plan_opener(&opts, class).as_mut(),
-    )?;
-    if cli.json.is_some() {
-        json.push(report::plan_json(root, &p));
-    } else {
-        text.push_str(&report::plan_text(root, &p));
-    }
-    Ok(())
 }

@@ -126,7 +126,8 @@ pub fn fstab_var_mounts(fstab: &str) -> Vec<String> {
 /// kept as it is. The result is UTF-8 again (invalid sequences become U+FFFD).
 fn unescape_octal(s: &str) -> String {
     // fstab escapes as mountinfo does.
-    String::from_utf8_lossy(&crate::sys::hierarchy::unescape_mountinfo(s.as_bytes())).into_owned()
+    String::from_utf8_lossy(&crate::format::mountinfo::unescape_mountinfo(s.as_bytes()))
+        .into_owned()
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use super::bytes::{le_u16, le_u32, le_u64};
+
 /// How many leading bytes of a partition [`probe`] wants: every superblock checked here
 /// (and its checksummed block) lies within them.
 pub const PROBE_BYTES: usize = 64 * 1024;
@@ -119,30 +121,6 @@ fn invalid(fs: &'static str, why: String) -> FsError {
     FsError::Invalid { fs, why }
 }
 
-fn u16_at(b: &[u8], off: usize) -> u16 {
-    off.checked_add(2)
-        .and_then(|end| b.get(off..end))
-        .and_then(|s| s.try_into().ok())
-        .map(u16::from_le_bytes)
-        .unwrap_or(0)
-}
-
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    off.checked_add(4)
-        .and_then(|end| b.get(off..end))
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_le_bytes)
-        .unwrap_or(0)
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    off.checked_add(8)
-        .and_then(|end| b.get(off..end))
-        .and_then(|s| s.try_into().ok())
-        .map(u64::from_le_bytes)
-        .unwrap_or(0)
-}
-
 /// `buf[start..start + len]`, or a `Truncated` error naming `what`.
 fn need<'a>(
     buf: &'a [u8],
@@ -180,9 +158,9 @@ pub fn probe_with_size(buf: &[u8], total_len: u64) -> Result<FsType, FsError> {
 pub fn inspect(buf: &[u8], total_len: Option<u64>) -> Result<FsInfo, FsError> {
     let info = if buf.starts_with(SQUASHFS_MAGIC) {
         squashfs(buf)?
-    } else if u32_at(buf, EROFS_SB_OFFSET) == EROFS_MAGIC {
+    } else if le_u32(buf, EROFS_SB_OFFSET).unwrap_or(0) == EROFS_MAGIC {
         erofs(buf)?
-    } else if u16_at(buf, EXT_SB_OFFSET + 56) == EXT_MAGIC {
+    } else if le_u16(buf, EXT_SB_OFFSET + 56).unwrap_or(0) == EXT_MAGIC {
         ext(buf)?
     } else if buf.starts_with(b"LUKS\xBA\xBE") {
         return Err(FsError::Unsupported(
@@ -239,11 +217,11 @@ fn erofs(buf: &[u8]) -> Result<FsInfo, FsError> {
         return Err(invalid(FS, format!("sb_extslots {extslots} too large")));
     }
     need(buf, EROFS_SB_OFFSET, sb_size, "the erofs superblock")?;
-    let blocks = u32_at(sb, 36);
+    let blocks = le_u32(sb, 36).unwrap_or(0);
     if blocks == 0 {
         return Err(invalid(FS, "block count is 0".into()));
     }
-    let meta_blkaddr = u32_at(sb, 40);
+    let meta_blkaddr = le_u32(sb, 40).unwrap_or(0);
     if meta_blkaddr >= blocks {
         return Err(invalid(
             FS,
@@ -252,7 +230,7 @@ fn erofs(buf: &[u8]) -> Result<FsInfo, FsError> {
     }
     let size_bytes = u64::from(blocks) * u64::from(block_size);
     // Root inode: 32-byte slots from the metadata block.
-    let root_nid = u64::from(u16_at(sb, 14));
+    let root_nid = u64::from(le_u16(sb, 14).unwrap_or(0));
     let root_at = u64::from(meta_blkaddr) * u64::from(block_size) + root_nid * 32;
     if root_at >= size_bytes {
         return Err(invalid(
@@ -260,11 +238,13 @@ fn erofs(buf: &[u8]) -> Result<FsInfo, FsError> {
             format!("root inode {root_nid} lies beyond the file system's end"),
         ));
     }
-    if u32_at(sb, 8) & EROFS_COMPAT_SB_CHKSUM != 0 && block_size > EROFS_SB_OFFSET as u32 {
+    if le_u32(sb, 8).unwrap_or(0) & EROFS_COMPAT_SB_CHKSUM != 0
+        && block_size > EROFS_SB_OFFSET as u32
+    {
         // crc32c(~0) over the rest of block 0 from the superblock on, checksum zeroed.
         let len = block_size as usize - EROFS_SB_OFFSET;
         let area = need(buf, EROFS_SB_OFFSET, len, "the erofs superblock checksum")?;
-        let stored = u32_at(area, 4);
+        let stored = le_u32(area, 4).unwrap_or(0);
         let c = crc32c_raw(!0, area.get(..4).unwrap_or(&[]));
         let c = crc32c_raw(c, &[0; 4]);
         let computed = crc32c_raw(c, area.get(8..).unwrap_or(&[]));
@@ -286,47 +266,47 @@ fn erofs(buf: &[u8]) -> Result<FsInfo, FsError> {
 fn squashfs(buf: &[u8]) -> Result<FsInfo, FsError> {
     const FS: &str = "squashfs";
     let sb = need(buf, 0, SQUASHFS_SB_SIZE, "the squashfs superblock")?;
-    let (major, minor) = (u16_at(sb, 28), u16_at(sb, 30));
+    let (major, minor) = (le_u16(sb, 28).unwrap_or(0), le_u16(sb, 30).unwrap_or(0));
     if (major, minor) != (4, 0) {
         return Err(invalid(
             FS,
             format!("version {major}.{minor} (only 4.0 is supported)"),
         ));
     }
-    let block_size = u32_at(sb, 12);
+    let block_size = le_u32(sb, 12).unwrap_or(0);
     if !block_size.is_power_of_two() || !(4096..=1 << 20).contains(&block_size) {
         return Err(invalid(
             FS,
             format!("block size {block_size} is not a power of two in 4 KiB..=1 MiB"),
         ));
     }
-    let block_log = u16_at(sb, 22);
+    let block_log = le_u16(sb, 22).unwrap_or(0);
     if u32::from(block_log) != block_size.trailing_zeros() {
         return Err(invalid(
             FS,
             format!("block_log {block_log} does not match block size {block_size}"),
         ));
     }
-    let compression = u16_at(sb, 20);
+    let compression = le_u16(sb, 20).unwrap_or(0);
     if !(1..=6).contains(&compression) {
         return Err(invalid(FS, format!("unknown compression id {compression}")));
     }
-    let bytes_used = u64_at(sb, 40);
+    let bytes_used = le_u64(sb, 40).unwrap_or(0);
     if bytes_used < SQUASHFS_SB_SIZE as u64 {
         return Err(invalid(FS, format!("bytes_used {bytes_used} is too small")));
     }
-    let inodes = u32_at(sb, 4);
+    let inodes = le_u32(sb, 4).unwrap_or(0);
     if inodes == 0 || u64::from(inodes) > bytes_used {
         return Err(invalid(
             FS,
             format!("inode count {inodes} impossible for {bytes_used} bytes"),
         ));
     }
-    let inode_table = u64_at(sb, 64);
+    let inode_table = le_u64(sb, 64).unwrap_or(0);
     for (name, at) in [
         ("inode table", inode_table),
-        ("directory table", u64_at(sb, 72)),
-        ("id table", u64_at(sb, 48)),
+        ("directory table", le_u64(sb, 72).unwrap_or(0)),
+        ("id table", le_u64(sb, 48).unwrap_or(0)),
     ] {
         if at < SQUASHFS_SB_SIZE as u64 || at >= bytes_used {
             return Err(invalid(
@@ -336,9 +316,9 @@ fn squashfs(buf: &[u8]) -> Result<FsInfo, FsError> {
         }
     }
     for (name, at) in [
-        ("fragment table", u64_at(sb, 80)),
-        ("export table", u64_at(sb, 88)),
-        ("xattr table", u64_at(sb, 56)),
+        ("fragment table", le_u64(sb, 80).unwrap_or(0)),
+        ("export table", le_u64(sb, 88).unwrap_or(0)),
+        ("xattr table", le_u64(sb, 56).unwrap_or(0)),
     ] {
         if at != SQUASHFS_ABSENT && at >= bytes_used {
             return Err(invalid(
@@ -347,7 +327,7 @@ fn squashfs(buf: &[u8]) -> Result<FsInfo, FsError> {
             ));
         }
     }
-    let root = u64_at(sb, 32);
+    let root = le_u64(sb, 32).unwrap_or(0);
     let (root_block, root_offset) = (root >> 16, root & 0xFFFF);
     if root_offset >= SQUASHFS_METADATA_SIZE
         || inode_table
@@ -371,15 +351,15 @@ fn squashfs(buf: &[u8]) -> Result<FsInfo, FsError> {
 fn ext(buf: &[u8]) -> Result<FsInfo, FsError> {
     const FS: &str = "ext4";
     let sb = need(buf, EXT_SB_OFFSET, EXT_SB_SIZE, "the ext superblock")?;
-    let compat = u32_at(sb, 92);
-    let incompat = u32_at(sb, 96);
-    let ro_compat = u32_at(sb, 100);
+    let compat = le_u32(sb, 92).unwrap_or(0);
+    let incompat = le_u32(sb, 96).unwrap_or(0);
+    let ro_compat = le_u32(sb, 100).unwrap_or(0);
     if incompat & EXT_INCOMPAT_JOURNAL_DEV != 0 {
         return Err(FsError::Unsupported(
             "an external ext3/ext4 journal device, not a file system",
         ));
     }
-    let log_block_size = u32_at(sb, 24);
+    let log_block_size = le_u32(sb, 24).unwrap_or(0);
     if log_block_size > 6 {
         return Err(invalid(
             FS,
@@ -387,18 +367,18 @@ fn ext(buf: &[u8]) -> Result<FsInfo, FsError> {
         ));
     }
     let block_size = 1024u32 << log_block_size;
-    let rev = u32_at(sb, 76);
+    let rev = le_u32(sb, 76).unwrap_or(0);
     if rev > 1 {
         return Err(invalid(FS, format!("revision {rev} unknown")));
     }
-    let mut blocks = u64::from(u32_at(sb, 4));
+    let mut blocks = u64::from(le_u32(sb, 4).unwrap_or(0));
     if incompat & EXT_INCOMPAT_64BIT != 0 {
-        blocks |= u64::from(u32_at(sb, 0x150)) << 32;
+        blocks |= u64::from(le_u32(sb, 0x150).unwrap_or(0)) << 32;
     }
-    let inodes = u32_at(sb, 0);
-    let first_data_block = u32_at(sb, 20);
-    let blocks_per_group = u32_at(sb, 32);
-    let inodes_per_group = u32_at(sb, 40);
+    let inodes = le_u32(sb, 0).unwrap_or(0);
+    let first_data_block = le_u32(sb, 20).unwrap_or(0);
+    let blocks_per_group = le_u32(sb, 32).unwrap_or(0);
+    let inodes_per_group = le_u32(sb, 40).unwrap_or(0);
     if blocks == 0 || inodes == 0 {
         return Err(invalid(FS, format!("{blocks} blocks, {inodes} inodes")));
     }
@@ -418,7 +398,7 @@ fn ext(buf: &[u8]) -> Result<FsInfo, FsError> {
         return Err(invalid(FS, "0 inodes per group".into()));
     }
     if rev >= 1 {
-        let inode_size = u16_at(sb, 88);
+        let inode_size = le_u16(sb, 88).unwrap_or(0);
         if inode_size < 128 || !inode_size.is_power_of_two() || u32::from(inode_size) > block_size {
             return Err(invalid(FS, format!("inode size {inode_size}")));
         }
@@ -431,7 +411,7 @@ fn ext(buf: &[u8]) -> Result<FsInfo, FsError> {
                 format!("checksum type {kind} (only crc32c is known)"),
             ));
         }
-        let stored = u32_at(sb, 0x3FC);
+        let stored = le_u32(sb, 0x3FC).unwrap_or(0);
         let computed = crc32c_raw(!0, sb.get(..0x3FC).unwrap_or(&[]));
         if stored != computed {
             return Err(invalid(
@@ -649,7 +629,7 @@ mod tests {
                 Err(FsError::Truncated { have, .. }) if have == len - 1
             ));
             // The checksum covers the block: one flipped byte in it is caught.
-            if u32_at(&img, 1024 + 8) & EROFS_COMPAT_SB_CHKSUM != 0 {
+            if le_u32(&img, 1024 + 8).unwrap() & EROFS_COMPAT_SB_CHKSUM != 0 {
                 let mut bad = img.clone();
                 bad[1024 + 200] ^= 1;
                 assert_invalid(probe(head(&bad)), "erofs", "checksum");
@@ -678,7 +658,7 @@ mod tests {
             let len = img.len() as u64;
             assert_eq!(probe(head(&img)).unwrap(), FsType::Squashfs, "{comp}");
             let info = inspect(head(&img), Some(len)).unwrap();
-            assert_eq!(info.size_bytes, u64_at(&img, 40));
+            assert_eq!(info.size_bytes, le_u64(&img, 40).unwrap());
             assert_eq!(info.block_size, 128 * 1024);
             let used = info.size_bytes;
             assert!(matches!(
@@ -724,7 +704,7 @@ mod tests {
                 probe_with_size(head(&img), len / 2),
                 Err(FsError::Truncated { .. })
             ));
-            if u32_at(&img, 1024 + 100) & EXT_RO_COMPAT_METADATA_CSUM != 0 {
+            if le_u32(&img, 1024 + 100).unwrap() & EXT_RO_COMPAT_METADATA_CSUM != 0 {
                 let mut bad = img.clone();
                 bad[1024 + 120] ^= 1; // volume name
                 assert_invalid(probe(head(&bad)), "ext4", "checksum");

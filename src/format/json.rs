@@ -1,4 +1,5 @@
-//! A small JSON value and writer for `--json=pretty|short` (no serde in the initrd).
+//! A small JSON value and writer for `--json=pretty|short`, and a strict pull reader for
+//! the JSON we read (the verity signature partition). No serde in the initrd.
 
 use std::fmt::Write;
 
@@ -110,6 +111,270 @@ fn escape_into(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Why JSON text was refused: what was wrong, and at which byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{reason} at byte {offset}")]
+pub struct JsonError {
+    /// Byte offset into the JSON text.
+    pub offset: usize,
+    /// What was wrong.
+    pub reason: &'static str,
+}
+
+/// A small strict JSON reader (RFC 8259) that pulls from text: strings with every escape
+/// decoded (surrogate pairs joined; lone surrogates and `\u0000` refused), and numbers,
+/// literals, arrays and objects validated and skipped, with nesting bounded. The caller
+/// walks the structure it expects with [`Reader::peek`], [`Reader::expect`] and
+/// [`Reader::string`], and skips whatever else with [`Reader::skip_value`]; errors carry
+/// the byte offset. It never panics and never recurses deeper than `max_depth`.
+#[derive(Debug, Clone)]
+pub struct Reader<'a> {
+    s: &'a str,
+    pos: usize,
+    max_depth: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader at the start of `s`; arrays and objects nested deeper than `max_depth`
+    /// (the outermost counts as 1) are refused.
+    pub fn new(s: &'a str, max_depth: usize) -> Self {
+        Self {
+            s,
+            pos: 0,
+            max_depth,
+        }
+    }
+
+    /// The byte offset reached.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Is all the text consumed?
+    pub fn at_end(&self) -> bool {
+        self.pos >= self.s.len()
+    }
+
+    /// An error at the current offset.
+    pub fn error(&self, reason: &'static str) -> JsonError {
+        JsonError {
+            offset: self.pos,
+            reason,
+        }
+    }
+
+    /// The next byte, not consumed.
+    pub fn peek(&self) -> Option<u8> {
+        self.s.as_bytes().get(self.pos).copied()
+    }
+
+    /// Consumes one byte (after a [`Reader::peek`] showed it).
+    pub fn bump(&mut self) {
+        if self.pos < self.s.len() {
+            self.pos += 1;
+        }
+    }
+
+    /// Skips JSON whitespace.
+    pub fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    /// Consumes `c`, or fails with `reason`.
+    pub fn expect(&mut self, c: u8, reason: &'static str) -> Result<(), JsonError> {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.error(reason))
+        }
+    }
+
+    /// Validates and skips one value; `depth` is the nesting level an array or object
+    /// here would open (the outermost is 1).
+    pub fn skip_value(&mut self, depth: usize) -> Result<(), JsonError> {
+        match self.peek() {
+            Some(b'"') => self.string().map(drop),
+            Some(b'{') | Some(b'[') => {
+                if depth > self.max_depth {
+                    return Err(self.error("nesting too deep"));
+                }
+                let close = if self.peek() == Some(b'{') {
+                    b'}'
+                } else {
+                    b']'
+                };
+                let object = close == b'}';
+                self.pos += 1;
+                self.skip_ws();
+                if self.peek() == Some(close) {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.skip_ws();
+                    if object {
+                        if self.peek() != Some(b'"') {
+                            return Err(self.error("expected a string key"));
+                        }
+                        self.string()?;
+                        self.skip_ws();
+                        self.expect(b':', "expected ':'")?;
+                        self.skip_ws();
+                    }
+                    self.skip_value(depth + 1)?;
+                    self.skip_ws();
+                    match self.peek() {
+                        Some(b',') => self.pos += 1,
+                        Some(c) if c == close => {
+                            self.pos += 1;
+                            return Ok(());
+                        }
+                        _ => return Err(self.error("expected ',' or a closing bracket")),
+                    }
+                }
+            }
+            Some(b't') => self.literal("true"),
+            Some(b'f') => self.literal("false"),
+            Some(b'n') => self.literal("null"),
+            Some(b'-' | b'0'..=b'9') => self.skip_number(),
+            Some(_) => Err(self.error("unexpected character")),
+            None => Err(self.error("unexpected end of JSON")),
+        }
+    }
+
+    fn literal(&mut self, word: &'static str) -> Result<(), JsonError> {
+        if self.s[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(self.error("invalid literal"))
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn skip_number(&mut self) -> Result<(), JsonError> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(self.error("invalid number")),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err(self.error("invalid number"));
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.error("invalid number"));
+            }
+        }
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Result<u32, JsonError> {
+        let digits = self
+            .s
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| self.error("truncated \\u escape"))?;
+        if !digits.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(self.error("invalid \\u escape"));
+        }
+        let v = u32::from_str_radix(digits, 16).map_err(|_| self.error("invalid \\u escape"))?;
+        self.pos += 4;
+        Ok(v)
+    }
+
+    /// Reads a string; the reader must be at its opening quote.
+    pub fn string(&mut self) -> Result<String, JsonError> {
+        self.expect(b'"', "expected a string")?;
+        let mut out = String::new();
+        loop {
+            let start = self.pos;
+            // Copy the run of plain characters (quote and backslash are ASCII, so `start`
+            // and `pos` stay on char boundaries).
+            while let Some(c) = self.peek() {
+                if c == b'"' || c == b'\\' || c < 0x20 {
+                    break;
+                }
+                self.pos += 1;
+            }
+            out.push_str(&self.s[start..self.pos]);
+            match self.peek() {
+                None => return Err(self.error("unterminated string")),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    let e = self
+                        .peek()
+                        .ok_or_else(|| self.error("unterminated string"))?;
+                    self.pos += 1;
+                    let c = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => self.unicode_escape()?,
+                        _ => return Err(self.error("invalid escape")),
+                    };
+                    out.push(c);
+                }
+                Some(_) => return Err(self.error("control character in string")),
+            }
+        }
+    }
+
+    /// The character of a `\u` escape (after `\u`), joining surrogate pairs.
+    fn unicode_escape(&mut self) -> Result<char, JsonError> {
+        let hi = self.hex4()?;
+        let cp = if (0xd800..0xdc00).contains(&hi) {
+            if !self.s[self.pos..].starts_with("\\u") {
+                return Err(self.error("unpaired surrogate"));
+            }
+            self.pos += 2;
+            let lo = self.hex4()?;
+            if !(0xdc00..0xe000).contains(&lo) {
+                return Err(self.error("unpaired surrogate"));
+            }
+            0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00)
+        } else if (0xdc00..0xe000).contains(&hi) {
+            return Err(self.error("unpaired surrogate"));
+        } else {
+            hi
+        };
+        if cp == 0 {
+            return Err(self.error("NUL character in string"));
+        }
+        char::from_u32(cp).ok_or_else(|| self.error("invalid \\u escape"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +395,70 @@ mod tests {
             Json::obj([("a", Json::Bool(true))]).render(true),
             "{\n  \"a\": true\n}"
         );
+    }
+    fn skip(s: &str, max_depth: usize) -> Result<usize, JsonError> {
+        let mut r = Reader::new(s, max_depth);
+        r.skip_ws();
+        r.skip_value(1)?;
+        r.skip_ws();
+        Ok(r.pos())
+    }
+
+    #[test]
+    fn reads_strings() {
+        let mut r = Reader::new(r#""a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00é" x"#, 4);
+        assert_eq!(r.string().unwrap(), "a\"\\/\u{8}\u{c}\n\r\té😀é");
+        assert_eq!(r.peek(), Some(b' '));
+        r.bump();
+        r.bump();
+        assert!(r.at_end());
+        for (bad, reason) in [
+            ("x", "expected a string"),
+            ("\"abc", "unterminated string"),
+            ("\"\\", "unterminated string"),
+            ("\"\\x\"", "invalid escape"),
+            ("\"\u{1}\"", "control character in string"),
+            ("\"\\u12zz\"", "invalid \\u escape"),
+            ("\"\\u12", "truncated \\u escape"),
+            ("\"\\u+123\"", "invalid \\u escape"),
+            ("\"\\ud800\"", "unpaired surrogate"),
+            ("\"\\ud800\\u0041\"", "unpaired surrogate"),
+            ("\"\\udc00\"", "unpaired surrogate"),
+            ("\"\\u0000\"", "NUL character in string"),
+        ] {
+            let err = Reader::new(bad, 4).string().unwrap_err();
+            assert_eq!(err.reason, reason, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn skips_values() {
+        for ok in [
+            "0",
+            "-0.5e+10",
+            "12E3",
+            "true",
+            "false",
+            "null",
+            "[]",
+            "{}",
+            r#" [1, "a", {"b": [null, {}]}, -2.0] "#,
+        ] {
+            assert_eq!(skip(ok, 4), Ok(ok.len()), "{ok:?}");
+        }
+        for (bad, reason, offset) in [
+            ("", "unexpected end of JSON", 0),
+            ("-", "invalid number", 1),
+            ("1.", "invalid number", 2),
+            ("1e", "invalid number", 2),
+            ("tru", "invalid literal", 0),
+            ("[1 2]", "expected ',' or a closing bracket", 3),
+            ("{1: 2}", "expected a string key", 1),
+            ("{\"a\" 2}", "expected ':'", 5),
+            ("[[[[]]]]", "nesting too deep", 3),
+            ("@", "unexpected character", 0),
+        ] {
+            assert_eq!(skip(bad, 3), Err(JsonError { offset, reason }), "{bad:?}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! state is changed here, so every module is unit-tested and fuzzed without root.
 
 pub mod arch;
+pub mod bytes;
 pub mod class;
 pub mod cmdline;
 pub mod crc;
@@ -9,9 +10,11 @@ pub mod escape;
 pub mod fs;
 pub mod gpt;
 pub mod json;
+pub mod mountinfo;
 pub mod name;
 pub mod os_release;
 pub mod policy;
 pub(crate) mod strerror;
+pub mod text;
 pub mod verity;
 pub mod vpick;

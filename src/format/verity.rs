@@ -9,6 +9,10 @@
 
 use std::fmt;
 
+use super::bytes::{le_u16, le_u32, le_u64};
+use super::json;
+use super::text::{base64_decode, hex_decode, hex_encode};
+
 /// Size of the verity superblock (and of what [`VeritySuperblock::parse`] reads).
 pub const SUPERBLOCK_SIZE: usize = 512;
 /// Largest salt the superblock can hold.
@@ -219,24 +223,6 @@ pub struct VeritySuperblock {
     pub salt: Vec<u8>,
 }
 
-fn le_u16(b: &[u8], at: usize) -> u16 {
-    let mut a = [0u8; 2];
-    a.copy_from_slice(&b[at..at + 2]);
-    u16::from_le_bytes(a)
-}
-
-fn le_u32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn le_u64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
 /// `VERITY_BLOCK_SIZE_OK`: a power of two from 512 bytes to 512 KiB.
 fn block_size_ok(x: u32) -> bool {
     (512..=512 * 1024).contains(&x) && x.is_power_of_two()
@@ -253,22 +239,22 @@ impl VeritySuperblock {
         if &b[..8] != SIGNATURE {
             return Err(VerityError::BadSignature);
         }
-        let version = le_u32(b, 8);
+        let version = le_u32(b, 8).unwrap_or(0);
         if version != 1 {
             return Err(VerityError::UnsupportedVersion(version));
         }
-        let hash_type = le_u32(b, 12);
+        let hash_type = le_u32(b, 12).unwrap_or(0);
         if hash_type > MAX_HASH_TYPE {
             return Err(VerityError::UnsupportedHashType(hash_type));
         }
-        let data_block_size = le_u32(b, 64);
-        let hash_block_size = le_u32(b, 68);
+        let data_block_size = le_u32(b, 64).unwrap_or(0);
+        let hash_block_size = le_u32(b, 68).unwrap_or(0);
         for (which, size) in [("data", data_block_size), ("hash", hash_block_size)] {
             if !block_size_ok(size) {
                 return Err(VerityError::BadBlockSize { which, size });
             }
         }
-        let data_blocks = le_u64(b, 72);
+        let data_blocks = le_u64(b, 72).unwrap_or(0);
         // strndup(algorithm, 32): up to the first NUL, or all 32 bytes.
         let alg_field = &b[32..64];
         let alg_len = memchr::memchr(0, alg_field).unwrap_or(alg_field.len());
@@ -279,7 +265,7 @@ impl VeritySuperblock {
             .ok_or_else(|| {
                 VerityError::UnknownAlgorithm(String::from_utf8_lossy(alg_bytes).into_owned())
             })?;
-        let salt_size = le_u16(b, 80);
+        let salt_size = le_u16(b, 80).unwrap_or(0);
         if usize::from(salt_size) > MAX_SALT_SIZE {
             return Err(VerityError::SaltTooLong(salt_size));
         }
@@ -477,7 +463,7 @@ impl RootHash {
     /// Parses hex like systemd's `unhexmem`: either case, whitespace between digits
     /// skipped, an odd digit count refused.
     pub fn from_hex(s: &str) -> Result<Self, VerityError> {
-        let bytes = hex_decode(s, MAX_ROOT_HASH_SIZE + 1)?;
+        let bytes = hex_decode(s, MAX_ROOT_HASH_SIZE + 1).map_err(VerityError::BadHex)?;
         Self::from_bytes(&bytes)
     }
 
@@ -555,7 +541,7 @@ impl VeritySig {
             return Err(VerityError::SigJsonTooLarge(text.len()));
         }
         let text = std::str::from_utf8(text).map_err(|_| VerityError::SigNotUtf8)?;
-        let fields = JsonParser::new(text).parse_sig_object()?;
+        let fields = parse_sig_object(text)?;
         let root_hash = fields
             .root_hash
             .ok_or(VerityError::MissingField("rootHash"))?;
@@ -565,7 +551,7 @@ impl VeritySig {
         let root_hash = RootHash::from_hex(&root_hash)?;
         let certificate_fingerprint = match fields.certificate_fingerprint {
             Some(f) => {
-                let bytes = hex_decode(&f, MAX_SIG_JSON_SIZE)?;
+                let bytes = hex_decode(&f, MAX_SIG_JSON_SIZE).map_err(VerityError::BadHex)?;
                 if bytes.is_empty() {
                     return Err(VerityError::BadHex("empty"));
                 }
@@ -573,7 +559,7 @@ impl VeritySig {
             }
             None => None,
         };
-        let signature = base64_decode(&signature)?;
+        let signature = base64_decode(&signature).map_err(VerityError::BadBase64)?;
         if signature.is_empty() {
             return Err(VerityError::EmptySignature);
         }
@@ -629,109 +615,6 @@ pub fn check_signature_envelope(sig: &[u8]) -> Result<(), VerityError> {
     Ok(())
 }
 
-/// Lower-case hex of `bytes`.
-fn hex_encode(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
-}
-
-/// systemd's whitespace set for `unhexmem`/`unbase64mem`.
-fn is_ws(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\n' | b'\r')
-}
-
-/// `unhexmem`: hex digits of either case, whitespace skipped; stops with an error once
-/// more than `max` bytes would come out.
-fn hex_decode(s: &str, max: usize) -> Result<Vec<u8>, VerityError> {
-    let mut out = Vec::new();
-    let mut high: Option<u8> = None;
-    for c in s.bytes() {
-        if is_ws(c) {
-            continue;
-        }
-        let v = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => return Err(VerityError::BadHex("not a hex digit")),
-        };
-        match high.take() {
-            None => high = Some(v),
-            Some(h) => {
-                if out.len() >= max {
-                    return Err(VerityError::BadHex("too long"));
-                }
-                out.push(h << 4 | v);
-            }
-        }
-    }
-    if high.is_some() {
-        return Err(VerityError::BadHex("odd number of digits"));
-    }
-    Ok(out)
-}
-
-/// One base64 symbol of either alphabet (systemd's `unbase64char` takes `+`/`-` and `/`/`_`).
-fn base64_value(c: u8) -> Option<u8> {
-    Some(match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' | b'-' => 62,
-        b'/' | b'_' => 63,
-        _ => return None,
-    })
-}
-
-/// `unbase64mem`: whitespace skipped anywhere, groups of four, `=` padding only at the end
-/// of the last group (required), unused bits of the last symbol zero, nothing after padding.
-fn base64_decode(s: &str) -> Result<Vec<u8>, VerityError> {
-    let syms: Vec<u8> = s.bytes().filter(|&c| !is_ws(c)).collect();
-    if syms.len() & 3 != 0 {
-        return Err(VerityError::BadBase64(
-            "truncated (length not a multiple of 4)",
-        ));
-    }
-    let mut out = Vec::with_capacity(syms.len() / 4 * 3);
-    let groups = syms.len() / 4;
-    for (i, g) in syms.chunks_exact(4).enumerate() {
-        let last = i + 1 == groups;
-        let pad = g.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return Err(VerityError::BadBase64("misplaced padding"));
-        }
-        let mut v = [0u8; 4];
-        for (slot, &c) in v.iter_mut().zip(&g[..4 - pad]) {
-            *slot = base64_value(c).ok_or(VerityError::BadBase64("invalid character"))?;
-        }
-        match pad {
-            0 => out.extend_from_slice(&[
-                v[0] << 2 | v[1] >> 4,
-                v[1] << 4 | v[2] >> 2,
-                v[2] << 6 | v[3],
-            ]),
-            1 => {
-                if v[2] & 3 != 0 {
-                    return Err(VerityError::BadBase64("non-zero trailing bits"));
-                }
-                out.extend_from_slice(&[v[0] << 2 | v[1] >> 4, v[1] << 4 | v[2] >> 2]);
-            }
-            _ => {
-                if v[1] & 15 != 0 {
-                    return Err(VerityError::BadBase64("non-zero trailing bits"));
-                }
-                out.push(v[0] << 2 | v[1] >> 4);
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// The fields of a signature object we care about.
 #[derive(Default)]
 struct SigFields {
@@ -740,284 +623,79 @@ struct SigFields {
     signature: Option<String>,
 }
 
-/// A small strict JSON reader (RFC 8259) for one object: strings with all escapes,
-/// numbers/literals/arrays/objects validated and skipped, depth bounded.
-struct JsonParser<'a> {
-    s: &'a str,
-    pos: usize,
-}
-
-impl<'a> JsonParser<'a> {
-    fn new(s: &'a str) -> Self {
-        Self { s, pos: 0 }
+/// Reads the signature object: `rootHash`, `certificateFingerprint` and `signature` must
+/// be strings if present, other members are validated and skipped, a key twice is refused,
+/// and nothing but whitespace may follow the object.
+fn parse_sig_object(text: &str) -> Result<SigFields, VerityError> {
+    let mut r = json::Reader::new(text, MAX_JSON_DEPTH);
+    let mut fields = SigFields::default();
+    let mut keys: std::collections::HashSet<String> = std::collections::HashSet::new();
+    r.skip_ws();
+    if r.peek() != Some(b'{') {
+        return Err(r.error("expected a JSON object").into());
     }
-
-    fn err(&self, reason: &'static str) -> VerityError {
-        VerityError::Json {
-            offset: self.pos,
-            reason,
-        }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.s.as_bytes().get(self.pos).copied()
-    }
-
-    fn skip_ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.pos += 1;
-        }
-    }
-
-    fn expect(&mut self, c: u8, reason: &'static str) -> Result<(), VerityError> {
-        if self.peek() == Some(c) {
-            self.pos += 1;
-            Ok(())
-        } else {
-            Err(self.err(reason))
-        }
-    }
-
-    fn parse_sig_object(&mut self) -> Result<SigFields, VerityError> {
-        let mut fields = SigFields::default();
-        let mut keys: std::collections::HashSet<String> = std::collections::HashSet::new();
-        self.skip_ws();
-        if self.peek() != Some(b'{') {
-            return Err(self.err("expected a JSON object"));
-        }
-        self.pos += 1;
-        self.skip_ws();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-        } else {
-            loop {
-                self.skip_ws();
-                if self.peek() != Some(b'"') {
-                    return Err(self.err("expected a string key"));
-                }
-                let key = self.parse_string()?;
-                if keys.contains(&key) {
-                    return Err(VerityError::DuplicateKey(key.chars().take(64).collect()));
-                }
-                self.skip_ws();
-                self.expect(b':', "expected ':'")?;
-                self.skip_ws();
-                let slot = match key.as_str() {
-                    "rootHash" => Some(("rootHash", &mut fields.root_hash)),
-                    "certificateFingerprint" => Some((
-                        "certificateFingerprint",
-                        &mut fields.certificate_fingerprint,
-                    )),
-                    "signature" => Some(("signature", &mut fields.signature)),
-                    _ => None,
-                };
-                match slot {
-                    Some((name, slot)) => {
-                        if self.peek() != Some(b'"') {
-                            // Still validate the value so syntax errors win over type errors.
-                            self.skip_value(2)?;
-                            return Err(VerityError::NotAString(name));
-                        }
-                        *slot = Some(self.parse_string()?);
-                    }
-                    None => self.skip_value(2)?,
-                }
-                keys.insert(key);
-                self.skip_ws();
-                match self.peek() {
-                    Some(b',') => self.pos += 1,
-                    Some(b'}') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return Err(self.err("expected ',' or '}'")),
-                }
-            }
-        }
-        self.skip_ws();
-        if self.pos != self.s.len() {
-            return Err(self.err("trailing data after the JSON object"));
-        }
-        Ok(fields)
-    }
-
-    /// Validates and skips one value; `depth` is the nesting level it would open.
-    fn skip_value(&mut self, depth: usize) -> Result<(), VerityError> {
-        match self.peek() {
-            Some(b'"') => self.parse_string().map(drop),
-            Some(b'{') | Some(b'[') => {
-                if depth > MAX_JSON_DEPTH {
-                    return Err(self.err("nesting too deep"));
-                }
-                let close = if self.peek() == Some(b'{') {
-                    b'}'
-                } else {
-                    b']'
-                };
-                let object = close == b'}';
-                self.pos += 1;
-                self.skip_ws();
-                if self.peek() == Some(close) {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.skip_ws();
-                    if object {
-                        if self.peek() != Some(b'"') {
-                            return Err(self.err("expected a string key"));
-                        }
-                        self.parse_string()?;
-                        self.skip_ws();
-                        self.expect(b':', "expected ':'")?;
-                        self.skip_ws();
-                    }
-                    self.skip_value(depth + 1)?;
-                    self.skip_ws();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(c) if c == close => {
-                            self.pos += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(self.err("expected ',' or a closing bracket")),
-                    }
-                }
-            }
-            Some(b't') => self.literal("true"),
-            Some(b'f') => self.literal("false"),
-            Some(b'n') => self.literal("null"),
-            Some(b'-' | b'0'..=b'9') => self.skip_number(),
-            Some(_) => Err(self.err("unexpected character")),
-            None => Err(self.err("unexpected end of JSON")),
-        }
-    }
-
-    fn literal(&mut self, word: &'static str) -> Result<(), VerityError> {
-        if self.s[self.pos..].starts_with(word) {
-            self.pos += word.len();
-            Ok(())
-        } else {
-            Err(self.err("invalid literal"))
-        }
-    }
-
-    fn digits(&mut self) -> usize {
-        let start = self.pos;
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
-            self.pos += 1;
-        }
-        self.pos - start
-    }
-
-    fn skip_number(&mut self) -> Result<(), VerityError> {
-        if self.peek() == Some(b'-') {
-            self.pos += 1;
-        }
-        match self.peek() {
-            Some(b'0') => self.pos += 1,
-            Some(b'1'..=b'9') => {
-                self.digits();
-            }
-            _ => return Err(self.err("invalid number")),
-        }
-        if self.peek() == Some(b'.') {
-            self.pos += 1;
-            if self.digits() == 0 {
-                return Err(self.err("invalid number"));
-            }
-        }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
-            self.pos += 1;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.pos += 1;
-            }
-            if self.digits() == 0 {
-                return Err(self.err("invalid number"));
-            }
-        }
-        Ok(())
-    }
-
-    fn hex4(&mut self) -> Result<u32, VerityError> {
-        let digits = self
-            .s
-            .get(self.pos..self.pos + 4)
-            .ok_or_else(|| self.err("truncated \\u escape"))?;
-        if !digits.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return Err(self.err("invalid \\u escape"));
-        }
-        let v = u32::from_str_radix(digits, 16).map_err(|_| self.err("invalid \\u escape"))?;
-        self.pos += 4;
-        Ok(v)
-    }
-
-    /// Parses a string starting at the opening quote.
-    fn parse_string(&mut self) -> Result<String, VerityError> {
-        self.pos += 1; // opening quote
-        let mut out = String::new();
+    r.bump();
+    r.skip_ws();
+    if r.peek() == Some(b'}') {
+        r.bump();
+    } else {
         loop {
-            let start = self.pos;
-            // Copy the run of plain characters (quote and backslash are ASCII, so `start`
-            // and `pos` stay on char boundaries).
-            while let Some(c) = self.peek() {
-                if c == b'"' || c == b'\\' || c < 0x20 {
+            r.skip_ws();
+            if r.peek() != Some(b'"') {
+                return Err(r.error("expected a string key").into());
+            }
+            let key = r.string()?;
+            if keys.contains(&key) {
+                return Err(VerityError::DuplicateKey(key.chars().take(64).collect()));
+            }
+            r.skip_ws();
+            r.expect(b':', "expected ':'")?;
+            r.skip_ws();
+            let slot = match key.as_str() {
+                "rootHash" => Some(("rootHash", &mut fields.root_hash)),
+                "certificateFingerprint" => Some((
+                    "certificateFingerprint",
+                    &mut fields.certificate_fingerprint,
+                )),
+                "signature" => Some(("signature", &mut fields.signature)),
+                _ => None,
+            };
+            match slot {
+                Some((name, slot)) => {
+                    if r.peek() != Some(b'"') {
+                        // Still validate the value so syntax errors win over type errors.
+                        r.skip_value(2)?;
+                        return Err(VerityError::NotAString(name));
+                    }
+                    *slot = Some(r.string()?);
+                }
+                None => r.skip_value(2)?,
+            }
+            keys.insert(key);
+            r.skip_ws();
+            match r.peek() {
+                Some(b',') => r.bump(),
+                Some(b'}') => {
+                    r.bump();
                     break;
                 }
-                self.pos += 1;
-            }
-            out.push_str(&self.s[start..self.pos]);
-            match self.peek() {
-                None => return Err(self.err("unterminated string")),
-                Some(b'"') => {
-                    self.pos += 1;
-                    return Ok(out);
-                }
-                Some(b'\\') => {
-                    self.pos += 1;
-                    let e = self.peek().ok_or_else(|| self.err("unterminated string"))?;
-                    self.pos += 1;
-                    let c = match e {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => self.unicode_escape()?,
-                        _ => return Err(self.err("invalid escape")),
-                    };
-                    out.push(c);
-                }
-                Some(_) => return Err(self.err("control character in string")),
+                _ => return Err(r.error("expected ',' or '}'").into()),
             }
         }
     }
+    r.skip_ws();
+    if !r.at_end() {
+        return Err(r.error("trailing data after the JSON object").into());
+    }
+    Ok(fields)
+}
 
-    /// The character of a `\u` escape (after `\u`), joining surrogate pairs.
-    fn unicode_escape(&mut self) -> Result<char, VerityError> {
-        let hi = self.hex4()?;
-        let cp = if (0xd800..0xdc00).contains(&hi) {
-            if !self.s[self.pos..].starts_with("\\u") {
-                return Err(self.err("unpaired surrogate"));
-            }
-            self.pos += 2;
-            let lo = self.hex4()?;
-            if !(0xdc00..0xe000).contains(&lo) {
-                return Err(self.err("unpaired surrogate"));
-            }
-            0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00)
-        } else if (0xdc00..0xe000).contains(&hi) {
-            return Err(self.err("unpaired surrogate"));
-        } else {
-            hi
-        };
-        if cp == 0 {
-            return Err(self.err("NUL character in string"));
+impl From<json::JsonError> for VerityError {
+    fn from(e: json::JsonError) -> Self {
+        VerityError::Json {
+            offset: e.offset,
+            reason: e.reason,
         }
-        char::from_u32(cp).ok_or_else(|| self.err("invalid \\u escape"))
     }
 }
 

@@ -61,7 +61,7 @@ pub struct Image {
     /// Set when the image was picked from a `NAME.v/` directory.
     pub picked: Option<Picked>,
     /// The directory as discovery opened it (a plain directory entry, not a symlink
-    /// and not a `.v` pick), for [`crate::plan::DirOpener`] to take instead of opening
+    /// and not a `.v` pick), for [`crate::inspect::DirOpener`] to take instead of opening
     /// the path again from the root.
     pub opened: Opened,
 }

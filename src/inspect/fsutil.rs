@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
@@ -69,6 +69,27 @@ impl Root {
     pub fn open_at(&self, rel: impl AsRef<Path>, flags: OFlags) -> io::Result<OwnedFd> {
         open_in(self.fd.as_fd(), rel.as_ref(), flags, ResolveFlags::empty())
     }
+}
+
+/// The path under which the kernel resolves an open fd: `/proc/self/fd/N`.
+///
+/// Layer paths given to overlayfs are built this way from fds that were opened safely,
+/// so what is mounted is exactly what was checked.
+pub fn fd_path(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// Is the directory `fd` refers to the root of a mount? (`statx` `STATX_ATTR_MOUNT_ROOT`,
+/// Linux 5.8+; falls back to comparing with the parent's device and inode.)
+pub fn is_mount_root(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    use rustix::fs::{statx, AtFlags, StatxAttributes, StatxFlags};
+    let st = statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)?;
+    if st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) {
+        return Ok(st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT));
+    }
+    let me = rustix::fs::fstat(fd)?;
+    let parent = rustix::fs::statat(fd, "..", AtFlags::empty())?;
+    Ok(me.st_dev != parent.st_dev || me.st_ino == parent.st_ino)
 }
 
 /// Joins `rel` below `root` textually (for messages and mount targets; never for opening).

@@ -11,7 +11,6 @@ use rustix::fs::{OFlags, ResolveFlags};
 use crate::format::class::Class;
 use crate::inspect::fsutil::{self, Root};
 use crate::log::{errno_text, os_text};
-use crate::sys::mount;
 
 /// Our own file in the metadata dir: what was merged, to skip a refresh that would
 /// change nothing (systemd ≥ 260 uses `origin` for this; we do not imitate its JSON).
@@ -58,9 +57,10 @@ pub fn cunescape(s: &str) -> Option<String> {
             b'f' => 0x0c,
             b'v' => 0x0b,
             b'x' => {
-                let h = std::str::from_utf8(b.get(i..i + 2)?).ok()?;
+                let (hi, lo) = (*b.get(i)?, *b.get(i + 1)?);
                 i += 2;
-                u8::from_str_radix(h, 16).ok()?
+                use crate::format::text::hex_digit;
+                hex_digit(hi)? << 4 | hex_digit(lo)?
             }
             _ => return None,
         });
@@ -139,7 +139,7 @@ pub fn find_merged_with(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(err(os_text(&e), e.raw_os_error().unwrap_or(libc::EIO))),
     };
-    if !mount::is_mount_root(fd.as_fd())
+    if !fsutil::is_mount_root(fd.as_fd())
         .map_err(|e| err(os_text(&e), e.raw_os_error().unwrap_or(libc::EIO)))?
     {
         return Ok(None);

@@ -3,6 +3,13 @@
 //! handles that the plan's application uses, so what was checked is what is mounted.
 
 pub mod discover;
+pub mod facts;
 pub mod fsutil;
+pub mod image;
 pub mod metadata;
 pub mod release;
+
+pub use facts::{
+    inspect, Candidate, DirOpener, Facts, Handles, HierarchyFacts, HostFacts, Inspection,
+    MutableDir, OnUnusable, Opener,
+};

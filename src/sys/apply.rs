@@ -1,9 +1,10 @@
-//! Executing a [`MergePlan`]: build every overlay detached, then attach them; undo all
-//! of it if any step fails. Also unmerge, refresh and the manager reload.
+//! Applying a [`MergePlan`]: build every overlay detached, then attach them; also
+//! unmerge and the manager reload. The entry point ([`crate::context::Context`]) decides
+//! what to apply; this module only does it.
 //!
-//! All-or-nothing: every step that changes the system registers its undo in a
-//! [`Txn`]; on error (or injected fault) the undos run in reverse, so the mount table
-//! afterwards equals the one before.
+//! All-or-nothing: every step that changes the system registers its undo in the
+//! caller's [`Txn`]; on error (or injected fault) the undos run in reverse, so the mount
+//! table afterwards equals the one before.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -13,27 +14,20 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::mount::MountAttrFlags;
 
-use crate::fault::{self, Injector};
 use crate::format::class::Class;
 use crate::format::escape::{esc, escape};
+use crate::inspect::facts::{self, DirOpener, Handles, OnUnusable};
+use crate::inspect::fsutil::fd_path;
 use crate::inspect::fsutil::{self, Root};
 use crate::inspect::metadata::{self, find_merged, StateError};
-use crate::options::{hierarchy_component, Options};
-use crate::plan::{self, ExtRoots, HierarchyPlan, MergePlan, Opener, PlanError, Upper};
+use crate::options::{hierarchy_component, Environment, Options};
+use crate::plan::{HierarchyPlan, MergePlan, PlanError, Upper};
 use crate::sys::hierarchy::HostDir;
-use crate::sys::mount::{self, fd_path, LayerStrategy, MountError, Overlay};
+use crate::sys::mount::{self, LayerStrategy, MountError, Overlay};
 use crate::sys::staging::{mkdir_open, StagingArea};
+use crate::sys::txn::{Injected, Txn};
 
 pub use crate::sys::staging::WORKSPACE;
-
-/// Environment variable for fault injection in tests: the N-th step fails with `EIO`.
-pub const FAULT_ENV: &str = fault::MERGE_FAIL_ENV;
-/// Environment variable for crash tests: the N-th step sleeps 30 s (to be killed).
-pub const PAUSE_ENV: &str = fault::MERGE_PAUSE_ENV;
-/// Environment variable forcing the refresh strategy: `beneath` or `detach`.
-pub const REPLACE_ENV: &str = "EXTMERGE_REPLACE";
-/// Environment variable forcing the overlay layer strategy: `append` or `joined`.
-pub const LAYERS_ENV: &str = "EXTMERGE_LAYERS";
 
 /// Why a merge, unmerge or refresh failed. Messages name the path and the reason.
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +54,8 @@ pub enum MergeError {
         source: io::Error,
     },
     /// A fault injected by a test.
-    #[error("injected fault at step {0} ({1})")]
-    Injected(usize, String),
+    #[error("injected fault at step {} ({})", .0.0, .0.1)]
+    Injected(Injected),
     /// The runtime directory (`/run/extmerge`) or its lock file is not safe to use.
     #[error(transparent)]
     RuntimeDir(#[from] crate::sys::staging::RuntimeDirError),
@@ -79,56 +73,22 @@ impl MergeError {
             MergeError::State(e) => e.errno,
             MergeError::AlreadyMerged(_) => libc::EBUSY,
             MergeError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
-            MergeError::Injected(..) => libc::EIO,
+            MergeError::Injected(_) => libc::EIO,
             MergeError::NotPrivileged => libc::EPERM,
             MergeError::RuntimeDir(e) => e.errno,
         }
     }
 }
 
+impl From<Injected> for MergeError {
+    fn from(i: Injected) -> Self {
+        MergeError::Injected(i)
+    }
+}
+
 fn io_at(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> MergeError {
     let path = path.into();
     move |source| MergeError::Io { path, source }
-}
-
-type Undo = Box<dyn FnOnce() -> Result<(), MountError>>;
-
-/// Steps done so far and how to undo them.
-struct Txn {
-    undo: Vec<(String, Undo)>,
-    faults: Injector,
-}
-
-impl Txn {
-    fn new() -> Txn {
-        Txn {
-            undo: Vec::new(),
-            faults: Injector::from_env(FAULT_ENV, Some(PAUSE_ENV)),
-        }
-    }
-
-    /// Called before each step that changes the system; fails where a test asked.
-    fn step(&mut self, what: &str) -> Result<(), MergeError> {
-        self.faults
-            .step()
-            .map_err(|n| MergeError::Injected(n, what.to_string()))
-    }
-
-    fn on_undo(
-        &mut self,
-        what: impl Into<String>,
-        f: impl FnOnce() -> Result<(), MountError> + 'static,
-    ) {
-        self.undo.push((what.into(), Box::new(f)));
-    }
-
-    fn rollback(mut self) {
-        while let Some((what, f)) = self.undo.pop() {
-            if let Err(e) = f() {
-                crate::log::warn(&format!("rollback of {what} failed: {e}"));
-            }
-        }
-    }
 }
 
 /// What a merge or refresh did.
@@ -264,11 +224,11 @@ fn remove_created(root_path: &Path, created: &[PathBuf]) {
     }
 }
 
-fn layer_strategy() -> Option<LayerStrategy> {
-    match std::env::var(LAYERS_ENV).as_deref() {
-        Ok("append") => Some(LayerStrategy::Append),
-        Ok("joined") => Some(LayerStrategy::Joined),
-        Ok("legacy") => Some(LayerStrategy::Legacy),
+fn layer_strategy(env: &Environment) -> Option<LayerStrategy> {
+    match env.layers.as_deref() {
+        Some("append") => Some(LayerStrategy::Append),
+        Some("joined") => Some(LayerStrategy::Joined),
+        Some("legacy") => Some(LayerStrategy::Legacy),
         _ => None,
     }
 }
@@ -284,7 +244,8 @@ struct Built {
 struct Run<'a> {
     root: &'a Root,
     plan: &'a MergePlan,
-    roots: &'a ExtRoots,
+    handles: &'a Handles,
+    env: &'a Environment,
     staging: &'a StagingArea,
     fingerprint: &'a str,
     replace: bool,
@@ -294,7 +255,8 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
     let Run {
         root,
         plan,
-        roots,
+        handles,
+        env,
         staging,
         fingerprint,
         replace,
@@ -324,16 +286,13 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
     let rel = h.hierarchy.trim_start_matches('/');
     for l in &h.layers {
         // The layer directory opened while planning: what was checked is what is mounted.
-        let fd = roots
-            .1
-            .get(&(l.name.clone(), h.hierarchy.clone()))
-            .ok_or_else(|| {
-                io_at(root.display_path(l.image_path.join(rel)))(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "layer not opened while planning",
-                ))
-            })?;
-        lowers.push(fd_path(fd.as_fd()));
+        let fd = handles.layer(&l.name, &h.hierarchy).ok_or_else(|| {
+            io_at(root.display_path(l.image_path.join(rel)))(io::Error::new(
+                io::ErrorKind::NotFound,
+                "layer not opened while planning",
+            ))
+        })?;
+        lowers.push(fd_path(fd));
     }
     if h.host_lower {
         let display = root.display_path(&h.hierarchy);
@@ -392,7 +351,9 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
             } else {
                 default_work
             };
-            let upfd = mkdir_p_in_root(root, up, h.mode & 0o7777)
+            // Parents made here are 0700 (systemd: `mkdir_p(path, 0700)`); the upper dir
+            // itself gets the hierarchy's mode below.
+            let upfd = mkdir_p_in_root(root, up, 0o700)
                 .map_err(io_at(root.display_path(up)))?
                 .0;
             rustix::fs::fchmod(
@@ -480,7 +441,7 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
     let legacy_dir = format!("overlay-{comp}");
     mkdir_open(staging.fd(), &legacy_dir, 0o755).map_err(io_at(stage_path(&legacy_dir)))?;
     let mnt = ov
-        .mount(layer_strategy(), Some((staging.fd(), &legacy_dir)))
+        .mount(layer_strategy(env), Some((staging.fd(), &legacy_dir)))
         .map_err(|mut e| {
             e.what = format!("{} ({})", esc(&root.display_path(&h.hierarchy)), e.what);
             e
@@ -520,8 +481,8 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
 }
 
 /// Whether `move_mount(MOVE_MOUNT_BENEATH)` should be tried for a refresh.
-fn use_beneath() -> bool {
-    std::env::var(REPLACE_ENV).as_deref() != Ok("detach")
+fn use_beneath(env: &Environment) -> bool {
+    env.replace.as_deref() != Some("detach")
 }
 
 /// Puts `new` where `old_top` (the mount on top of the hierarchy) is, then removes
@@ -532,9 +493,10 @@ fn swap(
     h: &str,
     old_top: BorrowedFd<'_>,
     new: BorrowedFd<'_>,
+    beneath: bool,
 ) -> Result<(), MountError> {
     let what = escape(&root.display_path(h));
-    if use_beneath() {
+    if beneath {
         match mount::attach(new, old_top, true, &what) {
             Ok(()) => return mount::detach(old_top, &what),
             Err(e) if matches!(e.errno(), libc::EINVAL | libc::ENOSYS) => {
@@ -551,14 +513,20 @@ fn swap(
 }
 
 fn attach_built(
-    root: &Root,
-    plan: &MergePlan,
+    run: &Run<'_>,
     b: &Built,
     host_exists: bool,
-    replace: bool,
     mountinfo: &[u8],
     txn: &mut Txn,
 ) -> Result<Option<String>, MergeError> {
+    let Run {
+        root,
+        plan,
+        env,
+        replace,
+        ..
+    } = *run;
+    let beneath = use_beneath(env);
     let class = plan.class;
     let h = b.hierarchy.as_str();
     let old = if replace {
@@ -595,13 +563,13 @@ fn attach_built(
             // Out of the old mounts' peer groups: unmounting the old tree must not
             // propagate into the copy kept for a rollback.
             mount::make_private_recursive(old_clone.as_fd(), &escape(h))?;
-            swap(root, h, old.fd.as_fd(), b.mnt.as_fd())?;
+            swap(root, h, old.fd.as_fd(), b.mnt.as_fd(), beneath)?;
             let new_fd = b.mnt.try_clone().map_err(io_at(root.display_path(h)))?;
             let (root_path, hh) = (root.path().to_path_buf(), h.to_string());
             txn.on_undo(format!("refresh of {}", esc(h)), move || {
                 let root = Root::open(&root_path)
                     .map_err(|e| MountError::new("open", escape(&root_path), e))?;
-                swap(&root, &hh, new_fd.as_fd(), old_clone.as_fd())
+                swap(&root, &hh, new_fd.as_fd(), old_clone.as_fd(), beneath)
             });
         }
         None => {
@@ -653,38 +621,36 @@ fn attach_built(
     Ok(old_work)
 }
 
-/// Executes `plan`. With `replace`, hierarchies already merged are swapped for the new
-/// overlay (refresh); otherwise they must not be merged.
-pub fn execute(
-    root: &Root,
-    plan: &MergePlan,
-    roots: &ExtRoots,
-    replace: bool,
-) -> Result<Vec<String>, MergeError> {
-    let mut txn = Txn::new();
-    match execute_in(root, plan, roots, replace, &mut txn) {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            txn.rollback();
-            Err(e)
-        }
-    }
+/// What [`apply`] did: the hierarchies it merged, and the work dirs of the merges it
+/// replaced, removed by [`finish`] once the whole call has succeeded.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Hierarchies now carrying the new merge.
+    pub hierarchies: Vec<String>,
+    /// Work dirs of replaced merges (paths inside the root).
+    pub old_work_dirs: Vec<String>,
 }
 
-fn execute_in(
+/// Applies `plan` with the directories inspection opened (`handles`), registering each
+/// step's undo in `txn` (the caller commits or rolls back). With `replace`, hierarchies
+/// already merged are swapped for the new overlay (refresh); otherwise they must not be
+/// merged.
+pub fn apply(
     root: &Root,
     plan: &MergePlan,
-    roots: &ExtRoots,
+    handles: &Handles,
+    env: &Environment,
     replace: bool,
     txn: &mut Txn,
-) -> Result<Vec<String>, MergeError> {
-    let fingerprint = crate::sys::origin::render(root, plan, roots);
+) -> Result<Applied, MergeError> {
+    let fingerprint = crate::sys::origin::render(root, plan, handles);
     txn.step("create staging tmpfs")?;
     let staging = StagingArea::create(plan.class.as_str(), plan.class.mount_source())?;
     let run = Run {
         root,
         plan,
-        roots,
+        handles,
+        env,
         staging: &staging,
         fingerprint: &fingerprint,
         replace,
@@ -698,25 +664,29 @@ fn execute_in(
         crate::sys::hierarchy::read_mountinfo().map_err(io_at("/proc/thread-self/mountinfo"))?;
     let mut old_work_dirs = Vec::new();
     for (b, exists) in &built {
-        old_work_dirs.extend(attach_built(
-            root, plan, b, *exists, replace, &mountinfo, txn,
-        )?);
+        old_work_dirs.extend(attach_built(&run, b, *exists, &mountinfo, txn)?);
     }
     txn.step("remove staging tmpfs")?;
-    // Success: forget the undos of the attached overlays, remove the staging mount.
-    txn.undo.clear();
+    // The overlays hold private clones of what they use: the staging mount can go.
     drop(staging);
-    // The replaced merges are gone: their work dirs too, as unmerge would do.
-    for w in old_work_dirs {
-        if let Err(e) = remove_tree_in_root(root, Path::new(&w)) {
+    Ok(Applied {
+        hierarchies: built.into_iter().map(|(b, _)| b.hierarchy).collect(),
+        old_work_dirs,
+    })
+}
+
+/// After a committed call: the replaced merges are gone, their work dirs too, as
+/// unmerge would do.
+pub fn finish(root: &Root, applied: &Applied) {
+    for w in &applied.old_work_dirs {
+        if let Err(e) = remove_tree_in_root(root, Path::new(w)) {
             crate::log::warn(&format!(
                 "{}: {}",
-                esc(&root.display_path(&w)),
+                esc(&root.display_path(w)),
                 crate::log::os_text(&e)
             ));
         }
     }
-    Ok(built.into_iter().map(|(b, _)| b.hierarchy).collect())
 }
 
 /// Opens the root named in `opts`.
@@ -798,224 +768,32 @@ fn clean_stale_staging(ws_fd: BorrowedFd<'_>) {
     }
 }
 
-/// The opener for everything this build can merge: directories and disk images (loop,
-/// GPT, dm-verity, image policy).
-pub fn default_opener(opts: &Options, class: Class) -> Box<dyn Opener> {
-    // systemd applies the strict `/.extra/` policies only in the initrd without --root.
-    let initrd_no_root = opts.root == Path::new("/") && Path::new("/etc/initrd-release").exists();
-    Box::new(crate::sys::image::ImageOpener::new(
-        class,
-        opts.image_policy.clone(),
-        initrd_no_root,
-    ))
-}
-
-/// The opener of `plan`, `--dry-run` and the C library's listing, so they give the same
-/// verdicts: as root the one a merge uses (disk images are mounted to read their
-/// extension-release, and released again with the opener), else directories only
-/// (disk images get a verdict saying they are read when mounted).
-pub fn plan_opener(opts: &Options, class: Class) -> Box<dyn Opener> {
-    if rustix::process::geteuid().is_root() {
-        default_opener(opts, class)
-    } else {
-        Box::new(plan::DirOpener)
-    }
-}
-
-/// `merge`: fails with [`MergeError::AlreadyMerged`] if a hierarchy is merged already.
-pub fn merge(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
-    merge_with(opts, class, default_opener(opts, class).as_mut())
-}
-
-/// [`merge`] with an [`Opener`] for the extensions.
-pub fn merge_with(
-    opts: &Options,
+/// Unmerges every hierarchy of `class` in `hierarchies`; returns those that had a
+/// merge, and the names of the extensions they held (for the manager reload).
+pub fn unmerge_class(
+    root: &Root,
     class: Class,
-    opener: &mut dyn Opener,
-) -> Result<Outcome, MergeError> {
-    require_privileges()?;
-    let _lock = lock()?;
-    let root = open_root(opts)?;
-    let hierarchies = opts
-        .hierarchies_for(class)
-        .map_err(PlanError::Hierarchies)?;
-    crate::sys::hierarchy::check_resolved_overlap(
-        &root,
-        opts.hierarchies_source(class),
-        &hierarchies,
-    )
-    .map_err(PlanError::Hierarchies)?;
-    for h in &hierarchies {
-        if find_merged(&root, class, h)?.is_some() {
-            return Err(MergeError::AlreadyMerged(root.display_path(h)));
-        }
-    }
-    let (plan, roots) = plan::plan_with(&root, opts, class, opener)?;
-    let mut out = outcome_of(&plan);
-    if plan.extensions.is_empty() {
-        return Ok(out);
-    }
-    out.merged = execute(&root, &plan, &roots, false)?;
-    maybe_reload(opts, &root, class, &plan.extensions);
-    Ok(out)
-}
-
-fn outcome_of(plan: &MergePlan) -> Outcome {
-    Outcome {
-        extensions: plan.extensions.clone(),
-        ignored: plan.candidates.len() - plan.extensions.len(),
-        ..Outcome::default()
-    }
-}
-
-/// `merge` of several classes as one: if a later class fails, the merges of the
-/// earlier ones made by this call are unmerged again, so the mount table is as before.
-pub fn merge_classes(classes: &[(Class, Options)]) -> Result<Vec<(Class, Outcome)>, MergeError> {
-    let mut done: Vec<(Class, Outcome)> = Vec::new();
-    for (class, opts) in classes {
-        let class = *class;
-        match merge(opts, class) {
-            Ok(o) => done.push((class, o)),
-            Err(e) => {
-                let root = open_root(opts)?;
-                for (c, o) in done.iter().rev() {
-                    for h in &o.merged {
-                        if let Err(u) = unmerge_hierarchy(&root, *c, h) {
-                            crate::log::warn(&format!(
-                                "rollback of {c} merge of {} failed: {u}",
-                                esc(h)
-                            ));
-                        }
-                    }
-                }
-                return Err(e);
-            }
-        }
-    }
-    Ok(done)
-}
-
-/// `refresh`: merge what is installed now, replacing an existing merge atomically; when
-/// nothing is installed any more, unmerge; when nothing changed, do nothing.
-pub fn refresh(opts: &Options, class: Class) -> Result<Outcome, MergeError> {
-    refresh_with(opts, class, default_opener(opts, class).as_mut())
-}
-
-/// [`refresh`] with an [`Opener`] for the extensions.
-pub fn refresh_with(
-    opts: &Options,
-    class: Class,
-    opener: &mut dyn Opener,
-) -> Result<Outcome, MergeError> {
-    require_privileges()?;
-    let _lock = lock()?;
-    let root = open_root(opts)?;
-    let hierarchies = opts
-        .hierarchies_for(class)
-        .map_err(PlanError::Hierarchies)?;
-    crate::sys::hierarchy::check_resolved_overlap(
-        &root,
-        opts.hierarchies_source(class),
-        &hierarchies,
-    )
-    .map_err(PlanError::Hierarchies)?;
-    let (plan, roots) = plan::plan_with(&root, opts, class, opener)?;
-    let mut out = outcome_of(&plan);
-    if plan.extensions.is_empty() {
-        out.unmerged = unmerge_in(opts, &root, class)?;
-        return Ok(out);
-    }
-    for h in &hierarchies {
-        let stacked = HostDir::is_stacked_on_mount(&root, class, h);
-        if stacked {
-            // Cannot be replaced from below: unmerge, then merge.
-            crate::log::info(&format!(
-                "{}: merged over a mount point, refreshing by unmerge + merge",
-                esc(&root.display_path(h))
-            ));
-            out.unmerged = unmerge_in(opts, &root, class)?;
-            // Planned again: the host hierarchy is reachable now.
-            let (plan, roots) = plan::plan_with(&root, opts, class, opener)?;
-            out.merged = execute(&root, &plan, &roots, false)?;
-            maybe_reload(opts, &root, class, &plan.extensions);
-            return Ok(out);
-        }
-    }
-    if !opts.always_refresh {
-        let fp = crate::sys::origin::render(&root, &plan, &roots);
-        let planned: Vec<&str> = plan
-            .hierarchies
-            .iter()
-            .map(|h| h.hierarchy.as_str())
-            .collect();
-        let mut same = true;
-        for h in &hierarchies {
-            let cur = find_merged(&root, class, h)?;
-            let ok = match (&cur, planned.contains(&h.as_str())) {
-                (Some(m), true) => m
-                    .fingerprint
-                    .as_deref()
-                    .is_some_and(|old| crate::sys::origin::same(old, &fp)),
-                (None, false) => true,
-                _ => false,
-            };
-            same &= ok;
-        }
-        if same {
-            out.unchanged = true;
-            return Ok(out);
-        }
-    }
-    // Hierarchies merged before but not touched by the new set: unmerge them too.
-    let planned: Vec<String> = plan
-        .hierarchies
-        .iter()
-        .map(|h| h.hierarchy.clone())
-        .collect();
-    out.merged = execute(&root, &plan, &roots, true)?;
-    for h in hierarchies.iter().filter(|h| !planned.contains(h)) {
-        if unmerge_hierarchy(&root, class, h)? {
-            out.unmerged.push(h.clone());
-        }
-    }
-    maybe_reload(opts, &root, class, &plan.extensions);
-    Ok(out)
-}
-
-/// `unmerge`: removes every merge of the class (stacked ones too) from its hierarchies.
-pub fn unmerge(opts: &Options, class: Class) -> Result<Vec<String>, MergeError> {
-    require_privileges()?;
-    let _lock = lock()?;
-    let root = open_root(opts)?;
-    unmerge_in(opts, &root, class)
-}
-
-fn unmerge_in(opts: &Options, root: &Root, class: Class) -> Result<Vec<String>, MergeError> {
-    let hierarchies = opts
-        .hierarchies_for(class)
-        .map_err(PlanError::Hierarchies)?;
+    hierarchies: &[String],
+) -> Result<(Vec<String>, Vec<String>), MergeError> {
     let names: Vec<String> = hierarchies
         .iter()
         .filter_map(|h| find_merged(root, class, h).ok().flatten())
         .flat_map(|m| m.extensions)
         .collect();
     let mut done = Vec::new();
-    for h in &hierarchies {
+    for h in hierarchies {
         if unmerge_hierarchy(root, class, h)? {
             done.push(h.clone());
         }
     }
-    if !done.is_empty() {
-        maybe_reload(opts, root, class, &names);
-    }
-    Ok(done)
+    Ok((done, names))
 }
 
 /// Removes all of our merges from `h`, as systemd does: until the top mount is not
 /// ours. An overlay below one just removed whose metadata names the removed one is a
 /// leftover of the same stacking and goes too ([`metadata::find_merged_with`]); true if
 /// there was one.
-fn unmerge_hierarchy(root: &Root, class: Class, h: &str) -> Result<bool, MergeError> {
+pub fn unmerge_hierarchy(root: &Root, class: Class, h: &str) -> Result<bool, MergeError> {
     let (mut removed, mut any) = (Vec::new(), false);
     // Each round removes one layer of stacking; bounded so a broken state cannot loop.
     for _ in 0..64 {
@@ -1094,17 +872,27 @@ impl FromBytesCompat for std::ffi::OsStr {
 /// Asks the service manager to reload when an extension requests it
 /// (`EXTENSION_RELOAD_MANAGER=1`), as systemd-sysext does. We send PID 1 `SIGHUP`,
 /// which systemd documents as equivalent to `daemon-reload`; no D-Bus needed.
-fn maybe_reload(opts: &Options, root: &Root, class: Class, names: &[String]) {
+pub fn maybe_reload(opts: &Options, root: &Root, class: Class, names: &[String]) {
     if opts.no_reload || !root.is_host_root() || names.is_empty() {
         return;
     }
     // The release files of the named extensions, found again by discovery (systemd's
     // relaxed lookup); disk images are not mounted again for this.
-    let (initrd, scope) = plan::root_scope(root);
-    let Ok(host) = crate::inspect::release::HostIdentity::load(root, scope) else {
+    let (initrd, scope) = facts::root_scope(root);
+    let Ok(host) =
+        crate::inspect::release::HostIdentity::load(root, scope, opts.env.os_release.as_deref())
+    else {
         return;
     };
-    let Ok((cands, _)) = plan::evaluate(root, class, &host, initrd, true) else {
+    let Ok((cands, _, _)) = facts::evaluate(
+        root,
+        class,
+        &host,
+        initrd,
+        true,
+        &mut DirOpener,
+        OnUnusable::Record,
+    ) else {
         return;
     };
     if reload_wanted(&cands, names) {
@@ -1126,7 +914,7 @@ fn maybe_reload(opts: &Options, root: &Root, class: Class, names: &[String]) {
 
 /// Does any of the extensions `names` ask for a manager reload
 /// (`EXTENSION_RELOAD_MANAGER=` true in its extension-release)?
-pub fn reload_wanted(cands: &[plan::Candidate], names: &[String]) -> bool {
+pub fn reload_wanted(cands: &[facts::Candidate], names: &[String]) -> bool {
     cands.iter().any(|c| {
         names.contains(&c.image.name)
             && c.release
@@ -1160,8 +948,17 @@ mod tests {
         rel("b", "ID=_any\nEXTENSION_RELOAD_MANAGER=no\n");
         rel("c", "ID=_any\nEXTENSION_RELOAD_MANAGER=maybe\n");
         let root = Root::open(r).unwrap();
-        let host = crate::inspect::release::HostIdentity::load(&root, Scope::System).unwrap();
-        let (cands, _) = plan::evaluate(&root, Class::Sysext, &host, false, true).unwrap();
+        let host = crate::inspect::release::HostIdentity::load(&root, Scope::System, None).unwrap();
+        let (cands, _, _) = facts::evaluate(
+            &root,
+            Class::Sysext,
+            &host,
+            false,
+            true,
+            &mut DirOpener,
+            OnUnusable::Record,
+        )
+        .unwrap();
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(reload_wanted(&cands, &names(&["a"])));
         assert!(reload_wanted(&cands, &names(&["b", "a"])));

@@ -25,7 +25,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::mem::{offset_of, size_of};
+use std::mem::{align_of, offset_of, size_of};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
@@ -33,6 +33,7 @@ use rustix::fs::{AtFlags, Dev, FileType, Mode, OFlags, CWD};
 use rustix::io::{retry_on_intr, Errno};
 use rustix::ioctl::{ioctl, opcode, Ioctl, IoctlOutput, Opcode};
 
+use crate::format::bytes::{ne_u32, ne_u64};
 use crate::log::os_text;
 use crate::sys::loopdev::read_devnum;
 
@@ -112,6 +113,13 @@ const HDR: usize = size_of::<DmIoctl>();
 const SPEC: usize = size_of::<DmTargetSpec>();
 const _: () = assert!(HDR == 312);
 const _: () = assert!(SPEC == 40);
+// Alignment as the kernel's: both structs hold plain `__u64` fields (`dev`,
+// `sector_start`), so they are aligned like `__u64` (8 on 64-bit ABIs, 4 on i386), which
+// is what Rust's `u64` is aligned to on each target.
+const _: () = assert!(align_of::<DmIoctl>() == align_of::<u64>());
+const _: () = assert!(align_of::<DmTargetSpec>() == align_of::<u64>());
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(align_of::<DmIoctl>() == 8 && align_of::<DmTargetSpec>() == 8);
 const _: () = assert!(offset_of!(DmIoctl, dev) == 40);
 const _: () = assert!(offset_of!(DmIoctl, name) == 48);
 const _: () = assert!(offset_of!(DmIoctl, uuid) == 176);
@@ -241,12 +249,6 @@ fn put_u32(b: &mut [u8], off: usize, v: u32) {
 fn put_u64(b: &mut [u8], off: usize, v: u64) {
     b[off..off + 8].copy_from_slice(&v.to_ne_bytes());
 }
-fn get_u32(b: &[u8], off: usize) -> u32 {
-    u32::from_ne_bytes(b[off..off + 4].try_into().expect("4 bytes"))
-}
-fn get_u64(b: &[u8], off: usize) -> u64 {
-    u64::from_ne_bytes(b[off..off + 8].try_into().expect("8 bytes"))
-}
 fn cstr(b: &[u8]) -> String {
     let end = memchr::memchr(0, b).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).into_owned()
@@ -279,17 +281,17 @@ impl DmIoctl {
     /// Reads a header from the first 312 bytes of `b`.
     fn decode(b: &[u8]) -> DmIoctl {
         let b = &b[..HDR];
-        let v = |i: usize| get_u32(b, offset_of!(DmIoctl, version) + 4 * i);
+        let v = |i: usize| ne_u32(b, offset_of!(DmIoctl, version) + 4 * i).unwrap_or(0);
         let mut h = DmIoctl {
             version: [v(0), v(1), v(2)],
-            data_size: get_u32(b, offset_of!(DmIoctl, data_size)),
-            data_start: get_u32(b, offset_of!(DmIoctl, data_start)),
-            target_count: get_u32(b, offset_of!(DmIoctl, target_count)),
-            open_count: get_u32(b, offset_of!(DmIoctl, open_count)) as i32,
-            flags: get_u32(b, offset_of!(DmIoctl, flags)),
-            event_nr: get_u32(b, offset_of!(DmIoctl, event_nr)),
-            padding: get_u32(b, offset_of!(DmIoctl, padding)),
-            dev: get_u64(b, offset_of!(DmIoctl, dev)),
+            data_size: ne_u32(b, offset_of!(DmIoctl, data_size)).unwrap_or(0),
+            data_start: ne_u32(b, offset_of!(DmIoctl, data_start)).unwrap_or(0),
+            target_count: ne_u32(b, offset_of!(DmIoctl, target_count)).unwrap_or(0),
+            open_count: ne_u32(b, offset_of!(DmIoctl, open_count)).unwrap_or(0) as i32,
+            flags: ne_u32(b, offset_of!(DmIoctl, flags)).unwrap_or(0),
+            event_nr: ne_u32(b, offset_of!(DmIoctl, event_nr)).unwrap_or(0),
+            padding: ne_u32(b, offset_of!(DmIoctl, padding)).unwrap_or(0),
+            dev: ne_u64(b, offset_of!(DmIoctl, dev)).unwrap_or(0),
             name: [0; DM_NAME_LEN],
             uuid: [0; DM_UUID_LEN],
             data: [0; 7],
@@ -317,10 +319,10 @@ impl DmTargetSpec {
     fn decode(b: &[u8]) -> DmTargetSpec {
         let b = &b[..SPEC];
         let mut t = DmTargetSpec {
-            sector_start: get_u64(b, offset_of!(DmTargetSpec, sector_start)),
-            length: get_u64(b, offset_of!(DmTargetSpec, length)),
-            status: get_u32(b, offset_of!(DmTargetSpec, status)) as i32,
-            next: get_u32(b, offset_of!(DmTargetSpec, next)),
+            sector_start: ne_u64(b, offset_of!(DmTargetSpec, sector_start)).unwrap_or(0),
+            length: ne_u64(b, offset_of!(DmTargetSpec, length)).unwrap_or(0),
+            status: ne_u32(b, offset_of!(DmTargetSpec, status)).unwrap_or(0) as i32,
+            next: ne_u32(b, offset_of!(DmTargetSpec, next)).unwrap_or(0),
             target_type: [0; DM_MAX_TYPE_NAME],
         };
         t.target_type
@@ -553,7 +555,8 @@ unsafe impl Ioctl for DmCmd<'_> {
 /// `ioctl(ctl, op, buf)` for a dm request buffer.
 fn dm_ioctl(ctl: BorrowedFd<'_>, op: Opcode, buf: &mut [u8]) -> rustix::io::Result<()> {
     assert!(
-        buf.len() >= HDR && get_u32(buf, offset_of!(DmIoctl, data_size)) as usize <= buf.len(),
+        buf.len() >= HDR
+            && ne_u32(buf, offset_of!(DmIoctl, data_size)).is_some_and(|n| n as usize <= buf.len()),
         "dm request buffer shorter than its data_size"
     );
     // SAFETY: the assert above is the bound DmCmd's contract needs; `buf` lives across
@@ -779,7 +782,8 @@ impl Dm {
         loop {
             let mut buf = request(name, None, flags, size - HDR);
             self.call(DM_TABLE_STATUS, OP, name, &mut buf)?;
-            let out = DmFlags::from_bits_retain(get_u32(&buf, offset_of!(DmIoctl, flags)));
+            let out =
+                DmFlags::from_bits_retain(ne_u32(&buf, offset_of!(DmIoctl, flags)).unwrap_or(0));
             if out.contains(DmFlags::BUFFER_FULL) {
                 if size >= STATUS_BUF_MAX {
                     return Err(DmError::new(OP, name, Errno::NOBUFS));
@@ -1166,8 +1170,8 @@ mod tests {
             ];
             let buf = table_load_request("a", &targets, false).unwrap();
             assert_eq!(buf.len() % 8, 0);
-            assert_eq!(get_u32(&buf, 12) as usize, buf.len());
-            assert_eq!(get_u32(&buf, 28), 0, "read-write table");
+            assert_eq!(ne_u32(&buf, 12).unwrap() as usize, buf.len());
+            assert_eq!(ne_u32(&buf, 28).unwrap(), 0, "read-write table");
             let s0 = DmTargetSpec::decode(&buf[312..]);
             assert_eq!(s0.next as usize, 40 + align8(len + 1));
             assert_eq!(s0.next % 8, 0);
@@ -1271,7 +1275,7 @@ mod tests {
         put_u32(&mut b, offset_of!(DmIoctl, target_count), 1000);
         assert!(parse_targets(&b).is_err());
         let mut b = good.clone();
-        let end = get_u32(&b, offset_of!(DmIoctl, data_size)) as usize;
+        let end = ne_u32(&b, offset_of!(DmIoctl, data_size)).unwrap() as usize;
         b[HDR + SPEC..end].fill(b'x'); // text without NUL
         assert!(parse_targets(&b).is_err());
         let mut b = good.clone();

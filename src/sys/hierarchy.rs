@@ -11,12 +11,12 @@
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{OFlags, ResolveFlags};
 
 use crate::format::class::Class;
+use crate::format::mountinfo::{mountinfo_parent, submounts_below};
 use crate::inspect::fsutil::{self, Root};
 use crate::inspect::metadata;
 
@@ -104,11 +104,17 @@ impl HostDir {
 /// One inside another through a symlink (`/opt` → `usr/opt`) is left alone, as systemd
 /// merges it (the inner overlay goes on top of the outer one's tree); as given, nesting
 /// is refused by [`crate::options::check_overlap`]. `source` names the list; hierarchies
+/// The host's own directory of `h` for reading, also below a merge of ours
+/// (inspection's [`crate::inspect::facts::HostDirReader`]); `None`: it does not exist.
+pub fn read_host_dir(root: &Root, class: Class, h: &str) -> io::Result<Option<OwnedFd>> {
+    HostDir::open(root, class, h)?.reader()
+}
+
 /// that do not exist are left out. Called before anything is mounted.
 pub fn check_resolved_overlap(root: &Root, source: &str, list: &[String]) -> Result<(), String> {
     crate::options::check_overlap_by(list, source, false, |h| {
         let fd = root.open_at(h, OFlags::PATH | OFlags::DIRECTORY).ok()?;
-        crate::plan::resolved_in_root(root, &fd).map(|p| p.to_string_lossy().into_owned())
+        crate::inspect::facts::resolved_in_root(root, &fd).map(|p| p.to_string_lossy().into_owned())
     })
 }
 
@@ -154,99 +160,6 @@ pub fn read_mountinfo() -> io::Result<Vec<u8>> {
     }
 }
 
-/// The fields of one `/proc/…/mountinfo` line that extmerge uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountInfoLine {
-    /// Field 1: the mount ID.
-    pub id: u64,
-    /// Field 2: the parent's mount ID.
-    pub parent: u64,
-    /// Field 5: the mount point, unescaped (see [`unescape_mountinfo`]).
-    pub mount_point: PathBuf,
-}
-
-/// Parses one line of `/proc/…/mountinfo` (proc(5)): `None` when it has fewer than five
-/// space-separated fields or the IDs are not numbers. Mount points are bytes (a mount
-/// point need not be UTF-8).
-pub fn parse_mountinfo_line(line: &[u8]) -> Option<MountInfoLine> {
-    let mut f = line.splitn(6, |&b| b == b' ');
-    let num = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u64>().ok();
-    let id = num(f.next()?)?;
-    let parent = num(f.next()?)?;
-    let _major_minor = f.next()?;
-    let _root = f.next()?;
-    let point = f.next()?;
-    Some(MountInfoLine {
-        id,
-        parent,
-        mount_point: PathBuf::from(OsString::from_vec(unescape_mountinfo(point))),
-    })
-}
-
-/// The parent mount ID of mount `id` in a mountinfo text.
-pub fn mountinfo_parent(mountinfo: &[u8], id: u64) -> Option<u64> {
-    mountinfo
-        .split(|&b| b == b'\n')
-        .filter_map(parse_mountinfo_line)
-        .find(|l| l.id == id)
-        .map(|l| l.parent)
-}
-
-/// Mount point paths in `/proc/…/mountinfo` escape space, tab, newline and `\` as
-/// octal (`\040`): three octal digits, at most `\377`. Anything else is kept as it is.
-pub fn unescape_mountinfo(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s.get(i..i + 4) {
-            Some([b'\\', d0 @ b'0'..=b'3', d1 @ b'0'..=b'7', d2 @ b'0'..=b'7']) => {
-                out.push((d0 - b'0') << 6 | (d1 - b'0') << 3 | (d2 - b'0'));
-                i += 4;
-            }
-            _ => {
-                out.push(s[i]);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
-/// The mounts directly on mount `parent` below the directory `top_path`, as
-/// [`clone_submounts`] takes them from a mountinfo text: each as its path relative to
-/// `top_path` and its mount point, in mountinfo order. Left out: the mount on
-/// `top_path` itself, mounts below the top-level directory `skip`, and mounts below one
-/// already taken (they come with its recursive clone).
-pub fn submounts_below(
-    mountinfo: &[u8],
-    parent: u64,
-    top_path: &Path,
-    skip: &str,
-) -> Vec<(PathBuf, PathBuf)> {
-    let mut out: Vec<(PathBuf, PathBuf)> = Vec::new();
-    for l in mountinfo
-        .split(|&b| b == b'\n')
-        .filter_map(parse_mountinfo_line)
-    {
-        if l.parent != parent {
-            continue;
-        }
-        let Ok(rel) = l.mount_point.strip_prefix(top_path) else {
-            continue;
-        };
-        if rel.as_os_str().is_empty() || rel.starts_with(skip) {
-            continue; // the hierarchy itself (e.g. our overlay on it), our metadata bind
-        }
-        // Nested mounts come with their parent's recursive clone.
-        if out.iter().any(|(p, _)| rel.starts_with(p)) {
-            continue;
-        }
-        let rel = rel.to_path_buf();
-        out.push((rel, l.mount_point));
-    }
-    out
-}
-
 /// The file systems mounted below the hierarchy whose root is `top` (directly on the
 /// mount `top` is on, or, when `top` is a plain directory, on its parent mount below
 /// `top`'s path): each as its path relative to the hierarchy and a detached recursive
@@ -261,7 +174,7 @@ pub fn clone_submounts(
     skip: &str,
     mountinfo: &(impl AsRef<[u8]> + ?Sized),
 ) -> io::Result<Vec<(PathBuf, OwnedFd)>> {
-    let top_path = std::fs::read_link(crate::sys::mount::fd_path(top))?;
+    let top_path = std::fs::read_link(crate::inspect::fsutil::fd_path(top))?;
     let id = mount_id(top)?;
     let mut out = Vec::new();
     for (rel, point) in submounts_below(mountinfo.as_ref(), id, &top_path, skip) {
@@ -281,7 +194,6 @@ pub fn clone_submounts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::ffi::OsStrExt;
 
     #[test]
     fn mountinfo_read_whole() {
@@ -290,33 +202,5 @@ mod tests {
         let std = std::fs::read("/proc/thread-self/mountinfo").unwrap();
         assert_eq!(ours, std);
         assert!(ours.ends_with(b"\n"));
-    }
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape_mountinfo(br"/a\040b\011c\134d"), b"/a b\tc\\d");
-        assert_eq!(unescape_mountinfo(br"/plain"), b"/plain");
-        assert_eq!(unescape_mountinfo(br"/x\04"), br"/x\04");
-        // Above \377 is no byte: kept as it is (it used to overflow a u8).
-        assert_eq!(unescape_mountinfo(br"/x\400\777"), br"/x\400\777");
-        assert_eq!(unescape_mountinfo(b"/caf\xe9\\377"), b"/caf\xe9\xff");
-    }
-
-    #[test]
-    fn mountinfo_lines() {
-        let info = b"22 1 0:21 / / rw - ext4 /dev/vda rw\n\
-                     30 22 0:30 / /usr rw - overlay overlay ro\n\
-                     31 22 0:31 / /usr/local rw - ext4 /dev/vdb rw\n\
-                     32 31 0:32 / /usr/local/x rw - tmpfs tmpfs rw\n\
-                     33 22 0:33 / /usr/.systemd-sysext rw - tmpfs tmpfs rw\n\
-                     34 22 0:34 / /usr/a\\040b\\377 rw - tmpfs tmpfs rw\n\
-                     garbage\n35 x 0:1 / /usr/y\n36 22 0:1 /\n";
-        assert_eq!(mountinfo_parent(info, 32), Some(31));
-        assert_eq!(mountinfo_parent(info, 35), None);
-        assert_eq!(mountinfo_parent(info, 99), None);
-        let subs = submounts_below(info, 22, Path::new("/usr"), ".systemd-sysext");
-        let rel: Vec<_> = subs.iter().map(|(r, _)| r.as_os_str().as_bytes()).collect();
-        assert_eq!(rel, [&b"local"[..], b"a b\xff"]);
-        assert_eq!(subs[0].1, Path::new("/usr/local"));
     }
 }

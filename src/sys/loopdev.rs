@@ -27,7 +27,7 @@
 
 use crate::log::os_text;
 use std::io;
-use std::mem::size_of;
+use std::mem::{align_of, size_of};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -133,6 +133,13 @@ pub struct LoopConfig {
 // Layouts as in <linux/loop.h> (the sizes strace and util-linux check, too).
 const _: () = assert!(size_of::<LoopInfo64>() == 232);
 const _: () = assert!(size_of::<LoopConfig>() == 304);
+// Alignment as the kernel's: both structs hold plain `__u64` fields (`lo_device`,
+// `__reserved`), so they are aligned like `__u64` (8 on 64-bit ABIs, 4 on i386), which is
+// what Rust's `u64` is aligned to on each target.
+const _: () = assert!(align_of::<LoopInfo64>() == align_of::<u64>());
+const _: () = assert!(align_of::<LoopConfig>() == align_of::<u64>());
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(align_of::<LoopInfo64>() == 8 && align_of::<LoopConfig>() == 8);
 const _: () = assert!(std::mem::offset_of!(LoopInfo64, lo_number) == 40);
 const _: () = assert!(std::mem::offset_of!(LoopInfo64, lo_file_name) == 56);
 const _: () = assert!(std::mem::offset_of!(LoopConfig, info) == 8);

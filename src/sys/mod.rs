@@ -2,12 +2,13 @@
 //! the keyring, the staging tmpfs, files written into merged trees) lives here, and only
 //! here is `unsafe` allowed. Each operation is undone on error.
 
+pub mod activate;
 pub mod apply;
 pub mod dm;
 pub mod hierarchy;
-pub mod image;
 pub mod keyring;
 pub mod loopdev;
 pub mod mount;
 pub mod origin;
 pub mod staging;
+pub mod txn;

@@ -7,8 +7,11 @@
 //! Kernel differences are handled beside the call that needs them (see [`Overlay`]).
 
 use std::io;
+
+use crate::inspect::fsutil::fd_path;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
+use crate::format::fs::FsType;
 use rustix::mount::{
     fsconfig_create, fsconfig_set_fd, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen,
     move_mount, open_tree, unmount, FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags,
@@ -53,14 +56,6 @@ impl MountError {
     pub fn errno(&self) -> i32 {
         self.source.raw_os_error().unwrap_or(libc::EIO)
     }
-}
-
-/// The path under which the kernel resolves an open fd: `/proc/self/fd/N`.
-///
-/// Layer paths given to overlayfs are built this way from fds that were opened safely,
-/// so what is mounted is exactly what was checked.
-pub fn fd_path(fd: BorrowedFd<'_>) -> String {
-    format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
 /// Drains the fs context's message queue (`e …`, `w …`, `i …` lines).
@@ -113,6 +108,34 @@ pub fn tmpfs_detached(source: &str, mode: &str) -> Result<OwnedFd, MountError> {
     .map_err(|e| ctx_err(&fs, "fsmount", "tmpfs", e))
 }
 
+/// `fsopen(fstype)`, `source=dev`, `ro` (+ `norecovery` for ext4), `fsmount(RDONLY |
+/// NODEV | NOSUID)`: a detached read-only mount of the block device `dev` (a disk
+/// image's loop or dm-verity device). The kernel's messages are drained with
+/// [`context_messages`].
+pub fn mount_block(dev: &std::path::Path, fstype: FsType) -> Result<OwnedFd, MountError> {
+    let name = fstype.fstype_name();
+    let what = format!("{name} on {}", dev.display());
+    let fs = fsopen(name, FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| MountError::new("fsopen", name, e))?;
+    fsconfig_set_string(&fs, "source", dev)
+        .map_err(|e| ctx_err(&fs, "fsconfig source", what.clone(), e))?;
+    fsconfig_set_flag(&fs, "ro").map_err(|e| ctx_err(&fs, "fsconfig ro", what.clone(), e))?;
+    if fstype == FsType::Ext4 {
+        // Never replay a journal on a read-only image.
+        fsconfig_set_flag(&fs, "norecovery")
+            .map_err(|e| ctx_err(&fs, "fsconfig norecovery", what.clone(), e))?;
+    }
+    fsconfig_create(&fs).map_err(|e| ctx_err(&fs, "fsconfig create", what.clone(), e))?;
+    fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_RDONLY
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOSUID,
+    )
+    .map_err(|e| ctx_err(&fs, "fsmount", what, e))
+}
+
 /// `move_mount(mnt, "", target, "", F_EMPTY_PATH | T_EMPTY_PATH [| BENEATH])`: attaches a
 /// detached mount (or moves an attached one) onto the directory `target` refers to.
 /// With `beneath` (Linux 6.5+) it goes *under* the mount on top of `target`, so that
@@ -147,19 +170,6 @@ pub fn attach(
 pub fn detach(fd: BorrowedFd<'_>, what: &str) -> Result<(), MountError> {
     unmount(fd_path(fd).as_str(), UnmountFlags::DETACH)
         .map_err(|e| MountError::new("umount2", what, e))
-}
-
-/// Is the directory `fd` refers to the root of a mount? (`statx` `STATX_ATTR_MOUNT_ROOT`,
-/// Linux 5.8+; falls back to comparing with the parent's device and inode.)
-pub fn is_mount_root(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    use rustix::fs::{statx, AtFlags, StatxAttributes, StatxFlags};
-    let st = statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)?;
-    if st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) {
-        return Ok(st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT));
-    }
-    let me = rustix::fs::fstat(fd)?;
-    let parent = rustix::fs::statat(fd, "..", AtFlags::empty())?;
-    Ok(me.st_dev != parent.st_dev || me.st_ino == parent.st_ino)
 }
 
 /// How the overlay's lower layers are handed to the kernel.
@@ -507,6 +517,25 @@ pub fn make_private_recursive(fd: BorrowedFd<'_>, what: &str) -> Result<(), Moun
     mount_setattr(fd, MountAttrFlags::empty(), libc::MS_PRIVATE, true, what)
 }
 
+/// The kernel's `struct mount_attr` (`<linux/mount.h>`, `MOUNT_ATTR_SIZE_VER0`), the
+/// argument of `mount_setattr(2)`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+// The layout the kernel reads: 32 bytes (`MOUNT_ATTR_SIZE_VER0`), 8-byte aligned (four
+// `__u64`), each field at its offset in `struct mount_attr`.
+const _: () = assert!(std::mem::size_of::<MountAttr>() == 32);
+const _: () = assert!(std::mem::align_of::<MountAttr>() == 8);
+const _: () = assert!(std::mem::offset_of!(MountAttr, attr_set) == 0);
+const _: () = assert!(std::mem::offset_of!(MountAttr, attr_clr) == 8);
+const _: () = assert!(std::mem::offset_of!(MountAttr, propagation) == 16);
+const _: () = assert!(std::mem::offset_of!(MountAttr, userns_fd) == 24);
+
 fn mount_setattr(
     fd: BorrowedFd<'_>,
     set: MountAttrFlags,
@@ -514,13 +543,6 @@ fn mount_setattr(
     recursive: bool,
     what: &str,
 ) -> Result<(), MountError> {
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
     let attr = MountAttr {
         attr_set: set.bits() as u64,
         attr_clr: 0,

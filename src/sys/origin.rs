@@ -68,7 +68,8 @@ use crate::inspect::discover::{Image, ImageKind};
 use crate::inspect::fsutil::Root;
 use crate::inspect::metadata::format_dev;
 use crate::inspect::release::Verdict;
-use crate::plan::{ExtRoots, MergePlan, Upper};
+use crate::inspect::Handles;
+use crate::plan::{MergePlan, Upper};
 
 /// The first line: the format's version.
 pub const VERSION_LINE: &str = "extmerge-origin=1";
@@ -202,11 +203,7 @@ fn extension(s: &mut String, root: &Root, image: &Image, id: io::Result<Identity
             let _ = writeln!(s, "dev={}", opt(id.dev, format_dev));
             let _ = writeln!(s, "ino={}", opt(id.ino, |i| i.to_string()));
             let handle = opt(id.handle, |(t, b)| {
-                let mut h = format!("{t}:");
-                for x in b {
-                    let _ = write!(h, "{x:02x}");
-                }
-                h
+                format!("{t}:{}", crate::format::text::hex_encode(&b))
             });
             let _ = writeln!(s, "handle={handle}");
             let _ = writeln!(s, "btime={}", opt(id.btime, time));
@@ -228,7 +225,7 @@ fn extension(s: &mut String, root: &Root, image: &Image, id: io::Result<Identity
         }
     }
     if image.kind == ImageKind::Raw {
-        let stamp = crate::sys::image::verity_inputs_stamp(root, image);
+        let stamp = crate::inspect::image::verity_inputs_stamp(root, image);
         let stamp = stamp.trim_end_matches('\n');
         let _ = writeln!(s, "verity-inputs={}", cescape(stamp.as_bytes()));
     }
@@ -236,12 +233,9 @@ fn extension(s: &mut String, root: &Root, image: &Image, id: io::Result<Identity
 
 /// The identity of `image` as merged: a directory by the fd the plan opened (what the
 /// overlay gets as its layers), an image file or device by its path inside the root.
-fn identity_of(root: &Root, image: &Image, roots: &ExtRoots) -> io::Result<Identity> {
+fn identity_of(root: &Root, image: &Image, handles: &Handles) -> io::Result<Identity> {
     if image.kind == ImageKind::Directory {
-        if let Some(id) = roots.2.get(&image.name) {
-            return Ok(id.clone());
-        }
-        if let Some(fd) = roots.0.get(&image.name) {
+        if let Some(fd) = handles.extensions.get(&image.name) {
             return identity(fd.as_fd());
         }
     }
@@ -261,14 +255,14 @@ fn identity_of(root: &Root, image: &Image, roots: &ExtRoots) -> io::Result<Ident
 /// The `extmerge-origin` text of `plan` (see the module's documentation), with the
 /// identities of the extensions as they are now; `roots` are the plan's opened
 /// extensions.
-pub fn render(root: &Root, plan: &MergePlan, roots: &ExtRoots) -> String {
+pub fn render(root: &Root, plan: &MergePlan, handles: &Handles) -> String {
     let mut s = format!("{VERSION_LINE}\nmutable={}\n", plan.mutable.as_str());
     for c in plan
         .candidates
         .iter()
         .filter(|c| c.verdict == Verdict::Match)
     {
-        extension(&mut s, root, &c.image, identity_of(root, &c.image, roots));
+        extension(&mut s, root, &c.image, identity_of(root, &c.image, handles));
     }
     let path = |p: &std::path::Path| cescape(p.as_os_str().as_encoded_bytes());
     let yes = |b: bool| if b { "yes" } else { "no" };

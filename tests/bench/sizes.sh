@@ -111,6 +111,18 @@ else
     row "libextmerge.so.0" "" "goal ≤ 500 KiB" "BUILD FAILED"
 fi
 
+# Release builds carry no fault injection: the variables that would make a step fail
+# are read only with the test-only `fault-injection` feature.
+for f in "${small:-}" "${stable:-}" "${so:-}"; do
+    [ -n "$f" ] && [ -f "$f" ] || continue
+    if grep -aq -e EXTMERGE_FAIL_AT -e EXTMERGE_PAUSE_AT "$f"; then
+        echo "not ok - $f reads the fault-injection variables (release build)" >&2
+        status=1
+    else
+        echo "ok - $f: no fault injection compiled in" >&2
+    fi
+done
+
 {
     echo "| build | bytes | KiB | target | verdict |"
     echo "|---|---:|---:|---|---|"

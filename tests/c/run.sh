@@ -5,8 +5,11 @@
 #   (a) linked statically against target/debug/libextmerge.a, also under valgrind,
 #   (b) linked dynamically via pkg-config from a DESTDIR install (capi/install.sh),
 #   (c) linked fully statically (cc -static) via pkg-config --static from that install,
-# and checks the shared libraries' exported symbols and soname.
-# The merge/unmerge part of test-extmerge needs root (it skips itself otherwise).
+# and checks the shared libraries' exported symbols and soname; then builds a second
+# libextmerge with the test-only feature fault-injection (in target/fault-injection) and
+# runs tests/c/test-panic.c against it (EXTMERGE_ERROR_PANIC, poisoned contexts).
+# The merge/unmerge part of test-extmerge needs root (it skips itself otherwise);
+# test_list_verdicts_equal_plan runs the extmerge program ($EXTMERGE_CLI, built here).
 # Ends with "N passed, M failed"; exits 1 if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -47,6 +50,13 @@ else
     fail "cargo build -p extmerge-capi"
     echo "$passed passed, $failed failed"
     exit 1
+fi
+# test-extmerge compares the C list with `extmerge plan` (test_list_verdicts_equal_plan).
+if cargo build -p extmerge --bin extmerge; then
+    pass "cargo build -p extmerge --bin extmerge"
+    export EXTMERGE_CLI=$PWD/$lib/extmerge
+else
+    fail "cargo build -p extmerge --bin extmerge"
 fi
 
 step "header is up to date (capi/gen-header.sh --check)"
@@ -219,6 +229,41 @@ else
     fail "pkg-config --static extmerge"
 fi
 unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
+
+step "fault injection: test-panic against libextmerge built with --features fault-injection"
+# A separate target directory: the feature must never reach target/debug/libextmerge.*.
+fi_target=$PWD/target/fault-injection
+if CARGO_TARGET_DIR=$fi_target cargo build -p extmerge-capi --features fault-injection; then
+    pass "cargo build -p extmerge-capi --features fault-injection"
+    # shellcheck disable=SC2086
+    if $CC $CFLAGS -Iinclude tests/c/test-panic.c "$fi_target/debug/libextmerge.a" $NATIVE_LIBS \
+        -o "$work/test-panic"; then
+        pass "compile test-panic"
+        if RUST_BACKTRACE=0 "$work/test-panic"; then
+            pass "test-panic"
+        else
+            fail "test-panic"
+        fi
+    else
+        fail "compile test-panic"
+    fi
+    # shellcheck disable=SC2086
+    if [ -x "$work/asan-probe" ] && $CC $CFLAGS -fsanitize=address,undefined -fno-omit-frame-pointer \
+        -Iinclude tests/c/test-panic.c "$fi_target/debug/libextmerge.a" $NATIVE_LIBS -o "$work/test-panic-asan"; then
+        if RUST_BACKTRACE=0 ASAN_OPTIONS=detect_leaks=1:exitcode=98 \
+            UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "$work/test-panic-asan" >"$work/panic-asan.out" 2>&1; then
+            tail -n 1 "$work/panic-asan.out"
+            pass "test-panic under AddressSanitizer/LeakSanitizer: a poisoned context leaks nothing"
+        else
+            cat "$work/panic-asan.out"
+            fail "test-panic under AddressSanitizer/LeakSanitizer"
+        fi
+    else
+        skip "test-panic under AddressSanitizer (no sanitizer build)"
+    fi
+else
+    fail "cargo build -p extmerge-capi --features fault-injection"
+fi
 
 step "exported symbols"
 # Only extmerge_* may be exported.

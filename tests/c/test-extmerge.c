@@ -34,6 +34,21 @@
 
 static int n_tests, n_passed, n_failed, n_skipped;
 
+/* Test names given on the command line: only those run (all when none is given). */
+static char **only;
+static int n_only;
+
+static int wanted(const char *name) {
+        int i;
+
+        if (n_only == 0)
+                return 1;
+        for (i = 0; i < n_only; i++)
+                if (strcmp(only[i], name) == 0)
+                        return 1;
+        return 0;
+}
+
 /* libextmerge opens everything inside a root with openat2(RESOLVE_IN_ROOT) (Linux 5.6).
  * valgrind 3.19 (Debian 12) does not implement that syscall and fails it with ENOSYS;
  * the tests that read a root are skipped there, with a reason. */
@@ -268,6 +283,8 @@ static void test_context(void) {
                       strcmp(str_or(extmerge_class_to_string(EXTMERGE_CLASS_BOTH)), "both") == 0 &&
                       extmerge_class_to_string(42) == NULL,
               "class_to_string");
+        CHECK(EXTMERGE_ERROR_PANIC == -(1 << 20) && EXTMERGE_ERROR_PANIC < -4095,
+              "EXTMERGE_ERROR_PANIC (%d) is far outside the -errno range", EXTMERGE_ERROR_PANIC);
         CHECK(strcmp(str_or(extmerge_kind_to_string(EXTMERGE_KIND_DIRECTORY)), "directory") == 0 &&
                       extmerge_kind_to_string(0) == NULL,
               "kind_to_string");
@@ -885,6 +902,408 @@ static void image_list_tests(void) {
         extmerge_context_free(ctx);
 }
 
+/* Is something mounted exactly at path in this namespace (field 5 of mountinfo)? Paths
+ * with spaces, tabs, newlines or backslashes are escaped there: the fixtures have none. */
+static int mounted_at(const char *path) {
+        char line[4096];
+        int found = 0;
+        FILE *f = fopen("/proc/self/mountinfo", "re");
+
+        if (!f)
+                return -1;
+        while (!found && fgets(line, sizeof line, f)) {
+                char *p = line, *end;
+                int i;
+
+                for (i = 0; i < 4 && p; i++) {
+                        p = strchr(p, ' ');
+                        if (p)
+                                p++;
+                }
+                if (!p)
+                        continue;
+                end = strchr(p, ' ');
+                if (end)
+                        *end = '\0';
+                found = strcmp(p, path) == 0;
+        }
+        fclose(f);
+        return found;
+}
+
+/* Runs in the root child: with EXTMERGE_CLASS_BOTH a merge is all or nothing. The root
+ * has a valid confext (merged first) and a sysext part that fails: a broken disk image
+ * in /var/lib/extensions (as image_list_tests shows, a sysext merge fails on it, after
+ * the confext was merged). extmerge_merge() must fail and leave nothing merged: no
+ * overlay on <root>/etc, the confext's file not visible. (The library of commit 2f88abd
+ * fails this: it merged class by class and left the confext merged.) */
+static void test_class_both_all_or_nothing(void) {
+        const char *title = "test_class_both_all_or_nothing";
+        char both_root[PATH_MAX], p[PATH_MAX], junk[4097];
+        struct extmerge_context *ctx = NULL;
+        struct capture cap;
+        const char *err;
+        int r;
+
+        if (snprintf(both_root, sizeof both_root, "%s/bothroot", tmpdir) >= (int)sizeof both_root)
+                die("path too long");
+        put_file(both_root, "/etc/os-release", "ID=testos\nVERSION_ID=1\n");
+        put_file(both_root, "/usr/share/host.txt", "host\n");
+        put_file(both_root, "/run/confexts/cboth/etc/extension-release.d/extension-release.cboth",
+                 "ID=testos\nVERSION_ID=1\n");
+        put_file(both_root, "/run/confexts/cboth/etc/cboth.conf", "cboth\n");
+        put_file(both_root, "/var/lib/extensions/sgood/usr/lib/extension-release.d/extension-release.sgood",
+                 "ID=testos\nVERSION_ID=1\n");
+        put_file(both_root, "/var/lib/extensions/sgood/usr/share/sgood.txt", "sgood\n");
+        memset(junk, 'x', sizeof junk - 1);
+        junk[sizeof junk - 1] = '\0';
+        put_file(both_root, "/var/lib/extensions/sbroken.raw", junk);
+
+        capture_reset(&cap);
+        if (extmerge_context_new(&ctx) < 0 || extmerge_context_set_root(ctx, both_root) < 0 ||
+            extmerge_context_set_log_fn(ctx, capture_log, &cap) < 0)
+                die("both context");
+
+        /* The confext part alone merges (so the failure below is the sysext part's). */
+        CHECK(extmerge_context_set_class(ctx, EXTMERGE_CLASS_CONFEXT) == 0, "%s: set_class(CONFEXT)", title);
+        r = extmerge_merge(ctx, EXTMERGE_FLAG_NO_RELOAD);
+        path_in(p, sizeof p, both_root, "/etc/cboth.conf");
+        CHECK(r == 0 && access(p, F_OK) == 0, "%s: the confext alone merges: %d %s", title, r,
+              str_or(extmerge_context_last_error(ctx)));
+        r = extmerge_unmerge(ctx, EXTMERGE_FLAG_NO_RELOAD);
+        path_in(p, sizeof p, both_root, "/etc");
+        CHECK(r == 0 && mounted_at(p) == 0, "%s: and unmerges again: %d %s", title, r,
+              str_or(extmerge_context_last_error(ctx)));
+
+        /* Both: confext first, then sysext, which fails on the broken image. */
+        CHECK(extmerge_context_set_class(ctx, EXTMERGE_CLASS_BOTH) == 0, "%s: set_class(BOTH)", title);
+        r = extmerge_merge(ctx, EXTMERGE_FLAG_NO_RELOAD);
+        err = extmerge_context_last_error(ctx);
+        CHECK(r < 0 && contains(err, "sbroken.raw"), "%s: merge fails on the sysext part's broken image: %d %s",
+              title, r, str_or(err));
+        path_in(p, sizeof p, both_root, "/etc");
+        CHECK(mounted_at(p) == 0, "%s: after the failed merge nothing is mounted on %s (confext rolled back)",
+              title, p);
+        path_in(p, sizeof p, both_root, "/etc/cboth.conf");
+        CHECK(access(p, F_OK) < 0, "%s: the confext's file is not visible after the failed merge: %s", title, p);
+        path_in(p, sizeof p, both_root, "/usr");
+        CHECK(mounted_at(p) == 0, "%s: nothing is mounted on %s", title, p);
+        CHECK(mountinfo_mentions(both_root) == 0, "%s: nothing at all is mounted below %s", title, both_root);
+
+        /* Leave the namespace clean whatever the outcome. */
+        extmerge_unmerge(ctx, EXTMERGE_FLAG_NO_RELOAD);
+        extmerge_context_free(ctx);
+}
+
+/* Runs argv with its stdout in the file out: exit status as run_cmd(). */
+static int run_cmd_out(char *const argv[], const char *out) {
+        pid_t pid;
+        int status;
+
+        fflush(stdout);
+        pid = fork();
+        if (pid < 0)
+                return -1;
+        if (pid == 0) {
+                int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+                if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0)
+                        _exit(126);
+                execv(argv[0], argv);
+                _exit(127);
+        }
+        if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
+                return -1;
+        return WEXITSTATUS(status);
+}
+
+/* A whole file, NUL-terminated (malloc'd), or NULL. */
+static char *read_file(const char *path) {
+        FILE *f = fopen(path, "re");
+        char *buf = NULL;
+        size_t len = 0, cap = 0, n;
+
+        if (!f)
+                return NULL;
+        for (;;) {
+                if (cap - len < 4096) {
+                        char *nb = realloc(buf, cap + 65536);
+
+                        if (!nb) {
+                                free(buf);
+                                fclose(f);
+                                return NULL;
+                        }
+                        buf = nb;
+                        cap += 65536;
+                }
+                n = fread(buf + len, 1, cap - len - 1, f);
+                len += n;
+                if (n == 0)
+                        break;
+        }
+        fclose(f);
+        buf[len] = '\0';
+        return buf;
+}
+
+/* Decodes the JSON string whose opening quote is at *pp into out (escapes \" \\ \/ \n \t
+ * \r \b \f and \u00XX; other \uXXXX as '?'); *pp ends after the closing quote. */
+static void json_string(const char **pp, char *out, size_t size) {
+        const char *p = *pp + 1;
+        size_t n = 0;
+
+        while (*p && *p != '"') {
+                char c = *p++;
+
+                if (c == '\\' && *p) {
+                        char e = *p++;
+
+                        switch (e) {
+                        case 'n': c = '\n'; break;
+                        case 't': c = '\t'; break;
+                        case 'r': c = '\r'; break;
+                        case 'b': c = '\b'; break;
+                        case 'f': c = '\f'; break;
+                        case 'u': {
+                                unsigned v = 0;
+                                int i;
+
+                                for (i = 0; i < 4 && *p; i++, p++)
+                                        v = v * 16 + (unsigned)(*p <= '9' ? *p - '0' : (*p | 0x20) - 'a' + 10);
+                                c = v < 0x80 ? (char)v : '?';
+                                break;
+                        }
+                        default: c = e;
+                        }
+                }
+                if (n + 1 < size)
+                        out[n++] = c;
+        }
+        out[n] = '\0';
+        *pp = *p ? p + 1 : p;
+}
+
+struct plan_row {
+        char class[16];
+        char name[256];
+        char verdict[16];
+        char reason[1024];
+        int reason_done;
+        int seen;
+};
+
+/* The candidates of `extmerge plan --json=short` output: (class, name, verdict, reason),
+ * up to max. Keys are read in the order the CLI writes them: "class" per plan, then per
+ * candidate "name", ..., "verdict", "reason". */
+static size_t parse_plan(const char *json, struct plan_row *rows, size_t max) {
+        char class[16] = "";
+        const char *p = json;
+        size_t n = 0;
+
+        while ((p = strchr(p, '"'))) {
+                char key[64];
+
+                json_string(&p, key, sizeof key);
+                if (*p != ':')
+                        continue;
+                p++;
+                if (strcmp(key, "class") == 0 && *p == '"') {
+                        json_string(&p, class, sizeof class);
+                } else if (strcmp(key, "name") == 0 && *p == '"' && n < max) {
+                        memset(&rows[n], 0, sizeof rows[n]);
+                        snprintf(rows[n].class, sizeof rows[n].class, "%s", class);
+                        json_string(&p, rows[n].name, sizeof rows[n].name);
+                        n++;
+                } else if (strcmp(key, "verdict") == 0 && *p == '"' && n > 0) {
+                        json_string(&p, rows[n - 1].verdict, sizeof rows[n - 1].verdict);
+                } else if (strcmp(key, "reason") == 0 && n > 0 && rows[n - 1].verdict[0] &&
+                           !rows[n - 1].reason_done) {
+                        /* The candidate's own (a string or null), not a skipped entry's. */
+                        rows[n - 1].reason_done = 1;
+                        if (*p == '"')
+                                json_string(&p, rows[n - 1].reason, sizeof rows[n - 1].reason);
+                }
+        }
+        return n;
+}
+
+static const char *verdict_name(int v) {
+        switch (v) {
+        case EXTMERGE_VERDICT_MATCH: return "match";
+        case EXTMERGE_VERDICT_SKIP: return "skip";
+        case EXTMERGE_VERDICT_UNUSABLE: return "unusable";
+        default: return "?";
+        }
+}
+
+/* The extmerge program to compare with: $EXTMERGE_CLI (tests/c/run.sh sets it), else
+ * target/debug/extmerge from the working directory (the top of the checkout). */
+static const char *cli_path(void) {
+        const char *p = getenv("EXTMERGE_CLI");
+
+        if (p && *p)
+                return p;
+        return "target/debug/extmerge";
+}
+
+/* Compares extmerge_list_new() on root with `extmerge --root=ROOT --class=CLASS plan
+ * --json=short`: both succeed or both fail; when they succeed, every entry of the list
+ * has the verdict (and the reason) plan prints for it, and the list has exactly plan's
+ * candidates. */
+static void compare_list_with_plan(const char *title, const char *cli, const char *plan_root, int class) {
+        char out[PATH_MAX], root_arg[PATH_MAX + 16], class_arg[32];
+        struct plan_row rows[64];
+        struct extmerge_context *ctx = NULL;
+        struct extmerge_list *list = NULL;
+        const struct extmerge_entry *e;
+        struct capture cap;
+        size_t n_rows, i, n_list = 0;
+        char *json;
+        int r, rc;
+
+        if (snprintf(out, sizeof out, "%s/plan.json", tmpdir) >= (int)sizeof out ||
+            snprintf(root_arg, sizeof root_arg, "--root=%s", plan_root) >= (int)sizeof root_arg)
+                die("path too long");
+        snprintf(class_arg, sizeof class_arg, "--class=%s", extmerge_class_to_string(class));
+        {
+                char *argv[] = { (char *)cli, root_arg, class_arg, "plan", "--json=short", NULL };
+
+                rc = run_cmd_out(argv, out);
+        }
+        json = read_file(out);
+        n_rows = json ? parse_plan(json, rows, sizeof rows / sizeof rows[0]) : 0;
+
+        capture_reset(&cap);
+        if (extmerge_context_new(&ctx) < 0 || extmerge_context_set_root(ctx, plan_root) < 0 ||
+            extmerge_context_set_log_fn(ctx, capture_log, &cap) < 0 || extmerge_context_set_class(ctx, class) < 0)
+                die("plan context");
+        r = extmerge_list_new(ctx, &list);
+        CHECK((rc == 0) == (r == 0),
+              "%s: extmerge %s %s plan and the list both succeed or both fail (plan exit %d, list %d: %s)", title,
+              class_arg, root_arg, rc, r, str_or(extmerge_context_last_error(ctx)));
+        if (rc != 0 || r != 0) {
+                /* The entries of a list that succeeded where plan failed. */
+                while (list && (e = extmerge_list_next(list)))
+                        printf("# %s: list entry %s: %s %s\n", title, str_or(extmerge_entry_get_name(e)),
+                               verdict_name(extmerge_entry_get_verdict(e)), str_or(extmerge_entry_get_reason(e)));
+                goto done;
+        }
+        while (list && (e = extmerge_list_next(list))) {
+                const char *name = extmerge_entry_get_name(e);
+                const char *cls = extmerge_class_to_string(extmerge_entry_get_class(e));
+                const char *verdict = verdict_name(extmerge_entry_get_verdict(e));
+                const char *reason = extmerge_entry_get_reason(e);
+                struct plan_row *row = NULL;
+
+                n_list++;
+                for (i = 0; i < n_rows; i++)
+                        if (!rows[i].seen && strcmp(rows[i].class, str_or(cls)) == 0 &&
+                            strcmp(rows[i].name, str_or(name)) == 0) {
+                                row = &rows[i];
+                                break;
+                        }
+                if (!row) {
+                        CHECK(0, "%s: %s %s (verdict %s) is a candidate of plan too", title, str_or(cls),
+                              str_or(name), verdict);
+                        continue;
+                }
+                row->seen = 1;
+                CHECK(strcmp(verdict, row->verdict) == 0, "%s: %s %s: list verdict %s == plan verdict %s",
+                      title, row->class, row->name, verdict, row->verdict);
+                CHECK(strcmp(str_or(reason), row->reason[0] ? row->reason : "(null)") == 0,
+                      "%s: %s %s: list reason == plan reason (%s | %s)", title, row->class, row->name,
+                      str_or(reason), row->reason[0] ? row->reason : "(null)");
+        }
+        for (i = 0; i < n_rows; i++)
+                if (!rows[i].seen)
+                        CHECK(0, "%s: plan's %s %s (verdict %s: %s) is in the list", title, rows[i].class,
+                              rows[i].name, rows[i].verdict, rows[i].reason);
+        CHECK(n_list == n_rows && n_rows > 0, "%s: the list has plan's %zu candidates (%zu)", title, n_rows,
+              n_list);
+done:
+        extmerge_list_free(list);
+        extmerge_context_free(ctx);
+        free(json);
+        CHECK(mountinfo_mentions(plan_root) == 0 && mountinfo_mentions("/run/extmerge/") == 0,
+              "%s: plan and list leave nothing mounted", title);
+}
+
+/* Runs in the root child (as root, both open disk images): the C list's verdicts equal
+ * those `extmerge plan --json` prints for the same root.
+ *  1. A root with, per class, a matching directory, one with a wrong ID, one without an
+ *     extension-release file, a vpick directory, ID=_any, garbage and empty disk images
+ *     and (with mkfs.erofs) a matching and a wrong-ID erofs image, plus an entry that is
+ *     no extension at all: the same verdicts and reasons, entry by entry.
+ *  2. A matching sysext whose /opt is a regular file, not a directory: plan fails for
+ *     the class ("<ext>/opt: Not a directory", as a merge does), so the list must not
+ *     succeed with a verdict plan does not give. (The library of commit 2f88abd fails
+ *     this: its list called the extension a match.) */
+static void test_list_verdicts_equal_plan(void) {
+        const char *title = "test_list_verdicts_equal_plan";
+        char plan_root[PATH_MAX], opt_root[PATH_MAX], p[PATH_MAX], junk[4097];
+        const char *cli = cli_path();
+        int r;
+
+        if (access(cli, X_OK) < 0) {
+                skip(title, "no extmerge program (set EXTMERGE_CLI, or run from the checkout after cargo build)");
+                return;
+        }
+        if (snprintf(plan_root, sizeof plan_root, "%s/planroot", tmpdir) >= (int)sizeof plan_root ||
+            snprintf(opt_root, sizeof opt_root, "%s/optroot", tmpdir) >= (int)sizeof opt_root)
+                die("path too long");
+        put_file(plan_root, "/etc/os-release", "ID=testos\nVERSION_ID=1\n");
+        put_file(plan_root, "/usr/share/host.txt", "host\n");
+        /* sysext */
+        put_file(plan_root, "/var/lib/extensions/good/usr/lib/extension-release.d/extension-release.good",
+                 "ID=testos\nVERSION_ID=1\n");
+        put_file(plan_root, "/var/lib/extensions/good/usr/share/good.txt", "good\n");
+        put_file(plan_root, "/var/lib/extensions/wrongid/usr/lib/extension-release.d/extension-release.wrongid",
+                 "ID=otheros\nVERSION_ID=1\n");
+        put_file(plan_root, "/var/lib/extensions/wrongid/usr/share/wrongid.txt", "wrongid\n");
+        put_file(plan_root, "/var/lib/extensions/norel/usr/share/norel.txt", "norel\n");
+        put_file(plan_root, "/var/lib/extensions/anyid/usr/lib/extension-release.d/extension-release.anyid",
+                 "ID=_any\n");
+        put_file(plan_root, "/var/lib/extensions/anyid/usr/share/anyid.txt", "anyid\n");
+        put_file(plan_root, "/var/lib/extensions/vp.v/vp_1/usr/lib/extension-release.d/extension-release.vp",
+                 "ID=testos\nVERSION_ID=1\n");
+        put_file(plan_root, "/var/lib/extensions/vp.v/vp_1/usr/share/vp.txt", "vp\n");
+        put_file(plan_root, "/var/lib/extensions/README", "not an extension\n");
+        memset(junk, 'x', sizeof junk - 1);
+        junk[sizeof junk - 1] = '\0';
+        put_file(plan_root, "/var/lib/extensions/junk.raw", junk);
+        put_file(plan_root, "/run/extensions/empty.raw", "");
+        path_in(p, sizeof p, plan_root, "/var/lib/extensions/img.raw");
+        r = make_erofs_sysext(p, "img", "ID=testos\nVERSION_ID=1\n");
+        if (r == 0) {
+                path_in(p, sizeof p, plan_root, "/var/lib/extensions/imgwrong.raw");
+                r = make_erofs_sysext(p, "imgwrong", "ID=otheros\nVERSION_ID=1\n");
+        }
+        CHECK(r == 0 || r == 127, "%s: mkfs.erofs builds the images (or is not installed: %d)", title, r);
+        /* confext */
+        put_file(plan_root, "/run/confexts/cgood/etc/extension-release.d/extension-release.cgood",
+                 "ID=testos\nVERSION_ID=1\n");
+        put_file(plan_root, "/run/confexts/cgood/etc/cgood.conf", "cgood\n");
+        put_file(plan_root, "/run/confexts/cwrong/etc/extension-release.d/extension-release.cwrong",
+                 "ID=otheros\nVERSION_ID=1\n");
+        put_file(plan_root, "/run/confexts/cwrong/etc/cwrong.conf", "cwrong\n");
+        put_file(plan_root, "/run/confexts/cnorel/etc/cnorel.conf", "cnorel\n");
+        put_file(plan_root, "/var/lib/confexts/cjunk.raw", junk);
+        compare_list_with_plan(title, cli, plan_root, EXTMERGE_CLASS_BOTH);
+
+        /* 2: a matching sysext whose opt is a file. */
+        put_file(opt_root, "/etc/os-release", "ID=testos\nVERSION_ID=1\n");
+        put_file(opt_root, "/usr/share/host.txt", "host\n");
+        put_file(opt_root, "/var/lib/extensions/good/usr/lib/extension-release.d/extension-release.good",
+                 "ID=testos\nVERSION_ID=1\n");
+        put_file(opt_root, "/var/lib/extensions/good/usr/share/good.txt", "good\n");
+        put_file(opt_root, "/var/lib/extensions/optfile/usr/lib/extension-release.d/extension-release.optfile",
+                 "ID=testos\nVERSION_ID=1\n");
+        put_file(opt_root, "/var/lib/extensions/optfile/usr/share/optfile.txt", "optfile\n");
+        put_file(opt_root, "/var/lib/extensions/optfile/opt", "a file where a directory belongs\n");
+        compare_list_with_plan(title, cli, opt_root, EXTMERGE_CLASS_SYSEXT);
+}
+
 static int enter_private_ns(void) {
         if (unshare(CLONE_NEWNS) < 0) {
                 perror("unshare(CLONE_NEWNS)");
@@ -908,6 +1327,9 @@ static void test_merge(void) {
         int pipefd[2], counts[3] = { 0, 0, 0 }, status;
         pid_t pid;
 
+        if (!wanted("test_merge") && !wanted("test_class_both_all_or_nothing") &&
+            !wanted("test_list_verdicts_equal_plan"))
+                return;
         if (geteuid() != 0) {
                 skip("merge, refresh, unmerge", "needs root");
                 return;
@@ -926,8 +1348,14 @@ static void test_merge(void) {
                 if (enter_private_ns() < 0) {
                         skip("merge, refresh, unmerge", "cannot make a private mount namespace");
                 } else {
-                        merge_tests();
-                        image_list_tests();
+                        if (wanted("test_merge")) {
+                                merge_tests();
+                                image_list_tests();
+                        }
+                        if (wanted("test_class_both_all_or_nothing"))
+                                test_class_both_all_or_nothing();
+                        if (wanted("test_list_verdicts_equal_plan"))
+                                test_list_verdicts_equal_plan();
                 }
                 c[0] = n_passed;
                 c[1] = n_failed;
@@ -955,7 +1383,13 @@ static void test_merge(void) {
         n_tests += counts[0] + counts[1] + counts[2];
 }
 
-int main(void) {
+/* test-extmerge [TEST...]: runs the named tests only (test_context, test_env_log_priority,
+ * test_errors, test_list, test_log, test_status_unmerged, test_merge,
+ * test_class_both_all_or_nothing, test_list_verdicts_equal_plan), else all. The last
+ * three run as root in a private mount namespace. */
+int main(int argc, char **argv) {
+        only = argv + 1;
+        n_only = argc - 1;
         setvbuf(stdout, NULL, _IOLBF, 0);
         unsetenv("EXTMERGE_LOG");
         unsetenv("SYSTEMD_SYSEXT_HIERARCHIES");
@@ -969,13 +1403,19 @@ int main(void) {
         if (!have_openat2)
                 printf("# openat2() fails here (%s): tests that read a root are skipped\n", strerror(errno));
 
-        test_context();
-        test_env_log_priority();
-        test_errors();
+        if (wanted("test_context"))
+                test_context();
+        if (wanted("test_env_log_priority"))
+                test_env_log_priority();
+        if (wanted("test_errors"))
+                test_errors();
         if (have_openat2) {
-                test_list();
-                test_log();
-                test_status_unmerged();
+                if (wanted("test_list"))
+                        test_list();
+                if (wanted("test_log"))
+                        test_log();
+                if (wanted("test_status_unmerged"))
+                        test_status_unmerged();
                 test_merge();
         } else {
                 skip("listing", "no openat2()");

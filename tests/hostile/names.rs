@@ -373,13 +373,13 @@ fn hierarchies_with_separators_merge_in_place() {
             hierarchies: Some(vec![colon.to_string()]),
             ..Default::default()
         };
-        let out =
-            extmerge::sys::apply::merge(&opts, extmerge::format::class::Class::Sysext).unwrap();
+        let ctx = extmerge::context::Context::new(opts, &[extmerge::format::class::Class::Sysext]);
+        let out = ctx.merge().unwrap().remove(0).1;
         assert_eq!(out.merged, [colon]);
         assert_eq!(mounts_on(&fx.path(colon)).len(), 1);
         assert!(mounts_on(&fx.path("/srv/x")).is_empty());
         assert_eq!(fx.ls(colon), [".systemd-sysext", "c"]);
-        extmerge::sys::apply::unmerge(&opts, extmerge::format::class::Class::Sysext).unwrap();
+        ctx.unmerge().unwrap();
         assert_clean(&fx, &before, "library unmerge");
     });
 }

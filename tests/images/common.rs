@@ -11,10 +11,11 @@ use extmerge::format::class::Class;
 use extmerge::format::policy::ImagePolicy;
 use extmerge::inspect::discover::{Image, ImageKind};
 use extmerge::inspect::fsutil::Root;
+use extmerge::inspect::image::ImageError;
 use extmerge::inspect::release::Verdict;
+use extmerge::inspect::OnUnusable;
 use extmerge::options::Options;
-use extmerge::plan::{self, Opener};
-use extmerge::sys::image::ImageOpener;
+use extmerge::sys::activate::ImageOpener;
 
 use crate::build;
 
@@ -292,17 +293,20 @@ pub fn opener(class: Class, policy: Option<&str>) -> ImageOpener {
     ImageOpener::new(class, policy.map(|p| ImagePolicy::parse(p).unwrap()), false)
 }
 
-/// Opens `image` with `op` and expects an error containing every one of `needles`;
-/// returns the error.
+/// Opens `image` with `op` ([`ImageOpener::open_image`]) and expects an error naming
+/// the image and containing every one of `needles`; returns the error, for its step and
+/// errno.
 #[track_caller]
-pub fn open_fails(fx: &Fx, op: &mut ImageOpener, image: &Image, needles: &[&str]) -> String {
+pub fn open_fails(fx: &Fx, op: &mut ImageOpener, image: &Image, needles: &[&str]) -> ImageError {
     let root = fx.open_root();
-    match op.open(&root, image) {
+    match op.open_image(&root, image) {
         Ok(_) => panic!("opening {} should fail", image.path.display()),
         Err(e) => {
+            let msg = e.to_string();
             for n in needles {
-                assert!(e.contains(n), "error should contain {n:?}: {e}");
+                assert!(msg.contains(n), "error should contain {n:?}: {msg}");
             }
+            assert_eq!(e.path, root.display_path(&image.path), "{msg}");
             e
         }
     }
@@ -321,7 +325,7 @@ pub fn plan_refuses(
     needles: &[&str],
 ) -> String {
     let root = fx.open_root();
-    let msg = match plan::plan_with(&root, &fx.opts(), class, op) {
+    let msg = match extmerge::context::prepare(&root, &fx.opts(), class, op, OnUnusable::Fail) {
         Err(e) => e.to_string(),
         Ok((p, _)) => {
             assert!(
@@ -344,4 +348,37 @@ pub fn plan_refuses(
         assert!(msg.contains(n), "error should contain {n:?}: {msg}");
     }
     msg
+}
+
+/// The library's entry point for one class with a given opener, in the shape these
+/// tests use.
+pub mod merge {
+    use extmerge::context::{Context, MergeError, Outcome};
+    use extmerge::format::class::Class;
+    use extmerge::inspect::Opener;
+    use extmerge::options::Options;
+
+    /// `merge` of `class` with `op`.
+    pub fn merge_with(
+        o: &Options,
+        class: Class,
+        op: &mut dyn Opener,
+    ) -> Result<Outcome, MergeError> {
+        Context::new(o.clone(), &[class]).merge_with(op)
+    }
+
+    /// `refresh` of `class` with `op`.
+    pub fn refresh_with(
+        o: &Options,
+        class: Class,
+        op: &mut dyn Opener,
+    ) -> Result<Outcome, MergeError> {
+        Context::new(o.clone(), &[class]).refresh_with(op)
+    }
+
+    /// `unmerge` of `class`: the hierarchies unmerged.
+    pub fn unmerge(o: &Options, class: Class) -> Result<Vec<String>, MergeError> {
+        let mut v = Context::new(o.clone(), &[class]).unmerge()?;
+        Ok(v.pop().map(|(_, h)| h).unwrap_or_default())
+    }
 }

@@ -12,10 +12,11 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
+use crate::common::merge;
 use extmerge::format::class::Class;
 use extmerge::format::verity::RootHash;
-use extmerge::sys::apply as merge;
-use extmerge::sys::image::{inspect, verity_dm_name};
+use extmerge::inspect::image::{inspect, ImageSource, ImageStep};
+use extmerge::sys::activate::verity_dm_name;
 
 use crate::common::*;
 use crate::hostile::edit_entries;
@@ -50,15 +51,56 @@ fn refused(
     let e = plan_refuses(fx, Class::Sysext, &mut op, name, &all);
     eprintln!("{name}: refused as expected: {e}");
     let image = raw_image(name, &format!("/var/lib/extensions/{file}"));
-    open_fails(fx, &mut op, &image, &all);
+    let opened = open_fails(fx, &mut op, &image, &all);
     drop(op);
-    if at == At::Inspect {
-        let e = inspect(&fx.open_root(), &image)
-            .map(|i| format!("{i:?}"))
-            .expect_err("inspect must refuse it too");
-        for n in needles {
-            assert!(e.contains(n), "inspect: error should contain {n:?}: {e}");
+    match at {
+        At::Inspect => {
+            let e = inspect(&fx.open_root(), &image)
+                .map(|i| format!("{i:?}"))
+                .expect_err("inspect must refuse it too");
+            let msg = e.to_string();
+            for n in needles {
+                assert!(
+                    msg.contains(n),
+                    "inspect: error should contain {n:?}: {msg}"
+                );
+            }
+            // The same refusal, before any device is set up.
+            assert_eq!((e.step, e.errno()), (opened.step, opened.errno()), "{msg}");
+            assert!(
+                matches!(
+                    e.step,
+                    ImageStep::Open
+                        | ImageStep::PartitionTable
+                        | ImageStep::FileSystem
+                        | ImageStep::Verity
+                        | ImageStep::Signature
+                ),
+                "{:?}: {msg}",
+                e.step
+            );
+            assert!(
+                matches!(
+                    e.source,
+                    ImageSource::Invalid { .. } | ImageSource::Os { .. }
+                ),
+                "{e:?}"
+            );
         }
+        // An image policy refuses with ERFKILL (as systemd); without one, the refusal
+        // comes from the device setup.
+        At::Open if policy.is_some() => {
+            assert_eq!(
+                (opened.step, opened.errno()),
+                (ImageStep::Policy, libc::ERFKILL),
+                "{opened}"
+            );
+        }
+        At::Open => assert!(
+            !matches!(opened.step, ImageStep::Policy | ImageStep::Open),
+            "{:?}: {opened}",
+            opened.step
+        ),
     }
     let mut op = opener(Class::Sysext, policy);
     match merge::merge_with(&fx.opts(), Class::Sysext, &mut op) {

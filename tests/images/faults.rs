@@ -4,9 +4,9 @@
 //! each failure the merge must have failed naming the step, `/usr` must be the host's,
 //! and no loop device, dm device, mount or staging directory may be left.
 
+use crate::common::merge;
 use extmerge::fault::Injector;
 use extmerge::format::class::Class;
-use extmerge::sys::apply as merge;
 
 use crate::common::*;
 

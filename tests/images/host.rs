@@ -5,13 +5,16 @@
 use std::fs;
 use std::path::PathBuf;
 
+use crate::common::merge;
 use extmerge::format::class::Class;
 use extmerge::format::fs::FsType;
 use extmerge::format::gpt::Role;
 use extmerge::format::policy::{PartitionDesignator, Protection};
+use extmerge::inspect::image::{
+    inspect, HashLocation, HashSource, ImageSource, ImageStep, Layout, SigSource,
+};
 use extmerge::options::Options;
-use extmerge::sys::apply as merge;
-use extmerge::sys::image::{inspect, HashLocation, HashSource, ImageOpener, Layout, SigSource};
+use extmerge::sys::activate::ImageOpener;
 
 use crate::build;
 use crate::common::*;
@@ -237,17 +240,17 @@ fn refresh_with_images() {
         // a dangling symlink too (either now refuses the image: checked directly here).
         let root = fx.open_root();
         let img = discovered(&fx, Class::Sysext, "erofs-ext");
-        let stamp = extmerge::sys::image::verity_inputs_stamp(&root, &img);
+        let stamp = extmerge::inspect::image::verity_inputs_stamp(&root, &img);
         let sig = fx.path("/var/lib/extensions/erofs-ext.roothash.p7s");
         fs::write(&sig, b"sig").unwrap();
         assert_ne!(
-            extmerge::sys::image::verity_inputs_stamp(&root, &img),
+            extmerge::inspect::image::verity_inputs_stamp(&root, &img),
             stamp
         );
         fs::remove_file(&sig).unwrap();
         std::os::unix::fs::symlink("nowhere", &sig).unwrap();
         assert_ne!(
-            extmerge::sys::image::verity_inputs_stamp(&root, &img),
+            extmerge::inspect::image::verity_inputs_stamp(&root, &img),
             stamp
         );
         fs::remove_file(&sig).unwrap();
@@ -335,21 +338,27 @@ fn policy_refuses_unprotected() {
         fx.install("erofs", "erofs-ext.raw", "/.extra/other/erofs-ext.raw")
             .unwrap();
         let mut op = ImageOpener::new(Class::Sysext, None, true);
-        open_fails(
-            &fx,
-            &mut op,
-            &raw_image("erofs-ext", "/.extra/sysext/erofs-ext.raw"),
-            &["image policy", "without verity"],
-        );
-        open_fails(
-            &fx,
-            &mut op,
-            &raw_image("erofs-ext", "/.extra/other/erofs-ext.raw"),
-            &["image policy", "forbids any root partition"],
-        );
+        // systemd answers a policy refusal with -ERFKILL.
+        for (at, why) in [
+            ("/.extra/sysext/erofs-ext.raw", "without verity"),
+            ("/.extra/other/erofs-ext.raw", "forbids any root partition"),
+        ] {
+            let e = open_fails(
+                &fx,
+                &mut op,
+                &raw_image("erofs-ext", at),
+                &["image policy", why],
+            );
+            assert_eq!(
+                (e.step, e.errno()),
+                (ImageStep::Policy, libc::ERFKILL),
+                "{e}"
+            );
+            assert!(matches!(e.source, ImageSource::Refused { .. }), "{e:?}");
+        }
         // Outside /.extra/ the default policy applies even in the initrd.
         let root = fx.open_root();
-        extmerge::plan::Opener::open(
+        extmerge::inspect::Opener::open(
             &mut op,
             &root,
             &raw_image("erofs-ext", "/var/lib/extensions/erofs-ext.raw"),
@@ -467,7 +476,8 @@ fn inspect_verity_metadata() {
         assert_eq!(info.protection(), Protection::Unprotected);
         assert!(info.volumes[0].hash_tree.is_none());
         build::sysext_tree(&fx.path("/var/lib/extensions/dir"), "dir");
-        assert!(inspect(&root, &discovered(&fx, Class::Sysext, "dir")).is_err());
+        let e = inspect(&root, &discovered(&fx, Class::Sysext, "dir")).unwrap_err();
+        assert_eq!((e.step, e.errno()), (ImageStep::Open, libc::EISDIR), "{e}");
         fx.assert_clean(&[]);
     });
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use extmerge::format::class::Class;
 use extmerge::format::gpt::crc32;
+use extmerge::inspect::image::ImageStep;
 
 use crate::common::*;
 
@@ -45,18 +46,20 @@ pub fn edit_entries(img: &Path, edit: impl FnOnce(&mut [u8], usize)) {
 
 /// Runs the case: `image` (file name in /var/lib/extensions, already there) must be
 /// refused by the plan with `needles` in the message, and by a direct open too.
-fn refused(fx: &Fx, name: &str, file: &str, needles: &[&str]) {
+/// The direct open fails at `step` with `errno`.
+fn refused(fx: &Fx, name: &str, file: &str, needles: &[&str], (step, errno): (ImageStep, i32)) {
     let mut all = vec![file];
     all.extend_from_slice(needles);
     let mut op = opener(Class::Sysext, None);
     let e = plan_refuses(fx, Class::Sysext, &mut op, name, &all);
     eprintln!("{name}: refused as expected: {e}");
-    open_fails(
+    let e = open_fails(
         fx,
         &mut op,
         &raw_image(name, &format!("/var/lib/extensions/{file}")),
         needles,
     );
+    assert_eq!((e.step, e.errno()), (step, errno), "{name}: {e}");
     drop(op);
     fx.assert_clean(&[]);
 }
@@ -72,7 +75,13 @@ fn truncated_gpt() {
         let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
         f.set_len((1 << 20) + 8192).unwrap();
         drop(f);
-        refused(&fx, "trunc", "trunc.raw", &["partition table", "truncated"]);
+        refused(
+            &fx,
+            "trunc",
+            "trunc.raw",
+            &["partition table", "truncated"],
+            (ImageStep::PartitionTable, libc::EBADMSG),
+        );
     });
 }
 
@@ -100,6 +109,7 @@ fn gpt_bad_crc() {
             "badcrc",
             "badcrc.raw",
             &["partition table", "CRC32 mismatch"],
+            (ImageStep::PartitionTable, libc::EBADMSG),
         );
     });
 }
@@ -126,6 +136,7 @@ fn gpt_overlapping_partitions() {
             "overlap",
             "overlap.raw",
             &["partition table", "overlap"],
+            (ImageStep::PartitionTable, libc::EBADMSG),
         );
     });
 }
@@ -150,6 +161,8 @@ fn gpt_two_usr_partitions() {
             "two-usr",
             "two-usr.raw",
             &["partition table", "several usr partitions"],
+            // systemd: -ENOTUNIQ for several candidate partitions.
+            (ImageStep::PartitionTable, libc::ENOTUNIQ),
         );
     });
 }
@@ -161,7 +174,13 @@ fn empty_and_garbage() {
         let fx = Fx::new(base);
         let ext = fx.path("/var/lib/extensions");
         fs::write(ext.join("empty.raw"), b"").unwrap();
-        refused(&fx, "empty", "empty.raw", &["file system", "truncated"]);
+        refused(
+            &fx,
+            "empty",
+            "empty.raw",
+            &["file system", "truncated"],
+            (ImageStep::FileSystem, libc::EBADMSG),
+        );
         fs::remove_file(ext.join("empty.raw")).unwrap();
         // xorshift: deterministic "random" megabyte.
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -174,12 +193,25 @@ fn empty_and_garbage() {
             })
             .collect();
         fs::write(ext.join("garbage.raw"), &junk).unwrap();
-        refused(&fx, "garbage", "garbage.raw", &["unknown file system"]);
+        // systemd: -EPROTONOSUPPORT for a file system it cannot use.
+        refused(
+            &fx,
+            "garbage",
+            "garbage.raw",
+            &["unknown file system"],
+            (ImageStep::FileSystem, libc::EPROTONOSUPPORT),
+        );
         // A GPT signature in a non-GPT image is not a file system either.
         let mut fake = vec![0u8; 1 << 20];
         fake[512..520].copy_from_slice(b"EFI PART");
         fs::write(ext.join("garbage.raw"), &fake).unwrap();
-        refused(&fx, "garbage", "garbage.raw", &["file system"]);
+        refused(
+            &fx,
+            "garbage",
+            "garbage.raw",
+            &["file system"],
+            (ImageStep::FileSystem, libc::EPROTONOSUPPORT),
+        );
     });
 }
 
@@ -206,15 +238,16 @@ fn symlink_out_of_root() {
         assert!(d.images.is_empty(), "{:?}", d.images);
         let mut op = opener(Class::Sysext, None);
         for f in ["evil.raw", "evil2.raw"] {
-            open_fails(
+            let e = open_fails(
                 &fx,
                 &mut op,
                 &raw_image("evil", &format!("/var/lib/extensions/{f}")),
                 &[f, "cannot open", "No such file"],
             );
+            assert_eq!((e.step, e.errno()), (ImageStep::Open, libc::ENOENT), "{e}");
         }
         // The merge does nothing.
-        let out = extmerge::sys::apply::merge_with(&fx.opts(), Class::Sysext, &mut op).unwrap();
+        let out = crate::common::merge::merge_with(&fx.opts(), Class::Sysext, &mut op).unwrap();
         assert!(
             out.extensions.is_empty() && out.merged.is_empty(),
             "{out:?}"
@@ -247,13 +280,20 @@ fn bad_verity_metadata() {
             "erofs-ext",
             "erofs-ext.raw",
             &["erofs-ext.roothash", "hex"],
+            (ImageStep::Verity, libc::EINVAL),
         );
         fs::write(
             ext.join("erofs-ext.roothash"),
             format!("{}\n", "12".repeat(32)),
         )
         .unwrap();
-        refused(&fx, "erofs-ext", "erofs-ext.raw", &["no hash tree"]);
+        refused(
+            &fx,
+            "erofs-ext",
+            "erofs-ext.raw",
+            &["no hash tree"],
+            (ImageStep::Verity, libc::ENXIO),
+        );
         // A .verity file that is no hash tree.
         fs::write(ext.join("erofs-ext.verity"), vec![0u8; 8192]).unwrap();
         refused(
@@ -261,6 +301,7 @@ fn bad_verity_metadata() {
             "erofs-ext",
             "erofs-ext.raw",
             &["erofs-ext.verity", "no verity superblock"],
+            (ImageStep::Verity, libc::EBADMSG),
         );
         // A .usrhash for a bare file system (which counts as root).
         fs::remove_file(ext.join("erofs-ext.roothash")).unwrap();
@@ -269,10 +310,22 @@ fn bad_verity_metadata() {
             format!("{}\n", "12".repeat(32)),
         )
         .unwrap();
-        refused(&fx, "erofs-ext", "erofs-ext.raw", &["counts as root"]);
+        refused(
+            &fx,
+            "erofs-ext",
+            "erofs-ext.raw",
+            &["counts as root"],
+            (ImageStep::Verity, libc::ENXIO),
+        );
         // A sidecar that is a directory.
         fs::remove_file(ext.join("erofs-ext.usrhash")).unwrap();
         fs::create_dir(ext.join("erofs-ext.roothash")).unwrap();
-        refused(&fx, "erofs-ext", "erofs-ext.raw", &["not a regular file"]);
+        refused(
+            &fx,
+            "erofs-ext",
+            "erofs-ext.raw",
+            &["not a regular file"],
+            (ImageStep::Verity, libc::EISDIR),
+        );
     });
 }

@@ -7,12 +7,13 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 
+use crate::common::merge;
 use extmerge::format::class::Class;
 use extmerge::format::verity::RootHash;
+use extmerge::inspect::image::{inspect, ImageStep};
 use extmerge::options::Options;
-use extmerge::sys::apply as merge;
+use extmerge::sys::activate::verity_dm_name;
 use extmerge::sys::dm::{Dm, DmTarget};
-use extmerge::sys::image::{inspect, verity_dm_name};
 
 use crate::build;
 use crate::common::*;
@@ -255,6 +256,14 @@ fn wrong_root_hash_is_refused() {
                 "does the root hash match the image?",
             ],
         );
+        // dm-verity refuses the read: EIO at the verity step.
+        let e = open_fails(
+            &fx,
+            &mut op,
+            &raw_image("bare-verity", "/var/lib/extensions/bare-verity.raw"),
+            &["dm-verity", "does the root hash match the image?"],
+        );
+        assert_eq!((e.step, e.errno()), (ImageStep::Verity, libc::EIO), "{e}");
         drop(op);
         fx.assert_clean(&[dm_name(&wrong), dm_name(&rh)]);
         assert_eq!(dm_devices(), before);
@@ -318,6 +327,19 @@ fn untrusted_signature_is_refused_by_the_kernel() {
                 "signature was refused by the kernel keyring",
             ],
         );
+        // The kernel's own errno (EKEYREJECTED, ENOKEY, …), as systemd passes it on.
+        let e = open_fails(
+            &fx,
+            &mut op,
+            &raw_image("bare-verity", "/var/lib/extensions/bare-verity.raw"),
+            &["signature was refused by the kernel keyring"],
+        );
+        assert_eq!(e.step, ImageStep::Signature, "{e}");
+        assert!(
+            extmerge::sys::keyring::is_signature_refusal(e.errno()),
+            "errno {}: {e}",
+            e.errno()
+        );
         drop(op);
         fx.assert_clean(&[dm_name(&rh)]);
     });
@@ -379,6 +401,13 @@ fn foreign_device_of_the_same_name_is_refused() {
                 "bare-verity",
                 &[&name, "cannot be reused"],
             );
+            let e = open_fails(
+                &fx,
+                &mut op,
+                &raw_image("bare-verity", "/var/lib/extensions/bare-verity.raw"),
+                &[&name, "cannot be reused"],
+            );
+            assert_eq!((e.step, e.errno()), (ImageStep::Dm, libc::EBUSY), "{e}");
         }));
         drop(op);
         assert!(dm_exists(&name), "the foreign device must stay");

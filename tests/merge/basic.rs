@@ -493,7 +493,7 @@ fn incompatible_extensions_skipped() {
             root: fx.root.clone(),
             ..Default::default()
         };
-        let p = extmerge::plan::plan(&opts, extmerge::format::class::Class::Sysext).unwrap();
+        let p = crate::common::plan_of(&opts, extmerge::format::class::Class::Sysext).unwrap();
         let verdicts: Vec<(String, Option<String>)> = p
             .candidates
             .iter()

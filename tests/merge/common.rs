@@ -491,3 +491,38 @@ pub fn mode_of(p: &Path) -> u32 {
         .mode()
         & 0o7777
 }
+
+/// The plan `extmerge plan` shows for one class, through the library's entry point.
+pub fn plan_of(
+    o: &extmerge::options::Options,
+    class: extmerge::format::class::Class,
+) -> Result<extmerge::plan::MergePlan, extmerge::context::MergeError> {
+    extmerge::context::Context::new(o.clone(), &[class]).plan(class)
+}
+
+/// `merge` of one class through the library's entry point.
+pub fn merge_of(
+    o: &extmerge::options::Options,
+    class: extmerge::format::class::Class,
+) -> Result<extmerge::context::Outcome, extmerge::context::MergeError> {
+    let mut v = extmerge::context::Context::new(o.clone(), &[class]).merge()?;
+    Ok(v.pop().map(|(_, o)| o).unwrap_or_default())
+}
+
+/// `unmerge` of one class through the library's entry point: the hierarchies unmerged.
+pub fn unmerge_of(
+    o: &extmerge::options::Options,
+    class: extmerge::format::class::Class,
+) -> Result<Vec<String>, extmerge::context::MergeError> {
+    let mut v = extmerge::context::Context::new(o.clone(), &[class]).unmerge()?;
+    Ok(v.pop().map(|(_, h)| h).unwrap_or_default())
+}
+
+/// `refresh` of one class through the library's entry point.
+pub fn refresh_of(
+    o: &extmerge::options::Options,
+    class: extmerge::format::class::Class,
+) -> Result<extmerge::context::Outcome, extmerge::context::MergeError> {
+    let mut v = extmerge::context::Context::new(o.clone(), &[class]).refresh()?;
+    Ok(v.pop().map(|(_, o)| o).unwrap_or_default())
+}

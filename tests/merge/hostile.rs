@@ -65,7 +65,7 @@ fn extension_symlink_to_slash_stays_in_root() {
             force: true,
             ..Default::default()
         };
-        let p = extmerge::plan::plan(&opts, extmerge::format::class::Class::Sysext).unwrap();
+        let p = crate::common::plan_of(&opts, extmerge::format::class::Class::Sysext).unwrap();
         assert_eq!(p.extensions, ["evil"]);
         assert_eq!(p.hierarchies.len(), 1);
         assert_eq!(p.hierarchies[0].hierarchy, "/usr");

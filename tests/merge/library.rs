@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use extmerge::format::class::Class;
 use extmerge::options::{MutableMode, Options};
-use extmerge::plan::{self, MountFlags, Upper};
+use extmerge::plan::{MountFlags, Upper};
 
 use crate::common::*;
 
@@ -30,7 +30,7 @@ fn plan_layers_and_flags() {
         fx.sysext("opt-only", &[("opt/o", "o\n")]);
         fx.sysext("empty-usr", &[]); // ships only its release file under usr/lib
         fx.confext("c", &[("etc/c", "c\n")]);
-        let p = plan::plan(&opts(&fx), Class::Sysext).unwrap();
+        let p = plan_of(&opts(&fx), Class::Sysext).unwrap();
         assert_eq!(
             p.extensions,
             ["a", "empty-usr", "foo-2", "foo-10", "opt-only"]
@@ -65,7 +65,7 @@ fn plan_layers_and_flags() {
         assert!(opt.host_exists);
         assert_eq!(p.untouched, Vec::<String>::new());
 
-        let c = plan::plan(
+        let c = plan_of(
             &Options {
                 hierarchies: None,
                 ..opts(&fx)
@@ -97,7 +97,7 @@ fn missing_hierarchy_is_created() {
         let fx = Fx::new(base);
         std::fs::remove_dir(fx.path("/opt")).unwrap();
         fx.sysext("o", &[("opt/o/file", "o\n")]);
-        let p = plan::plan(&opts(&fx), Class::Sysext).unwrap();
+        let p = plan_of(&opts(&fx), Class::Sysext).unwrap();
         assert_eq!(p.hierarchies.len(), 2);
         let opt = &p.hierarchies[1];
         assert_eq!(opt.hierarchy, "/opt");
@@ -119,7 +119,7 @@ fn plan_mutable_layout() {
         let fx = Fx::new(base);
         fx.sysext("a", &[("usr/share/a", "a\n")]);
         let with = |m: MutableMode| {
-            plan::plan(
+            plan_of(
                 &Options {
                     mutable: m,
                     hierarchies: Some(vec!["/usr".into()]),
@@ -187,22 +187,17 @@ fn library_merge_unmerge_outcome() {
         fx.sysext("a", &[("usr/share/a", "a\n"), ("opt/a", "a\n")]);
         fx.sysext_release("bad", Some("ID=fedora\n"), &[("usr/share/bad", "x\n")]);
         let o = opts(&fx);
-        let out = extmerge::sys::apply::merge(&o, Class::Sysext).unwrap();
+        let out = merge_of(&o, Class::Sysext).unwrap();
         assert_eq!(out.merged, ["/usr", "/opt"]);
         assert_eq!(out.extensions, ["a", "b"]);
         assert_eq!(out.ignored, 1);
         assert_eq!((out.unchanged, out.unmerged.len()), (false, 0));
         assert_eq!(fx.ls("/usr/share"), ["a", "b"]);
-        let err = extmerge::sys::apply::merge(&o, Class::Sysext).unwrap_err();
+        let err = merge_of(&o, Class::Sysext).unwrap_err();
         assert_eq!(err.errno(), libc::EBUSY);
-        let done = extmerge::sys::apply::unmerge(&o, Class::Sysext).unwrap();
+        let done = unmerge_of(&o, Class::Sysext).unwrap();
         assert_eq!(done, ["/usr", "/opt"]);
         assert_eq!(fx.snapshot(), Vec::<String>::new());
-        assert_eq!(
-            extmerge::sys::apply::unmerge(&o, Class::Sysext)
-                .unwrap()
-                .len(),
-            0
-        );
+        assert_eq!(unmerge_of(&o, Class::Sysext).unwrap().len(), 0);
     });
 }

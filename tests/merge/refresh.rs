@@ -308,17 +308,17 @@ fn library_refresh_from_thread_replaces_in_place() {
             no_reload: true,
             ..Default::default()
         };
-        let out = extmerge::sys::apply::merge(&opts, Class::Sysext).unwrap();
+        let out = crate::common::merge_of(&opts, Class::Sysext).unwrap();
         assert_eq!(out.merged, ["/usr"]);
         let id = fx.overlay_at("/usr").id;
-        let out = extmerge::sys::apply::refresh(&opts, Class::Sysext).unwrap();
+        let out = crate::common::refresh_of(&opts, Class::Sysext).unwrap();
         assert!(
             out.unchanged,
             "no-change refresh replaced the merge: {out:?}"
         );
         assert_eq!(fx.overlay_at("/usr").id, id);
         fx.sysext("b", &[("usr/share/b", "b\n")]);
-        let out = extmerge::sys::apply::refresh(&opts, Class::Sysext).unwrap();
+        let out = crate::common::refresh_of(&opts, Class::Sysext).unwrap();
         assert_eq!(out.merged, ["/usr"]);
         assert_eq!(
             out.unmerged,

@@ -62,7 +62,7 @@ echo "hello verity" >"$img/hello"
 echo "images: $data_blocks data blocks, root hash $root_hash, corrupted byte at $off (block $((off / 4096)))"
 
 # --- the test binary ----------------------------------------------------------------------
-exe=$(cargo test --lib --no-run --message-format=json 2>"$tmp/build.log" |
+exe=$(cargo test --features fault-injection --lib --no-run --message-format=json 2>"$tmp/build.log" |
     grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -n1) || true
 if [[ -z $exe || ! -x $exe ]]; then
     tail -n 30 "$tmp/build.log" >&2

@@ -28,7 +28,7 @@ vm_require
 # Build the test binary and the extmerge binary; find both in cargo's JSON messages.
 # The test binary has env!("CARGO_BIN_EXE_extmerge") compiled in: an absolute host
 # path, so the binary goes into the guest at that very path.
-json=$(cargo test --test merge --no-run --message-format=json)
+json=$(cargo test --features fault-injection --test merge --no-run --message-format=json)
 exe_of() { # KIND NAME
     grep -F "\"kind\":[\"$1\"]" <<<"$json" | grep -F "\"name\":\"$2\"" |
         grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -n1

@@ -1,0 +1,832 @@
+//! The one entry point: a [`Context`] says what to work on (root, classes, hierarchies,
+//! mutable mode, image policy, flags, the environment as the front-end read it) and
+//! offers `plan`, `merge`, `refresh`, `unmerge`, `status` and `list`. The CLI,
+//! `extmerge-initrd` and the C ABI are thin adapters over it.
+//!
+//! Each verb runs the same three steps for every class: **inspect** the root
+//! ([`crate::inspect`]: discovery, verdicts, the state of each hierarchy; disk images
+//! are set up by the kernel layer's opener to read their extension-release), **plan**
+//! ([`crate::plan::plan`], pure), **apply** ([`crate::sys::apply`]). Several classes
+//! in one call are all or nothing: every class is inspected and planned before anything
+//! is mounted, and the merges of all classes share one transaction ([`Txn`]), so a
+//! failure in the last class undoes the first.
+
+use std::path::Path;
+
+use crate::format::class::Class;
+use crate::format::escape::esc;
+use crate::inspect::discover::{self, Discovery};
+use crate::inspect::facts::{self, DirOpener, Handles, OnUnusable, Opener};
+use crate::inspect::fsutil::Root;
+use crate::inspect::metadata::{self, find_merged, StatusRow};
+use crate::options::{MutableMode, Options};
+use crate::plan::{self, MergePlan, PlanError};
+use crate::sys::apply::{self, Applied};
+use crate::sys::hierarchy::HostDir;
+use crate::sys::txn::Txn;
+
+pub use crate::sys::apply::{require_privileges, MergeError, Outcome};
+
+/// What to work on, and how. Build it with [`Context::new`], adjust the public fields,
+/// then call a verb.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Root, hierarchies, flags, image policy and environment. Its `mutable` is
+    /// replaced per class by [`Context::options_for`].
+    pub options: Options,
+    /// The mutable mode; `None`: the class's `SYSTEMD_*_MUTABLE_MODE` (as the front-end
+    /// read it into `options.env`), else `no`. [`Context::new`] takes `options.mutable`;
+    /// a front-end sets `None` when its user did not choose (`--mutable=` not given).
+    pub mutable: Option<MutableMode>,
+    /// The classes, in the order they are worked on (systemd: confext, then sysext).
+    pub classes: Vec<Class>,
+}
+
+impl Context {
+    /// A context for `classes` with `options` (its mutable mode included).
+    pub fn new(options: Options, classes: &[Class]) -> Context {
+        Context {
+            mutable: Some(options.mutable),
+            options,
+            classes: classes.to_vec(),
+        }
+    }
+
+    /// The options for `class`: the explicit mutable mode beats the class's environment
+    /// variable (an invalid value is warned about and ignored, as systemd does).
+    pub fn options_for(&self, class: Class) -> Options {
+        let mut o = self.options.clone();
+        o.mutable = match self.mutable {
+            Some(m) => m,
+            None => match o.env.mutable(class) {
+                Ok(m) => m.unwrap_or_default(),
+                Err(msg) => {
+                    crate::log::warn(&msg);
+                    MutableMode::No
+                }
+            },
+        };
+        o
+    }
+
+    /// Opens the root.
+    pub fn open_root(&self) -> Result<Root, MergeError> {
+        Root::open(&self.options.root).map_err(|source| {
+            MergeError::Plan(PlanError::Root {
+                path: self.options.root.clone(),
+                source,
+            })
+        })
+    }
+
+    /// The opener a merge uses: directories and disk images (loop, GPT, dm-verity,
+    /// image policy).
+    pub fn image_opener(&self, opts: &Options, class: Class) -> Box<dyn Opener> {
+        // systemd applies the strict `/.extra/` policies only in the initrd without --root.
+        let initrd_no_root =
+            opts.root == Path::new("/") && Path::new("/etc/initrd-release").exists();
+        let mut op = crate::sys::activate::ImageOpener::new(
+            class,
+            opts.image_policy.clone(),
+            initrd_no_root,
+        );
+        op.set_faults(opts.env.faults.image());
+        Box::new(op)
+    }
+
+    /// The opener of `plan`, `--dry-run` and the C library's listing, so they give the
+    /// verdicts a merge would: as root the merge's own (disk images are mounted to read
+    /// their extension-release, and released again with the opener), else directories
+    /// only (disk images get a verdict saying they are read when mounted).
+    pub fn plan_opener(&self, opts: &Options, class: Class) -> Box<dyn Opener> {
+        if rustix::process::geteuid().is_root() {
+            self.image_opener(opts, class)
+        } else {
+            Box::new(DirOpener)
+        }
+    }
+
+    /// The plan of `class` as `plan` and `--dry-run` show it: every extension gets a
+    /// verdict, a broken or refused disk image [`crate::inspect::release::Verdict::Unusable`].
+    pub fn plan(&self, class: Class) -> Result<MergePlan, MergeError> {
+        let root = self.open_root()?;
+        let opts = self.options_for(class);
+        let mut opener = self.plan_opener(&opts, class);
+        let (plan, _) = prepare(&root, &opts, class, opener.as_mut(), OnUnusable::Record)?;
+        Ok(plan)
+    }
+
+    /// [`Context::plan`] with a given opener (tests, embedders with their own).
+    pub fn plan_with(
+        &self,
+        class: Class,
+        opener: &mut dyn Opener,
+    ) -> Result<MergePlan, MergeError> {
+        let root = self.open_root()?;
+        let opts = self.options_for(class);
+        Ok(prepare(&root, &opts, class, opener, OnUnusable::Record)?.0)
+    }
+
+    /// The extensions of each class as discovery finds them (no verdicts: `list`).
+    pub fn list(&self) -> Result<Vec<(Class, Discovery)>, MergeError> {
+        let root = self.open_root()?;
+        let (initrd, _) = facts::root_scope(&root);
+        self.classes
+            .iter()
+            .map(|&c| {
+                discover::discover(&root, c, initrd)
+                    .map(|d| (c, d))
+                    .map_err(|e| MergeError::Plan(e.into()))
+            })
+            .collect()
+    }
+
+    /// What is merged now, per class and hierarchy.
+    pub fn status(&self) -> Result<Vec<(Class, Vec<StatusRow>)>, MergeError> {
+        let root = self.open_root()?;
+        self.classes
+            .iter()
+            .map(|&c| {
+                let hs = self.hierarchies(c)?;
+                Ok((c, metadata::status(&root, c, &hs)?))
+            })
+            .collect()
+    }
+
+    fn hierarchies(&self, class: Class) -> Result<Vec<String>, MergeError> {
+        Ok(self
+            .options
+            .hierarchies_for(class)
+            .map_err(PlanError::Hierarchies)?)
+    }
+
+    /// Merges every class; fails with [`MergeError::AlreadyMerged`] if a hierarchy is
+    /// merged already. All or nothing over all classes.
+    pub fn merge(&self) -> Result<Vec<(Class, Outcome)>, MergeError> {
+        let mut openers = self.openers();
+        self.merge_in(&mut refs(&mut openers))
+    }
+
+    /// [`Context::merge`] of a one-class context with a given opener.
+    pub fn merge_with(&self, opener: &mut dyn Opener) -> Result<Outcome, MergeError> {
+        self.single_class();
+        let mut v = self.merge_in(&mut [opener])?;
+        Ok(v.pop().map(|(_, o)| o).unwrap_or_default())
+    }
+
+    /// Refreshes every class: merges what is installed now, replacing an existing merge
+    /// without a moment in which the hierarchy is bare where the kernel allows it;
+    /// unmerges a class with no extension left; does nothing where nothing changed
+    /// (unless `always_refresh`). The new merges of all classes are all or nothing.
+    pub fn refresh(&self) -> Result<Vec<(Class, Outcome)>, MergeError> {
+        let mut openers = self.openers();
+        self.refresh_in(&mut refs(&mut openers))
+    }
+
+    /// [`Context::refresh`] of a one-class context with a given opener.
+    pub fn refresh_with(&self, opener: &mut dyn Opener) -> Result<Outcome, MergeError> {
+        self.single_class();
+        let mut v = self.refresh_in(&mut [opener])?;
+        Ok(v.pop().map(|(_, o)| o).unwrap_or_default())
+    }
+
+    /// Removes every merge of each class (also systemd's) from its hierarchies; returns
+    /// the hierarchies unmerged per class.
+    pub fn unmerge(&self) -> Result<Vec<(Class, Vec<String>)>, MergeError> {
+        apply::require_privileges()?;
+        let _lock = apply::lock()?;
+        let root = self.open_root()?;
+        let mut out = Vec::new();
+        for &class in &self.classes {
+            let opts = self.options_for(class);
+            let hs = self.hierarchies(class)?;
+            let (done, names) = apply::unmerge_class(&root, class, &hs)?;
+            if !done.is_empty() {
+                apply::maybe_reload(&opts, &root, class, &names);
+            }
+            out.push((class, done));
+        }
+        Ok(out)
+    }
+
+    fn single_class(&self) -> Class {
+        assert_eq!(
+            self.classes.len(),
+            1,
+            "merge_with/refresh_with take a context of one class"
+        );
+        self.classes[0]
+    }
+
+    fn openers(&self) -> Vec<Box<dyn Opener>> {
+        self.classes
+            .iter()
+            .map(|&c| self.image_opener(&self.options_for(c), c))
+            .collect()
+    }
+
+    /// Checks every class, then inspects and plans every class, then applies them all
+    /// in one transaction.
+    fn merge_in(
+        &self,
+        openers: &mut [&mut dyn Opener],
+    ) -> Result<Vec<(Class, Outcome)>, MergeError> {
+        apply::require_privileges()?;
+        let _lock = apply::lock()?;
+        let root = self.open_root()?;
+        let mut prepared = Vec::new();
+        for (&class, opener) in self.classes.iter().zip(openers.iter_mut()) {
+            let opts = self.options_for(class);
+            let hs = checked_hierarchies(&root, &opts, class)?;
+            for h in &hs {
+                if find_merged(&root, class, h)?.is_some() {
+                    return Err(MergeError::AlreadyMerged(root.display_path(h)));
+                }
+            }
+            let (plan, handles) = prepare(&root, &opts, class, &mut **opener, OnUnusable::Fail)?;
+            prepared.push((opts, plan, handles));
+        }
+        let mut txn = Txn::new(self.options.env.faults.merge());
+        let mut applied = Vec::new();
+        for (opts, plan, handles) in &prepared {
+            let done = if plan.extensions.is_empty() {
+                Applied::default()
+            } else {
+                apply::apply(&root, plan, handles, &opts.env, false, &mut txn)?
+            };
+            applied.push(done);
+        }
+        txn.commit();
+        let mut out = Vec::new();
+        for ((opts, plan, _), done) in prepared.iter().zip(applied) {
+            let mut o = outcome_of(plan);
+            o.merged = done.hierarchies;
+            if !o.merged.is_empty() {
+                apply::maybe_reload(opts, &root, plan.class, &plan.extensions);
+            }
+            out.push((plan.class, o));
+        }
+        Ok(out)
+    }
+
+    fn refresh_in(
+        &self,
+        openers: &mut [&mut dyn Opener],
+    ) -> Result<Vec<(Class, Outcome)>, MergeError> {
+        apply::require_privileges()?;
+        let _lock = apply::lock()?;
+        let root = self.open_root()?;
+        // Inspect and plan every class first: a broken extension of the last class
+        // fails the call before anything changes.
+        let mut prepared = Vec::new();
+        for (&class, opener) in self.classes.iter().zip(openers.iter_mut()) {
+            let opts = self.options_for(class);
+            let hs = checked_hierarchies(&root, &opts, class)?;
+            let (plan, handles) = prepare(&root, &opts, class, &mut **opener, OnUnusable::Fail)?;
+            prepared.push((opts, hs, plan, handles));
+        }
+        let mut txn = Txn::new(self.options.env.faults.merge());
+        let mut steps = Vec::new();
+        for (i, (opts, hs, plan, handles)) in prepared.iter().enumerate() {
+            let class = plan.class;
+            let step = if plan.extensions.is_empty() {
+                Refresh::UnmergeAll
+            } else if let Some(h) = hs
+                .iter()
+                .find(|h| HostDir::is_stacked_on_mount(&root, class, h))
+            {
+                // Cannot be replaced from below: unmerge, then merge (not atomic).
+                crate::log::info(&format!(
+                    "{}: merged over a mount point, refreshing by unmerge + merge",
+                    esc(&root.display_path(h))
+                ));
+                Refresh::Remerge
+            } else if !opts.always_refresh && unchanged(&root, plan, handles, hs)? {
+                Refresh::Unchanged
+            } else {
+                let done = apply::apply(&root, plan, handles, &opts.env, true, &mut txn)?;
+                Refresh::Replaced(done)
+            };
+            steps.push((i, step));
+        }
+        txn.commit();
+        // What cannot be undone comes after every new merge is in place.
+        let mut out = Vec::new();
+        for (i, step) in steps {
+            let (opts, hs, plan, _) = &prepared[i];
+            let class = plan.class;
+            let mut o = outcome_of(plan);
+            match step {
+                Refresh::UnmergeAll => {
+                    let (done, names) = apply::unmerge_class(&root, class, hs)?;
+                    if !done.is_empty() {
+                        apply::maybe_reload(opts, &root, class, &names);
+                    }
+                    o.unmerged = done;
+                }
+                Refresh::Remerge => {
+                    let (done, _) = apply::unmerge_class(&root, class, hs)?;
+                    o.unmerged = done;
+                    // Planned again: the host hierarchy is reachable now.
+                    let mut opener = self.image_opener(opts, class);
+                    let (plan, handles) =
+                        prepare(&root, opts, class, opener.as_mut(), OnUnusable::Fail)?;
+                    let mut txn = Txn::new(opts.env.faults.merge());
+                    let done = apply::apply(&root, &plan, &handles, &opts.env, false, &mut txn)?;
+                    txn.commit();
+                    o.merged = done.hierarchies;
+                    apply::maybe_reload(opts, &root, class, &plan.extensions);
+                }
+                Refresh::Unchanged => o.unchanged = true,
+                Refresh::Replaced(done) => {
+                    apply::finish(&root, &done);
+                    // Hierarchies merged before but not touched by the new set.
+                    for h in hs.iter().filter(|h| !done.hierarchies.contains(h)) {
+                        if apply::unmerge_hierarchy(&root, class, h)? {
+                            o.unmerged.push(h.clone());
+                        }
+                    }
+                    o.merged = done.hierarchies;
+                    apply::maybe_reload(opts, &root, class, &plan.extensions);
+                }
+            }
+            out.push((class, o));
+        }
+        Ok(out)
+    }
+}
+
+/// What a refresh does with one class.
+enum Refresh {
+    UnmergeAll,
+    Remerge,
+    Unchanged,
+    Replaced(Applied),
+}
+
+fn refs(v: &mut [Box<dyn Opener>]) -> Vec<&mut dyn Opener> {
+    v.iter_mut().map(|b| &mut **b as &mut dyn Opener).collect()
+}
+
+fn outcome_of(plan: &MergePlan) -> Outcome {
+    Outcome {
+        extensions: plan.extensions.clone(),
+        ignored: plan.candidates.len() - plan.extensions.len(),
+        ..Outcome::default()
+    }
+}
+
+/// The class's hierarchies, refused when two name the same directory once resolved
+/// inside the root.
+fn checked_hierarchies(
+    root: &Root,
+    opts: &Options,
+    class: Class,
+) -> Result<Vec<String>, MergeError> {
+    let hs = opts
+        .hierarchies_for(class)
+        .map_err(PlanError::Hierarchies)?;
+    crate::sys::hierarchy::check_resolved_overlap(root, opts.hierarchies_source(class), &hs)
+        .map_err(PlanError::Hierarchies)?;
+    Ok(hs)
+}
+
+/// Inspect, then plan: the plan and the open directories to mount.
+pub fn prepare(
+    root: &Root,
+    opts: &Options,
+    class: Class,
+    opener: &mut dyn Opener,
+    on_unusable: OnUnusable,
+) -> Result<(MergePlan, Handles), MergeError> {
+    let hs = opts
+        .hierarchies_for(class)
+        .map_err(PlanError::Hierarchies)?;
+    let ins = facts::inspect(
+        root,
+        opts,
+        class,
+        &hs,
+        opener,
+        &crate::sys::hierarchy::read_host_dir,
+        on_unusable,
+    )?;
+    Ok((plan::plan(ins.facts, opts)?, ins.handles))
+}
+
+/// Would the refresh of `plan` give the merge that is in place?
+fn unchanged(
+    root: &Root,
+    plan: &MergePlan,
+    handles: &Handles,
+    hierarchies: &[String],
+) -> Result<bool, MergeError> {
+    let fp = crate::sys::origin::render(root, plan, handles);
+    let planned: Vec<&str> = plan
+        .hierarchies
+        .iter()
+        .map(|h| h.hierarchy.as_str())
+        .collect();
+    for h in hierarchies {
+        let cur = find_merged(root, plan.class, h)?;
+        let same = match (&cur, planned.contains(&h.as_str())) {
+            (Some(m), true) => m
+                .fingerprint
+                .as_deref()
+                .is_some_and(|old| crate::sys::origin::same(old, &fp)),
+            (None, false) => true,
+            _ => false,
+        };
+        if !same {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Inspection and planning together, over directory fixtures (the planner's own
+    //! rules are unit-tested with values alone in `plan.rs`).
+    use super::*;
+    use crate::format::class::Scope;
+    use crate::inspect::discover::Image;
+    use crate::inspect::image::{ImageError, ImageStep};
+    use crate::inspect::release::{HostIdentity, Verdict};
+    use crate::plan::{MountFlags, Upper};
+    use std::fs;
+    use std::os::fd::OwnedFd;
+    use std::path::{Path, PathBuf};
+
+    fn w(root: &Path, rel: &str, content: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+
+    fn sysext(root: &Path, dir: &str, name: &str, release: &str, files: &[&str]) {
+        let base = format!("{dir}/{name}");
+        w(
+            root,
+            &format!("{base}/usr/lib/extension-release.d/extension-release.{name}"),
+            release,
+        );
+        for f in files {
+            w(root, &format!("{base}/{f}"), name);
+        }
+    }
+
+    fn with(
+        o: &Options,
+        class: Class,
+        op: &mut dyn Opener,
+        on: OnUnusable,
+    ) -> Result<MergePlan, MergeError> {
+        let root = Root::open(&o.root).map_err(|source| PlanError::Root {
+            path: o.root.clone(),
+            source,
+        })?;
+        prepare(&root, o, class, op, on).map(|(p, _)| p)
+    }
+
+    fn plan(o: &Options, class: Class) -> Result<MergePlan, MergeError> {
+        with(o, class, &mut DirOpener, OnUnusable::Record)
+    }
+
+    fn fixture() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        w(
+            r,
+            "etc/os-release",
+            "ID=debian\nVERSION_ID=12\nSYSEXT_LEVEL=1.0\n",
+        );
+        w(r, "usr/bin/host", "host");
+        fs::create_dir_all(r.join("opt")).unwrap();
+        t
+    }
+
+    fn opts(r: &Path) -> Options {
+        Options {
+            root: r.to_path_buf(),
+            ..Options::default()
+        }
+    }
+
+    fn layer_names(p: &MergePlan, h: &str) -> Vec<String> {
+        p.hierarchies
+            .iter()
+            .find(|x| x.hierarchy == h)
+            .map(|x| x.layers.iter().map(|l| l.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn layer_order_is_version_order_top_first() {
+        let t = fixture();
+        let r = t.path();
+        for n in ["foo-2", "foo-10", "bar"] {
+            sysext(
+                r,
+                "var/lib/extensions",
+                n,
+                "ID=debian\nSYSEXT_LEVEL=1.0\n",
+                &["usr/share/x"],
+            );
+        }
+        let p = plan(&opts(r), Class::Sysext).unwrap();
+        assert_eq!(p.extensions, ["bar", "foo-2", "foo-10"]);
+        assert_eq!(layer_names(&p, "/usr"), ["foo-10", "foo-2", "bar"]);
+        assert_eq!(p.list_file(), "bar\nfoo-2\nfoo-10\n");
+        assert_eq!(p.untouched, ["/opt"]);
+        let h = &p.hierarchies[0];
+        assert!(h.host_lower && h.host_exists && h.upper.is_none());
+        assert_eq!(
+            h.flags,
+            MountFlags {
+                read_only: true,
+                nodev: true,
+                nosuid: false,
+                noexec: false
+            }
+        );
+    }
+
+    #[test]
+    fn skips_carry_reasons_and_force_overrides() {
+        let t = fixture();
+        let r = t.path();
+        sysext(
+            r,
+            "var/lib/extensions",
+            "good",
+            "ID=debian\nVERSION_ID=12\n",
+            &["usr/a"],
+        );
+        sysext(r, "var/lib/extensions", "fedora", "ID=fedora\n", &["usr/b"]);
+        w(r, "var/lib/extensions/norel/usr/c", "x");
+        let p = plan(&opts(r), Class::Sysext).unwrap();
+        let v: Vec<(String, Verdict)> = p
+            .candidates
+            .iter()
+            .map(|c| (c.image.name.clone(), c.verdict.clone()))
+            .collect();
+        assert_eq!(
+            v[0],
+            (
+                "fedora".into(),
+                Verdict::Mismatch("ID=fedora does not match host ID=debian".into())
+            )
+        );
+        assert_eq!(v[1], ("good".into(), Verdict::Match));
+        assert_eq!(v[2].0, "norel");
+        assert!(
+            matches!(&v[2].1, Verdict::Mismatch(r) if r.starts_with("no usable extension-release"))
+        );
+        assert_eq!(p.extensions, ["good"]);
+        let forced = plan(
+            &Options {
+                force: true,
+                ..opts(r)
+            },
+            Class::Sysext,
+        )
+        .unwrap();
+        assert_eq!(forced.extensions, ["fedora", "good", "norel"]);
+    }
+
+    #[test]
+    fn empty_or_missing_contributions_do_not_count() {
+        let t = fixture();
+        let r = t.path();
+        sysext(r, "var/lib/extensions", "a", "ID=_any\n", &["usr/x"]);
+        fs::create_dir_all(r.join("var/lib/extensions/a/opt")).unwrap(); // empty: no contribution
+        sysext(r, "var/lib/extensions", "b", "ID=_any\n", &["opt/y"]);
+        let p = plan(&opts(r), Class::Sysext).unwrap();
+        // b's release file lives in /usr, so b contributes there too.
+        assert_eq!(layer_names(&p, "/usr"), ["b", "a"]);
+        // a's /opt is an empty directory: no contribution.
+        assert_eq!(layer_names(&p, "/opt"), ["b"]);
+        // /opt exists but is empty on the host: not a lower layer.
+        assert!(!p.hierarchies[1].host_lower);
+        // The list file names every accepted extension, on every hierarchy.
+        assert_eq!(p.list_file(), "a\nb\n");
+    }
+
+    #[test]
+    fn confext_flags_and_hierarchy_override() {
+        let t = fixture();
+        let r = t.path();
+        w(
+            r,
+            "var/lib/confexts/c/etc/extension-release.d/extension-release.c",
+            "ID=debian\nVERSION_ID=12\n",
+        );
+        w(r, "var/lib/confexts/c/etc/foo.conf", "x");
+        w(r, "var/lib/confexts/c/srv/data", "x");
+        let p = plan(&opts(r), Class::Confext).unwrap();
+        assert_eq!(layer_names(&p, "/etc"), ["c"]);
+        assert_eq!(
+            p.hierarchies[0].flags,
+            MountFlags {
+                read_only: true,
+                nodev: true,
+                nosuid: true,
+                noexec: true
+            }
+        );
+        let o = Options {
+            hierarchies: Some(vec!["/etc".into(), "/srv".into()]),
+            noexec: Some(false),
+            ..opts(r)
+        };
+        let p = plan(&o, Class::Confext).unwrap();
+        assert_eq!(p.hierarchies.len(), 2);
+        assert!(!p.hierarchies[1].host_exists);
+        assert_eq!(p.hierarchies[1].mode, 0o755);
+        assert!(!p.hierarchies[0].flags.noexec);
+    }
+
+    #[test]
+    fn mutable_modes_pick_upper_and_import() {
+        let t = fixture();
+        let r = t.path();
+        sysext(r, "var/lib/extensions", "a", "ID=_any\n", &["usr/x"]);
+        let up = |m| {
+            plan(
+                &Options {
+                    mutable: m,
+                    ..opts(r)
+                },
+                Class::Sysext,
+            )
+            .unwrap()
+            .hierarchies[0]
+                .clone()
+        };
+        assert_eq!(up(MutableMode::Auto).upper, None);
+        assert!(up(MutableMode::Auto).flags.read_only);
+        assert_eq!(
+            up(MutableMode::Yes).upper,
+            Some(Upper::Persistent {
+                upper: "/var/lib/extensions.mutable/usr".into(),
+                work: "/var/lib/extensions.mutable/.systemd-usr-workdir".into(),
+                is_hierarchy: false
+            })
+        );
+        assert_eq!(up(MutableMode::Import).import, None);
+        let mode = fs::metadata(r.join("usr")).unwrap().permissions();
+        fs::create_dir_all(r.join("var/lib/extensions.mutable/usr")).unwrap();
+        fs::set_permissions(r.join("var/lib/extensions.mutable/usr"), mode).unwrap();
+        assert!(matches!(
+            up(MutableMode::Auto).upper,
+            Some(Upper::Persistent { .. })
+        ));
+        assert_eq!(
+            up(MutableMode::Import).import,
+            Some(PathBuf::from("/var/lib/extensions.mutable/usr"))
+        );
+        assert!(up(MutableMode::Import).flags.read_only);
+        assert_eq!(up(MutableMode::Ephemeral).upper, Some(Upper::Ephemeral));
+        let ei = up(MutableMode::EphemeralImport);
+        assert_eq!(
+            (ei.upper, ei.import.is_some()),
+            (Some(Upper::Ephemeral), true)
+        );
+        // A mutable dir whose mode differs from the hierarchy's is refused (systemd: EINVAL).
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(
+            r.join("var/lib/extensions.mutable/usr"),
+            fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        let e = plan(
+            &Options {
+                mutable: MutableMode::Auto,
+                ..opts(r)
+            },
+            Class::Sysext,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("has mode 0700, ought to have mode"),
+            "{e}"
+        );
+        // The mutable dir as a symlink to the hierarchy itself makes /usr the upper dir.
+        fs::remove_dir(r.join("var/lib/extensions.mutable/usr")).unwrap();
+        std::os::unix::fs::symlink("/usr", r.join("var/lib/extensions.mutable/usr")).unwrap();
+        let h = up(MutableMode::Yes);
+        assert!(
+            matches!(h.upper, Some(Upper::Persistent { is_hierarchy: true, ref upper, .. }) if upper == Path::new("/usr"))
+        );
+        assert!(!h.host_lower);
+    }
+
+    /// Opens directories, but refuses the extension named `.0` as a broken disk image
+    /// would be refused.
+    struct Refusing(&'static str);
+
+    impl Opener for Refusing {
+        fn open(&mut self, root: &Root, image: &Image) -> Result<Option<OwnedFd>, ImageError> {
+            if image.name == self.0 {
+                return Err(ImageError::invalid(
+                    ImageStep::PartitionTable,
+                    "no valid partition table",
+                    libc::EBADMSG,
+                )
+                .at(root.display_path(&image.path)));
+            }
+            DirOpener.open(root, image)
+        }
+    }
+
+    #[test]
+    fn unusable_extension_fails_the_merge_plan_but_is_an_entry_of_the_shown_one() {
+        let t = fixture();
+        let r = t.path();
+        for n in ["a", "b", "c"] {
+            sysext(r, "var/lib/extensions", n, "ID=_any\n", &["usr/f"]);
+        }
+        let root = Root::open(r).unwrap();
+        let err = format!(
+            "{}: no valid partition table",
+            r.join("var/lib/extensions/b").display()
+        );
+        // A merge is all or nothing: the first unusable extension ends the plan.
+        match with(
+            &opts(r),
+            Class::Sysext,
+            &mut Refusing("b"),
+            OnUnusable::Fail,
+        ) {
+            Err(MergeError::Plan(PlanError::Image(e))) => {
+                assert_eq!(e.to_string(), err);
+                assert_eq!(
+                    (e.step, e.errno()),
+                    (ImageStep::PartitionTable, libc::EBADMSG)
+                );
+            }
+            other => panic!("expected PlanError::Image, got {other:?}"),
+        }
+        // Shown: every extension with its verdict, the unusable one with the error.
+        let p = with(
+            &opts(r),
+            Class::Sysext,
+            &mut Refusing("b"),
+            OnUnusable::Record,
+        )
+        .unwrap();
+        let v: Vec<(&str, &Verdict)> = p
+            .candidates
+            .iter()
+            .map(|c| (c.image.name.as_str(), &c.verdict))
+            .collect();
+        assert_eq!(
+            v,
+            [
+                ("a", &Verdict::Match),
+                ("b", &Verdict::Unusable(err.clone())),
+                ("c", &Verdict::Match)
+            ]
+        );
+        assert_eq!(p.extensions, ["a", "c"]);
+        assert_eq!(layer_names(&p, "/usr"), ["c", "a"]);
+        let host = HostIdentity::load(&root, Scope::System, None).unwrap();
+        let (cands, _, _) = facts::evaluate(
+            &root,
+            Class::Sysext,
+            &host,
+            false,
+            true,
+            &mut Refusing("b"),
+            OnUnusable::Record,
+        )
+        .unwrap();
+        assert_eq!(cands[1].verdict, Verdict::Unusable(err));
+    }
+
+    #[test]
+    fn planning_is_deterministic() {
+        let t = fixture();
+        let r = t.path();
+        for n in ["z", "a", "m_1", "m_2", "m+3"] {
+            sysext(r, "var/lib/extensions", n, "ID=_any\n", &["usr/f"]);
+        }
+        let a = plan(&opts(r), Class::Sysext).unwrap();
+        let b = plan(&opts(r), Class::Sysext).unwrap();
+        assert_eq!(a, b);
+        // `_` and `+` are separators for strverscmp_improved: m_1 < m_2 < m+3.
+        assert_eq!(a.extensions, ["a", "m_1", "m_2", "m+3", "z"]);
+    }
+
+    #[test]
+    fn missing_os_release_is_an_error_naming_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let e = plan(&opts(t.path()), Class::Sysext).unwrap_err();
+        assert!(e.to_string().contains("no os-release found"), "{e}");
+        assert!(
+            e.to_string().contains(&t.path().display().to_string()),
+            "{e}"
+        );
+    }
+}

@@ -16,7 +16,7 @@ pub const MERGE_PAUSE_ENV: &str = "EXTMERGE_PAUSE_AT_STEP";
 pub const IMAGE_FAIL_ENV: &str = "EXTMERGE_FAIL_AT_IMAGE_STEP";
 
 /// Which steps a test asked to fail or pause, as read from the environment by a
-/// front-end ([`crate::options::Environment`]). Only builds with the `fault-injection`
+/// front-end (as part of `options::Environment`). Only builds with the `fault-injection`
 /// cargo feature read the variables; release builds always get "none".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FaultSettings {

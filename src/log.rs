@@ -3,7 +3,6 @@
 //! messages without global state. Callers of [`enabled`] skip formatting below the level.
 
 use std::cell::RefCell;
-use std::io;
 use std::rc::Rc;
 
 /// syslog priorities.
@@ -103,49 +102,14 @@ pub fn warn(msg: &str) {
     log(Level::Warning, msg)
 }
 
-/// The text of an I/O error for a message: for an OS error its `strerror` words, once,
-/// without the " (os error N)" that std's `Display` appends ("No such file or
-/// directory"); any other error's own text. Every message that shows an
-/// [`io::Error`] or an errno goes through this (or [`errno_text`]).
-pub fn os_text(e: &io::Error) -> String {
-    strip_os_error(&e.to_string())
-}
-
-/// [`os_text`] of a raw errno (`rustix::io::Errno`, whose `Display` is std's).
-pub fn errno_text(e: rustix::io::Errno) -> String {
-    os_text(&e.into())
-}
-
-/// `s` without any " (os error N)": also where an error wraps another one whose text
-/// has it. The `strerror` words before each are glibc's (systemd's) whatever libc the
-/// program was built with: musl's differ for some errors ("I/O error" for
-/// "Input/output error").
-fn strip_os_error(s: &str) -> String {
-    const MARK: &str = " (os error ";
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find(MARK) {
-        let after = &rest[i + MARK.len()..];
-        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-        if digits > 0 && after[digits..].starts_with(')') {
-            out.push_str(&crate::format::strerror::with_glibc_words(
-                &rest[..i],
-                &after[..digits],
-            ));
-            rest = &after[digits + 1..];
-        } else {
-            out.push_str(&rest[..i + MARK.len()]);
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
-}
+pub use crate::format::strerror::{errno_text, os_text};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::strerror::strip_os_error;
     use std::cell::RefCell;
+    use std::io;
 
     #[test]
     fn os_text_has_no_os_error_suffix() {

@@ -51,14 +51,7 @@ impl MutableMode {
     }
 }
 
-/// systemd's `parse_boolean`.
-pub fn parse_boolean(s: &str) -> Option<bool> {
-    match s.to_ascii_lowercase().as_str() {
-        "1" | "yes" | "y" | "true" | "t" | "on" => Some(true),
-        "0" | "no" | "n" | "false" | "f" | "off" => Some(false),
-        _ => None,
-    }
-}
+pub use crate::format::text::parse_boolean;
 
 /// Everything a merge, unmerge, refresh, status or list needs to know.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +76,9 @@ pub struct Options {
     /// The environment variables that apply, as the front-end read them.
     pub env: Environment,
 }
+
+/// `SYSTEMD_OS_RELEASE`: the host's os-release file inside the root.
+pub const OS_RELEASE_ENV: &str = "SYSTEMD_OS_RELEASE";
 
 /// The environment variables extmerge obeys, read once by a front-end
 /// ([`Environment::from_process`]) and passed down: the library itself never reads the
@@ -118,7 +114,7 @@ impl Environment {
             confext_hierarchies: var(Class::Confext.hierarchies_env()),
             sysext_mutable: var(Class::Sysext.mutable_env()),
             confext_mutable: var(Class::Confext.mutable_env()),
-            os_release: std::env::var_os(crate::inspect::release::OS_RELEASE_ENV),
+            os_release: std::env::var_os(OS_RELEASE_ENV),
             layers: var("EXTMERGE_LAYERS"),
             replace: var("EXTMERGE_REPLACE"),
             faults: crate::fault::FaultSettings::from_process(),

@@ -4,18 +4,18 @@
 //! (version order, the mutable modes, the kernel's layer limit) is unit-tested with
 //! values alone. [`crate::sys::apply`] executes the plan.
 
-use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::format::class::Class;
 use crate::format::escape::esc;
-use crate::format::os_release::OsReleaseError;
-use crate::inspect::discover::{self, Skipped};
+use crate::inspect::discover::Skipped;
 use crate::inspect::facts::{Facts, HierarchyFacts, MutableDir, MUTABLE_BASE};
 use crate::inspect::fsutil::join_in_root;
 use crate::inspect::release::{HostIdentity, Verdict};
 use crate::inspect::Candidate;
 use crate::options::{hierarchy_component, MutableMode, Options};
+
+pub use crate::inspect::error::PlanError;
 
 /// One extension layer of one hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,55 +108,6 @@ impl MergePlan {
             s.push('\n');
         }
         s
-    }
-}
-
-/// Why a plan could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    /// The root could not be opened.
-    #[error("{}: cannot open root: {}", esc(.path), crate::log::os_text(.source))]
-    Root {
-        /// The root.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
-    /// Host os-release problem.
-    #[error(transparent)]
-    OsRelease(#[from] OsReleaseError),
-    /// Discovery failed.
-    #[error("failed to discover extensions: {0}")]
-    Discover(#[from] discover::DiscoverError),
-    /// A disk image is broken or refused (systemd fails the merge for it).
-    #[error(transparent)]
-    Image(#[from] crate::inspect::image::ImageError),
-    /// Bad hierarchy list.
-    #[error("{0}")]
-    Hierarchies(String),
-    /// A file or directory that planning needs could not be read.
-    #[error("{}: {reason}", esc(.path))]
-    Io {
-        /// Host path.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-        /// errno.
-        errno: i32,
-    },
-}
-
-impl PlanError {
-    /// errno for the C ABI.
-    pub fn errno(&self) -> i32 {
-        match self {
-            PlanError::Root { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
-            PlanError::OsRelease(e) => e.errno(),
-            PlanError::Discover(e) => e.source.raw_os_error().unwrap_or(libc::EIO),
-            PlanError::Hierarchies(_) => libc::EINVAL,
-            PlanError::Image(e) => e.errno(),
-            PlanError::Io { errno, .. } => *errno,
-        }
     }
 }
 

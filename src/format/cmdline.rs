@@ -5,7 +5,7 @@
 //! in one word does not make the other words unreadable.
 
 use crate::format::class::Class;
-use crate::options::parse_boolean;
+use crate::format::text::parse_boolean;
 
 /// Whitespace between kernel command line words, as systemd's `WHITESPACE`.
 fn is_separator(c: char) -> bool {

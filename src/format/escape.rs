@@ -195,7 +195,7 @@ pub fn controls(msg: &str) -> Cow<'_, str> {
 }
 
 /// systemd's `cescape()` exactly: [`esc`]'s escapes, and every byte ≥ 0x7f as `\xNN`
-/// (UTF-8 included), so the text is ASCII; [`crate::inspect::metadata::cunescape`] reverses it.
+/// (UTF-8 included), so the text is ASCII; `inspect::metadata::cunescape` reverses it.
 pub fn cescape(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {

@@ -1,6 +1,6 @@
 //! `/proc/…/mountinfo` (proc(5)) as bytes: the fields extmerge uses, the octal escapes
 //! of mount points, and the submounts of a directory. Pure: the kernel layer reads the
-//! file ([`crate::sys::hierarchy::read_mountinfo`]) and hands the bytes here.
+//! file (`sys::hierarchy::read_mountinfo`) and hands the bytes here.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;

@@ -7,9 +7,6 @@
 //! [`EnvFile::parse`].
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-
-use crate::format::escape::esc;
 
 /// A parse failure that makes the whole file unusable (systemd: invalid UTF-8 → EINVAL).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -475,50 +472,6 @@ impl<'k> Parser<'k> {
         Ok(())
     }
 }
-/// Errors reading the host's os-release.
-#[derive(Debug, thiserror::Error)]
-pub enum OsReleaseError {
-    /// Neither `/etc/os-release` nor `/usr/lib/os-release` exists in the root.
-    #[error("{}: no os-release found (tried /etc/os-release, /usr/lib/os-release)", esc(.root))]
-    Missing {
-        /// The root searched.
-        root: PathBuf,
-    },
-    /// Reading failed.
-    #[error("{}: {source}", esc(.path))]
-    Read {
-        /// File.
-        path: PathBuf,
-        /// Why.
-        source: crate::inspect::fsutil::ReadError,
-    },
-    /// Parsing failed.
-    #[error("{}: {source}", esc(.path))]
-    Parse {
-        /// File.
-        path: PathBuf,
-        /// Why.
-        source: EnvError,
-    },
-    /// `ID=` missing or empty.
-    #[error("{}: no ID= field, cannot match extensions against it", esc(.path))]
-    NoId {
-        /// File.
-        path: PathBuf,
-    },
-}
-
-impl OsReleaseError {
-    /// errno for the C ABI.
-    pub fn errno(&self) -> i32 {
-        match self {
-            OsReleaseError::Missing { .. } => libc::ENOENT,
-            OsReleaseError::Read { source, .. } => source.errno(),
-            OsReleaseError::Parse { .. } | OsReleaseError::NoId { .. } => libc::EINVAL,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

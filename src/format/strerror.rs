@@ -165,6 +165,42 @@ const GLIBC_STRERROR: [&str; 134] = [
     "Memory page has hardware error",                    // 133
 ];
 
+/// The text of an I/O error for a message: for an OS error its `strerror` words, once,
+/// without the " (os error N)" that std's `Display` appends ("No such file or
+/// directory"); any other error's own text. Every message that shows an
+/// [`io::Error`] or an errno goes through this (or [`errno_text`]).
+pub fn os_text(e: &io::Error) -> String {
+    strip_os_error(&e.to_string())
+}
+
+/// [`os_text`] of a raw errno (`rustix::io::Errno`, whose `Display` is std's).
+pub fn errno_text(e: rustix::io::Errno) -> String {
+    os_text(&e.into())
+}
+
+/// `s` without any " (os error N)": also where an error wraps another one whose text
+/// has it. The `strerror` words before each are glibc's (systemd's) whatever libc the
+/// program was built with: musl's differ for some errors ("I/O error" for
+/// "Input/output error").
+pub(crate) fn strip_os_error(s: &str) -> String {
+    const MARK: &str = " (os error ";
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(MARK) {
+        let after = &rest[i + MARK.len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && after[digits..].starts_with(')') {
+            out.push_str(&with_glibc_words(&rest[..i], &after[..digits]));
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(&rest[..i + MARK.len()]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,7 +215,7 @@ mod tests {
             .filter(|(_, t)| !t.is_empty())
         {
             let n = i32::try_from(n).unwrap();
-            assert_eq!(crate::log::os_text(&io::Error::from_raw_os_error(n)), *t);
+            assert_eq!(os_text(&io::Error::from_raw_os_error(n)), *t);
             let own = io::Error::from_raw_os_error(n).to_string();
             assert_eq!(own, format!("{t} (os error {n})"));
         }

@@ -108,6 +108,15 @@ pub fn base64_decode(s: &str) -> Result<Vec<u8>, &'static str> {
     Ok(out)
 }
 
+/// systemd's `parse_boolean`.
+pub fn parse_boolean(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "yes" | "y" | "true" | "t" | "on" => Some(true),
+        "0" | "no" | "n" | "false" | "f" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,11 +20,11 @@ use rustix::fs::{OFlags, ResolveFlags};
 use crate::format::class::{Class, Scope};
 use crate::format::escape::esc;
 use crate::inspect::discover::{self, Discovery, Image, ImageKind, Skipped};
+use crate::inspect::error::PlanError;
 use crate::inspect::fsutil::{self, Root};
 use crate::inspect::image::{ImageError, ImageStep};
 use crate::inspect::release::{self, HostIdentity, ReleaseFile, Verdict};
 use crate::options::{hierarchy_component, MutableMode, Options};
-use crate::plan::PlanError;
 
 /// Base directory of persistent upper dirs, for both classes (systemd's
 /// `MUTABLE_EXTENSIONS_BASE_DIR`).

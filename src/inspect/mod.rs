@@ -3,6 +3,7 @@
 //! handles that the plan's application uses, so what was checked is what is mounted.
 
 pub mod discover;
+pub mod error;
 pub mod facts;
 pub mod fsutil;
 pub mod image;

@@ -15,7 +15,7 @@ use rustix::fs::{FileType, OFlags, ResolveFlags};
 use crate::format::class::{Class, Scope};
 use crate::format::escape::{esc, escape};
 use crate::format::name::{image_name_is_valid, release_base_name};
-use crate::format::os_release::{EnvFile, OsReleaseError};
+use crate::format::os_release::EnvFile;
 use crate::inspect::fsutil::{self, ReadError, Root, MAX_TEXT_FILE};
 
 /// What the host offers to match against (from the root's os-release).
@@ -39,8 +39,7 @@ pub struct HostIdentity {
     pub scope: Scope,
 }
 
-/// Environment variable naming the os-release file to use instead of the default ones.
-pub const OS_RELEASE_ENV: &str = "SYSTEMD_OS_RELEASE";
+pub use crate::options::OS_RELEASE_ENV;
 
 /// Name of the xattr that relaxes the fallback name check (`user.extension-release.strict`).
 pub const STRICT_XATTR: &str = "user.extension-release.strict";
@@ -474,6 +473,50 @@ pub fn validate(_name: &str, class: Class, host: &HostIdentity, ext: &EnvFile) -
 
     // 9. Host LEVEL set, no host VERSION_ID, no extension LEVEL.
     Verdict::Match
+}
+
+/// Errors reading the host's os-release.
+#[derive(Debug, thiserror::Error)]
+pub enum OsReleaseError {
+    /// Neither `/etc/os-release` nor `/usr/lib/os-release` exists in the root.
+    #[error("{}: no os-release found (tried /etc/os-release, /usr/lib/os-release)", esc(.root))]
+    Missing {
+        /// The root searched.
+        root: PathBuf,
+    },
+    /// Reading failed.
+    #[error("{}: {source}", esc(.path))]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        source: fsutil::ReadError,
+    },
+    /// Parsing failed.
+    #[error("{}: {source}", esc(.path))]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        source: crate::format::os_release::EnvError,
+    },
+    /// `ID=` missing or empty.
+    #[error("{}: no ID= field, cannot match extensions against it", esc(.path))]
+    NoId {
+        /// File.
+        path: PathBuf,
+    },
+}
+
+impl OsReleaseError {
+    /// errno for the C ABI.
+    pub fn errno(&self) -> i32 {
+        match self {
+            OsReleaseError::Missing { .. } => libc::ENOENT,
+            OsReleaseError::Read { source, .. } => source.errno(),
+            OsReleaseError::Parse { .. } | OsReleaseError::NoId { .. } => libc::EINVAL,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -33,8 +33,10 @@
 //! with an error naming the device (`EBUSY`). A reused device is not marked for removal
 //! by us (whoever made it decides), and the new loop devices are not needed.
 
+use std::cell::RefCell;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use rustix::fs::{AtFlags, FileType, OFlags};
 
@@ -56,6 +58,7 @@ use crate::sys::keyring;
 use crate::sys::loopdev::{LoopDevice, LoopOptions};
 use crate::sys::mount::{self, mount_block};
 use crate::sys::staging::{mkdir_open, StagingArea};
+use crate::sys::txn::Txn;
 
 /// Longest dm device name (`DM_NAME_LEN` minus the NUL).
 const MAX_DM_NAME: usize = 127;
@@ -63,78 +66,52 @@ const MAX_DM_NAME: usize = 127;
 // A signature the inspection accepts fits into a kernel `user` key.
 const _: () = assert!(MAX_SIGNATURE_FILE == keyring::MAX_USER_KEY_PAYLOAD as u64);
 
-/// Everything set up for one image so far, undone in reverse when dropped unless
-/// [`commit`](Self::commit) handed it over to the mounts.
-#[derive(Default)]
-struct Setup {
-    loops: Vec<LoopDevice>,
-    /// dm devices we created (name), to remove again.
-    dms: Vec<String>,
-    /// Detached or attached mounts, in creation order, with whether they are attached.
-    mounts: Vec<(OwnedFd, bool, String)>,
-    /// Directories created in the staging tmpfs (relative to it), removed on failure.
-    dirs: Vec<String>,
-    staging: Option<OwnedFd>,
-}
-
-impl Setup {
-    /// Success: mark our dm devices for deferred removal, give up the loop fds. The
-    /// devices now live exactly as long as the mounts using them.
-    fn commit(mut self) {
-        if !self.dms.is_empty() {
-            match Dm::open() {
-                Ok(dm) => {
-                    for name in self.dms.drain(..) {
-                        match dm.remove(&name, true) {
-                            Ok(Removal::Deferred) | Ok(Removal::Removed) => {}
-                            Err(e) => crate::log::warn(&format!(
-                                "cannot schedule removal of dm device {name}: {e}"
-                            )),
-                        }
-                    }
-                }
-                Err(e) => crate::log::warn(&format!(
-                    "cannot schedule removal of dm devices {:?}: {e}",
-                    self.dms
-                )),
-            }
-        }
-        for l in self.loops.drain(..) {
+/// Registers a loop device this setup attached: detached again on rollback; on commit
+/// its fd is given up, and autoclear lets the device live exactly as long as its users.
+fn register_loop(txn: &mut Txn, lo: LoopDevice) {
+    let cell = Rc::new(RefCell::new(Some(lo)));
+    let undo = cell.clone();
+    txn.on_undo("loop device", move || {
+        // Dropping a LoopDevice detaches it (or sets autoclear while dm still holds it).
+        drop(undo.borrow_mut().take());
+        Ok::<(), String>(())
+    });
+    txn.on_commit(move || {
+        if let Some(l) = cell.borrow_mut().take() {
             drop(l.keep());
         }
-        self.mounts.clear();
-        self.dirs.clear();
-    }
+    });
 }
 
-impl Drop for Setup {
-    fn drop(&mut self) {
-        while let Some((fd, attached, what)) = self.mounts.pop() {
-            if attached {
-                if let Err(e) = mount::detach(fd.as_fd(), &what) {
-                    crate::log::warn(&format!("undo: {e}"));
-                }
-            }
-            drop(fd);
+/// Registers a dm device this setup created: removed again on rollback; on commit
+/// marked for deferred removal, so it lives exactly as long as the mounts using it.
+fn register_dm(txn: &mut Txn, name: String) {
+    let remove = |name: &str, when: &str| -> Result<(), String> {
+        // Deferred: a mount fd closed just now may still hold it for a moment.
+        match Dm::open().and_then(|dm| dm.remove(name, true)) {
+            Ok(Removal::Deferred) | Ok(Removal::Removed) => Ok(()),
+            Err(e) => Err(format!("{when} of dm device {name}: {e}")),
         }
-        if let Some(st) = &self.staging {
-            while let Some(d) = self.dirs.pop() {
-                let _ = rustix::fs::unlinkat(st, d.as_str(), AtFlags::REMOVEDIR);
-            }
+    };
+    let n = name.clone();
+    txn.on_undo(format!("dm device {name}"), move || remove(&n, "removal"));
+    txn.on_commit(move || {
+        if let Err(e) = remove(&name, "scheduling the removal") {
+            crate::log::warn(&format!("cannot {e}"));
         }
-        if !self.dms.is_empty() {
-            if let Ok(dm) = Dm::open() {
-                for name in self.dms.drain(..) {
-                    // Deferred: a mount fd closed just now may still hold it for a moment.
-                    if let Err(e) = dm.remove(&name, true) {
-                        crate::log::warn(&format!("undo: removing dm device {name}: {e}"));
-                    }
-                }
-            }
-        }
-        // Dropping a LoopDevice detaches it (or sets autoclear while dm still holds it).
-        self.loops.clear();
-    }
+    });
+}
+
+/// Registers a directory made in the staging tmpfs (`rel` below `staging`): removed
+/// again on rollback.
+fn register_dir(txn: &mut Txn, staging: &OwnedFd, rel: String) -> Result<(), ImageError> {
+    let st = staging
+        .try_clone()
+        .map_err(|e| ImageError::os(ImageStep::Staging, "", e))?;
+    txn.on_undo(format!("staging directory {rel}"), move || {
+        rustix::fs::unlinkat(&st, rel.as_str(), AtFlags::REMOVEDIR).map_err(std::io::Error::from)
+    });
+    Ok(())
 }
 
 fn loop_options() -> LoopOptions {
@@ -228,7 +205,7 @@ fn activate(
     probed: &Probed,
     v: &Volume,
     level: Protection,
-    setup: &mut Setup,
+    setup: &mut Txn,
     faults: &mut Injector,
 ) -> Result<(PathBuf, FsType), ImageError> {
     let verity = matches!(level, Protection::Verity | Protection::Signed);
@@ -255,7 +232,7 @@ fn activate(
         let lo = LoopDevice::attach(probed.file.as_fd(), v.offset, v.size, loop_options())
             .map_err(|e| loop_err("file system", e))?;
         let path = lo.path().to_path_buf();
-        setup.loops.push(lo);
+        register_loop(setup, lo);
         return Ok((path, v.fstype));
     }
     let internal = |m: String| ImageError::invalid(ImageStep::Verity, m, libc::EINVAL);
@@ -316,7 +293,7 @@ fn activate(
     let data = LoopDevice::attach(probed.file.as_fd(), v.offset, v.size, loop_options())
         .map_err(|e| loop_err("data", e))?;
     let data_dev = data.dev();
-    setup.loops.push(data);
+    register_loop(setup, data);
     let (hoff, hsize) = tree.region();
     let hash_file = match tree.location {
         HashLocation::Partition(_) => &probed.file,
@@ -326,7 +303,7 @@ fn activate(
     let hash = LoopDevice::attach(hash_file.as_fd(), hoff, hsize, loop_options())
         .map_err(|e| loop_err("hash tree", e))?;
     let hash_dev = hash.dev();
-    setup.loops.push(hash);
+    register_loop(setup, hash);
 
     // Counted before the signature key is added, so a failure here has no key to remove.
     inject(faults, ImageStep::Dm, "dm-verity device")?;
@@ -396,7 +373,7 @@ fn activate(
             ))
         }
     };
-    setup.dms.push(dev.name.clone());
+    register_dm(setup, dev.name.clone());
     let fstype = probe_verified(&dev.path, sb.data_size().unwrap_or(v.size))?;
     Ok((dev.path, fstype))
 }
@@ -503,7 +480,9 @@ impl ImageOpener {
             probed.info.layout
         ));
 
-        let mut setup = Setup::default();
+        // One transaction for this image: undone on any error (by its drop), committed
+        // once the image is mounted in the staging area.
+        let mut setup = Txn::new(Injector::default());
         let mut mounts = Vec::new();
         for (v, level) in probed.info.volumes.iter().zip(&levels) {
             if *level == Protection::Unused {
@@ -523,8 +502,13 @@ impl ImageOpener {
             let clone = mnt
                 .try_clone()
                 .map_err(|e| ImageError::os(ImageStep::Mount, "", e))?;
-            setup.mounts.push((clone, false, what));
-            mounts.push((v.mount_point, mnt, setup.mounts.len() - 1));
+            // Held until the transaction ends: a rollback closes it (the detached mount
+            // goes), after the attach below is undone.
+            setup.on_undo(what.clone(), move || {
+                drop(clone);
+                Ok::<(), String>(())
+            });
+            mounts.push((v.mount_point, mnt, what));
         }
 
         let staging_err = |e: std::io::Error, what: String| {
@@ -544,19 +528,17 @@ impl ImageOpener {
         }
         let staging = self.staging.as_ref().expect("created above");
         let stage_fd = staging.fd();
-        setup.staging = Some(
-            stage_fd
-                .try_clone_to_owned()
-                .map_err(|e| staging_err(e, String::new()))?,
-        );
+        let stage_owned = stage_fd
+            .try_clone_to_owned()
+            .map_err(|e| staging_err(e, String::new()))?;
         let k = self.seq.to_string();
         self.seq += 1;
         inject(&mut self.faults, ImageStep::Staging, "staging directory")?;
         let top = mkdir_open(stage_fd, &k, 0o755)
             .map_err(|e| staging_err(e, format!(": {}/{k}", staging.path().display())))?;
-        setup.dirs.push(k.clone());
+        register_dir(&mut setup, &stage_owned, k.clone())?;
         let mut attached_top = false;
-        for (point, mnt, idx) in &mounts {
+        for (point, mnt, what) in &mounts {
             let target_path = staging.path().join(&k).join(point);
             let shown = target_path.display().to_string();
             let target = if point.is_empty() {
@@ -580,7 +562,7 @@ impl ImageOpener {
             } else {
                 let d = mkdir_open(top.as_fd(), point, 0o755)
                     .map_err(|e| staging_err(e, format!(": {shown}")))?;
-                setup.dirs.push(format!("{k}/{point}"));
+                register_dir(&mut setup, &stage_owned, format!("{k}/{point}"))?;
                 d
             };
             inject(&mut self.faults, ImageStep::Mount, "attach")?;
@@ -591,7 +573,13 @@ impl ImageOpener {
                     e.errno(),
                 )
             })?;
-            setup.mounts[*idx].1 = true;
+            let attached = mnt
+                .try_clone()
+                .map_err(|e| ImageError::os(ImageStep::Mount, "", e))?;
+            let what = what.clone();
+            setup.on_undo(format!("attach of {what}"), move || {
+                mount::detach(attached.as_fd(), &what)
+            });
             if point.is_empty() {
                 attached_top = true;
             }

@@ -373,7 +373,7 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
                     if let Ok(r) = Root::open(&root_path) {
                         let _ = remove_tree_in_root(&r, &w);
                     }
-                    Ok(())
+                    Ok::<(), MountError>(())
                 });
             }
             let (a, b) = (rustix::fs::fstat(&upfd), rustix::fs::fstat(&wfd));
@@ -541,7 +541,7 @@ fn attach_built(
         let root_path = root.path().to_path_buf();
         txn.on_undo(format!("create {}", esc(h)), move || {
             remove_created(&root_path, &created);
-            Ok(())
+            Ok::<(), MountError>(())
         });
     }
     // File systems mounted below the hierarchy, to put back on top of the new overlay.

@@ -51,7 +51,7 @@ const MBR_SIZE: usize = 512;
 #[non_exhaustive]
 pub enum GptError {
     /// The accessor failed (e.g. the file shrank under us).
-    #[error("reading the image failed: {}", crate::log::os_text(.0))]
+    #[error("reading the image failed: {}", crate::format::strerror::os_text(.0))]
     Io(#[from] io::Error),
     /// Too short to hold a protective MBR and a GPT header.
     #[error("image too small for a GPT: {size} bytes (truncated?)")]

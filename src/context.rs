@@ -112,8 +112,7 @@ impl Context {
         let root = self.open_root()?;
         let opts = self.options_for(class);
         let mut opener = self.plan_opener(&opts, class);
-        let (plan, _) = prepare(&root, &opts, class, opener.as_mut(), OnUnusable::Record)?;
-        Ok(plan)
+        Ok(prepare(&root, &opts, class, opener.as_mut(), OnUnusable::Record)?.plan)
     }
 
     /// [`Context::plan`] with a given opener (tests, embedders with their own).
@@ -124,7 +123,7 @@ impl Context {
     ) -> Result<MergePlan, MergeError> {
         let root = self.open_root()?;
         let opts = self.options_for(class);
-        Ok(prepare(&root, &opts, class, opener, OnUnusable::Record)?.0)
+        Ok(prepare(&root, &opts, class, opener, OnUnusable::Record)?.plan)
     }
 
     /// The extensions of each class as discovery finds them (no verdicts: `list`).
@@ -243,7 +242,8 @@ impl Context {
                     return Err(MergeError::AlreadyMerged(root.display_path(h)));
                 }
             }
-            let (plan, handles) = prepare(&root, &opts, class, &mut **opener, OnUnusable::Fail)?;
+            let Prepared { plan, handles } =
+                prepare(&root, &opts, class, &mut **opener, OnUnusable::Fail)?;
             prepared.push((opts, plan, handles));
         }
         let mut txn = Txn::new(self.options.env.faults.merge());
@@ -282,7 +282,8 @@ impl Context {
         for (&class, opener) in self.classes.iter().zip(openers.iter_mut()) {
             let opts = self.options_for(class);
             let hs = checked_hierarchies(&root, &opts, class)?;
-            let (plan, handles) = prepare(&root, &opts, class, &mut **opener, OnUnusable::Fail)?;
+            let Prepared { plan, handles } =
+                prepare(&root, &opts, class, &mut **opener, OnUnusable::Fail)?;
             prepared.push((opts, hs, plan, handles));
         }
         let mut txn = Txn::new(self.options.env.faults.merge());
@@ -329,7 +330,7 @@ impl Context {
                     o.unmerged = done;
                     // Planned again: the host hierarchy is reachable now.
                     let mut opener = self.image_opener(opts, class);
-                    let (plan, handles) =
+                    let Prepared { plan, handles } =
                         prepare(&root, opts, class, opener.as_mut(), OnUnusable::Fail)?;
                     let mut txn = Txn::new(opts.env.faults.merge());
                     let done = apply::apply(&root, &plan, &handles, &opts.env, false, &mut txn)?;
@@ -391,6 +392,15 @@ fn checked_hierarchies(
     Ok(hs)
 }
 
+/// A plan with the directories inspection opened for it: what [`apply`] mounts.
+#[derive(Debug)]
+pub struct Prepared {
+    /// What to do.
+    pub plan: MergePlan,
+    /// The open extension and layer directories, kept from the check to the mount.
+    pub handles: Handles,
+}
+
 /// Inspect, then plan: the plan and the open directories to mount.
 pub fn prepare(
     root: &Root,
@@ -398,7 +408,7 @@ pub fn prepare(
     class: Class,
     opener: &mut dyn Opener,
     on_unusable: OnUnusable,
-) -> Result<(MergePlan, Handles), MergeError> {
+) -> Result<Prepared, MergeError> {
     let hs = opts
         .hierarchies_for(class)
         .map_err(PlanError::Hierarchies)?;
@@ -411,7 +421,10 @@ pub fn prepare(
         &crate::sys::hierarchy::read_host_dir,
         on_unusable,
     )?;
-    Ok((plan::plan(ins.facts, opts)?, ins.handles))
+    Ok(Prepared {
+        plan: plan::plan(ins.facts, opts)?,
+        handles: ins.handles,
+    })
 }
 
 /// Would the refresh of `plan` give the merge that is in place?
@@ -486,7 +499,7 @@ mod tests {
             path: o.root.clone(),
             source,
         })?;
-        prepare(&root, o, class, op, on).map(|(p, _)| p)
+        prepare(&root, o, class, op, on).map(|p| p.plan)
     }
 
     fn plan(o: &Options, class: Class) -> Result<MergePlan, MergeError> {

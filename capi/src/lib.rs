@@ -976,6 +976,47 @@ mod tests {
         );
     }
 
+    /// A refused disk image reaches a C caller with the errno of its step, not a
+    /// catch-all -EIO.
+    #[test]
+    fn image_errors_keep_their_errno() {
+        use extmerge::context::MergeError;
+        use extmerge::inspect::image::{ImageError, ImageStep};
+        use extmerge::plan::PlanError;
+        let cases = [
+            (
+                ImageError::refused(
+                    ImageStep::Policy,
+                    "refused by the image policy",
+                    libc::ERFKILL,
+                ),
+                libc::ERFKILL,
+            ),
+            (
+                ImageError::kernel(ImageStep::Signature, "signature", libc::EKEYREJECTED),
+                libc::EKEYREJECTED,
+            ),
+            (
+                ImageError::invalid(ImageStep::PartitionTable, "no usr partition", libc::ENXIO),
+                libc::ENXIO,
+            ),
+            (
+                ImageError::kernel(ImageStep::Dm, "busy", libc::EBUSY),
+                libc::EBUSY,
+            ),
+        ];
+        for (ie, errno) in cases {
+            let ie = ie.at("/var/lib/extensions/x.raw");
+            let e = Error::from(MergeError::Plan(PlanError::Image(ie)));
+            assert_eq!(e.errno, errno, "{}", e.msg);
+            assert!(
+                e.msg.starts_with("/var/lib/extensions/x.raw: "),
+                "{}",
+                e.msg
+            );
+        }
+    }
+
     /// Errors from the system read as strerror words, once, with the path: no Rust
     /// " (os error N)" in the last error or in the log.
     #[test]

@@ -327,7 +327,7 @@ pub fn plan_refuses(
     let root = fx.open_root();
     let msg = match extmerge::context::prepare(&root, &fx.opts(), class, op, OnUnusable::Fail) {
         Err(e) => e.to_string(),
-        Ok((p, _)) => {
+        Ok(extmerge::context::Prepared { plan: p, .. }) => {
             assert!(
                 !p.extensions.iter().any(|e| e == name),
                 "{name} must not be merged: {:?}",

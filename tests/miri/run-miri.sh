@@ -31,7 +31,7 @@ target=${MIRI_TARGET_DIR:-target/miri}
 fail=0
 # The modules of the core run under miri (filters match test paths).
 core=(sys::loopdev:: sys::dm:: sys::keyring:: sys::mount:: format::os_release:: format::vpick:: format::name:: format::policy format::verity
-    inspect::metadata:: format::json:: fault::)
+    inspect::metadata:: format::json:: format::bytes:: format::text:: sys::txn:: fault::)
 echo "==> cargo miri test -p extmerge --lib (${core[*]})"
 cargo +nightly miri test -p extmerge --lib --target-dir "$target" -- "${core[@]}" 2>&1 |
     tee /tmp/run-miri-core.log | grep -E '^test result|FAILED|Undefined Behavior|error:' || true

@@ -7,7 +7,8 @@
 
 use extmerge::format::class::Class;
 use extmerge::options::{
-    check_overlap, hierarchy_component, hierarchy_is_valid, parse_boolean, MutableMode, Options,
+    check_overlap, hierarchy_component, hierarchy_is_valid, parse_boolean, Environment, MutableMode,
+    Options,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -48,10 +49,16 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = check_overlap(&given, "fuzz");
 
-    // From the environment: colon-separated, empty entries dropped.
+    // From the environment (as a front-end read it): colon-separated, empty entries
+    // dropped.
     if !s.contains('\0') {
-        std::env::set_var("SYSTEMD_CONFEXT_HIERARCHIES", s);
-        let env = Options::default();
+        let env = Options {
+            env: Environment {
+                confext_hierarchies: Some(s.to_string()),
+                ..Environment::default()
+            },
+            ..Options::default()
+        };
         assert_eq!(
             env.hierarchies_source(Class::Confext),
             "SYSTEMD_CONFEXT_HIERARCHIES"
@@ -61,7 +68,6 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(list, want);
             check_accepted(&list);
         }
-        std::env::remove_var("SYSTEMD_CONFEXT_HIERARCHIES");
     }
 
     for h in s.split([':', '\n']) {

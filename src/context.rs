@@ -34,38 +34,53 @@ pub struct Context {
     /// Root, hierarchies, flags, image policy and environment. Its `mutable` is
     /// replaced per class by [`Context::options_for`].
     pub options: Options,
-    /// The mutable mode; `None`: the class's `SYSTEMD_*_MUTABLE_MODE` (as the front-end
-    /// read it into `options.env`), else `no`. [`Context::new`] takes `options.mutable`;
-    /// a front-end sets `None` when its user did not choose (`--mutable=` not given).
+    /// The mutable mode asked for; `None`: the class's `SYSTEMD_*_MUTABLE_MODE` (as the
+    /// front-end read it into `options.env`), else `Mutable=` of the configuration,
+    /// else `no`. [`Context::new`] takes `options.mutable` unless it is `no` (the
+    /// default, which says nothing was asked); a front-end sets `None` when its user
+    /// did not choose (`--mutable=` not given).
     pub mutable: Option<MutableMode>,
     /// The classes, in the order they are worked on (systemd: confext, then sysext).
     pub classes: Vec<Class>,
 }
 
 impl Context {
-    /// A context for `classes` with `options` (its mutable mode included).
+    /// A context for `classes` with `options`. A mutable mode other than the default
+    /// (`no`) in `options` is taken as chosen (as `--mutable=`); `no`, which is also what
+    /// an unset mode looks like, leaves the choice to the environment and the
+    /// configuration that `options` carry (see [`Context::options_for`]): the initrd
+    /// program honours `SYSTEMD_*_MUTABLE_MODE` and `Mutable=` as systemd-sysext does.
+    /// Set [`Context::mutable`] to `Some(MutableMode::No)` to insist on `no`.
     pub fn new(options: Options, classes: &[Class]) -> Context {
         Context {
-            mutable: Some(options.mutable),
+            mutable: (options.mutable != MutableMode::No).then_some(options.mutable),
             options,
             classes: classes.to_vec(),
         }
     }
 
-    /// The options for `class`: the explicit mutable mode beats the class's environment
-    /// variable (an invalid value is warned about and ignored, as systemd does).
+    /// The options for `class`, with systemd's precedence: the explicit mutable mode
+    /// beats the class's environment variable (an invalid value is warned about and
+    /// ignored, as systemd does), which beats `Mutable=` of the class's configuration
+    /// file (`options.config`), which beats the default (`no`); an explicit image policy
+    /// beats `ImagePolicy=` of the configuration file.
     pub fn options_for(&self, class: Class) -> Options {
         let mut o = self.options.clone();
+        let conf = o.config.class(class).clone();
         o.mutable = match self.mutable {
             Some(m) => m,
             None => match o.env.mutable(class) {
-                Ok(m) => m.unwrap_or_default(),
+                Ok(Some(m)) => m,
+                Ok(None) => conf.mutable.unwrap_or_default(),
                 Err(msg) => {
                     crate::log::warn(&msg);
-                    MutableMode::No
+                    conf.mutable.unwrap_or_default()
                 }
             },
         };
+        if o.image_policy.is_none() {
+            o.image_policy = conf.image_policy;
+        }
         o
     }
 
@@ -194,7 +209,22 @@ impl Context {
     pub fn unmerge(&self) -> Result<Vec<(Class, Vec<String>)>, MergeError> {
         apply::require_privileges()?;
         let _lock = apply::lock()?;
-        let root = self.open_root()?;
+        let root = match self.open_root() {
+            Ok(r) => r,
+            // Nothing can be merged below a root that is not there: systemd 262 says so
+            // and succeeds.
+            Err(MergeError::Plan(PlanError::Root { source, path }))
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                crate::log::warn(&format!(
+                    "{}: cannot open root: {}",
+                    esc(&path),
+                    crate::log::os_text(&source)
+                ));
+                return Ok(self.classes.iter().map(|&c| (c, Vec::new())).collect());
+            }
+            Err(e) => return Err(e),
+        };
         let mut out = Vec::new();
         for &class in &self.classes {
             let opts = self.options_for(class);
@@ -370,7 +400,16 @@ fn refs(v: &mut [Box<dyn Opener>]) -> Vec<&mut dyn Opener> {
 }
 
 fn outcome_of(plan: &MergePlan) -> Outcome {
+    let file = |name: &String| {
+        plan.candidates
+            .iter()
+            .find(|c| &c.image.name == name)
+            .and_then(|c| c.image.path.file_name())
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name.clone())
+    };
     Outcome {
+        files: plan.extensions.iter().map(file).collect(),
         extensions: plan.extensions.clone(),
         ignored: plan.candidates.len() - plan.extensions.len(),
         ..Outcome::default()
@@ -435,6 +474,8 @@ fn unchanged(
     hierarchies: &[String],
 ) -> Result<bool, MergeError> {
     let fp = crate::sys::origin::render(root, plan, handles);
+    // systemd's `origin`, computed only for a merge that has no `extmerge-origin`.
+    let mut sd: Option<crate::format::json::Json> = None;
     let planned: Vec<&str> = plan
         .hierarchies
         .iter()
@@ -443,10 +484,22 @@ fn unchanged(
     for h in hierarchies {
         let cur = find_merged(root, plan.class, h)?;
         let same = match (&cur, planned.contains(&h.as_str())) {
-            (Some(m), true) => m
-                .fingerprint
-                .as_deref()
-                .is_some_and(|old| crate::sys::origin::same(old, &fp)),
+            // Ours decides where it is there (it is the more precise); a merge that
+            // only has systemd's `origin` (systemd ≥ 260 made it) is compared as
+            // systemd compares it, so we skip where systemd would skip its refresh.
+            (Some(m), true) => match (&m.fingerprint, &m.systemd_origin) {
+                (Some(old), _) => crate::sys::origin::same(old, &fp),
+                (None, Some(old)) => {
+                    // Without the environment here, a systemd merge made with
+                    // `SYSTEMD_*_OVERLAYFS_MOUNT_OPTIONS` (`mountOptions`) never
+                    // matches: it is refreshed, never wrongly kept.
+                    let new = sd.get_or_insert_with(|| {
+                        crate::sys::origin::systemd_origin(root, plan, handles, None)
+                    });
+                    crate::sys::origin::same_systemd(old, new)
+                }
+                (None, None) => false,
+            },
             (None, false) => true,
             _ => false,
         };

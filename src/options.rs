@@ -75,6 +75,174 @@ pub struct Options {
     pub image_policy: Option<crate::format::policy::ImagePolicy>,
     /// The environment variables that apply, as the front-end read them.
     pub env: Environment,
+    /// `sysext.conf` / `confext.conf` and their drop-ins, as the front-end read them
+    /// (`extmerge::inspect::conf::load`): below the command line and the environment.
+    pub config: Config,
+}
+
+/// What one class's configuration file sets (`[SysExt]` / `[ConfExt]` of
+/// `systemd/sysext.conf` / `systemd/confext.conf` and their `.d/` drop-ins);
+/// `None`: not set there.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClassConfig {
+    /// `Mutable=`.
+    pub mutable: Option<MutableMode>,
+    /// `ImagePolicy=` (parsed gracefully, as systemd's `config_parse_image_policy`).
+    pub image_policy: Option<crate::format::policy::ImagePolicy>,
+}
+
+/// The configuration files of both classes. Read once by a front-end, like
+/// [`Environment`]: the library itself reads none, so an embedding program decides.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// From `sysext.conf`.
+    pub sysext: ClassConfig,
+    /// From `confext.conf`.
+    pub confext: ClassConfig,
+}
+
+impl Config {
+    /// The settings of `class`.
+    pub fn class(&self, class: Class) -> &ClassConfig {
+        match class {
+            Class::Sysext => &self.sysext,
+            Class::Confext => &self.confext,
+        }
+    }
+
+    /// The settings of `class`, to fill in.
+    pub fn class_mut(&mut self, class: Class) -> &mut ClassConfig {
+        match class {
+            Class::Sysext => &mut self.sysext,
+            Class::Confext => &mut self.confext,
+        }
+    }
+}
+
+/// `SYSTEMD_SYSEXT_OVERLAYFS_MOUNT_OPTIONS` / `SYSTEMD_CONFEXT_OVERLAYFS_MOUNT_OPTIONS`.
+pub fn overlay_options_env(class: Class) -> &'static str {
+    match class {
+        Class::Sysext => "SYSTEMD_SYSEXT_OVERLAYFS_MOUNT_OPTIONS",
+        Class::Confext => "SYSTEMD_CONFEXT_OVERLAYFS_MOUNT_OPTIONS",
+    }
+}
+
+/// A generic mount flag that an overlay mount option string may set or clear; applied
+/// as a mount attribute of the new mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MountAttr {
+    /// `ro` / `rw`.
+    ReadOnly,
+    /// `nosuid` / `suid`.
+    NoSuid,
+    /// `nodev` / `dev`.
+    NoDev,
+    /// `noexec` / `exec`.
+    NoExec,
+    /// `noatime` / `atime`.
+    NoAtime,
+    /// `relatime` / `norelatime`.
+    RelAtime,
+    /// `strictatime` / `nostrictatime`.
+    StrictAtime,
+    /// `nodiratime` / `diratime`.
+    NoDirAtime,
+    /// `nosymfollow` / `symfollow`.
+    NoSymfollow,
+}
+
+/// One entry of an overlay mount option string, sorted as systemd's
+/// `mount_option_mangle()` sorts them before `mount(2)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OverlayOption {
+    /// A generic mount flag, set (`true`) or cleared (`false`).
+    Attr(MountAttr, bool),
+    /// An option for overlayfs itself (or a superblock flag such as `sync`): key, value.
+    Fs(String, Option<String>),
+}
+
+/// Parses `SYSTEMD_*_OVERLAYFS_MOUNT_OPTIONS` as systemd applies it: comma-separated
+/// (quotes keep commas), generic mount flags become mount attributes, userspace-only
+/// options (`defaults`, `auto`, `nofail`, `x-*`…) are dropped, the rest goes to
+/// overlayfs. Refused, with a warning each (the second value): the layer options
+/// (`lowerdir`, `upperdir`, `workdir`, `lowerdir+`, `datadir+`: extmerge passes the
+/// layers it checked as file descriptors) and the mount-operation flags (`bind`,
+/// `remount`, `move`, propagation).
+pub fn parse_overlay_options(s: &str) -> (Vec<OverlayOption>, Vec<String>) {
+    let mut words = Vec::new();
+    let (mut cur, mut quote) = (String::new(), None::<char>);
+    for c in s.chars() {
+        match (quote, c) {
+            (None, ',') => words.push(std::mem::take(&mut cur)),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                cur.push(c);
+            }
+            (Some(q), c) if c == q => {
+                quote = None;
+                cur.push(c);
+            }
+            _ => cur.push(c),
+        }
+    }
+    words.push(cur);
+    let (mut out, mut warnings) = (Vec::new(), Vec::new());
+    for w in words.into_iter().filter(|w| !w.is_empty()) {
+        use MountAttr::*;
+        let attr = match w.as_str() {
+            "ro" => Some((ReadOnly, true)),
+            "rw" => Some((ReadOnly, false)),
+            "nosuid" => Some((NoSuid, true)),
+            "suid" => Some((NoSuid, false)),
+            "nodev" => Some((NoDev, true)),
+            "dev" => Some((NoDev, false)),
+            "noexec" => Some((NoExec, true)),
+            "exec" => Some((NoExec, false)),
+            "noatime" => Some((NoAtime, true)),
+            "atime" => Some((NoAtime, false)),
+            "relatime" => Some((RelAtime, true)),
+            "norelatime" => Some((RelAtime, false)),
+            "strictatime" => Some((StrictAtime, true)),
+            "nostrictatime" => Some((StrictAtime, false)),
+            "nodiratime" => Some((NoDirAtime, true)),
+            "diratime" => Some((NoDirAtime, false)),
+            "nosymfollow" => Some((NoSymfollow, true)),
+            "symfollow" => Some((NoSymfollow, false)),
+            _ => None,
+        };
+        if let Some((a, on)) = attr {
+            out.push(OverlayOption::Attr(a, on));
+            continue;
+        }
+        let (k, v) = match w.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_string())),
+            None => (w.as_str(), None),
+        };
+        match k {
+            "defaults" | "auto" | "noauto" | "user" | "nouser" | "users" | "owner" | "noowner"
+            | "group" | "nogroup" | "_netdev" | "nofail" | "comment" => {}
+            k if k.starts_with("x-") || k.starts_with("X-") => {}
+            "lowerdir" | "upperdir" | "workdir" | "lowerdir+" | "datadir+" => {
+                warnings.push(format!(
+                    "ignoring overlay option {}: the layers are extmerge's",
+                    esc_opt(&w)
+                ))
+            }
+            "bind" | "rbind" | "remount" | "move" | "private" | "rprivate" | "shared"
+            | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable" => {
+                warnings.push(format!(
+                    "ignoring overlay option {}: not a mount option",
+                    esc_opt(&w)
+                ))
+            }
+            k => out.push(OverlayOption::Fs(k.to_string(), v)),
+        }
+    }
+    (out, warnings)
+}
+
+fn esc_opt(s: &str) -> String {
+    crate::format::escape::esc(s).to_string()
 }
 
 /// `SYSTEMD_OS_RELEASE`: the host's os-release file inside the root.
@@ -95,6 +263,11 @@ pub struct Environment {
     pub confext_mutable: Option<String>,
     /// `SYSTEMD_OS_RELEASE`: the host's os-release file inside the root.
     pub os_release: Option<std::ffi::OsString>,
+    /// `SYSTEMD_SYSEXT_OVERLAYFS_MOUNT_OPTIONS`, as written: when set (even empty), it
+    /// replaces the mutable modes' default overlay options.
+    pub sysext_overlay_options: Option<String>,
+    /// `SYSTEMD_CONFEXT_OVERLAYFS_MOUNT_OPTIONS`, as written.
+    pub confext_overlay_options: Option<String>,
     /// `EXTMERGE_LAYERS`: force how overlay layers are handed to the kernel
     /// (`append`, `joined`, `legacy`), for tests of older kernels' paths.
     pub layers: Option<String>,
@@ -115,6 +288,8 @@ impl Environment {
             sysext_mutable: var(Class::Sysext.mutable_env()),
             confext_mutable: var(Class::Confext.mutable_env()),
             os_release: std::env::var_os(OS_RELEASE_ENV),
+            sysext_overlay_options: var(overlay_options_env(Class::Sysext)),
+            confext_overlay_options: var(overlay_options_env(Class::Confext)),
             layers: var("EXTMERGE_LAYERS"),
             replace: var("EXTMERGE_REPLACE"),
             faults: crate::fault::FaultSettings::from_process(),
@@ -126,6 +301,14 @@ impl Environment {
         match class {
             Class::Sysext => self.sysext_hierarchies.as_deref(),
             Class::Confext => self.confext_hierarchies.as_deref(),
+        }
+    }
+
+    /// The class's `$SYSTEMD_*_OVERLAYFS_MOUNT_OPTIONS`, as written.
+    pub fn overlay_options(&self, class: Class) -> Option<&str> {
+        match class {
+            Class::Sysext => self.sysext_overlay_options.as_deref(),
+            Class::Confext => self.confext_overlay_options.as_deref(),
         }
     }
 
@@ -161,6 +344,7 @@ impl Default for Options {
             always_refresh: false,
             image_policy: None,
             env: Environment::default(),
+            config: Config::default(),
         }
     }
 }
@@ -392,5 +576,92 @@ mod tests {
             o.hierarchies_for(Class::Confext).unwrap_err(),
             r#"hierarchy list: "/etc/ssh" is inside "/etc": hierarchies must not be nested"#
         );
+    }
+
+    #[test]
+    fn overlay_options_as_systemd_sorts_them() {
+        use MountAttr::*;
+        let (o, w) = parse_overlay_options(
+            "metacopy=off,noatime,,defaults,x-foo=1,nofail,redirect_dir=on,ro,exec,\
+             xino=\"a,b\",sync,lowerdir=/x,bind",
+        );
+        assert_eq!(
+            o,
+            vec![
+                OverlayOption::Fs("metacopy".into(), Some("off".into())),
+                OverlayOption::Attr(NoAtime, true),
+                OverlayOption::Fs("redirect_dir".into(), Some("on".into())),
+                OverlayOption::Attr(ReadOnly, true),
+                OverlayOption::Attr(NoExec, false),
+                OverlayOption::Fs("xino".into(), Some("\"a,b\"".into())),
+                OverlayOption::Fs("sync".into(), None),
+            ]
+        );
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("lowerdir=/x") && w[1].contains("bind"),
+            "{w:?}"
+        );
+        assert_eq!(parse_overlay_options(""), (vec![], vec![]));
+    }
+
+    #[test]
+    fn environment_reads_overlay_options() {
+        let e = Environment {
+            confext_overlay_options: Some(String::new()),
+            ..Environment::default()
+        };
+        assert_eq!(e.overlay_options(Class::Sysext), None);
+        assert_eq!(e.overlay_options(Class::Confext), Some(""));
+        assert_eq!(
+            overlay_options_env(Class::Sysext),
+            "SYSTEMD_SYSEXT_OVERLAYFS_MOUNT_OPTIONS"
+        );
+    }
+
+    #[test]
+    fn mutable_precedence_command_line_environment_configuration_default() {
+        use crate::context::Context;
+        let mut o = Options::default();
+        let ctx = |o: &Options, cli: Option<MutableMode>| {
+            let mut c = Context::new(o.clone(), &[Class::Sysext]);
+            c.mutable = cli;
+            c.options_for(Class::Sysext).mutable
+        };
+        assert_eq!(ctx(&o, None), MutableMode::No);
+        o.config.sysext.mutable = Some(MutableMode::Import);
+        o.config.confext.mutable = Some(MutableMode::Yes);
+        assert_eq!(ctx(&o, None), MutableMode::Import);
+        o.env.sysext_mutable = Some("bogus".into());
+        assert_eq!(
+            ctx(&o, None),
+            MutableMode::Import,
+            "an invalid variable is ignored"
+        );
+        o.env.sysext_mutable = Some("auto".into());
+        assert_eq!(ctx(&o, None), MutableMode::Auto);
+        assert_eq!(
+            ctx(&o, Some(MutableMode::Ephemeral)),
+            MutableMode::Ephemeral
+        );
+        // Context::new: a mode other than `no` in the options is chosen; `no` is not.
+        let mut o2 = o.clone();
+        o2.mutable = MutableMode::Yes;
+        let c = Context::new(o2.clone(), &[Class::Sysext]);
+        assert_eq!(c.options_for(Class::Sysext).mutable, MutableMode::Yes);
+        o2.mutable = MutableMode::No;
+        o2.env.sysext_mutable = None;
+        let c = Context::new(o2, &[Class::Sysext]);
+        assert_eq!(c.options_for(Class::Sysext).mutable, MutableMode::Import);
+        // The image policy: explicit beats the configuration.
+        let conf = crate::format::policy::ImagePolicy::parse("root=verity").unwrap();
+        let cli = crate::format::policy::ImagePolicy::parse("root=signed").unwrap();
+        o.config.sysext.image_policy = Some(conf.clone());
+        let c = Context::new(o.clone(), &[Class::Sysext]);
+        assert_eq!(c.options_for(Class::Sysext).image_policy, Some(conf));
+        assert_eq!(c.options_for(Class::Confext).image_policy, None);
+        o.image_policy = Some(cli.clone());
+        let c = Context::new(o, &[Class::Sysext]);
+        assert_eq!(c.options_for(Class::Sysext).image_policy, Some(cli));
     }
 }

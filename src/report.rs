@@ -10,10 +10,14 @@ use crate::inspect::release::Verdict;
 use crate::inspect::Candidate;
 use crate::plan::{MergePlan, Upper};
 
-/// `time` / `since` as systemd prints them in tables: `YYYY-MM-DD HH:MM:SS UTC`.
+/// `time` / `since` as systemd's tables print a `TABLE_TIMESTAMP` (`format_timestamp()`,
+/// `%a %Y-%m-%d %H:%M:%S %Z`), in UTC: `Mon 2026-12-07 05:21:48 UTC`.
 pub fn format_usec(usec: u64) -> String {
+    const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     let secs = (usec / 1_000_000) as i64;
     let days = secs.div_euclid(86_400);
+    // 1970-01-01 was a Thursday.
+    let weekday = WEEKDAYS[(days + 4).rem_euclid(7) as usize];
     let rem = secs.rem_euclid(86_400);
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
@@ -26,31 +30,43 @@ pub fn format_usec(usec: u64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        "{weekday} {y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
         rem / 3600,
         rem / 60 % 60,
         rem % 60
     )
 }
 
-/// A simple left-aligned text table.
+/// A left-aligned text table as systemd's `format-table` prints it: columns one space
+/// apart, the last one unpadded, and a cell with several lines (systemd's `TABLE_STRV`,
+/// one extension a line) spread over as many lines, the other cells blank there.
 pub fn table(header: &[&str], rows: &[Vec<String>], legend: bool) -> String {
-    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    let width = |c: &str| c.split('\n').map(|l| l.chars().count()).max().unwrap_or(0);
+    let mut w: Vec<usize> = if legend {
+        header.iter().map(|h| h.len()).collect()
+    } else {
+        vec![0; header.len()]
+    };
     for r in rows {
         for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
+            w[i] = w[i].max(width(c));
         }
     }
     let mut out = String::new();
     let mut line = |cells: Vec<String>| {
-        let n = cells.len();
-        for (i, c) in cells.into_iter().enumerate() {
-            out.push_str(&c);
-            if i + 1 < n {
-                out.push_str(&" ".repeat(w[i] - c.chars().count() + 1));
+        let lines: Vec<Vec<&str>> = cells.iter().map(|c| c.split('\n').collect()).collect();
+        let height = lines.iter().map(Vec::len).max().unwrap_or(1);
+        for k in 0..height {
+            let n = lines.len();
+            for (i, c) in lines.iter().enumerate() {
+                let c = c.get(k).copied().unwrap_or("");
+                out.push_str(c);
+                if i + 1 < n {
+                    out.push_str(&" ".repeat(w[i] - c.chars().count() + 1));
+                }
             }
+            out.push('\n');
         }
-        out.push('\n');
     };
     if legend {
         line(header.iter().map(|h| h.to_string()).collect());
@@ -91,10 +107,8 @@ pub fn status_json(rows: &[StatusRow], class: Option<Class>) -> Vec<Json> {
                 ("hierarchy".to_string(), Json::str(&r.hierarchy)),
                 (
                     "extensions".to_string(),
-                    match &r.extensions {
-                        Some(v) => Json::Array(v.iter().map(Json::str).collect()),
-                        None => Json::str("none"),
-                    },
+                    // Not merged: `[]` (systemd 262; 252 wrote "none").
+                    Json::Array(r.extensions.iter().flatten().map(Json::str).collect()),
                 ),
                 (
                     "since".to_string(),
@@ -288,14 +302,20 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(format_usec(0), "1970-01-01 00:00:00 UTC");
+        // As systemd's format_timestamp() in UTC, weekday first.
+        assert_eq!(format_usec(0), "Thu 1970-01-01 00:00:00 UTC");
         assert_eq!(
             format_usec(1_795_046_400_000_000),
-            "2026-11-19 00:00:00 UTC"
+            "Thu 2026-11-19 00:00:00 UTC"
         );
         assert_eq!(
             format_usec(951_782_400_000_000 + 3_723_000_000),
-            "2000-02-29 01:02:03 UTC"
+            "Tue 2000-02-29 01:02:03 UTC"
+        );
+        // systemd-sysext 252 on this machine: `list` printed this for 1796623853532103.
+        assert_eq!(
+            format_usec(1_796_623_853_532_103),
+            "Mon 2026-12-07 06:10:53 UTC"
         );
     }
 
@@ -304,5 +324,30 @@ mod tests {
         let t = table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]], true);
         assert_eq!(t, "A   BB\nxyz 1\n");
         assert_eq!(table(&["A"], &[vec!["x".into()]], false), "x\n");
+    }
+
+    #[test]
+    fn multi_line_cells_as_systemd_status() {
+        // systemd-sysext status (TABLE_STRV, one extension a line), byte for byte as
+        // systemd 252 printed it, with and without the legend.
+        let rows = [
+            vec![
+                "/opt".into(),
+                "a\nb".into(),
+                "Mon 2026-12-07 06:11:02 UTC".into(),
+            ],
+            vec!["/usr".into(), "none".into(), "-".into()],
+        ];
+        let h = ["HIERARCHY", "EXTENSIONS", "SINCE"];
+        assert_eq!(
+            table(&h, &rows, true),
+            "HIERARCHY EXTENSIONS SINCE\n\
+             /opt      a          Mon 2026-12-07 06:11:02 UTC\n          b          \n\
+             /usr      none       -\n"
+        );
+        assert_eq!(
+            table(&h, &rows, false),
+            "/opt a    Mon 2026-12-07 06:11:02 UTC\n     b    \n/usr none -\n"
+        );
     }
 }

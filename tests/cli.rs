@@ -22,3 +22,6 @@ mod messages;
 
 #[path = "cli/initrd.rs"]
 mod initrd;
+
+#[path = "cli/output.rs"]
+mod output;

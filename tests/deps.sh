@@ -15,6 +15,8 @@ PACKAGES=(
     gcc libc6-dev binutils pkg-config valgrind
     # the differential test and the boot tests' real root
     systemd dracut-core jq
+    # the differential test against Debian unstable's systemd (tests/diff/sid-root.sh)
+    mmdebstrap
     # the VM runner (tests/vm/vm-run): emulator, guest kernel + modules, guest userland
     qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio kmod
     # the small static initrd build (initrd-hooks/build.sh, tests/bench/sizes.sh)

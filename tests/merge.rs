@@ -18,6 +18,9 @@ mod basic;
 #[path = "merge/refresh.rs"]
 mod refresh;
 
+#[path = "merge/origin.rs"]
+mod origin;
+
 #[path = "merge/mutable.rs"]
 mod mutable;
 
@@ -35,3 +38,9 @@ mod concurrency;
 
 #[path = "merge/mutable_matrix.rs"]
 mod mutable_matrix;
+
+#[path = "merge/vpick.rs"]
+mod vpick;
+
+#[path = "merge/config.rs"]
+mod config;

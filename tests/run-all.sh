@@ -35,6 +35,11 @@ if [ -f tests/diff/systemd-diff.sh ]; then
     bash tests/diff/systemd-diff.sh || fail=1
 fi
 
+if [ -f tests/diff/systemd262-diff.sh ]; then
+    step "differential test against Debian unstable's systemd-sysext (262+, chroot built by tests/diff/sid-root.sh under target/)"
+    bash tests/diff/systemd262-diff.sh || fail=1
+fi
+
 if [ -f tests/vm/run-merge-tests.sh ]; then
     step "VM tests (Linux 6.1: no lowerdir+, no MOVE_MOUNT_BENEATH)"
     bash tests/vm/run-merge-tests.sh || fail=1

@@ -137,6 +137,9 @@ impl extmerge_context {
     /// environment variable (as `--mutable=` does).
     pub(crate) fn core(&self, flags: c_uint) -> Context {
         let mut o = self.opts.clone();
+        // sysext.conf / confext.conf of the context's root, read for each call (as each
+        // run of systemd-sysext does), below the context's settings and the environment.
+        o.config = extmerge::inspect::conf::load(&o.root);
         o.force |= flags & EXTMERGE_FLAG_FORCE != 0;
         o.no_reload |= flags & EXTMERGE_FLAG_NO_RELOAD != 0;
         o.always_refresh |= flags & EXTMERGE_FLAG_ALWAYS_REFRESH != 0;
@@ -960,7 +963,7 @@ mod tests {
             log,
             [(
                 6,
-                "Skipping sysext refresh because no change was found, use \
+                "Skipping extension refresh because no change was found, use \
                  EXTMERGE_FLAG_ALWAYS_REFRESH or extmerge_context_set_always_refresh() to \
                  always do a refresh."
                     .to_string()

@@ -121,6 +121,7 @@ fn main() -> ExitCode {
         root: root.clone(),
         no_reload: true,
         env: Environment::from_process(),
+        config: extmerge::inspect::conf::load(&root),
         ..Options::default()
     };
     let mut failed = false;

@@ -46,9 +46,17 @@ Options:
   -h --help, --version
 ";
 
+/// `--json=help`: what systemd's `parse_json_argument()` prints, in its order.
+const JSON_VALUES: &str = "pretty\nshort\noff\n";
+
+/// `--mutable=help`: the modes in the order of systemd's `mutable_mode_table`, one a
+/// line under systemd 262's heading (as its `systemd-sysext --mutable=help` prints).
+const MUTABLE_VALUES: &str =
+    "Known mutability modes:\nno\nyes\nauto\nimport\nephemeral\nephemeral-import\n";
+
 /// The systemd release whose `systemd-sysext`/`systemd-confext` extmerge follows where
-/// releases differ (README, "Decisions where systemd's versions differ": v258–v261).
-const SYSTEMD_VERSION: u32 = 261;
+/// releases differ (README, "Decisions where systemd's versions differ": v258–v262).
+const SYSTEMD_VERSION: u32 = 262;
 
 /// `--help` as `extmerge`, or in the words of `systemd-sysext` / `systemd-confext` when
 /// invoked by that name (`fixed`): its name, its class, no `--class` line.
@@ -80,7 +88,7 @@ fn help(fixed: Option<Class>) -> String {
 
 /// `--version`. As `extmerge`: `extmerge 0.1.0` and the systemd release it follows. As
 /// `systemd-sysext` / `systemd-confext` the first line has systemd's form,
-/// `systemd 261 (extmerge 0.1.0)` (systemd: `systemd 252 (252.39-1~deb12u1)`), because
+/// `systemd 262 (extmerge 0.1.0)` (systemd: `systemd 252 (252.39-1~deb12u1)`), because
 /// scripts take its second field as a number (`--version | head -1 | awk '{print $2}'`)
 /// and compare it with the systemd release that brought an option or behaviour. They get
 /// the systemd release whose behaviour extmerge implements: honest for that comparison,
@@ -206,6 +214,11 @@ fn parse_args() -> Result<Option<Cli>, String> {
                     "pretty" => Some(true),
                     "short" => Some(false),
                     "off" => None,
+                    // systemd's parse_json_argument(): the values, one a line, exit 0.
+                    "help" => {
+                        show(JSON_VALUES);
+                        return Ok(None);
+                    }
                     v => return Err(format!("invalid --json={v}: pretty, short or off")),
                 }
             }
@@ -223,6 +236,10 @@ fn parse_args() -> Result<Option<Cli>, String> {
             }
             "--mutable" => {
                 let v = value("--mutable")?;
+                if v == "help" {
+                    show(MUTABLE_VALUES);
+                    return Ok(None);
+                }
                 cli_mutable =
                     Some(MutableMode::parse(&v).ok_or_else(|| format!("invalid --mutable={v}"))?);
             }
@@ -272,10 +289,27 @@ fn parse_args() -> Result<Option<Cli>, String> {
 }
 
 /// Options for one class: `--mutable=` beats `$SYSTEMD_*_MUTABLE_MODE` (systemd's order).
+/// `SYSTEMD_LOG_LEVEL`, as systemd's tools take it: a level name or number; `None`
+/// for anything else (ignored, as systemd ignores an invalid value).
+fn log_level(v: &str) -> Option<extmerge::log::Level> {
+    use extmerge::log::Level;
+    Some(match v.trim().to_ascii_lowercase().as_str() {
+        "emerg" | "alert" | "crit" | "err" | "0" | "1" | "2" | "3" => Level::Error,
+        "warning" | "4" => Level::Warning,
+        "notice" | "5" => Level::Notice,
+        "info" | "6" => Level::Info,
+        "debug" | "7" => Level::Debug,
+        _ => return None,
+    })
+}
+
 /// The library's entry point for this invocation: the environment is read here, once.
 fn context_of(cli: &Cli) -> Context {
     let mut opts = cli.opts.clone();
     opts.env = Environment::from_process();
+    // sysext.conf / confext.conf of the root, read once (below --mutable= and the
+    // environment; see Context::options_for).
+    opts.config = extmerge::inspect::conf::load(&opts.root);
     let mut ctx = Context::new(opts, &cli.classes);
     ctx.mutable = cli.cli_mutable;
     ctx
@@ -322,6 +356,12 @@ fn main() -> ExitCode {
         Err(e) => return fail(e),
     };
     extmerge::inspect::fsutil::raise_nofile_limit();
+    if let Some(l) = std::env::var("SYSTEMD_LOG_LEVEL")
+        .ok()
+        .and_then(|v| log_level(&v))
+    {
+        extmerge::log::set_level(l);
+    }
     let changes = matches!(cli.verb.as_str(), "merge" | "unmerge" | "refresh") && !cli.dry_run;
     if changes {
         // Before the root is opened, as systemd does: not a root we may not read.
@@ -330,16 +370,6 @@ fn main() -> ExitCode {
         }
     }
     let ctx = context_of(&cli);
-    let root = match Root::open(&cli.opts.root) {
-        Ok(r) => r,
-        Err(e) => {
-            return fail(format!(
-                "{}: cannot open root: {}",
-                esc(&cli.opts.root),
-                extmerge::log::os_text(&e)
-            ))
-        }
-    };
     let with_class = !cli.fixed_class;
     let describe = |done: Vec<(Class, Outcome)>| {
         for (class, out) in done {
@@ -370,6 +400,16 @@ fn main() -> ExitCode {
             Ok(()) => {}
         }
     }
+    let root = match Root::open(&cli.opts.root) {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(format!(
+                "{}: cannot open root: {}",
+                esc(&cli.opts.root),
+                extmerge::log::os_text(&e)
+            ))
+        }
+    };
     let mut ok = true;
     let mut json_items = Vec::new();
     let mut text = String::new();
@@ -378,8 +418,10 @@ fn main() -> ExitCode {
         match cli.verb.as_str() {
             "list" => {
                 for (class, disc) in ctx.list()? {
+                    // systemd 262 says nothing about entries that are no extensions;
+                    // the reasons are there at debug level.
                     for s in &disc.skipped {
-                        say(format_args!(
+                        extmerge::log::debug(&format!(
                             "Skipping {}: {}",
                             esc(&root.display_path(&s.path)),
                             s.reason
@@ -417,8 +459,10 @@ fn main() -> ExitCode {
                         json_items.extend(report::status_json(&st, with_class.then_some(class)));
                     } else {
                         for r in st {
-                            let names =
-                                |e: Vec<String>| e.iter().map(escape).collect::<Vec<_>>().join(" ");
+                            // One extension a line, as systemd's TABLE_STRV cell.
+                            let names = |e: Vec<String>| {
+                                e.iter().map(escape).collect::<Vec<_>>().join("\n")
+                            };
                             let mut row = vec![
                                 escape(&r.hierarchy),
                                 r.extensions.map(names).unwrap_or("none".into()),

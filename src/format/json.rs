@@ -31,40 +31,28 @@ impl Json {
         Json::Str(s.into())
     }
 
-    /// Renders; `pretty` indents with two spaces (as systemd's `--json=pretty`).
+    /// Renders: `pretty` as systemd's sd-json prints with `--json=pretty` (a tab per
+    /// level, `"key" : value`, empty arrays and objects as `[]` / `{}`), else on one line
+    /// without spaces (`--json=short`).
     pub fn render(&self, pretty: bool) -> String {
         let mut out = String::new();
-        self.write(&mut out, pretty, 0);
+        if pretty {
+            self.write_pretty(&mut out, "");
+        } else {
+            self.write_short(&mut out);
+        }
         out
     }
 
-    fn write(&self, out: &mut String, pretty: bool, depth: usize) {
-        let nl = |out: &mut String, d: usize| {
-            if pretty {
-                out.push('\n');
-                for _ in 0..d {
-                    out.push_str("  ");
-                }
-            }
-        };
+    fn write_short(&self, out: &mut String) {
         match self {
-            Json::Null => out.push_str("null"),
-            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Json::UInt(n) => {
-                let _ = write!(out, "{n}");
-            }
-            Json::Str(s) => escape_into(out, s),
             Json::Array(v) => {
                 out.push('[');
                 for (i, x) in v.iter().enumerate() {
                     if i > 0 {
                         out.push(',');
                     }
-                    nl(out, depth + 1);
-                    x.write(out, pretty, depth + 1);
-                }
-                if !v.is_empty() {
-                    nl(out, depth);
+                    x.write_short(out);
                 }
                 out.push(']');
             }
@@ -74,19 +62,58 @@ impl Json {
                     if i > 0 {
                         out.push(',');
                     }
-                    nl(out, depth + 1);
                     escape_into(out, k);
                     out.push(':');
-                    if pretty {
-                        out.push(' ');
-                    }
-                    x.write(out, pretty, depth + 1);
-                }
-                if !v.is_empty() {
-                    nl(out, depth);
+                    x.write_short(out);
                 }
                 out.push('}');
             }
+            scalar => scalar.write_scalar(out),
+        }
+    }
+
+    fn write_pretty(&self, out: &mut String, prefix: &str) {
+        let inner = format!("{prefix}\t");
+        match self {
+            Json::Array(v) if !v.is_empty() => {
+                out.push_str("[\n");
+                for (i, x) in v.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(",\n");
+                    }
+                    out.push_str(&inner);
+                    x.write_pretty(out, &inner);
+                }
+                let _ = write!(out, "\n{prefix}]");
+            }
+            Json::Object(v) if !v.is_empty() => {
+                out.push_str("{\n");
+                for (i, (k, x)) in v.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(",\n");
+                    }
+                    out.push_str(&inner);
+                    escape_into(out, k);
+                    out.push_str(" : ");
+                    x.write_pretty(out, &inner);
+                }
+                let _ = write!(out, "\n{prefix}}}");
+            }
+            Json::Array(_) => out.push_str("[]"),
+            Json::Object(_) => out.push_str("{}"),
+            scalar => scalar.write_scalar(out),
+        }
+    }
+
+    fn write_scalar(&self, out: &mut String) {
+        match self {
+            Json::Null => out.push_str("null"),
+            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Json::UInt(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Json::Str(s) => escape_into(out, s),
+            Json::Array(_) | Json::Object(_) => self.write_short(out),
         }
     }
 }
@@ -100,6 +127,8 @@ fn escape_into(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
             // Control characters (C0, DEL, C1) as `\u00XX`, so JSON printed to a
             // terminal cannot drive it either.
             c if (c as u32) < 0x20 || ('\u{7f}'..='\u{9f}').contains(&c) => {
@@ -391,9 +420,15 @@ mod tests {
             v.render(false),
             r#"[{"name":"a\"b\n\u0001\u007f\u009bé","time":12,"x":null,"e":[]}]"#
         );
+        // systemd 262's `--json=pretty`, as its `status` printed it.
+        let st = Json::Array(vec![Json::obj([
+            ("hierarchy", Json::str("/usr")),
+            ("extensions", Json::Array(vec![])),
+            ("since", Json::Null),
+        ])]);
         assert_eq!(
-            Json::obj([("a", Json::Bool(true))]).render(true),
-            "{\n  \"a\": true\n}"
+            st.render(true),
+            "[\n\t{\n\t\t\"hierarchy\" : \"/usr\",\n\t\t\"extensions\" : [],\n\t\t\"since\" : null\n\t}\n]"
         );
     }
     fn skip(s: &str, max_depth: usize) -> Result<usize, JsonError> {

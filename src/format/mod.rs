@@ -5,6 +5,7 @@ pub mod arch;
 pub mod bytes;
 pub mod class;
 pub mod cmdline;
+pub mod conf;
 pub mod crc;
 pub mod escape;
 pub mod fs;

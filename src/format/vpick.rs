@@ -156,14 +156,17 @@ pub fn strverscmp_improved(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// systemd's `version_is_valid()`: non-empty, at most `NAME_MAX` (255) bytes, only ASCII
-/// letters, digits and `. , _ - +`.
+/// systemd 262's `version_is_valid(s, 0)` (`src/basic/string-util.c`, PR #43025, as
+/// `make_choice()` in `src/shared/vpick.c` calls it): non-empty, at most `NAME_MAX` (255)
+/// bytes, only the characters of the UAPI.10 Version Format Specification: ASCII letters,
+/// digits and `. - ~ ^`. No `_`, `+` or `,` (systemd ≤ 261 allowed `. , _ - +` and refused
+/// `~`/`^`).
 pub fn version_is_valid(version: &str) -> bool {
     !version.is_empty()
         && version.len() <= 255
         && version
             .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b',' | b'_' | b'-' | b'+'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'~' | b'^'))
 }
 
 /// systemd's `safe_atou(s)` applied to a non-empty all-digit string: `strtoul()` with base 0
@@ -315,14 +318,17 @@ fn compare(found: &Candidate<'_>, best: &Candidate<'_>) -> Ordering {
 
 /// Picks among `entries` (file names in a `.v` directory) the one systemd would use for
 /// basename `basename` and suffix `suffix` (`.raw`, `.sysext.raw`, `""`…), given the
-/// local architectures (`native`, then optional `secondary`). Types are not checked here.
+/// local architectures (`native`, then optional `secondary`). Types are not checked here:
+/// systemd ≥ 260 ignores an entry whose inode has the wrong type, so a caller passes only
+/// the entries of the type it wants (see `inspect::discover`).
 ///
 /// An entry matches `basename_VERSION[_ARCH][+LEFT[-DONE]]suffix`. Following `vpick.c`:
 /// hidden entries count like any other; the tries counter is the text from the last `+`,
 /// and `LEFT`/`DONE` are read as C's `safe_atou()` does (base 0: a leading `0` means
-/// octal; values must fit 32 bits), otherwise the `+…` stays part of the version; the
-/// text from the last `_` is always cut off, and rejects the entry only if it names a
-/// known, non-local architecture. The best entry is the maximum by: tries left ≠ 0,
+/// octal; values must fit 32 bits), otherwise the `+…` stays in the version (which then
+/// is invalid); the text from the last `_` is always cut off, and rejects the entry only
+/// if it names a known, non-local architecture; the version that remains must pass
+/// [`version_is_valid`] (so no further `_`). The best entry is the maximum by: tries left ≠ 0,
 /// version ([`strverscmp_improved`]), architecture (native > secondary > untagged), more
 /// tries left (none = unlimited), fewer tries done, then larger file name.
 pub fn pick<'a>(
@@ -654,24 +660,39 @@ mod tests {
 
     #[test]
     fn version_validity() {
+        // systemd 262 `version_is_valid(s, 0)`: UAPI.10 characters only.
         for (v, want) in [
             ("1", true),
             ("1.0", true),
             ("1.0-rc1", true),
-            ("1,2_3+4", true),
             ("ABCxyz09", true),
+            ("1.0~rc1", true),
+            ("1.0^post", true),
+            ("2.0.0~rc1", true),
+            ("252.12-1~deb12u1", true),
+            ("123~post1", true),
+            ("~", true),
+            ("^", true),
+            (".", true),
+            ("..", true),
+            ("-", true),
             ("", false),
-            ("1.0~rc1", false),
-            ("1.0^post", false),
+            ("1,2_3+4", false),
+            ("1,2", false),
+            ("1_2", false),
+            ("1+2", false),
             ("1 0", false),
             ("1/0", false),
             ("1.0\u{e9}", false),
             ("1:0", false),
+            ("1=0", false),
+            ("host=1.0", false),
         ] {
             assert_eq!(version_is_valid(v), want, "{v:?}");
         }
         assert!(version_is_valid(&"1".repeat(255)));
         assert!(!version_is_valid(&"1".repeat(256)));
+        assert!(version_is_valid(&"~".repeat(255)));
     }
 
     #[test]
@@ -811,12 +832,23 @@ mod tests {
                 Some(p("foo_1.raw", "1", None, None)),
             ),
             raw(&["foo_1.img", "foo_1.raw.bak", "foo_1.RAW"], None),
-            raw(&["foo_1.0~rc1.raw", "foo_1.0^post.raw"], None),
+            // systemd 262 (UAPI.10 characters): '~' and '^' are valid, pre-release sorts first.
+            raw(
+                &["foo_1.0~rc1.raw", "foo_1.0^post.raw"],
+                Some(p("foo_1.0^post.raw", "1.0^post", None, None)),
+            ),
+            raw(
+                &["foo_1.0~rc1.raw"],
+                Some(p("foo_1.0~rc1.raw", "1.0~rc1", None, None)),
+            ),
             raw(&["foo_9_arm64.raw", "foo_9_x86_64.raw_"], None),
             raw(&["foo_.raw", "foo__1.raw", "foo_1_.raw_"], None),
             // "_" with something that is not an architecture: cut anyway.
             raw(&["foo_1_.raw"], Some(p("foo_1_.raw", "1", None, None))),
             raw(&["foo_1_2.raw"], Some(p("foo_1_2.raw", "1", None, None))),
+            // A '_' left in the version after the tag is cut makes it invalid (262).
+            raw(&["foo_1_2_3.raw", "foo_1_2_x86-64.raw"], None),
+            raw(&["foo_a_1.0_x86.raw"], None),
             raw(
                 &["foo_1.2_beta.raw"],
                 Some(p("foo_1.2_beta.raw", "1.2", None, None)),
@@ -830,22 +862,13 @@ mod tests {
                 Some(p("foo_1.0_X86-64.raw", "1.0", None, None)),
             ),
             // Not a tries counter: the "+…" stays in the version.
+            // A '+' that is no tries counter stays in the version, which is then invalid
+            // (262; older systemd allowed '+' in versions).
+            raw(&["foo_1.0+abc.raw"], None),
+            raw(&["foo_1.0+99999999999999999999999.raw"], None),
             raw(
-                &["foo_1.0+abc.raw"],
-                Some(p("foo_1.0+abc.raw", "1.0+abc", None, None)),
-            ),
-            raw(
-                &["foo_1.0+99999999999999999999999.raw"],
-                Some(p(
-                    "foo_1.0+99999999999999999999999.raw",
-                    "1.0+99999999999999999999999",
-                    None,
-                    None,
-                )),
-            ),
-            raw(
-                &["foo_1.0+4294967296.raw"],
-                Some(p("foo_1.0+4294967296.raw", "1.0+4294967296", None, None)),
+                &["foo_1.0+4294967296.raw", "foo_0.1.raw"],
+                Some(p("foo_0.1.raw", "0.1", None, None)),
             ),
             raw(
                 &["foo_1.0+4294967295-0.raw"],
@@ -856,23 +879,15 @@ mod tests {
                     Some((4294967295, 0)),
                 )),
             ),
-            raw(
-                &["foo_1+3-.raw"],
-                Some(p("foo_1+3-.raw", "1+3-", None, None)),
-            ),
-            raw(
-                &["foo_1+09.raw"],
-                Some(p("foo_1+09.raw", "1+09", None, None)),
-            ),
+            raw(&["foo_1+3-.raw"], None),
+            raw(&["foo_1+09.raw"], None),
             raw(
                 &["foo_1+010.raw"],
                 Some(p("foo_1+010.raw", "1", None, Some((8, 0)))),
             ),
-            // The tries part comes last: "+3_x86-64" is not a counter, "_x86-64" is an arch.
-            raw(
-                &["foo_1+3_x86-64.raw"],
-                Some(p("foo_1+3_x86-64.raw", "1+3", Some("x86-64"), None)),
-            ),
+            // The tries part comes last: "+3_x86-64" is not a counter ("_x86-64" is an
+            // arch), so the version "1+3" remains, invalid since 262.
+            raw(&["foo_1+3_x86-64.raw"], None),
             raw(
                 &["foo_1_x86-64+3-1.raw"],
                 Some(p("foo_1_x86-64+3-1.raw", "1", Some("x86-64"), Some((3, 1)))),
@@ -882,7 +897,8 @@ mod tests {
                 &["foo_2.raw", "foo_3.confext.raw"],
                 Some(p("foo_3.confext.raw", "3.confext", None, None)),
             ),
-            raw(&["foo_1,5.raw"], Some(p("foo_1,5.raw", "1,5", None, None))),
+            // ',' is no version character any more (262).
+            raw(&["foo_1,5.raw"], None),
             // Non-ASCII: invalid in the version, fine in a cut-off tag or the basename.
             raw(&["foo_1.0\u{e9}.raw", "foo_\u{e9}_1.raw"], None),
             raw(
@@ -910,10 +926,10 @@ mod tests {
             Case {
                 basename: "foo",
                 suffix: "",
-                entries: &["foo_1", "foo_2", "foo_3.raw", "foo_4~x", "."],
+                entries: &["foo_1", "foo_2", "foo_3.raw", "foo_4~x", "foo_5,x", "."],
                 native: NATIVE,
                 secondary: SECONDARY,
-                want: Some(p("foo_3.raw", "3.raw", None, None)),
+                want: Some(p("foo_4~x", "4~x", None, None)),
             },
             Case {
                 basename: "foo",
@@ -1014,6 +1030,159 @@ mod tests {
             },
         ];
         run(cases);
+    }
+
+    /// `TEST(path_pick)` of systemd's `src/test/test-vpick.c`, the parts that
+    /// systemd-sysext's filter (`_ARCHITECTURE_INVALID`, i.e. native, secondary, untagged;
+    /// `PICK_ARCHITECTURE|PICK_TRIES`) can express; types are checked by discovery.
+    #[test]
+    fn systemd_test_vpick_path_pick() {
+        const FOO_V: &[&str] = &[
+            "foo_5.5.raw",
+            "foo_55.raw",
+            "foo_5.raw",
+            "foo_5_ia64.raw",
+            "foo_7.raw",
+            "foo_7_x86-64.raw",
+            "foo_55_x86-64.raw",
+            "foo_55_x86.raw",
+            "foo_99_x86.raw",
+            "foo_100_sparc.raw",
+            "quux_1_s390.raw",
+            "quux_2_s390+4-6.raw",
+            "quux_3_s390+0-10.raw",
+        ];
+        let without_99: Vec<&str> = FOO_V
+            .iter()
+            .copied()
+            .filter(|n| *n != "foo_99_x86.raw")
+            .collect();
+        let without_99: &'static [&'static str] = Vec::leak(without_99);
+        let case = |entries, basename, native, secondary, want| Case {
+            basename,
+            suffix: ".raw",
+            entries,
+            native,
+            secondary,
+            want,
+        };
+        run(vec![
+            // x86/x86-64 host: the x86 entry "99" is newest; sparc is never picked.
+            case(
+                FOO_V,
+                "foo",
+                "x86-64",
+                Some("x86"),
+                Some(p("foo_99_x86.raw", "99", Some("x86"), None)),
+            ),
+            case(
+                FOO_V,
+                "foo",
+                "x86",
+                None,
+                Some(p("foo_99_x86.raw", "99", Some("x86"), None)),
+            ),
+            // After unlinking foo_99_x86.raw: "55", native architecture first.
+            case(
+                without_99,
+                "foo",
+                "x86-64",
+                Some("x86"),
+                Some(p("foo_55_x86-64.raw", "55", Some("x86-64"), None)),
+            ),
+            case(
+                without_99,
+                "foo",
+                "x86",
+                None,
+                Some(p("foo_55_x86.raw", "55", Some("x86"), None)),
+            ),
+            // basename "quux" on s390: "3" has no tries left, so "2" (+4-6) wins.
+            case(
+                FOO_V,
+                "quux",
+                "s390",
+                None,
+                Some(p("quux_2_s390+4-6.raw", "2", Some("s390"), Some((4, 6)))),
+            ),
+        ]);
+    }
+
+    /// `TEST(pick_result_compare)` of systemd's `src/test/test-vpick.c`, as names.
+    #[test]
+    fn systemd_test_vpick_compare() {
+        run(vec![
+            // Everything equal: the larger name.
+            raw(
+                &["foo_1_a.raw", "foo_1_b.raw"],
+                Some(p("foo_1_b.raw", "1", None, None)),
+            ),
+            // Newer version.
+            raw(
+                &["foo_1.raw", "foo_2.raw"],
+                Some(p("foo_2.raw", "2", None, None)),
+            ),
+            // Tries left over none left, before the version.
+            raw(
+                &["foo_2+0.raw", "foo_1+1.raw"],
+                Some(p("foo_1+1.raw", "1", None, Some((1, 0)))),
+            ),
+            // More tries left, then fewer done.
+            raw(
+                &["foo_1+1.raw", "foo_1+5.raw"],
+                Some(p("foo_1+5.raw", "1", None, Some((5, 0)))),
+            ),
+            raw(
+                &["foo_1+3-5.raw", "foo_1+3-1.raw"],
+                Some(p("foo_1+3-1.raw", "1", None, Some((3, 1)))),
+            ),
+            // Native architecture preferred, but the version comes first.
+            raw(
+                &["foo_1_x86-64.raw", "foo_1_x86.raw"],
+                Some(p("foo_1_x86-64.raw", "1", Some("x86-64"), None)),
+            ),
+            raw(
+                &["foo_1_x86-64.raw", "foo_2_x86.raw"],
+                Some(p("foo_2_x86.raw", "2", Some("x86"), None)),
+            ),
+        ]);
+    }
+
+    /// Version strings systemd 262 accepts in `.v/` names and older ones refused, and the
+    /// other way round (`version_is_valid(s, 0)`, PR #43025; the closed PR #41937 asked for
+    /// `2.0.0~rc1` to sort before `2.0.0`).
+    #[test]
+    fn pick_version_characters_262() {
+        run(vec![
+            raw(
+                &["foo_2.0.0.raw", "foo_2.0.0~rc1.raw"],
+                Some(p("foo_2.0.0.raw", "2.0.0", None, None)),
+            ),
+            raw(
+                &["foo_1.9.raw", "foo_2.0.0~rc1.raw"],
+                Some(p("foo_2.0.0~rc1.raw", "2.0.0~rc1", None, None)),
+            ),
+            raw(
+                &["foo_123.raw", "foo_123^post1.raw"],
+                Some(p("foo_123^post1.raw", "123^post1", None, None)),
+            ),
+            raw(
+                &["foo_252.12-1~deb12u1_x86-64.raw", "foo_252.11.raw"],
+                Some(p(
+                    "foo_252.12-1~deb12u1_x86-64.raw",
+                    "252.12-1~deb12u1",
+                    Some("x86-64"),
+                    None,
+                )),
+            ),
+            // Formerly valid, now ignored: ',' '_' and a '+' that is no counter.
+            raw(
+                &["foo_1.raw", "foo_2,1.raw", "foo_3_1_x86.raw", "foo_4+x.raw"],
+                Some(p("foo_1.raw", "1", None, None)),
+            ),
+            // "host=" versions (a later proposal) are invalid.
+            raw(&["foo_host=1.0.raw"], None),
+        ]);
     }
 
     #[test]

@@ -56,7 +56,10 @@ pub struct Image {
     pub path: PathBuf,
     /// The search directory it was found in.
     pub search_dir: &'static str,
-    /// Modification time in µs since the epoch (for `list`).
+    /// The time `list` shows, in µs since the epoch, as systemd's image discovery
+    /// takes it (`image_make()`): a file's modification time; a directory's birth
+    /// time (`statx` `stx_btime`; its mtime says only when its top level last changed),
+    /// its mtime where the file system keeps no birth time.
     pub mtime_usec: Option<u64>,
     /// Set when the image was picked from a `NAME.v/` directory.
     pub picked: Option<Picked>,
@@ -295,7 +298,7 @@ fn examine(
                 kind,
                 path: path.to_path_buf(),
                 search_dir,
-                mtime_usec: mtime_usec(&st),
+                mtime_usec: list_time(root, path, kind, &st),
                 picked: None,
                 opened,
             })
@@ -308,7 +311,7 @@ fn examine(
                 kind,
                 path: path.join(&picked.file_name),
                 search_dir,
-                mtime_usec: mtime_usec(&st),
+                mtime_usec: list_time(root, &path.join(&picked.file_name), kind, &st),
                 picked: Some(picked),
                 opened: Opened::default(),
             })
@@ -316,9 +319,12 @@ fn examine(
     }
 }
 
-/// Picks inside the `.v` directory at `path` and checks the winner's type: a regular file
-/// or block device when `suffix` ends in `.raw`, else a directory. No fallback to the
-/// next-best entry when the winner has the wrong type (as systemd).
+/// Picks inside the `.v` directory at `path` among the entries of the wanted type: a
+/// regular file or block device when `suffix` ends in `.raw`, else a directory (symlinks
+/// followed inside the root). As systemd ≥ 260 (`vpick.c`, PR #40084: `pin_choice()`
+/// returns 0 on a wrong inode type), an entry of another type is ignored, so the best
+/// entry of the right type wins; before, a winner of the wrong type failed the pick. An
+/// entry whose name matches but that cannot be resolved (a dangling symlink) fails it.
 fn pick_in(
     root: &Root,
     name: &str,
@@ -330,31 +336,48 @@ fn pick_in(
         .open_at(path, OFlags::RDONLY | OFlags::DIRECTORY)
         .map_err(|e| os_text(&e))?;
     let names = list_dir(fd).map_err(|e| os_text(&e))?;
-    // vpick patterns are UTF-8 text; a non-UTF-8 entry can never match.
-    let candidates = names.iter().filter_map(|n| n.to_str());
     let native = arch::native();
-    let picked = vpick::pick(name, suffix, candidates, native, arch::secondary(native))
-        .ok_or_else(|| format!("no matching entry in {}", esc(entry)))?;
-    let (ft, st) = resolve(root, &path.join(&picked.file_name))
-        .map_err(|reason| format!("{}: {reason}", esc(&picked.file_name)))?;
+    let secondary = arch::secondary(native);
     let want_file = suffix.ends_with(".raw");
-    let kind = match ft {
-        FileType::RegularFile if want_file => ImageKind::Raw,
-        FileType::BlockDevice if want_file => ImageKind::Block,
-        FileType::Directory if !want_file => ImageKind::Directory,
-        other => {
-            return Err(format!(
-                "{}: picked entry is a {}, expected {}",
-                esc(&picked.file_name),
-                file_type_name(other),
+    // Name first (vpick patterns are UTF-8 text; a non-UTF-8 entry can never match), then
+    // the type of what the entry resolves to.
+    let mut typed: Vec<(&str, ImageKind, Stat)> = Vec::new();
+    let mut wrong_type = 0usize;
+    for n in names.iter().filter_map(|n| n.to_str()) {
+        if vpick::parse_entry(name, suffix, n, native, secondary).is_none() {
+            continue;
+        }
+        let (ft, st) =
+            resolve(root, &path.join(n)).map_err(|reason| format!("{}: {reason}", esc(n)))?;
+        let kind = match ft {
+            FileType::RegularFile if want_file => ImageKind::Raw,
+            FileType::BlockDevice if want_file => ImageKind::Block,
+            FileType::Directory if !want_file => ImageKind::Directory,
+            _ => {
+                wrong_type += 1;
+                continue;
+            }
+        };
+        typed.push((n, kind, st));
+    }
+    let picked = vpick::pick(name, suffix, typed.iter().map(|t| t.0), native, secondary)
+        .ok_or_else(|| match wrong_type {
+            0 => format!("no matching entry in {}", esc(entry)),
+            n => format!(
+                "no matching entry in {} ({n} of the wrong type, expected {})",
+                esc(entry),
                 if want_file {
                     "a regular file or block device"
                 } else {
                     "a directory"
                 }
-            ))
-        }
-    };
+            ),
+        })?;
+    // `pick` returns one of the names it was given.
+    let (_, kind, st) = typed
+        .into_iter()
+        .find(|t| t.0 == picked.file_name)
+        .ok_or_else(|| format!("no matching entry in {}", esc(entry)))?;
     Ok((picked, kind, st))
 }
 
@@ -369,6 +392,23 @@ fn resolve(root: &Root, path: &Path) -> Result<(FileType, Stat), String> {
     })?;
     let st = rustix::fs::fstat(&fd).map_err(errno_text)?;
     Ok((FileType::from_raw_mode(st.st_mode), st))
+}
+
+/// [`Image::mtime_usec`]: a directory's birth time (opened inside the root), else or
+/// where there is none the modification time.
+fn list_time(root: &Root, path: &Path, kind: ImageKind, st: &Stat) -> Option<u64> {
+    use rustix::fs::{statx, StatxFlags};
+    let birth = (kind == ImageKind::Directory)
+        .then(|| root.open_at(path, OFlags::PATH).ok())
+        .flatten()
+        .and_then(|fd| statx(&fd, "", AtFlags::EMPTY_PATH, StatxFlags::BTIME).ok())
+        .filter(|x| x.stx_mask & StatxFlags::BTIME.bits() != 0)
+        .and_then(|x| {
+            let sec = u64::try_from(x.stx_btime.tv_sec).ok()?;
+            sec.checked_mul(1_000_000)?
+                .checked_add(u64::from(x.stx_btime.tv_nsec) / 1000)
+        });
+    birth.or_else(|| mtime_usec(st))
 }
 
 /// Modification time in µs since the epoch; `None` before the epoch.
@@ -822,8 +862,12 @@ mod tests {
                 D("/etc/extensions/foo.v/foo_2"),
                 F("/etc/extensions/foo.v/bar_10"),
                 D("/etc/extensions/foo.v/foo_3~rc1"),
+                D("/etc/extensions/foo.v/foo_4,1"),
+                D("/etc/extensions/foo.v/foo_5_1_x86"),
             ],
-            images: &[("foo", "directory", "/etc/extensions/foo.v/foo_2")],
+            // systemd 262: "3~rc1" is a valid version (newer than 2), "4,1" and "5_1"
+            // are not.
+            images: &[("foo", "directory", "/etc/extensions/foo.v/foo_3~rc1")],
             skipped: &[],
         },
         Case {
@@ -855,7 +899,9 @@ mod tests {
             skipped: &[],
         },
         Case {
-            name: "wrong type of winner skips the whole .v (no fallback, no shadowing)",
+            // systemd >= 260 (vpick.c, PR #40084): entries of the wrong type are ignored,
+            // the best one of the right type wins (before: the pick failed).
+            name: "entries of the wrong type are ignored, the best of the right type wins",
             class: SYS,
             initrd: false,
             fixture: &[
@@ -863,26 +909,84 @@ mod tests {
                 D("/etc/extensions/foo.raw.v/foo_2.raw"),
                 D("/etc/extensions/bar.v/bar_1"),
                 F("/etc/extensions/bar.v/bar_2"),
+                S("/etc/extensions/bar.v/bar_3"),
                 P("/etc/extensions/baz.raw.v/baz_1.raw"),
+                D("/etc/extensions/baz.raw.v/baz_2.raw"),
                 L("/etc/extensions/qux.raw.v/qux_1.raw", "/nowhere"),
+                F("/etc/extensions/qux.raw.v/qux_2.raw"),
                 F("/var/lib/extensions/foo.raw"),
+                F("/var/lib/extensions/baz.raw"),
             ],
-            images: &[("foo", "raw", "/var/lib/extensions/foo.raw")],
+            images: &[
+                ("bar", "directory", "/etc/extensions/bar.v/bar_1"),
+                ("baz", "raw", "/var/lib/extensions/baz.raw"),
+                ("foo", "raw", "/etc/extensions/foo.raw.v/foo_1.raw"),
+            ],
             skipped: &[
                 (
-                    "/etc/extensions/bar.v",
-                    "bar_2: picked entry is a regular file, expected a directory",
-                ),
-                (
                     "/etc/extensions/baz.raw.v",
-                    "baz_1.raw: picked entry is a fifo, expected a regular file or block device",
-                ),
-                (
-                    "/etc/extensions/foo.raw.v",
-                    "foo_2.raw: picked entry is a directory, expected a regular file or block device",
+                    "no matching entry in baz.raw.v (2 of the wrong type, expected a regular file or block device)",
                 ),
                 ("/etc/extensions/qux.raw.v", "qux_1.raw: dangling symlink"),
+                (
+                    "/var/lib/extensions/foo.raw",
+                    "shadowed by /etc/extensions/foo.raw.v/foo_1.raw",
+                ),
             ],
+        },
+        Case {
+            // systemd's test-vpick.c TEST(pick_filter_image_any): a directory filter finds
+            // test_5 among .raw files and a newer regular file test_12; without
+            // directories, nothing (test_12 is no directory).
+            name: "systemd test-vpick pick_filter_image_any vectors",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                F("/etc/extensions/test.v/test_1.raw"),
+                F("/etc/extensions/test.v/test_2.raw"),
+                F("/etc/extensions/test.v/test_3.raw"),
+                D("/etc/extensions/test.v/test_4"),
+                D("/etc/extensions/test.v/test_5"),
+                F("/etc/extensions/test.v/test_10.txt"),
+                F("/etc/extensions/test.v/test_11.img"),
+                F("/etc/extensions/test.v/test_12"),
+                F("/etc/extensions/other.raw.v/other_1.raw"),
+                F("/etc/extensions/other.raw.v/other_3.raw"),
+                D("/etc/extensions/other.raw.v/other_9.raw"),
+                F("/etc/extensions/other.raw.v/other_10.txt"),
+                F("/run/extensions/myimage.v/myimage_12"),
+                F("/run/extensions/myimage.v/myimage_3.raw"),
+            ],
+            images: &[
+                ("other", "raw", "/etc/extensions/other.raw.v/other_3.raw"),
+                ("test", "directory", "/etc/extensions/test.v/test_5"),
+            ],
+            skipped: &[
+                (
+                    "/run/extensions/myimage.v",
+                    "no matching entry in myimage.v (2 of the wrong type, expected a directory)",
+                ),
+            ],
+        },
+        Case {
+            // test-vpick.c TEST(path_pick_resolve): symlinked entries count with the type
+            // of their target.
+            name: "symlinked .v entries have their target's type",
+            class: SYS,
+            initrd: false,
+            fixture: &[
+                D("/var/store/target_dir"),
+                F("/var/store/target_file.raw"),
+                L("/etc/extensions/resolve.v/resolve_1", "../../../var/store/target_dir"),
+                L("/etc/extensions/resolve.v/resolve_2.raw", "/var/store/target_file.raw"),
+                L("/run/extensions/resolve.raw.v/resolve_1", "/var/store/target_dir"),
+                L("/run/extensions/resolve.raw.v/resolve_2.raw", "/var/store/target_file.raw"),
+            ],
+            images: &[("resolve", "directory", "/etc/extensions/resolve.v/resolve_1")],
+            skipped: &[(
+                "/run/extensions/resolve.raw.v",
+                "shadowed by /etc/extensions/resolve.v/resolve_1",
+            )],
         },
         Case {
             name: "empty or non-matching .v is skipped and does not shadow",
@@ -913,12 +1017,11 @@ mod tests {
                 D("/var/store/bar.raw.v/bar_5.raw"),
                 F("/var/store/bar.raw.v/bar_4.raw"),
             ],
-            images: &[("foo", "raw", "/etc/extensions/foo.raw.v/foo_2.raw")],
+            images: &[
+                ("bar", "raw", "/etc/extensions/bar.raw.v/bar_4.raw"),
+                ("foo", "raw", "/etc/extensions/foo.raw.v/foo_2.raw"),
+            ],
             skipped: &[
-                (
-                    "/etc/extensions/bar.raw.v",
-                    "bar_5.raw: picked entry is a directory, expected a regular file or block device",
-                ),
                 (
                     "/var/lib/extensions/foo.raw",
                     "shadowed by /etc/extensions/foo.raw.v/foo_2.raw",
@@ -1224,6 +1327,34 @@ mod tests {
             .unwrap();
         let d = discover(&root, SYS, false).unwrap();
         assert_eq!(d.images[0].mtime_usec, Some(1_234_567_890_123_456));
+    }
+
+    #[test]
+    fn discover_directory_time_is_birth_time() {
+        // systemd's image_make(): a directory's time is its birth time, not the mtime
+        // of its top level (here set far in the past after creating it).
+        let (t, root) = build(&[D("/etc/extensions/foo")]);
+        let dir = t.path().join("root/etc/extensions/foo");
+        let born = rustix::fs::statx(
+            rustix::fs::CWD,
+            &dir,
+            AtFlags::empty(),
+            rustix::fs::StatxFlags::BTIME,
+        )
+        .unwrap();
+        if born.stx_mask & rustix::fs::StatxFlags::BTIME.bits() == 0 {
+            eprintln!("SKIP: no birth time on this file system");
+            return;
+        }
+        let old = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_234_567_890_123_456);
+        std::fs::File::open(&dir)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let d = discover(&root, SYS, false).unwrap();
+        let want =
+            born.stx_btime.tv_sec as u64 * 1_000_000 + u64::from(born.stx_btime.tv_nsec) / 1000;
+        assert_eq!(d.images[0].mtime_usec, Some(want));
     }
 
     #[test]

@@ -13,9 +13,17 @@ use crate::inspect::fsutil::{self, Root};
 use crate::log::{errno_text, os_text};
 
 /// Our own file in the metadata dir: what was merged, to skip a refresh that would
-/// change nothing (systemd ≥ 260 uses `origin` for this; we do not imitate its JSON).
-/// Its text and format: [`crate::sys::origin`].
+/// change nothing. More precise than systemd's [`SYSTEMD_ORIGIN_FILE`] (verity sidecars,
+/// change times, the overlays' shape), so where both are present it decides. Its text
+/// and format: [`crate::sys::origin`].
 pub const FINGERPRINT_FILE: &str = "extmerge-origin";
+
+/// systemd's (≥ 260) file in the metadata dir: JSON saying what was merged, from which
+/// its refresh decides whether anything changed. We write it as systemd does
+/// ([`crate::sys::origin::systemd_origin`]) so that systemd skips refreshing a merge of
+/// ours that nothing changed (one `extmerge-initrd` made), and read it to skip
+/// refreshing a merge of systemd's.
+pub const SYSTEMD_ORIGIN_FILE: &str = "origin";
 
 /// `major:minor` as systemd's `FORMAT_DEVNUM`.
 pub fn format_dev(dev: u64) -> String {
@@ -79,6 +87,9 @@ pub struct Merged {
     pub work_dir: Option<String>,
     /// Our fingerprint file, if the merge was ours.
     pub fingerprint: Option<String>,
+    /// systemd's `origin` file ([`SYSTEMD_ORIGIN_FILE`]), if there is one (systemd ≥ 260
+    /// and we write it).
+    pub systemd_origin: Option<String>,
     /// `st_mtime` of the hierarchy root in µs (`status`' "since").
     pub since_usec: u64,
 }
@@ -186,12 +197,14 @@ pub fn find_merged_with(
         None => None,
     };
     let fingerprint = rd(FINGERPRINT_FILE)?;
+    let systemd_origin = rd(SYSTEMD_ORIGIN_FILE)?;
     let since_usec = (st.st_mtime as u64) * 1_000_000 + (st.st_mtime_nsec as u64) / 1000;
     Ok(Some(Merged {
         fd,
         extensions,
         work_dir,
         fingerprint,
+        systemd_origin,
         since_usec,
     }))
 }

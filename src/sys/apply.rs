@@ -20,7 +20,7 @@ use crate::inspect::facts::{self, DirOpener, Handles, OnUnusable};
 use crate::inspect::fsutil::fd_path;
 use crate::inspect::fsutil::{self, Root};
 use crate::inspect::metadata::{self, find_merged, StateError};
-use crate::options::{hierarchy_component, Environment, Options};
+use crate::options::{hierarchy_component, Environment, MountAttr, Options, OverlayOption};
 use crate::plan::{HierarchyPlan, MergePlan, PlanError, Upper};
 use crate::sys::hierarchy::HostDir;
 use crate::sys::mount::{self, LayerStrategy, MountError, Overlay};
@@ -98,8 +98,11 @@ pub struct Outcome {
     pub merged: Vec<String>,
     /// Hierarchies unmerged.
     pub unmerged: Vec<String>,
-    /// Extensions used.
+    /// Extensions used, by name.
     pub extensions: Vec<String>,
+    /// The same extensions as systemd names them in its messages: the file or directory
+    /// name (`foo.raw`, `suf.sysext`, `foo_2` picked from `foo.v/`).
+    pub files: Vec<String>,
     /// Refresh found nothing changed and left the mounts alone.
     pub unchanged: bool,
     /// Number of extensions found but skipped as incompatible.
@@ -121,28 +124,34 @@ impl Outcome {
     /// API's flag), as systemd-sysext does with its option.
     pub fn describe_with(
         &self,
-        class: Class,
+        _class: Class,
         root: &Path,
         always_refresh: Option<&str>,
     ) -> Vec<String> {
+        // systemd 262's words, the same for both classes.
         if self.extensions.is_empty() {
             return vec![if self.ignored > 0 {
                 format!(
-                    "No suitable {class} extensions found ({} ignored due to incompatible image(s)).",
+                    "No suitable extensions found ({} ignored due to incompatible image(s)).",
                     self.ignored
                 )
             } else {
-                format!("No {class} extensions found.")
+                "No extensions found.".to_string()
             }];
         }
         if self.unchanged {
-            let skipping = format!("Skipping {class} refresh because no change was found");
+            let skipping = "Skipping extension refresh because no change was found";
             return vec![match always_refresh {
                 Some(how) => format!("{skipping}, use {how} to always do a refresh."),
                 None => format!("{skipping}."),
             }];
         }
-        let names: Vec<String> = self.extensions.iter().map(escape).collect();
+        let shown = if self.files.len() == self.extensions.len() {
+            &self.files
+        } else {
+            &self.extensions
+        };
+        let names: Vec<String> = shown.iter().map(escape).collect();
         let mut v = vec![format!("Using extensions '{}'.", names.join("', '"))];
         v.extend(self.merged.iter().map(|h| {
             format!(
@@ -249,6 +258,37 @@ struct Run<'a> {
     staging: &'a StagingArea,
     fingerprint: &'a str,
     replace: bool,
+}
+
+/// `attrs` with one generic mount flag of `SYSTEMD_*_OVERLAYFS_MOUNT_OPTIONS` set or
+/// cleared (the access-time modes are one field: setting one replaces the other).
+fn with_attr(mut attrs: MountAttrFlags, a: MountAttr, on: bool) -> MountAttrFlags {
+    use MountAttrFlags as F;
+    let atime = F::MOUNT_ATTR_NOATIME | F::MOUNT_ATTR_STRICTATIME;
+    let flag = match a {
+        MountAttr::ReadOnly => F::MOUNT_ATTR_RDONLY,
+        MountAttr::NoSuid => F::MOUNT_ATTR_NOSUID,
+        MountAttr::NoDev => F::MOUNT_ATTR_NODEV,
+        MountAttr::NoExec => F::MOUNT_ATTR_NOEXEC,
+        MountAttr::NoDirAtime => F::MOUNT_ATTR_NODIRATIME,
+        MountAttr::NoSymfollow => F::MOUNT_ATTR_NOSYMFOLLOW,
+        MountAttr::NoAtime | MountAttr::StrictAtime | MountAttr::RelAtime => {
+            let f = match a {
+                MountAttr::NoAtime => F::MOUNT_ATTR_NOATIME,
+                MountAttr::StrictAtime => F::MOUNT_ATTR_STRICTATIME,
+                _ => F::empty(),
+            };
+            if on {
+                attrs.remove(atime);
+                attrs |= f;
+            } else {
+                attrs.remove(f);
+            }
+            return attrs;
+        }
+    };
+    attrs.set(flag, on);
+    attrs
 }
 
 fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Built, MergeError> {
@@ -418,17 +458,38 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
     if h.flags.noexec {
         attrs |= MountAttrFlags::MOUNT_ATTR_NOEXEC;
     }
-    if mutable {
-        attrs |= MountAttrFlags::MOUNT_ATTR_NOATIME;
-        for (k, v) in [
-            ("redirect_dir", "on"),
-            ("metacopy", "off"),
-            ("index", "off"),
-        ] {
-            options.push((k.into(), Some(v.into())));
-        }
-    } else {
+    if !mutable {
         options.push(("ro".into(), None));
+    }
+    // `SYSTEMD_*_OVERLAYFS_MOUNT_OPTIONS`, when set (even empty), replaces the mutable
+    // modes' defaults and is added to read-only overlays too (systemd's mount_overlayfs).
+    match env.overlay_options(class) {
+        None if mutable => {
+            attrs |= MountAttrFlags::MOUNT_ATTR_NOATIME;
+            for (k, v) in [
+                ("redirect_dir", "on"),
+                ("metacopy", "off"),
+                ("index", "off"),
+            ] {
+                options.push((k.into(), Some(v.into())));
+            }
+        }
+        None => {}
+        Some(s) => {
+            let (extra, warnings) = crate::options::parse_overlay_options(s);
+            for w in warnings {
+                crate::log::warn(&format!(
+                    "{}: {w}",
+                    crate::options::overlay_options_env(class)
+                ));
+            }
+            for o in extra {
+                match o {
+                    OverlayOption::Fs(k, v) => options.push((k, v)),
+                    OverlayOption::Attr(a, on) => attrs = with_attr(attrs, a, on),
+                }
+            }
+        }
     }
     let ov = Overlay {
         source: class.mount_source().to_string(),
@@ -458,6 +519,9 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
         wr("work_dir", &format!("{w}\n"))?;
     }
     wr(metadata::FINGERPRINT_FILE, fingerprint)?;
+    let systemd_origin =
+        crate::sys::origin::render_systemd(root, plan, handles, env.overlay_options(class));
+    wr(metadata::SYSTEMD_ORIGIN_FILE, &systemd_origin)?;
     // The merged root's mtime is the merge time ("since" in status).
     rustix::fs::futimens(
         &meta,
@@ -979,11 +1043,11 @@ mod tests {
         let lines = o.describe(Class::Sysext, root);
         assert_eq!(
             lines,
-            ["Skipping sysext refresh because no change was found."]
+            ["Skipping extension refresh because no change was found."]
         );
         assert_eq!(
             o.describe_with(Class::Confext, root, Some("--always-refresh=yes")),
-            ["Skipping confext refresh because no change was found, use --always-refresh=yes to always do a refresh."]
+            ["Skipping extension refresh because no change was found, use --always-refresh=yes to always do a refresh."]
         );
         let e = MergeError::AlreadyMerged(PathBuf::from("/sysroot/usr"));
         assert_eq!(e.to_string(), "/sysroot/usr: hierarchy is already merged");
@@ -1001,17 +1065,14 @@ mod tests {
         };
         assert_eq!(
             o.describe(Class::Sysext, root),
-            ["No suitable sysext extensions found (2 ignored due to incompatible image(s))."]
+            ["No suitable extensions found (2 ignored due to incompatible image(s))."]
         );
         // A refresh to zero extensions: its unmerges were logged when they happened.
         let o = Outcome {
             unmerged: vec!["/usr".into(), "/opt".into()],
             ..Outcome::default()
         };
-        assert_eq!(
-            o.describe(Class::Sysext, root),
-            ["No sysext extensions found."]
-        );
+        assert_eq!(o.describe(Class::Sysext, root), ["No extensions found."]);
         let o = Outcome {
             extensions: vec!["a".into(), "b".into()],
             merged: vec!["/usr".into()],
@@ -1023,6 +1084,18 @@ mod tests {
                 "Using extensions 'a', 'b'.",
                 "Merged extensions into '/sysroot/usr'."
             ]
+        );
+        // systemd 262 names the files: an image with its suffix, the version picked
+        // from a `.v/` directory.
+        let o = Outcome {
+            extensions: vec!["ero".into(), "vee".into()],
+            files: vec!["ero.raw".into(), "vee_2".into()],
+            merged: vec!["/usr".into()],
+            ..Outcome::default()
+        };
+        assert_eq!(
+            o.describe(Class::Confext, root)[0],
+            "Using extensions 'ero.raw', 'vee_2'."
         );
     }
 }

@@ -97,7 +97,7 @@ fn version_first_line_parses_like_systemds() {
         let first = v.lines().next().unwrap_or_default();
         // systemd: "systemd 252 (252.39-1~deb12u1)"; the number is the systemd release
         // whose behaviour extmerge follows, the parentheses say what runs.
-        assert_eq!(first, format!("systemd 261 (extmerge {own})"), "{name}");
+        assert_eq!(first, format!("systemd 262 (extmerge {own})"), "{name}");
         // What scripts do: `systemd-sysext --version | head -1 | awk '{print $2}'`.
         let o = Command::new("sh")
             .arg("-c")

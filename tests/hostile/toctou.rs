@@ -147,9 +147,9 @@ fn swapping_extension_for_symlinks_never_leaks_host_files() {
                     // without a usable release file, or one whose `usr` was a symlink
                     // (resolved inside the extension: absent) when its layer was opened.
                     assert!(
-                        r.err.contains("No sysext extensions found.")
+                        r.err.contains("No extensions found.")
                             || r.err.contains(
-                                "No suitable sysext extensions found (1 ignored due to incompatible image(s))."
+                                "No suitable extensions found (1 ignored due to incompatible image(s))."
                             )
                             || r.err == "Using extensions 'e'.\n",
                         "{r:?}"

@@ -55,7 +55,7 @@ fn sysext_merge_status_unmerge() {
         s.ok();
         assert_eq!(
             mask_since(s.out.trim_end()),
-            r#"[{"hierarchy":"/opt","extensions":"none","since":null,"class":"sysext"},{"hierarchy":"/usr","extensions":["hello"],"since":N,"class":"sysext"}]"#
+            r#"[{"hierarchy":"/opt","extensions":[],"since":null,"class":"sysext"},{"hierarchy":"/usr","extensions":["hello"],"since":N,"class":"sysext"}]"#
         );
 
         let u = fx.run(&["--class=sysext", "unmerge"]);
@@ -76,7 +76,7 @@ fn sysext_merge_status_unmerge() {
         s.ok();
         assert_eq!(
             s.out.trim_end(),
-            r#"[{"hierarchy":"/opt","extensions":"none","since":null,"class":"sysext"},{"hierarchy":"/usr","extensions":"none","since":null,"class":"sysext"}]"#
+            r#"[{"hierarchy":"/opt","extensions":[],"since":null,"class":"sysext"},{"hierarchy":"/usr","extensions":[],"since":null,"class":"sysext"}]"#
         );
     });
 }
@@ -147,7 +147,7 @@ fn both_classes_by_default() {
         s.ok();
         assert_eq!(
             mask_since(s.out.trim_end()),
-            r#"[{"hierarchy":"/etc","extensions":["conf"],"since":N,"class":"confext"},{"hierarchy":"/opt","extensions":"none","since":null,"class":"sysext"},{"hierarchy":"/usr","extensions":["tool"],"since":N,"class":"sysext"}]"#
+            r#"[{"hierarchy":"/etc","extensions":["conf"],"since":N,"class":"confext"},{"hierarchy":"/opt","extensions":[],"since":null,"class":"sysext"},{"hierarchy":"/usr","extensions":["tool"],"since":N,"class":"sysext"}]"#
         );
         let t = fx.run(&["status", "--no-legend"]);
         t.ok();
@@ -591,16 +591,15 @@ fn nothing_compatible_is_not_an_error() {
         let r = fx.run(&["--class=sysext", "merge"]);
         r.ok();
         assert!(
-            r.err.contains(
-                "No suitable sysext extensions found (2 ignored due to incompatible image(s))."
-            ),
+            r.err
+                .contains("No suitable extensions found (2 ignored due to incompatible image(s))."),
             "{}",
             r.err
         );
         assert_eq!(fx.snapshot(), before);
         let r = fx.run(&["--class=confext", "merge"]);
         r.ok();
-        assert!(r.err.contains("No confext extensions found."), "{}", r.err);
+        assert!(r.err.contains("No extensions found."), "{}", r.err);
         assert_eq!(fx.snapshot(), before);
     });
 }

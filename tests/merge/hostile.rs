@@ -121,7 +121,7 @@ fn search_dir_symlink_resolves_inside_root() {
         let before = fx.snapshot();
         let r = fx.run(&["--class=sysext", "merge"]);
         r.ok();
-        assert!(r.err.contains("No sysext extensions found."), "{}", r.err);
+        assert!(r.err.contains("No extensions found."), "{}", r.err);
         assert_eq!(fx.snapshot(), before);
         assert_eq!(fx.ls("/usr"), ["bin"]);
     });
@@ -192,7 +192,7 @@ fn hierarchy_symlink_merges_on_target_inside_root() {
         let s = fx.run(&["--class=sysext", "status", "--json=short"]);
         assert_eq!(
             mask_since(s.out.trim_end()),
-            r#"[{"hierarchy":"/opt","extensions":"none","since":null,"class":"sysext"},{"hierarchy":"/usr","extensions":["e"],"since":N,"class":"sysext"}]"#
+            r#"[{"hierarchy":"/opt","extensions":[],"since":null,"class":"sysext"},{"hierarchy":"/usr","extensions":["e"],"since":N,"class":"sysext"}]"#
         );
         fx.run(&["--class=sysext", "unmerge"]).ok();
         assert_eq!(fx.snapshot(), Vec::<String>::new());
@@ -232,7 +232,7 @@ fn extension_usr_symlink_pointing_out() {
             r.ok();
             assert!(
                 r.err.contains(
-                    "No suitable sysext extensions found (1 ignored due to incompatible image(s))."
+                    "No suitable extensions found (1 ignored due to incompatible image(s))."
                 ),
                 "{}",
                 r.err

@@ -521,6 +521,30 @@ else
     check_eq "erofs: extmerge unmerges systemd's merge" "0|" "$RC|$(mounts_under "$A")" expected extmerge
 fi
 
+# ================================================================ case 10: .v/ picking
+echo "# case 10: .v/ directories: version characters, wrong-type entries (262's vpick)"
+make_root_vpick() {
+    local r=$1 e n
+    host_base "$r"
+    e=$r/var/lib/extensions
+    # ',' is no version character (UAPI.10), '~' is; '+x' is no tries counter; a '_'
+    # inside the version stays; a regular file in a directory .v is passed over.
+    for n in foo.v/foo_1 foo.v/foo_1,5 bar.v/bar_1 bar.v/bar_2~rc1 baz.v/baz_1 baz.v/baz_1+x \
+        qux.v/qux_1 qux.v/qux_1_2 wt.v/wt_1; do
+        ext "$e" "$n" "${n%%.v/*}" "$LVL"
+    done
+    put "$e/wt.v/wt_2" "not a directory"
+}
+two_roots vpick make_root_vpick
+picked() { printf '%s\n' "$1" | jq -r '.[].path' 2>&1 | sed "s|^$2/||" | sort; }
+sd "$A" list --json=short
+SD_PICKED=$(picked "$OUT" "${A#"$SID_ROOT"}")
+em "$B" list --json=short
+check_eq "vpick: the entries picked from each .v/" "$SD_PICKED" "$(picked "$OUT" "${B#"$SID_ROOT"}")"
+check_eq "vpick: systemd 262 picks as expected" \
+    $'var/lib/extensions/bar.v/bar_2~rc1\nvar/lib/extensions/baz.v/baz_1\nvar/lib/extensions/foo.v/foo_1\nvar/lib/extensions/qux.v/qux_1_2\nvar/lib/extensions/wt.v/wt_1' \
+    "$SD_PICKED" expected systemd-sysext
+
 # ================================================================ leftovers
 check_eq "no sysext overlay or staging tmpfs left anywhere in the namespace" "" \
     "$(awk '{ for (i = 7; $i != "-"; i++) ; if ($(i + 2) == "sysext") print $5, $(i + 1) }' /proc/self/mountinfo)" \

@@ -27,16 +27,25 @@ check_true() {
 }
 # The "Using extensions '…'." line (both tools print it the same way).
 using_line() { printf '%s\n' "$1" | grep -E "^Using extensions " || echo "<no 'Using extensions' line>"; }
+# PATH as mountinfo writes mount points: space, tab, newline and backslash as octal
+# escapes (a checkout path may hold a space). Passed to awk through the environment:
+# `awk -v` would undo the escapes.
+mi_path() {
+    local p=${1//\\/\\134}
+    p=${p// /\\040}
+    p=${p//$'\t'/\\011}
+    printf '%s' "${p//$'\n'/\\012}"
+}
 # Mounts below ROOT/, as sorted "relative-mountpoint fstype source" lines.
 mounts_under() {
-    awk -v r="$1/" 'index($5, r) == 1 {
+    MI_R="$(mi_path "$1")/" awk 'BEGIN { r = ENVIRON["MI_R"] } index($5, r) == 1 {
         for (i = 7; $i != "-"; i++) ;
         print substr($5, length(r)), $(i + 1), $(i + 2)
     }' /proc/self/mountinfo | sort
 }
 # Mountinfo of the mounts exactly at PATH: "maj:min|mount-opts|fstype|source|super-opts".
 mount_at() {
-    awk -v mp="$1" '$5 == mp {
+    MI_P=$(mi_path "$1") awk 'BEGIN { mp = ENVIRON["MI_P"] } $5 == mp {
         for (i = 7; $i != "-"; i++) ;
         print $3 "|" $6 "|" $(i + 1) "|" $(i + 2) "|" $(i + 3)
     }' /proc/self/mountinfo

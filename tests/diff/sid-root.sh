@@ -68,7 +68,14 @@ if [ -z "${SID_ROOT_REBUILD:-}" ] && usable; then
     log "reusing $ROOT (built $(sed -n 's/^built //p' "$STAMP"), $(du -sh "$ROOT" | cut -f1))"
 else
     # Never rm -rf through a mount left behind by an interrupted run.
-    if [ -e "$ROOT" ] && awk -v r="$ROOT/" 'index($5 "/", r) == 1 { f = 1 } END { exit !f }' /proc/self/mountinfo; then
+    # Mount points in mountinfo have space, tab, newline, backslash octal-escaped
+    # (the checkout path may hold a space); through the environment, as `awk -v`
+    # would undo the escapes.
+    esc=${ROOT//\\/\\134}
+    esc=${esc// /\\040}
+    esc=${esc//$'\t'/\\011}
+    esc=${esc//$'\n'/\\012}
+    if [ -e "$ROOT" ] && MI_R="$esc/" awk 'BEGIN { r = ENVIRON["MI_R"] } index($5 "/", r) == 1 { f = 1 } END { exit !f }' /proc/self/mountinfo; then
         log "$ROOT has mounts below it; refusing to remove it"
         exit 1
     fi

@@ -408,7 +408,7 @@ check_eq "status table on systemd's merge (SINCE aside)" "$(sed -E 's/ +(Mon|Tue
 
 # ================================================================ case 7: no-change refresh
 echo "# case 7: refresh with nothing changed: own merge and the other tool's merge"
-mount_id() { awk -v mp="$1" '$5 == mp { id = $1 } END { print id }' /proc/self/mountinfo; }
+mount_id() { MI_P=$(mi_path "$1") awk 'BEGIN { mp = ENVIRON["MI_P"] } $5 == mp { id = $1 } END { print id }' /proc/self/mountinfo; }
 ids() { echo "$(mount_id "$1/usr") $(mount_id "$1/opt")"; }
 ID_A=$(ids "$A") ID_B=$(ids "$B")
 sd "$A" refresh

@@ -19,10 +19,11 @@ use crate::inspect::discover::{self, Discovery};
 use crate::inspect::facts::{self, DirOpener, Handles, OnUnusable, Opener};
 use crate::inspect::fsutil::Root;
 use crate::inspect::metadata::{self, find_merged, StatusRow};
-use crate::options::{MutableMode, Options};
+use crate::options::{MutableMode, Options, Search};
 use crate::plan::{self, MergePlan, PlanError};
 use crate::sys::apply::{self, Applied};
 use crate::sys::hierarchy::HostDir;
+use crate::sys::target::Target;
 use crate::sys::txn::Txn;
 
 pub use crate::sys::apply::{require_privileges, MergeError, Outcome};
@@ -42,6 +43,11 @@ pub struct Context {
     pub mutable: Option<MutableMode>,
     /// The classes, in the order they are worked on (systemd: confext, then sysext).
     pub classes: Vec<Class>,
+    /// Work on this process's mount namespace and root instead of the caller's
+    /// (`--pid`): the root and search directories are seen as the process sees them,
+    /// and the merges land in its namespace only. The manager is never reloaded for it.
+    /// A process sharing the caller's namespace and root means the caller's own.
+    pub target: Option<i32>,
 }
 
 impl Context {
@@ -56,7 +62,34 @@ impl Context {
             mutable: (options.mutable != MutableMode::No).then_some(options.mutable),
             options,
             classes: classes.to_vec(),
+            target: None,
         }
+    }
+
+    /// Runs `verb` where the context says: here, or inside the target process's mount
+    /// namespace and root (a helper thread joins them; the caller's stay as they are).
+    fn within<R: Send>(
+        &self,
+        verb: impl FnOnce(&Context) -> Result<R, MergeError> + Send,
+    ) -> Result<R, MergeError> {
+        let Some(pid) = self.target else {
+            return verb(self);
+        };
+        let Some(target) = Target::open(pid)? else {
+            let mut here = self.clone();
+            here.target = None;
+            return verb(&here);
+        };
+        let mut there = self.clone();
+        there.target = None;
+        there.options.no_reload = true;
+        there.options.per_service = true;
+        target
+            .run(|| verb(&there))?
+            .map_err(|e| MergeError::InTarget {
+                pid,
+                source: Box::new(e),
+            })
     }
 
     /// The options for `class`, with systemd's precedence: the explicit mutable mode
@@ -66,6 +99,8 @@ impl Context {
     /// beats `ImagePolicy=` of the configuration file.
     pub fn options_for(&self, class: Class) -> Options {
         let mut o = self.options.clone();
+        // A unit's own extensions are a service's, wherever they are merged.
+        o.per_service |= matches!(o.search, Some(Search::Unit(_)));
         let conf = o.config.class(class).clone();
         o.mutable = match self.mutable {
             Some(m) => m,
@@ -124,7 +159,12 @@ impl Context {
     /// The plan of `class` as `plan` and `--dry-run` show it: every extension gets a
     /// verdict, a broken or refused disk image [`crate::inspect::release::Verdict::Unusable`].
     pub fn plan(&self, class: Class) -> Result<MergePlan, MergeError> {
+        self.within(|c| c.plan_here(class))
+    }
+
+    fn plan_here(&self, class: Class) -> Result<MergePlan, MergeError> {
         let root = self.open_root()?;
+        self.check_sources(&root)?;
         let opts = self.options_for(class);
         let mut opener = self.plan_opener(&opts, class);
         Ok(prepare(&root, &opts, class, opener.as_mut(), OnUnusable::Record)?.plan)
@@ -134,21 +174,29 @@ impl Context {
     pub fn plan_with(
         &self,
         class: Class,
-        opener: &mut dyn Opener,
+        opener: &mut (dyn Opener + Send),
     ) -> Result<MergePlan, MergeError> {
-        let root = self.open_root()?;
-        let opts = self.options_for(class);
-        Ok(prepare(&root, &opts, class, opener, OnUnusable::Record)?.plan)
+        self.within(|c| {
+            let root = c.open_root()?;
+            c.check_sources(&root)?;
+            let opts = c.options_for(class);
+            Ok(prepare(&root, &opts, class, opener, OnUnusable::Record)?.plan)
+        })
     }
 
     /// The extensions of each class as discovery finds them (no verdicts: `list`).
     pub fn list(&self) -> Result<Vec<(Class, Discovery)>, MergeError> {
+        self.within(|c| c.list_here())
+    }
+
+    fn list_here(&self) -> Result<Vec<(Class, Discovery)>, MergeError> {
         let root = self.open_root()?;
+        self.check_sources(&root)?;
         let (initrd, _) = facts::root_scope(&root);
         self.classes
             .iter()
             .map(|&c| {
-                discover::discover(&root, c, initrd)
+                discover::discover_in(&root, c, &self.options.search_dirs(c, initrd))
                     .map(|d| (c, d))
                     .map_err(|e| MergeError::Plan(e.into()))
             })
@@ -157,6 +205,10 @@ impl Context {
 
     /// What is merged now, per class and hierarchy.
     pub fn status(&self) -> Result<Vec<(Class, Vec<StatusRow>)>, MergeError> {
+        self.within(|c| c.status_here())
+    }
+
+    fn status_here(&self) -> Result<Vec<(Class, Vec<StatusRow>)>, MergeError> {
         let root = self.open_root()?;
         self.classes
             .iter()
@@ -165,6 +217,31 @@ impl Context {
                 Ok((c, metadata::status(&root, c, &hs)?))
             })
             .collect()
+    }
+
+    /// `--unit=NAME`: at least one of the unit's extension directories must exist (a
+    /// unit named by mistake is an error, not an empty stack).
+    fn check_sources(&self, root: &Root) -> Result<(), MergeError> {
+        let Some(Search::Unit(unit)) = &self.options.search else {
+            return Ok(());
+        };
+        let dirs: Vec<String> = self
+            .classes
+            .iter()
+            .flat_map(|&c| self.options.search_dirs(c, false))
+            .collect();
+        let found = dirs.iter().any(|d| {
+            root.open_at(d, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY)
+                .is_ok()
+        });
+        if found {
+            Ok(())
+        } else {
+            Err(MergeError::NoUnitSources {
+                unit: unit.clone(),
+                dirs,
+            })
+        }
     }
 
     fn hierarchies(&self, class: Class) -> Result<Vec<String>, MergeError> {
@@ -177,14 +254,16 @@ impl Context {
     /// Merges every class; fails with [`MergeError::AlreadyMerged`] if a hierarchy is
     /// merged already. All or nothing over all classes.
     pub fn merge(&self) -> Result<Vec<(Class, Outcome)>, MergeError> {
-        let mut openers = self.openers();
-        self.merge_in(&mut refs(&mut openers))
+        self.within(|c| {
+            let mut openers = c.openers();
+            c.merge_in(&mut refs(&mut openers))
+        })
     }
 
     /// [`Context::merge`] of a one-class context with a given opener.
-    pub fn merge_with(&self, opener: &mut dyn Opener) -> Result<Outcome, MergeError> {
+    pub fn merge_with(&self, opener: &mut (dyn Opener + Send)) -> Result<Outcome, MergeError> {
         self.single_class();
-        let mut v = self.merge_in(&mut [opener])?;
+        let mut v = self.within(|c| c.merge_in(&mut [opener]))?;
         Ok(v.pop().map(|(_, o)| o).unwrap_or_default())
     }
 
@@ -193,20 +272,26 @@ impl Context {
     /// unmerges a class with no extension left; does nothing where nothing changed
     /// (unless `always_refresh`). The new merges of all classes are all or nothing.
     pub fn refresh(&self) -> Result<Vec<(Class, Outcome)>, MergeError> {
-        let mut openers = self.openers();
-        self.refresh_in(&mut refs(&mut openers))
+        self.within(|c| {
+            let mut openers = c.openers();
+            c.refresh_in(&mut refs(&mut openers))
+        })
     }
 
     /// [`Context::refresh`] of a one-class context with a given opener.
-    pub fn refresh_with(&self, opener: &mut dyn Opener) -> Result<Outcome, MergeError> {
+    pub fn refresh_with(&self, opener: &mut (dyn Opener + Send)) -> Result<Outcome, MergeError> {
         self.single_class();
-        let mut v = self.refresh_in(&mut [opener])?;
+        let mut v = self.within(|c| c.refresh_in(&mut [opener]))?;
         Ok(v.pop().map(|(_, o)| o).unwrap_or_default())
     }
 
     /// Removes every merge of each class (also systemd's) from its hierarchies; returns
     /// the hierarchies unmerged per class.
     pub fn unmerge(&self) -> Result<Vec<(Class, Vec<String>)>, MergeError> {
+        self.within(|c| c.unmerge_here())
+    }
+
+    fn unmerge_here(&self) -> Result<Vec<(Class, Vec<String>)>, MergeError> {
         apply::require_privileges()?;
         let _lock = apply::lock()?;
         let root = match self.open_root() {
@@ -263,6 +348,7 @@ impl Context {
         apply::require_privileges()?;
         let _lock = apply::lock()?;
         let root = self.open_root()?;
+        self.check_sources(&root)?;
         let mut prepared = Vec::new();
         for (&class, opener) in self.classes.iter().zip(openers.iter_mut()) {
             let opts = self.options_for(class);
@@ -306,6 +392,7 @@ impl Context {
         apply::require_privileges()?;
         let _lock = apply::lock()?;
         let root = self.open_root()?;
+        self.check_sources(&root)?;
         // Inspect and plan every class first: a broken extension of the last class
         // fails the call before anything changes.
         let mut prepared = Vec::new();
@@ -862,7 +949,7 @@ mod tests {
             &root,
             Class::Sysext,
             &host,
-            false,
+            &Options::default().search_dirs(Class::Sysext, false),
             true,
             &mut Refusing("b"),
             OnUnusable::Record,

@@ -78,6 +78,26 @@ pub struct Options {
     /// `sysext.conf` / `confext.conf` and their drop-ins, as the front-end read them
     /// (`extmerge::inspect::conf::load`): below the command line and the environment.
     pub config: Config,
+    /// Where extensions are looked for, instead of the class's standard search
+    /// directories (`--search=`, `--unit=`); `None`: the standard ones.
+    pub search: Option<Search>,
+    /// A service's own extensions (`--pid` into another namespace, `--unit`): matched
+    /// as systemd matches `ExtensionDirectories=`/`ExtensionImages=` — against the
+    /// service's root's os-release, any scope (`SYSEXT_SCOPE=`/`CONFEXT_SCOPE=` not
+    /// checked), and an extension that does not match is an error, not skipped.
+    pub per_service: bool,
+}
+
+/// Explicit sources of extensions. Entries inside are extensions exactly as in the
+/// standard directories (directories, `.raw`, `NAME.v/`), with the same matching,
+/// picking, shadowing and image policy; the directories are resolved inside the root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Search {
+    /// These directories, for every class (`--search=DIR`, repeatable).
+    Dirs(Vec<String>),
+    /// A unit's own: `UNIT.confext.d/` / `UNIT.sysext.d/` in the unit directories
+    /// ([`crate::format::unit::unit_search_dirs`]).
+    Unit(String),
 }
 
 /// What one class's configuration file sets (`[SysExt]` / `[ConfExt]` of
@@ -345,11 +365,26 @@ impl Default for Options {
             image_policy: None,
             env: Environment::default(),
             config: Config::default(),
+            search: None,
+            per_service: false,
         }
     }
 }
 
 impl Options {
+    /// The directories `class`'s extensions are looked for in, strongest first.
+    pub fn search_dirs(&self, class: Class, initrd: bool) -> Vec<String> {
+        match &self.search {
+            None => class
+                .search_dirs(initrd)
+                .iter()
+                .map(|d| d.to_string())
+                .collect(),
+            Some(Search::Dirs(d)) => d.clone(),
+            Some(Search::Unit(u)) => crate::format::unit::unit_search_dirs(u, class),
+        }
+    }
+
     /// Hierarchies for `class`: explicit ones, else the environment's, else the default.
     /// The environment variable is a colon-separated list of absolute paths.
     ///

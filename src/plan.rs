@@ -98,6 +98,11 @@ pub struct MergePlan {
     pub hierarchies: Vec<HierarchyPlan>,
     /// Hierarchies no extension touches (left alone).
     pub untouched: Vec<String>,
+    /// A service's own extensions ([`Options::per_service`]): an extension directory
+    /// may lie inside the hierarchy it is merged onto (`NAME.confext.d/` below /etc),
+    /// which overlayfs refuses as a layer below another; the host's layer then goes in
+    /// through an overlay of its own. Host merges keep systemd's refusal.
+    pub nested_layers: bool,
 }
 
 impl MergePlan {
@@ -163,6 +168,7 @@ pub fn plan(facts: Facts, opts: &Options) -> Result<MergePlan, PlanError> {
         mutable: opts.mutable,
         hierarchies: planned,
         untouched,
+        nested_layers: opts.per_service,
     })
 }
 
@@ -325,7 +331,7 @@ mod tests {
                 class: Class::Sysext,
                 kind: ImageKind::Directory,
                 path: format!("/var/lib/extensions/{name}").into(),
-                search_dir: "/var/lib/extensions",
+                search_dir: "/var/lib/extensions".into(),
                 mtime_usec: None,
                 picked: None,
                 opened: Default::default(),

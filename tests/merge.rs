@@ -39,6 +39,9 @@ mod concurrency;
 #[path = "merge/mutable_matrix.rs"]
 mod mutable_matrix;
 
+#[path = "merge/target.rs"]
+mod target;
+
 #[path = "merge/vpick.rs"]
 mod vpick;
 

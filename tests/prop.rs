@@ -943,7 +943,7 @@ fn comparable(p: &MergePlan) -> impl PartialEq + std::fmt::Debug {
                 c.image.name.clone(),
                 c.image.path.clone(),
                 c.image.kind,
-                c.image.search_dir,
+                c.image.search_dir.clone(),
                 c.image.picked.clone(),
                 c.verdict.clone(),
                 c.release.clone(),

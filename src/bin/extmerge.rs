@@ -14,7 +14,7 @@ use extmerge::format::json::Json;
 use extmerge::inspect::fsutil::Root;
 use extmerge::inspect::release::Verdict;
 use extmerge::inspect::Candidate;
-use extmerge::options::{parse_boolean, Environment, MutableMode, Options};
+use extmerge::options::{parse_boolean, Environment, MutableMode, Options, Search};
 use extmerge::report;
 
 const HELP: &str = "\
@@ -41,6 +41,11 @@ Options:
   --mutable=MODE        no, yes, auto, import, ephemeral, ephemeral-import
   --always-refresh=BOOL Refresh even when nothing changed
   --image-policy=POLICY Image policy for disk images (systemd.image-policy(7))
+  --pid=PID             Work on the mount namespace and root of process PID
+  --unit=NAME           Use the unit's own extensions (NAME.confext.d/, NAME.sysext.d/
+                        in the unit directories); without --pid, work on its processes
+  --search=DIR          Look for extensions in DIR instead of the standard
+                        directories (repeatable)
   --dry-run             With merge/refresh: print the plan, change nothing
   --no-legend, --no-pager
   -h --help, --version
@@ -107,6 +112,8 @@ fn version(fixed: Option<Class>) -> String {
 
 struct Cli {
     opts: Options,
+    target: Option<i32>,
+    unit: Option<String>,
     cli_mutable: Option<MutableMode>,
     classes: Vec<Class>,
     fixed_class: bool,
@@ -139,6 +146,9 @@ fn parse_args() -> Result<Option<Cli>, String> {
     let mut verb = None;
     let mut dry_run = false;
     let mut legend = true;
+    let mut target = None;
+    let mut unit = None;
+    let mut search: Vec<String> = Vec::new();
     let rest_os: Vec<OsString> = args.collect();
     let rest: Vec<String> = rest_os
         .iter()
@@ -250,6 +260,27 @@ fn parse_args() -> Result<Option<Cli>, String> {
                         .map_err(|e| format!("invalid --image-policy={v}: {e}"))?,
                 );
             }
+            "--pid" => {
+                let v = value("--pid")?;
+                target = Some(
+                    v.parse::<i32>()
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| format!("invalid --pid={v}: a process ID"))?,
+                );
+            }
+            "--unit" => {
+                let v = value("--unit")?;
+                extmerge::format::unit::check_unit_name(&v).map_err(|e| format!("--unit: {e}"))?;
+                unit = Some(v);
+            }
+            "--search" => {
+                let v = value("--search")?;
+                if !v.starts_with('/') {
+                    return Err(format!("invalid --search={v}: an absolute path"));
+                }
+                search.push(v);
+            }
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s => {
                 if verb.is_some() {
@@ -276,8 +307,16 @@ fn parse_args() -> Result<Option<Cli>, String> {
         opts.no_reload = true;
     }
     opts.mutable = cli_mutable.unwrap_or_default();
+    opts.search = match (&unit, search.is_empty()) {
+        (Some(_), false) => return Err("--search and --unit cannot be combined".into()),
+        (Some(u), true) => Some(Search::Unit(u.clone())),
+        (None, false) => Some(Search::Dirs(search)),
+        (None, true) => None,
+    };
     Ok(Some(Cli {
         opts,
+        target,
+        unit,
         cli_mutable,
         classes,
         fixed_class,
@@ -303,15 +342,34 @@ fn log_level(v: &str) -> Option<extmerge::log::Level> {
     })
 }
 
+/// The process to work on: `--pid`, else a process of `--unit`'s cgroup (they share
+/// the unit's mount namespace), else none (this process's own).
+fn target_of(cli: &Cli) -> Result<Option<i32>, String> {
+    match (cli.target, &cli.unit) {
+        (Some(pid), _) => Ok(Some(pid)),
+        (None, Some(unit)) => extmerge::inspect::cgroup::unit_process(unit)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        (None, None) => Ok(None),
+    }
+}
+
 /// The library's entry point for this invocation: the environment is read here, once.
-fn context_of(cli: &Cli) -> Context {
+fn context_of(cli: &Cli, target: Option<i32>) -> Context {
     let mut opts = cli.opts.clone();
     opts.env = Environment::from_process();
     // sysext.conf / confext.conf of the root, read once (below --mutable= and the
-    // environment; see Context::options_for).
-    opts.config = extmerge::inspect::conf::load(&opts.root);
+    // environment; see Context::options_for); a target's own, as it sees its root.
+    opts.config = match target {
+        None => extmerge::inspect::conf::load(&opts.root),
+        Some(pid) => extmerge::inspect::conf::load(
+            &Path::new(&format!("/proc/{pid}/root"))
+                .join(opts.root.strip_prefix("/").unwrap_or(&opts.root)),
+        ),
+    };
     let mut ctx = Context::new(opts, &cli.classes);
     ctx.mutable = cli.cli_mutable;
+    ctx.target = target;
     ctx
 }
 
@@ -369,7 +427,11 @@ fn main() -> ExitCode {
             return fail(e);
         }
     }
-    let ctx = context_of(&cli);
+    let target = match target_of(&cli) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let ctx = context_of(&cli, target);
     let with_class = !cli.fixed_class;
     let describe = |done: Vec<(Class, Outcome)>| {
         for (class, out) in done {
@@ -400,8 +462,20 @@ fn main() -> ExitCode {
             Ok(()) => {}
         }
     }
-    let root = match Root::open(&cli.opts.root) {
+    let opened = match target {
+        Some(pid) => Root::open_in_process(pid, &cli.opts.root),
+        None => Root::open(&cli.opts.root),
+    };
+    let root = match opened {
         Ok(r) => r,
+        Err(e) if target.is_some() => {
+            return fail(format!(
+                "process {}: {}: cannot open root: {}",
+                target.unwrap_or_default(),
+                esc(&cli.opts.root),
+                extmerge::log::os_text(&e)
+            ))
+        }
         Err(e) => {
             return fail(format!(
                 "{}: cannot open root: {}",

@@ -160,6 +160,10 @@ pub enum Scope {
     System,
     /// A portable service image (never the host's scope; listed for completeness).
     Portable,
+    /// Not checked: a service's own extensions (systemd passes no scope for
+    /// `ExtensionDirectories=`/`ExtensionImages=`, "we need to accept both system and
+    /// portable").
+    Any,
 }
 
 impl Scope {
@@ -169,6 +173,7 @@ impl Scope {
             Scope::Initrd => "initrd",
             Scope::System => "system",
             Scope::Portable => "portable",
+            Scope::Any => "any",
         }
     }
 }

@@ -17,5 +17,6 @@ pub mod os_release;
 pub mod policy;
 pub(crate) mod strerror;
 pub mod text;
+pub mod unit;
 pub mod verity;
 pub mod vpick;

@@ -55,7 +55,7 @@ pub struct Image {
     /// symlink entry keeps the entry's own path (it is resolved inside the root on open).
     pub path: PathBuf,
     /// The search directory it was found in.
-    pub search_dir: &'static str,
+    pub search_dir: String,
     /// The time `list` shows, in µs since the epoch, as systemd's image discovery
     /// takes it (`image_make()`): a file's modification time; a directory's birth
     /// time (`statx` `stx_btime`; its mtime says only when its top level last changed),
@@ -154,10 +154,21 @@ pub fn root_is_initrd(root: &Root) -> bool {
 /// the newest systemd), but [`Image::path`] keeps the entry's own path and the name is
 /// derived from the entry's own file name.
 pub fn discover(root: &Root, class: Class, initrd: bool) -> Result<Discovery, DiscoverError> {
+    discover_in(root, class, class.search_dirs(initrd))
+}
+
+/// [`discover`] in the directories `dirs` (strongest first) instead of the class's own:
+/// `--search=`, `--unit=` ([`crate::options::Options::search_dirs`]).
+pub fn discover_in<S: AsRef<str>>(
+    root: &Root,
+    class: Class,
+    dirs: &[S],
+) -> Result<Discovery, DiscoverError> {
     let mut out = Discovery::default();
     let mut seen: HashMap<String, PathBuf> = HashMap::new();
 
-    for &dir in class.search_dirs(initrd) {
+    for dir in dirs {
+        let dir = dir.as_ref();
         let dir_error = |source: io::Error| DiscoverError {
             path: root.display_path(dir),
             source,
@@ -260,7 +271,7 @@ fn examine(
     root: &Root,
     dir_fd: BorrowedFd<'_>,
     class: Class,
-    search_dir: &'static str,
+    search_dir: &str,
     entry: &OsStr,
     path: &Path,
 ) -> Result<Image, String> {
@@ -297,7 +308,7 @@ fn examine(
                 class,
                 kind,
                 path: path.to_path_buf(),
-                search_dir,
+                search_dir: search_dir.to_string(),
                 mtime_usec: list_time(root, path, kind, &st),
                 picked: None,
                 opened,
@@ -310,7 +321,7 @@ fn examine(
                 class,
                 kind,
                 path: path.join(&picked.file_name),
-                search_dir,
+                search_dir: search_dir.to_string(),
                 mtime_usec: list_time(root, &path.join(&picked.file_name), kind, &st),
                 picked: Some(picked),
                 opened: Opened::default(),
@@ -1093,8 +1104,8 @@ mod tests {
         let dirs = case.class.search_dirs(case.initrd);
         for img in &d.images {
             if img.class != case.class
-                || !dirs.contains(&img.search_dir)
-                || !img.path.starts_with(img.search_dir)
+                || !dirs.contains(&img.search_dir.as_str())
+                || !img.path.starts_with(&img.search_dir)
                 || img.mtime_usec.is_none()
             {
                 return Err(format!("bad image fields: {img:?}"));

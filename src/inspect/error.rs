@@ -29,6 +29,15 @@ pub enum PlanError {
     /// A disk image is broken or refused (systemd fails the merge for it).
     #[error(transparent)]
     Image(#[from] crate::inspect::image::ImageError),
+    /// A service's own extension does not match its root (systemd fails the unit for
+    /// `ExtensionDirectories=`/`ExtensionImages=`, `ESTALE`, rather than skip it).
+    #[error("{}: extension-release does not match the root's os-release: {reason}", esc(.path))]
+    Mismatch {
+        /// The extension.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// Bad hierarchy list.
     #[error("{0}")]
     Hierarchies(String),
@@ -52,6 +61,7 @@ impl PlanError {
             PlanError::OsRelease(e) => e.errno(),
             PlanError::Discover(e) => e.source.raw_os_error().unwrap_or(libc::EIO),
             PlanError::Hierarchies(_) => libc::EINVAL,
+            PlanError::Mismatch { .. } => libc::ESTALE,
             PlanError::Image(e) => e.errno(),
             PlanError::Io { errno, .. } => *errno,
         }

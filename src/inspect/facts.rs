@@ -212,12 +212,12 @@ pub fn evaluate(
     root: &Root,
     class: Class,
     host: &HostIdentity,
-    initrd: bool,
+    search: &[String],
     force: bool,
     opener: &mut dyn Opener,
     on_unusable: OnUnusable,
 ) -> Result<Evaluated, PlanError> {
-    let Discovery { images, skipped } = discover::discover(root, class, initrd)?;
+    let Discovery { images, skipped } = discover::discover_in(root, class, search)?;
     let mut roots = BTreeMap::new();
     let mut candidates = Vec::with_capacity(images.len());
     for image in images {
@@ -323,10 +323,31 @@ pub fn inspect(
     host_dir: HostDirReader<'_>,
     on_unusable: OnUnusable,
 ) -> Result<Inspection, PlanError> {
-    let (initrd, scope) = root_scope(root);
+    let (initrd, mut scope) = root_scope(root);
+    if opts.per_service {
+        scope = Scope::Any;
+    }
     let host = HostIdentity::load(root, scope, opts.env.os_release.as_deref())?;
-    let (candidates, skipped, extensions) =
-        evaluate(root, class, &host, initrd, opts.force, opener, on_unusable)?;
+    let (candidates, skipped, extensions) = evaluate(
+        root,
+        class,
+        &host,
+        &opts.search_dirs(class, initrd),
+        opts.force,
+        opener,
+        on_unusable,
+    )?;
+    if opts.per_service && !opts.force && on_unusable == OnUnusable::Fail {
+        if let Some((c, reason)) = candidates.iter().find_map(|c| match &c.verdict {
+            Verdict::Mismatch(r) => Some((c, r)),
+            _ => None,
+        }) {
+            return Err(PlanError::Mismatch {
+                path: root.display_path(&c.image.path),
+                reason: reason.clone(),
+            });
+        }
+    }
     let mut handles = Handles {
         extensions,
         layers: BTreeMap::new(),

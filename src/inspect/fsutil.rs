@@ -44,6 +44,31 @@ impl Root {
         })
     }
 
+    /// Opens `path` as process `pid` sees it (through `/proc/PID/root`, inside its mount
+    /// namespace and root); messages show `path` as that process would.
+    pub fn open_in_process(pid: i32, path: impl AsRef<Path>) -> io::Result<Root> {
+        let proc_root = rustix::fs::open(
+            format!("/proc/{pid}/root").as_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::NOENT => io::Error::from_raw_os_error(libc::ESRCH),
+            e => e.into(),
+        })?;
+        let path = path.as_ref();
+        let fd = open_in(
+            proc_root.as_fd(),
+            path,
+            OFlags::PATH | OFlags::DIRECTORY,
+            ResolveFlags::empty(),
+        )?;
+        Ok(Root {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
     /// The path the root was opened with (for messages and for composing host paths).
     pub fn path(&self) -> &Path {
         &self.path

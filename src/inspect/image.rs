@@ -1512,7 +1512,7 @@ mod tests {
             class: crate::format::class::Class::Sysext,
             kind: ImageKind::Directory,
             path: "/x".into(),
-            search_dir: "/var/lib/extensions",
+            search_dir: "/var/lib/extensions".into(),
             mtime_usec: None,
             picked: None,
             opened: Default::default(),

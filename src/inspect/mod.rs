@@ -2,6 +2,7 @@
 //! the root) and read, nothing is changed. What is found is plain data plus the open
 //! handles that the plan's application uses, so what was checked is what is mounted.
 
+pub mod cgroup;
 pub mod conf;
 pub mod discover;
 pub mod error;

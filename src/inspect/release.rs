@@ -393,6 +393,7 @@ pub fn validate(_name: &str, class: Class, host: &HostIdentity, ext: &EnvFile) -
     let scope_key = class.scope_key();
     let host_scope = host.scope.as_str();
     match ext.get_raw(scope_key) {
+        _ if host.scope == Scope::Any => {}
         Some(v) => {
             if !split_ws(v).any(|w| w == host_scope) {
                 return Verdict::Mismatch(format!(

@@ -62,6 +62,25 @@ pub enum MergeError {
     /// The caller lacks `CAP_SYS_ADMIN`: nothing can be mounted (systemd's words).
     #[error("Need to be privileged.")]
     NotPrivileged,
+    /// The target process (`--pid`, `--unit`) cannot be entered.
+    #[error(transparent)]
+    Target(#[from] crate::sys::target::TargetError),
+    /// `--unit=NAME`: none of the unit's extension directories exists.
+    #[error("unit {}: none of {} exists", esc(.unit), .dirs.join(", "))]
+    NoUnitSources {
+        /// The unit.
+        unit: String,
+        /// The directories looked for.
+        dirs: Vec<String>,
+    },
+    /// A verb failed inside a target process's mount namespace.
+    #[error("process {pid}: {source}")]
+    InTarget {
+        /// The target.
+        pid: i32,
+        /// What failed there.
+        source: Box<MergeError>,
+    },
 }
 
 impl MergeError {
@@ -76,6 +95,9 @@ impl MergeError {
             MergeError::Injected(_) => libc::EIO,
             MergeError::NotPrivileged => libc::EPERM,
             MergeError::RuntimeDir(e) => e.errno,
+            MergeError::Target(e) => e.errno(),
+            MergeError::NoUnitSources { .. } => libc::ENOENT,
+            MergeError::InTarget { source, .. } => source.errno(),
         }
     }
 }
@@ -491,7 +513,7 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
             }
         }
     }
-    let ov = Overlay {
+    let mut ov = Overlay {
         source: class.mount_source().to_string(),
         lowers,
         upper,
@@ -501,12 +523,23 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
     txn.step(&format!("mount overlay for {}", esc(&h.hierarchy)))?;
     let legacy_dir = format!("overlay-{comp}");
     mkdir_open(staging.fd(), &legacy_dir, 0o755).map_err(io_at(stage_path(&legacy_dir)))?;
-    let mnt = ov
-        .mount(layer_strategy(env), Some((staging.fd(), &legacy_dir)))
-        .map_err(|mut e| {
-            e.what = format!("{} ({})", esc(&root.display_path(&h.hierarchy)), e.what);
-            e
-        })?;
+    let mnt = match ov.mount(layer_strategy(env), Some((staging.fd(), &legacy_dir))) {
+        // An extension directory inside the hierarchy (a unit's `NAME.confext.d/` below
+        // /etc): overlayfs refuses a layer below another layer ("overlapping lowerdir
+        // path", ELOOP). The host's layer then goes in through a read-only overlay of
+        // its own, whose root is the ancestor of nothing.
+        Err(e) if e.errno() == libc::ELOOP && h.host_lower && plan.nested_layers => {
+            let host = wrap_host_layer(staging, &comp, ov.lowers.pop().unwrap_or_default(), env)?;
+            ov.lowers.push(fd_path(host.as_fd()));
+            fds.push(host);
+            ov.mount(layer_strategy(env), Some((staging.fd(), &legacy_dir)))
+        }
+        r => r,
+    }
+    .map_err(|mut e| {
+        e.what = format!("{} ({})", esc(&root.display_path(&h.hierarchy)), e.what);
+        e
+    })?;
     drop(fds);
     let st =
         rustix::fs::fstat(&mnt).map_err(|e| io_at(root.display_path(&h.hierarchy))(e.into()))?;
@@ -542,6 +575,35 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
         mnt,
         mutable,
     })
+}
+
+/// A read-only overlay of the host layer `host` and an empty directory, attached in the
+/// staging area (overlayfs on 6.1 takes layers only from mounts in the namespace).
+fn wrap_host_layer(
+    staging: &StagingArea,
+    comp: &str,
+    host: String,
+    env: &Environment,
+) -> Result<OwnedFd, MergeError> {
+    let stage_path = |p: &str| PathBuf::from(WORKSPACE).join(staging.name()).join(p);
+    let (empty, point, legacy) = (
+        format!("empty-{comp}"),
+        format!("host-{comp}"),
+        format!("host-legacy-{comp}"),
+    );
+    let e = mkdir_open(staging.fd(), &empty, 0o755).map_err(io_at(stage_path(&empty)))?;
+    let dir = mkdir_open(staging.fd(), &point, 0o755).map_err(io_at(stage_path(&point)))?;
+    mkdir_open(staging.fd(), &legacy, 0o755).map_err(io_at(stage_path(&legacy)))?;
+    let inner = Overlay {
+        source: "extmerge-host".into(),
+        lowers: vec![host, fd_path(e.as_fd())],
+        upper: None,
+        options: vec![("ro".into(), None)],
+        attrs: MountAttrFlags::MOUNT_ATTR_RDONLY,
+    };
+    let m = inner.mount(layer_strategy(env), Some((staging.fd(), &legacy)))?;
+    mount::attach(m.as_fd(), dir.as_fd(), false, &point)?;
+    Ok(m)
 }
 
 /// Whether `move_mount(MOVE_MOUNT_BENEATH)` should be tried for a refresh.
@@ -785,8 +847,14 @@ pub fn require_privileges() -> Result<(), MergeError> {
 /// planted link.
 pub fn lock() -> Result<OwnedFd, MergeError> {
     let ws = crate::sys::staging::open_workspace()?;
-    let fd = crate::sys::staging::open_workspace_file(ws.as_fd(), "lock")?;
-    let path = Path::new(WORKSPACE).join("lock");
+    // One lock per mount namespace: merges into two services' namespaces do not wait
+    // for each other (their /run is often the host's).
+    let name = match crate::sys::target::joined_namespace() {
+        Some(ino) => format!("lock.mnt-{ino}"),
+        None => "lock".to_string(),
+    };
+    let fd = crate::sys::staging::open_workspace_file(ws.as_fd(), &name)?;
+    let path = Path::new(WORKSPACE).join(&name);
     rustix::io::retry_on_intr(|| rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive))
         .map_err(|e| io_at(&path)(e.into()))?;
     clean_stale_staging(ws.as_fd());
@@ -952,7 +1020,7 @@ pub fn maybe_reload(opts: &Options, root: &Root, class: Class, names: &[String])
         root,
         class,
         &host,
-        initrd,
+        &opts.search_dirs(class, initrd),
         true,
         &mut DirOpener,
         OnUnusable::Record,
@@ -1017,7 +1085,7 @@ mod tests {
             &root,
             Class::Sysext,
             &host,
-            false,
+            &Options::default().search_dirs(Class::Sysext, false),
             true,
             &mut DirOpener,
             OnUnusable::Record,

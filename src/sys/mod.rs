@@ -11,4 +11,5 @@ pub mod loopdev;
 pub mod mount;
 pub mod origin;
 pub mod staging;
+pub mod target;
 pub mod txn;

@@ -281,7 +281,7 @@ pub fn raw_image(name: &str, rel: &str) -> Image {
         class: Class::Sysext,
         kind: ImageKind::Raw,
         path: rel.into(),
-        search_dir: "/var/lib/extensions",
+        search_dir: "/var/lib/extensions".into(),
         mtime_usec: None,
         picked: None,
         opened: Default::default(),
@@ -362,7 +362,7 @@ pub mod merge {
     pub fn merge_with(
         o: &Options,
         class: Class,
-        op: &mut dyn Opener,
+        op: &mut (dyn Opener + Send),
     ) -> Result<Outcome, MergeError> {
         Context::new(o.clone(), &[class]).merge_with(op)
     }
@@ -371,7 +371,7 @@ pub mod merge {
     pub fn refresh_with(
         o: &Options,
         class: Class,
-        op: &mut dyn Opener,
+        op: &mut (dyn Opener + Send),
     ) -> Result<Outcome, MergeError> {
         Context::new(o.clone(), &[class]).refresh_with(op)
     }

@@ -435,7 +435,7 @@ pub fn workspace_leftovers() -> Vec<String> {
     // The lock file stays (it is only ever locked, never removed).
     ls(Path::new(WORKSPACE))
         .into_iter()
-        .filter(|n| n != "lock")
+        .filter(|n| !n.starts_with("lock"))
         .collect()
 }
 

@@ -1,0 +1,180 @@
+//! Working on another process's mount namespace (`--pid=PID`, a service's own `/etc`).
+//!
+//! Why a thread that joins the namespace rather than building in ours and moving the
+//! result across: the kernel lets `move_mount`, `umount2`, `open_tree(OPEN_TREE_CLONE)`
+//! and `mount_setattr` touch a mount only from inside its namespace (`check_mnt()`), and
+//! on 6.1 overlayfs also refuses layers that are not in the namespace it is mounted from
+//! (`clone_private_mount()`). So a helper thread unshares its file system context
+//! (`unshare(CLONE_FS)`; `setns(CLONE_NEWNS)` refuses a thread that shares it), joins the
+//! target's mount namespace and chroots into the target's root; the whole verb then
+//! runs there, exactly as on a host, while the caller's threads keep their namespace
+//! and root. The namespace and root are taken from a pidfd opened first and checked
+//! after, so a PID reused in between is noticed, not followed.
+
+#![allow(unsafe_code)]
+
+use std::cell::Cell;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use rustix::fs::{Mode, OFlags};
+use rustix::process::{Pid, PidfdFlags};
+use rustix::thread::UnshareFlags;
+
+thread_local! {
+    /// The mount namespace (inode) this thread joined, if it is a target's.
+    static JOINED: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// The target namespace the current thread works in (`None`: the process's own). Lock
+/// files are per namespace, so two services refresh at the same time.
+pub fn joined_namespace() -> Option<u64> {
+    JOINED.with(|j| j.get())
+}
+
+/// Why a target process cannot be worked on.
+#[derive(Debug, thiserror::Error)]
+#[error("process {pid}: {what}: {}", crate::log::os_text(.source))]
+pub struct TargetError {
+    /// The target.
+    pub pid: i32,
+    /// The step (`open`, `setns`, `chroot`…).
+    pub what: String,
+    /// The kernel's reason.
+    pub source: io::Error,
+}
+
+impl TargetError {
+    fn new(pid: i32, what: impl Into<String>, source: impl Into<io::Error>) -> Self {
+        TargetError {
+            pid,
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    /// errno for the C ABI and exit codes.
+    pub fn errno(&self) -> i32 {
+        self.source.raw_os_error().unwrap_or(libc::EIO)
+    }
+}
+
+/// Another process's mount namespace and root, held open.
+#[derive(Debug)]
+pub struct Target {
+    pid: i32,
+    mntns: OwnedFd,
+    root: OwnedFd,
+    ns_ino: u64,
+}
+
+impl Target {
+    /// Opens process `pid`'s mount namespace and root. `Ok(None)` when the process
+    /// shares the caller's mount namespace and root (then `--pid` means the caller's own,
+    /// as without it).
+    pub fn open(pid: i32) -> Result<Option<Target>, TargetError> {
+        let p = Pid::from_raw(pid).filter(|_| pid > 0).ok_or_else(|| {
+            TargetError::new(
+                pid,
+                "invalid PID",
+                io::Error::from_raw_os_error(libc::ESRCH),
+            )
+        })?;
+        let pidfd = rustix::process::pidfd_open(p, PidfdFlags::empty())
+            .map_err(|e| TargetError::new(pid, "pidfd_open", e))?;
+        let open = |name: &str, flags: OFlags| {
+            rustix::fs::open(
+                format!("/proc/{pid}/{name}").as_str(),
+                flags | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| TargetError::new(pid, format!("open /proc/{pid}/{name}"), e))
+        };
+        let mntns = open("ns/mnt", OFlags::RDONLY)?;
+        let root = open("root", OFlags::PATH | OFlags::DIRECTORY)?;
+        // The pidfd was opened before the /proc files: if the process it names is still
+        // alive, they are its files and not those of a process that reused the PID.
+        alive(&pidfd).map_err(|e| TargetError::new(pid, "exited", e))?;
+        let ino = |fd: &OwnedFd| {
+            rustix::fs::fstat(fd)
+                .map(|s| (s.st_dev, s.st_ino))
+                .map_err(|e| TargetError::new(pid, "fstat", e))
+        };
+        let own_ns = rustix::fs::stat("/proc/thread-self/ns/mnt")
+            .map(|s| (s.st_dev, s.st_ino))
+            .map_err(|e| TargetError::new(pid, "stat /proc/thread-self/ns/mnt", e))?;
+        let own_root = rustix::fs::stat("/")
+            .map(|s| (s.st_dev, s.st_ino))
+            .map_err(|e| TargetError::new(pid, "stat /", e))?;
+        let (ns, r) = (ino(&mntns)?, ino(&root)?);
+        if ns == own_ns && r == own_root {
+            return Ok(None);
+        }
+        Ok(Some(Target {
+            pid,
+            mntns,
+            root,
+            ns_ino: ns.1,
+        }))
+    }
+
+    /// The target's PID.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Runs `f` in a thread inside the target's mount namespace, with the target's root
+    /// as its `/`. A panic in `f` is passed on to the caller.
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R, TargetError> {
+        std::thread::scope(|s| {
+            let h = s.spawn(|| -> Result<R, TargetError> {
+                self.enter()?;
+                JOINED.with(|j| j.set(Some(self.ns_ino)));
+                Ok(f())
+            });
+            match h.join() {
+                Ok(r) => r,
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        })
+    }
+
+    /// Joins the namespace and the root (this thread only).
+    fn enter(&self) -> Result<(), TargetError> {
+        let pid = self.pid;
+        // SAFETY: CLONE_FS only gives this thread its own root, cwd and umask; no file
+        // descriptor table is unshared, so every fd stays valid for every thread.
+        unsafe { rustix::thread::unshare_unsafe(UnshareFlags::FS) }
+            .map_err(|e| TargetError::new(pid, "unshare(CLONE_FS)", e))?;
+        rustix::thread::move_into_link_name_space(
+            self.mntns.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Mount),
+        )
+        .map_err(|e| TargetError::new(pid, "setns(mount namespace)", e))?;
+        rustix::process::fchdir(&self.root)
+            .map_err(|e| TargetError::new(pid, "fchdir(root)", e))?;
+        rustix::process::chroot(".").map_err(|e| TargetError::new(pid, "chroot(root)", e))?;
+        rustix::process::chdir("/").map_err(|e| TargetError::new(pid, "chdir(/)", e))?;
+        Ok(())
+    }
+}
+
+/// `pidfd_send_signal(pidfd, 0)`: whether the process is still there (rustix has no
+/// signal 0).
+fn alive(pidfd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: a plain syscall on an fd we own; signal 0 sends nothing, info is NULL.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -1,0 +1,440 @@
+//! Another process's mount namespace (`--pid`, `--unit`, `--search`): the target gets
+//! the stack, the caller's namespace does not change; refresh picks up a replaced
+//! directory and leaves exactly one overlay; a broken new version keeps the old `/etc`;
+//! two targets refresh at the same time; bad PIDs and units get errors naming them.
+//!
+//! A target is a `sleep` that unshared its mount namespace (as a service with its own
+//! namespace); what it sees is read through `/proc/PID/root` and `/proc/PID/mountinfo`.
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use crate::common::*;
+
+/// A process with a mount namespace of its own (a private copy of the test's).
+struct Target {
+    child: Child,
+}
+
+impl Target {
+    fn spawn() -> Target {
+        Self::spawn_with(true)
+    }
+
+    /// `own_ns`: unshare the mount namespace first (else it shares the caller's).
+    fn spawn_with(own_ns: bool) -> Target {
+        let mut c = Command::new("sleep");
+        c.arg("600");
+        if own_ns {
+            // SAFETY: only async-signal-safe calls (unshare, mount) between fork and exec.
+            unsafe {
+                c.pre_exec(|| {
+                    if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let flags = libc::MS_REC | libc::MS_PRIVATE;
+                    if libc::mount(
+                        c"none".as_ptr(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        flags,
+                        std::ptr::null(),
+                    ) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = c.spawn().expect("spawn sleep");
+        let t = Target { child };
+        // exec has happened once /proc/PID/exe is sleep's (or busybox's), no longer ours.
+        let me = fs::read_link("/proc/self/exe").unwrap();
+        for _ in 0..500 {
+            if fs::read_link(format!("/proc/{}/exe", t.pid())).is_ok_and(|e| e != me) {
+                return t;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("target {} did not exec", t.pid());
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn arg(&self) -> String {
+        format!("--pid={}", self.pid())
+    }
+
+    /// A path as the target sees it.
+    fn path(&self, p: &Path) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.pid())).join(p.strip_prefix("/").unwrap())
+    }
+
+    fn read(&self, p: &Path) -> Option<String> {
+        fs::read_to_string(self.path(p)).ok()
+    }
+
+    fn mounts_at(&self, p: &Path) -> Vec<Mount> {
+        let p = p.to_string_lossy().into_owned();
+        fs::read_to_string(format!("/proc/{}/mountinfo", self.pid()))
+            .unwrap()
+            .lines()
+            .filter_map(Mount::parse)
+            .filter(|m| m.point == p)
+            .collect()
+    }
+
+    /// The one overlay on `p`; panics unless exactly one mount is there.
+    #[track_caller]
+    fn overlay_at(&self, p: &Path) -> Mount {
+        let m = self.mounts_at(p);
+        assert_eq!(
+            m.len(),
+            1,
+            "target {}: mounts at {}: {m:?}",
+            self.pid(),
+            p.display()
+        );
+        assert_eq!(m[0].fstype, "overlay");
+        m.into_iter().next().unwrap()
+    }
+
+    fn mnt_ns(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(format!("/proc/{}/ns/mnt", self.pid()))
+            .unwrap()
+            .ino()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory confext `NAME` in `dir` (inside the root) with `files`; a `NAME_V` entry
+/// of a `.v/` directory carries the release file of `NAME`.
+fn confext_in(fx: &Fx, dir: &str, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let d = fx.path(&format!("{dir}/{name}"));
+    let ext = name.split('_').next().unwrap();
+    write_file(
+        &d.join(format!("etc/extension-release.d/extension-release.{ext}")),
+        CONFEXT_RELEASE,
+    );
+    for (p, c) in files {
+        write_file(&d.join(p.trim_start_matches('/')), c);
+    }
+    d
+}
+
+const SEARCH: &str = "--search=/srv/confexts";
+
+#[test]
+fn target_gets_the_stack_and_the_caller_keeps_its_etc() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        confext_in(
+            &fx,
+            "/srv/confexts",
+            "web",
+            &[("etc/web.conf", "port 80\n")],
+        );
+        // Also in the standard directory: --search replaces it, so this one is unused.
+        fx.confext("std", &[("etc/std.conf", "std\n")]);
+        let t = Target::spawn();
+        let before = fx.snapshot();
+        fx.run(&[&t.arg(), SEARCH, "--class=confext", "merge"]).ok();
+        let etc = fx.path("/etc");
+        assert_eq!(t.read(&etc.join("web.conf")).as_deref(), Some("port 80\n"));
+        assert_eq!(
+            t.read(&etc.join("host.conf")).as_deref(),
+            Some("host conf\n")
+        );
+        assert_eq!(t.read(&etc.join("std.conf")), None);
+        t.overlay_at(&etc);
+        // The caller's namespace is as it was.
+        assert_eq!(fx.read("/etc/web.conf"), None);
+        assert_eq!(fx.snapshot(), before);
+        // Status inside the target, text and JSON; the caller's says nothing is merged.
+        let st = fx.run(&[&t.arg(), "--class=confext", "status"]);
+        st.ok();
+        assert!(
+            st.out.contains("/etc") && st.out.contains("web"),
+            "{}",
+            st.out
+        );
+        let js = fx.run(&[&t.arg(), "--class=confext", "--json=short", "status"]);
+        js.ok();
+        assert!(js.out.contains("\"extensions\":[\"web\"]"), "{}", js.out);
+        let own = fx.run(&["--class=confext", "--json=short", "status"]);
+        own.ok();
+        assert!(own.out.contains("\"extensions\":[]"), "{}", own.out);
+        // list and plan look in the target's root with the same sources.
+        let l = fx.run(&[&t.arg(), SEARCH, "--class=confext", "list"]);
+        l.ok();
+        assert!(l.out.contains("web") && !l.out.contains("std"), "{}", l.out);
+        fx.run(&[&t.arg(), "--class=confext", "unmerge"]).ok();
+        assert!(t.mounts_at(&etc).is_empty());
+        assert_eq!(t.read(&etc.join("web.conf")), None);
+        assert_eq!(fx.snapshot(), before);
+        assert_eq!(workspace_leftovers(), Vec::<String>::new());
+    });
+}
+
+/// A directory replaced in place (not a new `.v/` entry) is picked up; after any number
+/// of refreshes exactly one overlay of ours is on the target's `/etc`.
+#[test]
+fn refresh_picks_up_a_replaced_directory_and_keeps_one_overlay() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        let d = confext_in(&fx, "/srv/confexts", "web", &[("etc/web.conf", "v1\n")]);
+        let t = Target::spawn();
+        let etc = fx.path("/etc");
+        let args = |verb: &'static str| {
+            vec![
+                t.arg(),
+                SEARCH.into(),
+                "--class=confext".into(),
+                verb.into(),
+            ]
+        };
+        let run = |a: Vec<String>| fx.run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        run(args("merge")).ok();
+        let first = t.overlay_at(&etc);
+        fs::remove_dir_all(&d).unwrap();
+        confext_in(&fx, "/srv/confexts", "web", &[("etc/web.conf", "v2\n")]);
+        run(args("refresh")).ok();
+        assert_eq!(t.read(&etc.join("web.conf")).as_deref(), Some("v2\n"));
+        let second = t.overlay_at(&etc);
+        assert_ne!(second.id, first.id);
+        for _ in 0..5 {
+            let r = run(args("refresh"));
+            r.ok();
+            assert!(r.err.contains("no change"), "{}", r.err);
+        }
+        assert_eq!(t.overlay_at(&etc).id, second.id);
+        let mut always = args("refresh");
+        always.insert(0, "--always-refresh".into());
+        for _ in 0..5 {
+            run(always.clone()).ok();
+        }
+        assert_ne!(t.overlay_at(&etc).id, second.id);
+        assert_eq!(t.read(&etc.join("web.conf")).as_deref(), Some("v2\n"));
+        assert_eq!(workspace_leftovers(), Vec::<String>::new());
+    });
+}
+
+/// A broken newer version in `.v/` fails the refresh, naming the process and the file;
+/// the target keeps its previous `/etc` (same mount, same files).
+#[test]
+fn broken_new_version_keeps_the_targets_etc() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        confext_in(
+            &fx,
+            "/srv/confexts/web.v",
+            "web_1",
+            &[("etc/web.conf", "v1\n")],
+        );
+        let t = Target::spawn();
+        let etc = fx.path("/etc");
+        fx.run(&[&t.arg(), SEARCH, "--class=confext", "merge"]).ok();
+        let before = t.overlay_at(&etc);
+        assert_eq!(t.read(&etc.join("web.conf")).as_deref(), Some("v1\n"));
+        // web_2: a release file for another OS.
+        let bad = fx.path("/srv/confexts/web.v/web_2");
+        write_file(&bad.join("etc/web.conf"), "v2\n");
+        write_file(
+            &bad.join("etc/extension-release.d/extension-release.web"),
+            "ID=other\n",
+        );
+        let r = fx.run(&[&t.arg(), SEARCH, "--class=confext", "refresh"]);
+        assert_ne!(r.code, 0, "{}", r.err);
+        // A service's own extension that does not match is an error (systemd fails the
+        // unit for ExtensionDirectories=), not skipped (which would unmerge /etc).
+        let want = format!(
+            "process {}: {}: extension-release does not match",
+            t.pid(),
+            bad.display()
+        );
+        assert!(r.err.contains(&want), "{want:?} not in {}", r.err);
+        assert_eq!(t.overlay_at(&etc).id, before.id);
+        assert_eq!(t.read(&etc.join("web.conf")).as_deref(), Some("v1\n"));
+        assert_eq!(workspace_leftovers(), Vec::<String>::new());
+    });
+}
+
+#[test]
+fn bad_targets_are_named() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        confext_in(&fx, "/srv/confexts", "web", &[("etc/web.conf", "v1\n")]);
+        let before = fx.snapshot();
+        // A PID that does not exist (the kernel's pid_max is at most 2^22).
+        fx.run(&["--pid=99999999", SEARCH, "merge"])
+            .fails_with("process 99999999");
+        fx.run(&["--pid=99999999", "status"])
+            .fails_with("process 99999999");
+        fx.run(&["--pid=0", "status"]).fails_with("invalid --pid=0");
+        // A unit that is not running (no cgroup of that name).
+        fx.run(&["--unit=extmerge-none.service", "merge"])
+            .fails_with("unit extmerge-none.service: not running");
+        fx.run(&["--unit=../x.service", "merge"])
+            .fails_with("invalid unit name");
+        // A unit without any .confext.d/ or .sysext.d/.
+        let t = Target::spawn();
+        fx.run(&[&t.arg(), "--unit=web.service", "merge"])
+            .fails_with("unit web.service: none of /etc/systemd/system/web.service.confext.d");
+        fx.run(&[&t.arg(), "--unit=web.service", SEARCH, "merge"])
+            .fails_with("cannot be combined");
+        fx.run(&["--search=relative", "merge"])
+            .fails_with("absolute path");
+        // A target whose root lacks the directory given as root.
+        fx.run(&[
+            &t.arg(),
+            "--root=/nonexistent-root",
+            "--class=confext",
+            SEARCH,
+            "merge",
+        ])
+        .fails_with(&format!("process {}", t.pid()));
+        assert!(t.mounts_at(&fx.path("/etc")).is_empty());
+        assert_eq!(fx.snapshot(), before);
+        assert_eq!(workspace_leftovers(), Vec::<String>::new());
+    });
+}
+
+/// A process sharing the caller's namespace and root: `--pid` means the caller's own.
+#[test]
+fn pid_in_the_callers_namespace_is_the_callers() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        confext_in(&fx, "/srv/confexts", "web", &[("etc/web.conf", "v1\n")]);
+        let t = Target::spawn_with(false);
+        fx.run(&[&t.arg(), SEARCH, "--class=confext", "merge"]).ok();
+        fx.overlay_at("/etc");
+        assert_eq!(fx.read("/etc/web.conf").as_deref(), Some("v1\n"));
+        // The per-namespace lock is not used: this is the caller's own namespace.
+        assert!(!ls(Path::new(WORKSPACE))
+            .iter()
+            .any(|n| n.starts_with("lock.mnt-")));
+        fx.run(&["--class=confext", "unmerge"]).ok();
+    });
+}
+
+/// Two targets refresh at the same time, each under the lock of its own namespace.
+#[test]
+fn two_targets_refresh_concurrently() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        confext_in(&fx, "/srv/confexts", "web", &[("etc/web.conf", "v1\n")]);
+        let (a, b) = (Target::spawn(), Target::spawn());
+        let root = fx.root.clone();
+        let work = |pid: String| {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let r = format!("--root={}", root.display());
+                let go = |v: &[&str]| {
+                    let mut a = vec![
+                        r.clone(),
+                        pid.clone(),
+                        SEARCH.into(),
+                        "--class=confext".into(),
+                    ];
+                    a.extend(v.iter().map(|s| s.to_string()));
+                    run_cli(&a, &[])
+                };
+                go(&["merge"]).ok();
+                for _ in 0..10 {
+                    go(&["--always-refresh", "refresh"]).ok();
+                }
+            })
+        };
+        let (ha, hb) = (work(a.arg()), work(b.arg()));
+        ha.join().unwrap();
+        hb.join().unwrap();
+        let etc = fx.path("/etc");
+        for t in [&a, &b] {
+            t.overlay_at(&etc);
+            assert_eq!(t.read(&etc.join("web.conf")).as_deref(), Some("v1\n"));
+        }
+        let locks = ls(Path::new(WORKSPACE));
+        for t in [&a, &b] {
+            let want = format!("lock.mnt-{}", t.mnt_ns());
+            assert!(locks.contains(&want), "{want} not in {locks:?}");
+        }
+        assert!(fx.mounts_at("/etc").is_empty());
+    });
+}
+
+/// `--unit=NAME` without `--pid`: the unit's process is found in its cgroup, and the
+/// sources are `NAME.confext.d/` in the unit directories, an entry in `/etc/systemd/system`
+/// shadowing the same name in `/usr/lib/systemd/system`.
+#[test]
+fn unit_sources_and_cgroup() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        let unit = format!("extmerge-test-{}.service", std::process::id());
+        confext_in(
+            &fx,
+            &format!("/etc/systemd/system/{unit}.confext.d"),
+            "a",
+            &[("etc/a.conf", "etc\n")],
+        );
+        confext_in(
+            &fx,
+            &format!("/usr/lib/systemd/system/{unit}.confext.d"),
+            "a",
+            &[("etc/a.conf", "usr\n")],
+        );
+        confext_in(
+            &fx,
+            &format!("/usr/lib/systemd/system/{unit}.confext.d"),
+            "b",
+            &[("etc/b.conf", "b\n")],
+        );
+        // A cgroup2 hierarchy on /sys/fs/cgroup of this test's namespace only.
+        let cg = Path::new("/sys/fs/cgroup");
+        let st = Command::new("mount")
+            .args(["-t", "cgroup2", "cgroup2"])
+            .arg(cg)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount cgroup2");
+        let dir = cg.join(&unit);
+        fs::create_dir(&dir).unwrap();
+        let t = Target::spawn();
+        fs::write(dir.join("cgroup.procs"), t.pid().to_string()).unwrap();
+        let r = fx.run(&[&format!("--unit={unit}"), "--class=confext", "merge"]);
+        let etc = fx.path("/etc");
+        let (a, b) = (t.read(&etc.join("a.conf")), t.read(&etc.join("b.conf")));
+        let status = fx.run(&[&format!("--unit={unit}"), "--class=confext", "status"]);
+        let unmerge = fx.run(&[&format!("--unit={unit}"), "--class=confext", "unmerge"]);
+        // Empty the cgroup before checking, so it can be removed whatever happens.
+        drop(t);
+        let _ = fs::remove_dir(&dir);
+        r.ok();
+        assert_eq!(a.as_deref(), Some("etc\n"));
+        assert_eq!(b.as_deref(), Some("b\n"));
+        assert_eq!(fx.read("/etc/a.conf"), None);
+        status.ok();
+        assert!(
+            status.out.contains("a\n") || status.out.contains(" a"),
+            "{}",
+            status.out
+        );
+        unmerge.ok();
+        // No process left in it: an error naming the unit.
+        fs::create_dir(&dir).unwrap();
+        let r = fx.run(&[&format!("--unit={unit}"), "--class=confext", "status"]);
+        let _ = fs::remove_dir(&dir);
+        r.fails_with(&format!("unit {unit}: no running process"));
+    });
+}

@@ -354,6 +354,59 @@ int extmerge_context_set_hierarchies(struct extmerge_context *ctx,
                                      size_t n);
 
 /**
+ * Works on the mount namespace and root of process pid instead of the caller's (the
+ * CLI's --pid): a service's own /etc. The root (extmerge_context_set_root()), the
+ * search directories and the hierarchies are seen as that process sees them; the
+ * merges land in its namespace only, while the caller's namespace and root stay as
+ * they are (a helper thread joins the target's; log messages still reach the log
+ * function on the calling thread). The service manager is never reloaded for a
+ * target. Extensions are matched as systemd matches ExtensionDirectories=: against
+ * the target's root's os-release, any scope, and an extension that does not match
+ * fails the call (-ESTALE) instead of being skipped. A process that shares the
+ * caller's namespace and root means the caller's own. pid 0 restores the default
+ * (the caller's own, or the unit's processes with extmerge_context_set_unit()).
+ *
+ * Returns 0, or -EINVAL (NULL ctx, pid < 0), -ESRCH (no such process now; the
+ * process is looked up again at each call).
+ *
+ * Thread-compatible: no other thread may use ctx during the call.
+ */
+int extmerge_context_set_target_pid(struct extmerge_context *ctx, int pid);
+
+/**
+ * Looks for extensions in the n directories of list (absolute UTF-8 paths, strongest
+ * first, resolved inside the root) instead of the class's standard search
+ * directories (the CLI's --search=): entries in them are extensions exactly as in
+ * the standard ones (directories, .raw images, NAME.v/), with the same matching,
+ * picking and image policy. The array and the strings are copied. list NULL with n 0
+ * restores the standard directories; this also clears extmerge_context_set_unit().
+ *
+ * Returns 0, or -EINVAL (NULL ctx, list NULL with n > 0, a NULL, non-UTF-8 or
+ * relative element; nothing is changed then).
+ *
+ * Thread-compatible: no other thread may use ctx during the call.
+ */
+int extmerge_context_set_search_dirs(struct extmerge_context *ctx,
+                                     const char *const *list,
+                                     size_t n);
+
+/**
+ * Uses the unit's own extensions (the CLI's --unit=): the search directories become
+ * NAME.confext.d/ (and NAME.sysext.d/ for sysext) in /etc/systemd/system,
+ * /run/systemd/system, /usr/local/lib/systemd/system and /usr/lib/systemd/system of
+ * the root, an entry in an earlier one shadowing a same-named one in a later one; at
+ * least one of them must exist (else -ENOENT). Without a target pid, each call works
+ * on the unit's processes: a process of its cgroup, found at the call (-ESRCH when
+ * the unit has none). Matching is a service's (see extmerge_context_set_target_pid()).
+ * unit NULL clears it (the standard directories again).
+ *
+ * Returns 0, or -EINVAL (NULL ctx, not a valid unit name).
+ *
+ * Thread-compatible: no other thread may use ctx during the call.
+ */
+int extmerge_context_set_unit(struct extmerge_context *ctx, const char *unit);
+
+/**
  * Routes the context's messages to log_fn with userdata (kept, not owned: it must stay
  * valid while ctx uses it). log_fn NULL silences the context. The default writes
  * "libextmerge: <message>" lines to stderr.
@@ -395,8 +448,9 @@ int extmerge_context_get_log_priority(const struct extmerge_context *ctx);
 /**
  * Merges the extensions of the context's class(es) into their hierarchies, each
  * hierarchy as one read-only (or, with a mutable mode, writable) overlay, all or
- * nothing per class. With EXTMERGE_CLASS_BOTH confext is merged first, then sysext;
- * the first error stops the call (a merged confext stays merged).
+ * nothing: with EXTMERGE_CLASS_BOTH every class is checked and planned before
+ * anything is mounted, confext is merged first, then sysext, and a failure in the
+ * sysext part undoes the confext part.
  *
  * flags: EXTMERGE_FLAG_FORCE, EXTMERGE_FLAG_NO_RELOAD, EXTMERGE_FLAG_ALWAYS_REFRESH
  * (no effect here), added to the context's settings for this call.

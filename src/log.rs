@@ -68,6 +68,11 @@ pub fn scoped<R>(sink: Option<Sink>, level: Level, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// This thread's most verbose level.
+pub fn level() -> Level {
+    STATE.with(|s| s.borrow().max)
+}
+
 /// Would a message at `l` be emitted on this thread?
 pub fn enabled(l: Level) -> bool {
     STATE.with(|s| l <= s.borrow().max)

@@ -50,6 +50,12 @@ impl From<extmerge::sys::apply::MergeError> for Error {
     }
 }
 
+impl From<extmerge::inspect::cgroup::UnitError> for Error {
+    fn from(e: extmerge::inspect::cgroup::UnitError) -> Error {
+        Error::new(e.errno(), e.to_string())
+    }
+}
+
 impl From<extmerge::plan::PlanError> for Error {
     fn from(e: extmerge::plan::PlanError) -> Error {
         Error::new(e.errno(), e.to_string())

@@ -23,7 +23,7 @@ use extmerge::context::{Context, Outcome};
 use extmerge::format::class::Class;
 use extmerge::inspect::fsutil::Root;
 use extmerge::log::Level;
-use extmerge::options::{hierarchy_is_valid, Environment, MutableMode, Options};
+use extmerge::options::{hierarchy_is_valid, Environment, MutableMode, Options, Search};
 use extmerge::plan::PlanError;
 
 use ffi::{arg_opt_str, arg_str, cstring, ctx_call, ctx_get, guard, log_lazy, Error};
@@ -72,6 +72,8 @@ pub struct extmerge_context {
     /// `None`: `$SYSTEMD_SYSEXT_MUTABLE_MODE` / `$SYSTEMD_CONFEXT_MUTABLE_MODE`, else no.
     pub(crate) mutable: Option<MutableMode>,
     pub(crate) class: c_int,
+    /// extmerge_context_set_target_pid(): `None` for the caller's own namespace.
+    pub(crate) target: Option<i32>,
     pub(crate) image_policy: Option<CString>,
     pub(crate) log: ffi::LogConfig,
     pub(crate) last_error: Option<CString>,
@@ -113,6 +115,7 @@ impl extmerge_context {
             },
             mutable: None,
             class: EXTMERGE_CLASS_BOTH,
+            target: None,
             image_policy: None,
             log: ffi::LogConfig {
                 target: ffi::LogTarget::Stderr,
@@ -135,22 +138,41 @@ impl extmerge_context {
     /// The library's entry point for this call: the context's settings with this
     /// call's `flags` added; the mutable mode set on the context beats the class's
     /// environment variable (as `--mutable=` does).
-    pub(crate) fn core(&self, flags: c_uint) -> Context {
+    pub(crate) fn core(&self, flags: c_uint) -> Result<Context, Error> {
         let mut o = self.opts.clone();
-        // sysext.conf / confext.conf of the context's root, read for each call (as each
-        // run of systemd-sysext does), below the context's settings and the environment.
-        o.config = extmerge::inspect::conf::load(&o.root);
+        // The target: the one set, else a process of the unit's cgroup (found at each
+        // call: a restarted service has new processes), else the caller's own.
+        let target = match (self.target, &o.search) {
+            (Some(pid), _) => Some(pid),
+            (None, Some(Search::Unit(u))) => Some(extmerge::inspect::cgroup::unit_process(u)?),
+            _ => None,
+        };
+        // sysext.conf / confext.conf of the context's root (as the target sees it), read
+        // for each call (as each run of systemd-sysext does), below the context's
+        // settings and the environment.
+        o.config = match target {
+            None => extmerge::inspect::conf::load(&o.root),
+            Some(pid) => extmerge::inspect::conf::load(
+                &PathBuf::from(format!("/proc/{pid}/root"))
+                    .join(o.root.strip_prefix("/").unwrap_or(&o.root)),
+            ),
+        };
         o.force |= flags & EXTMERGE_FLAG_FORCE != 0;
         o.no_reload |= flags & EXTMERGE_FLAG_NO_RELOAD != 0;
         o.always_refresh |= flags & EXTMERGE_FLAG_ALWAYS_REFRESH != 0;
         let mut ctx = Context::new(o, self.classes());
         ctx.mutable = self.mutable;
-        ctx
+        ctx.target = target;
+        Ok(ctx)
     }
 
-    /// Opens the context's root for listing and status.
+    /// Opens the context's root for listing and status (as the target sees it).
     pub(crate) fn open_root(&self) -> Result<Root, Error> {
-        Root::open(&self.opts.root).map_err(|source| {
+        match self.target {
+            Some(pid) => Root::open_in_process(pid, &self.opts.root),
+            None => Root::open(&self.opts.root),
+        }
+        .map_err(|source| {
             Error::from(PlanError::Root {
                 path: self.opts.root.clone(),
                 source,
@@ -234,7 +256,11 @@ fn set_root_impl(ctx: *mut extmerge_context, root: *const c_char, func: &str) ->
             return Err(Error::inval("root must not be empty"));
         }
         let path = PathBuf::from(r);
-        Root::open(&path).map_err(|source| {
+        match c.target {
+            Some(pid) => Root::open_in_process(pid, &path),
+            None => Root::open(&path),
+        }
+        .map_err(|source| {
             Error::from(PlanError::Root {
                 path: path.clone(),
                 source,
@@ -485,6 +511,108 @@ pub extern "C" fn extmerge_context_set_hierarchies(
     })
 }
 
+/// Works on the mount namespace and root of process pid instead of the caller's (the
+/// CLI's --pid): a service's own /etc. The root (extmerge_context_set_root()), the
+/// search directories and the hierarchies are seen as that process sees them; the
+/// merges land in its namespace only, while the caller's namespace and root stay as
+/// they are (a helper thread joins the target's; log messages still reach the log
+/// function on the calling thread). The service manager is never reloaded for a
+/// target. Extensions are matched as systemd matches ExtensionDirectories=: against
+/// the target's root's os-release, any scope, and an extension that does not match
+/// fails the call (-ESTALE) instead of being skipped. A process that shares the
+/// caller's namespace and root means the caller's own. pid 0 restores the default
+/// (the caller's own, or the unit's processes with extmerge_context_set_unit()).
+///
+/// Returns 0, or -EINVAL (NULL ctx, pid < 0), -ESRCH (no such process now; the
+/// process is looked up again at each call).
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_set_target_pid(ctx: *mut extmerge_context, pid: c_int) -> c_int {
+    ctx_call(ctx, "extmerge_context_set_target_pid", |c| {
+        if pid < 0 {
+            return Err(Error::inval(format!("invalid pid {pid}")));
+        }
+        if pid > 0 && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(Error::new(libc::ESRCH, format!("process {pid}: no such process")));
+        }
+        c.target = (pid > 0).then_some(pid);
+        Ok(0)
+    })
+}
+
+/// Looks for extensions in the n directories of list (absolute UTF-8 paths, strongest
+/// first, resolved inside the root) instead of the class's standard search
+/// directories (the CLI's --search=): entries in them are extensions exactly as in
+/// the standard ones (directories, .raw images, NAME.v/), with the same matching,
+/// picking and image policy. The array and the strings are copied. list NULL with n 0
+/// restores the standard directories; this also clears extmerge_context_set_unit().
+///
+/// Returns 0, or -EINVAL (NULL ctx, list NULL with n > 0, a NULL, non-UTF-8 or
+/// relative element; nothing is changed then).
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_set_search_dirs(
+    ctx: *mut extmerge_context,
+    list: *const *const c_char,
+    n: usize,
+) -> c_int {
+    ctx_call(ctx, "extmerge_context_set_search_dirs", |c| {
+        if list.is_null() {
+            if n != 0 {
+                return Err(Error::inval(format!("search list is NULL but n is {n}")));
+            }
+            c.opts.search = None;
+            return Ok(0);
+        }
+        let mut v = Vec::with_capacity(n);
+        for i in 0..n {
+            // SAFETY: `list` is non-NULL and by contract points to `n` readable
+            // pointers; `i < n`.
+            let p = unsafe { *list.add(i) };
+            let d = arg_str(p, &format!("search directory [{i}]"))?;
+            if !d.starts_with('/') {
+                return Err(Error::inval(format!(
+                    "invalid search directory [{i}] \"{d}\": must be an absolute path"
+                )));
+            }
+            v.push(d.to_string());
+        }
+        c.opts.search = Some(Search::Dirs(v));
+        Ok(0)
+    })
+}
+
+/// Uses the unit's own extensions (the CLI's --unit=): the search directories become
+/// NAME.confext.d/ (and NAME.sysext.d/ for sysext) in /etc/systemd/system,
+/// /run/systemd/system, /usr/local/lib/systemd/system and /usr/lib/systemd/system of
+/// the root, an entry in an earlier one shadowing a same-named one in a later one; at
+/// least one of them must exist (else -ENOENT). Without a target pid, each call works
+/// on the unit's processes: a process of its cgroup, found at the call (-ESRCH when
+/// the unit has none). Matching is a service's (see extmerge_context_set_target_pid()).
+/// unit NULL clears it (the standard directories again).
+///
+/// Returns 0, or -EINVAL (NULL ctx, not a valid unit name).
+///
+/// Thread-compatible: no other thread may use ctx during the call.
+#[no_mangle]
+pub extern "C" fn extmerge_context_set_unit(
+    ctx: *mut extmerge_context,
+    unit: *const c_char,
+) -> c_int {
+    ctx_call(ctx, "extmerge_context_set_unit", |c| {
+        match arg_opt_str(unit, "unit")? {
+            None => c.opts.search = None,
+            Some(u) => {
+                extmerge::format::unit::check_unit_name(u).map_err(Error::inval)?;
+                c.opts.search = Some(Search::Unit(u.to_string()));
+            }
+        }
+        Ok(0)
+    })
+}
+
 /// A log function: called synchronously, on the thread making a call on the context,
 /// with the userdata given to extmerge_context_set_log_fn(), a syslog priority
 /// (LOG_ERR 3 ... LOG_DEBUG 7) and a UTF-8 message without a trailing newline that is
@@ -581,8 +709,9 @@ fn report_outcomes(o: &Options, done: &[(Class, Outcome)]) {
 
 /// Merges the extensions of the context's class(es) into their hierarchies, each
 /// hierarchy as one read-only (or, with a mutable mode, writable) overlay, all or
-/// nothing per class. With EXTMERGE_CLASS_BOTH confext is merged first, then sysext;
-/// the first error stops the call (a merged confext stays merged).
+/// nothing: with EXTMERGE_CLASS_BOTH every class is checked and planned before
+/// anything is mounted, confext is merged first, then sysext, and a failure in the
+/// sysext part undoes the confext part.
 ///
 /// flags: EXTMERGE_FLAG_FORCE, EXTMERGE_FLAG_NO_RELOAD, EXTMERGE_FLAG_ALWAYS_REFRESH
 /// (no effect here), added to the context's settings for this call.
@@ -599,7 +728,7 @@ fn report_outcomes(o: &Options, done: &[(Class, Outcome)]) {
 pub extern "C" fn extmerge_merge(ctx: *mut extmerge_context, flags: c_uint) -> c_int {
     ctx_call(ctx, "extmerge_merge", |c| {
         check_flags(flags)?;
-        let done = c.core(flags).merge()?;
+        let done = c.core(flags)?.merge()?;
         report_outcomes(&c.opts, &done);
         Ok(0)
     })
@@ -620,7 +749,7 @@ pub extern "C" fn extmerge_merge(ctx: *mut extmerge_context, flags: c_uint) -> c
 pub extern "C" fn extmerge_unmerge(ctx: *mut extmerge_context, flags: c_uint) -> c_int {
     ctx_call(ctx, "extmerge_unmerge", |c| {
         check_flags(flags)?;
-        for (class, hs) in c.core(flags).unmerge()? {
+        for (class, hs) in c.core(flags)?.unmerge()? {
             if hs.is_empty() {
                 log_lazy(Level::Info, || {
                     format!("No {class} extensions merged, nothing to unmerge.")
@@ -646,7 +775,7 @@ pub extern "C" fn extmerge_unmerge(ctx: *mut extmerge_context, flags: c_uint) ->
 pub extern "C" fn extmerge_refresh(ctx: *mut extmerge_context, flags: c_uint) -> c_int {
     ctx_call(ctx, "extmerge_refresh", |c| {
         check_flags(flags)?;
-        let done = c.core(flags).refresh()?;
+        let done = c.core(flags)?.refresh()?;
         report_outcomes(&c.opts, &done);
         Ok(0)
     })

@@ -51,7 +51,7 @@ fn kind_to_c(k: ImageKind) -> c_int {
 
 fn build(c: &extmerge_context) -> Result<extmerge_list, Error> {
     let root = c.open_root()?;
-    let core = c.core(0);
+    let core = c.core(0)?;
     let mut entries = Vec::new();
     for &class in c.classes() {
         // The CLI's `plan`, the same call: as root disk images are mounted (and

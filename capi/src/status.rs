@@ -26,7 +26,7 @@ pub struct extmerge_status_list {
 
 fn build(c: &extmerge_context) -> Result<extmerge_status_list, Error> {
     let mut entries = Vec::new();
-    for (class, rows) in c.core(0).status()? {
+    for (class, rows) in c.core(0)?.status()? {
         for row in rows {
             let merged = row.extensions.is_some();
             let exts: Vec<CString> = row

@@ -15,11 +15,14 @@
 
 use std::cell::Cell;
 use std::io;
+use std::rc::Rc;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags};
 use rustix::process::{Pid, PidfdFlags};
 use rustix::thread::UnshareFlags;
+
+use crate::log::Level;
 
 thread_local! {
     /// The mount namespace (inode) this thread joined, if it is a target's.
@@ -124,14 +127,27 @@ impl Target {
     }
 
     /// Runs `f` in a thread inside the target's mount namespace, with the target's root
-    /// as its `/`. A panic in `f` is passed on to the caller.
+    /// as its `/`. Its messages reach the caller's log sink on the caller's thread, in
+    /// order, while it runs (a C caller's callback is called on the thread that called
+    /// the library). A panic in `f` is passed on to the caller.
     pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R, TargetError> {
+        let level = crate::log::level();
+        let (tx, rx) = std::sync::mpsc::channel::<(Level, String)>();
         std::thread::scope(|s| {
-            let h = s.spawn(|| -> Result<R, TargetError> {
-                self.enter()?;
-                JOINED.with(|j| j.set(Some(self.ns_ino)));
-                Ok(f())
+            let h = s.spawn(move || -> Result<R, TargetError> {
+                let sink: crate::log::Sink = Rc::new(move |l, m: &str| {
+                    let _ = tx.send((l, m.to_string()));
+                });
+                crate::log::scoped(Some(sink), level, || {
+                    self.enter()?;
+                    JOINED.with(|j| j.set(Some(self.ns_ino)));
+                    Ok(f())
+                })
             });
+            // Ends when the thread has dropped its sender, i.e. has finished.
+            for (l, m) in rx {
+                crate::log::log(l, &m);
+            }
             match h.join() {
                 Ok(r) => r,
                 Err(p) => std::panic::resume_unwind(p),

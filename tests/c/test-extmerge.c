@@ -14,6 +14,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -995,6 +996,101 @@ static void test_class_both_all_or_nothing(void) {
         extmerge_context_free(ctx);
 }
 
+/* A child with a mount namespace of its own (a service's), waiting to be killed. */
+static pid_t spawn_target(void) {
+        int fds[2];
+        char c = 0;
+        pid_t pid;
+
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                die("pipe2");
+        pid = fork();
+        if (pid < 0)
+                die("fork");
+        if (pid == 0) {
+                close(fds[0]);
+                if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                        _exit(1);
+                if (write(fds[1], &c, 1) != 1)
+                        _exit(1);
+                for (;;)
+                        pause();
+        }
+        close(fds[1]);
+        if (read(fds[0], &c, 1) != 1)
+                die("target child");
+        close(fds[0]);
+        return pid;
+}
+
+/* The target API: extmerge_context_set_target_pid() and _set_search_dirs() merge into
+ * another process's mount namespace only, status reads that namespace, unmerge leaves
+ * nothing; bad values are refused with their errno. */
+static void test_target(void) {
+        const char *title = "test_target";
+        const char *dirs[] = { "/srv/confexts" };
+        const char *rel[] = { "srv" };
+        char troot[PATH_MAX], p[PATH_MAX], seen[PATH_MAX * 2];
+        struct extmerge_context *ctx = NULL;
+        struct extmerge_status_list *st = NULL;
+        const struct extmerge_status_entry *e;
+        struct capture cap;
+        pid_t pid;
+        int r, merged = 0;
+
+        if (snprintf(troot, sizeof troot, "%s/targetroot", tmpdir) >= (int)sizeof troot)
+                die("path too long");
+        put_file(troot, "/etc/os-release", "ID=testos\nVERSION_ID=1\n");
+        put_file(troot, "/srv/confexts/svc/etc/extension-release.d/extension-release.svc",
+                 "ID=testos\nVERSION_ID=1\n");
+        put_file(troot, "/srv/confexts/svc/etc/svc.conf", "svc\n");
+        pid = spawn_target();
+
+        capture_reset(&cap);
+        if (extmerge_context_new(&ctx) < 0 || extmerge_context_set_log_fn(ctx, capture_log, &cap) < 0)
+                die("target context");
+        CHECK(extmerge_context_set_target_pid(ctx, -1) == -EINVAL, "%s: pid -1 is -EINVAL", title);
+        CHECK(extmerge_context_set_target_pid(ctx, 99999999) == -ESRCH, "%s: a missing process is -ESRCH",
+              title);
+        CHECK(extmerge_context_set_search_dirs(ctx, rel, 1) == -EINVAL, "%s: a relative search dir is -EINVAL",
+              title);
+        CHECK(extmerge_context_set_search_dirs(ctx, NULL, 1) == -EINVAL, "%s: NULL list with n 1 is -EINVAL",
+              title);
+        CHECK(extmerge_context_set_unit(ctx, "../x.service") == -EINVAL, "%s: a bad unit name is -EINVAL",
+              title);
+        CHECK(extmerge_context_set_target_pid(ctx, pid) == 0 && extmerge_context_set_root(ctx, troot) == 0 &&
+                      extmerge_context_set_search_dirs(ctx, dirs, 1) == 0 &&
+                      extmerge_context_set_class(ctx, EXTMERGE_CLASS_CONFEXT) == 0,
+              "%s: set target %d, root, search dirs, class", title, (int)pid);
+        r = extmerge_merge(ctx, 0);
+        CHECK(r == 0, "%s: merge into the target: %d %s", title, r, str_or(extmerge_context_last_error(ctx)));
+        snprintf(seen, sizeof seen, "/proc/%d/root%s/etc/svc.conf", (int)pid, troot);
+        CHECK(access(seen, F_OK) == 0, "%s: the target sees %s", title, seen);
+        path_in(p, sizeof p, troot, "/etc/svc.conf");
+        CHECK(access(p, F_OK) < 0, "%s: the caller does not see %s", title, p);
+        path_in(p, sizeof p, troot, "/etc");
+        CHECK(mounted_at(p) == 0, "%s: nothing is mounted on %s in the caller's namespace", title, p);
+        r = extmerge_status_list_new(ctx, &st);
+        CHECK(r == 0, "%s: status: %d %s", title, r, str_or(extmerge_context_last_error(ctx)));
+        while (st && (e = extmerge_status_list_next(st)))
+                merged += extmerge_status_entry_is_merged(e) == 1;
+        extmerge_status_list_free(st);
+        CHECK(merged == 1, "%s: status in the target shows /etc merged (%d)", title, merged);
+        r = extmerge_unmerge(ctx, 0);
+        CHECK(r == 0 && access(seen, F_OK) < 0, "%s: unmerge removes it from the target: %d %s", title, r,
+              str_or(extmerge_context_last_error(ctx)));
+        /* A unit that is not running: the call names it and fails with -ESRCH. */
+        CHECK(extmerge_context_set_target_pid(ctx, 0) == 0 &&
+                      extmerge_context_set_unit(ctx, "extmerge-c-none.service") == 0,
+              "%s: set a unit", title);
+        r = extmerge_merge(ctx, 0);
+        CHECK(r == -ESRCH && contains(extmerge_context_last_error(ctx), "extmerge-c-none.service"),
+              "%s: a unit with no process: %d %s", title, r, str_or(extmerge_context_last_error(ctx)));
+        extmerge_context_free(ctx);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+}
+
 /* Runs argv with its stdout in the file out: exit status as run_cmd(). */
 static int run_cmd_out(char *const argv[], const char *out) {
         pid_t pid;
@@ -1328,7 +1424,7 @@ static void test_merge(void) {
         pid_t pid;
 
         if (!wanted("test_merge") && !wanted("test_class_both_all_or_nothing") &&
-            !wanted("test_list_verdicts_equal_plan"))
+            !wanted("test_list_verdicts_equal_plan") && !wanted("test_target"))
                 return;
         if (geteuid() != 0) {
                 skip("merge, refresh, unmerge", "needs root");
@@ -1356,6 +1452,8 @@ static void test_merge(void) {
                                 test_class_both_all_or_nothing();
                         if (wanted("test_list_verdicts_equal_plan"))
                                 test_list_verdicts_equal_plan();
+                        if (wanted("test_target"))
+                                test_target();
                 }
                 c[0] = n_passed;
                 c[1] = n_failed;
@@ -1385,8 +1483,8 @@ static void test_merge(void) {
 
 /* test-extmerge [TEST...]: runs the named tests only (test_context, test_env_log_priority,
  * test_errors, test_list, test_log, test_status_unmerged, test_merge,
- * test_class_both_all_or_nothing, test_list_verdicts_equal_plan), else all. The last
- * three run as root in a private mount namespace. */
+ * test_class_both_all_or_nothing, test_list_verdicts_equal_plan, test_target), else
+ * all. The last four run as root in a private mount namespace. */
 int main(int argc, char **argv) {
         only = argv + 1;
         n_only = argc - 1;

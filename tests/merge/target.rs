@@ -271,6 +271,29 @@ fn broken_new_version_keeps_the_targets_etc() {
     });
 }
 
+/// The library's messages from inside the target reach the caller's sink at the
+/// caller's level: a warning (an invalid mutable mode in the environment, warned
+/// about while the verb runs in the target) is shown at the default level and not at
+/// `SYSTEMD_LOG_LEVEL=err`. (A helper thread with a sink of its own would print it at
+/// any level.)
+#[test]
+fn messages_from_the_target_follow_the_callers_level() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        confext_in(&fx, "/srv/confexts", "web", &[("etc/web.conf", "v1\n")]);
+        let t = Target::spawn();
+        let args = [t.arg(), SEARCH.to_string(), "--class=confext".into(), "plan".into()];
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let bogus = ("SYSTEMD_CONFEXT_MUTABLE_MODE", "bogus");
+        let shown = fx.run_env(&a, &[bogus]);
+        shown.ok();
+        assert!(shown.err.contains("bogus"), "{}", shown.err);
+        let quiet = fx.run_env(&a, &[bogus, ("SYSTEMD_LOG_LEVEL", "err")]);
+        quiet.ok();
+        assert!(!quiet.err.contains("bogus"), "{}", quiet.err);
+    });
+}
+
 #[test]
 fn bad_targets_are_named() {
     ns_test(|base| {

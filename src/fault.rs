@@ -9,7 +9,8 @@
 
 /// Environment variable: the N-th step of the merge executor fails with `EIO`.
 pub const MERGE_FAIL_ENV: &str = "EXTMERGE_FAIL_AT_STEP";
-/// Environment variable: the N-th step of the merge executor sleeps 30 s (to be killed).
+/// Environment variable: the N-th step of the merge executor sleeps 30 s (to be
+/// killed), or S seconds with `N:S`.
 pub const MERGE_PAUSE_ENV: &str = "EXTMERGE_PAUSE_AT_STEP";
 /// Environment variable: the N-th step of image setup (loop device, dm device, keyring,
 /// mount, staging directory, attach) fails.
@@ -22,8 +23,8 @@ pub const IMAGE_FAIL_ENV: &str = "EXTMERGE_FAIL_AT_IMAGE_STEP";
 pub struct FaultSettings {
     /// [`MERGE_FAIL_ENV`].
     pub merge_fail_at: Option<usize>,
-    /// [`MERGE_PAUSE_ENV`].
-    pub merge_pause_at: Option<usize>,
+    /// [`MERGE_PAUSE_ENV`]: the step and the seconds.
+    pub merge_pause_at: Option<(usize, u64)>,
     /// [`IMAGE_FAIL_ENV`].
     pub image_fail_at: Option<usize>,
 }
@@ -37,7 +38,10 @@ impl FaultSettings {
             let n = |var: &str| std::env::var(var).ok().and_then(|v| v.parse().ok());
             FaultSettings {
                 merge_fail_at: n(MERGE_FAIL_ENV),
-                merge_pause_at: n(MERGE_PAUSE_ENV),
+                merge_pause_at: std::env::var(MERGE_PAUSE_ENV).ok().and_then(|v| {
+                    let (n, s) = v.split_once(':').unwrap_or((&v, "30"));
+                    Some((n.parse().ok()?, s.parse().ok()?))
+                }),
                 image_fail_at: n(IMAGE_FAIL_ENV),
             }
         }
@@ -69,7 +73,7 @@ impl FaultSettings {
 pub struct Injector {
     steps: usize,
     fail_at: Option<usize>,
-    pause_at: Option<usize>,
+    pause_at: Option<(usize, u64)>,
 }
 
 impl Injector {
@@ -85,9 +89,11 @@ impl Injector {
     /// Counts one step; `Err(n)` when step `n` is the one to fail.
     pub fn step(&mut self) -> Result<(), usize> {
         self.steps += 1;
-        if self.pause_at == Some(self.steps) {
-            // Test hook: a window in which the test kills us (kill -9 mid-merge).
-            std::thread::sleep(std::time::Duration::from_secs(30));
+        if let Some((n, secs)) = self.pause_at {
+            if n == self.steps {
+                // Test hook: a window in which the test kills us (kill -9 mid-merge).
+                std::thread::sleep(std::time::Duration::from_secs(secs));
+            }
         }
         if self.fail_at == Some(self.steps) {
             return Err(self.steps);

@@ -534,7 +534,10 @@ pub extern "C" fn extmerge_context_set_target_pid(ctx: *mut extmerge_context, pi
             return Err(Error::inval(format!("invalid pid {pid}")));
         }
         if pid > 0 && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            return Err(Error::new(libc::ESRCH, format!("process {pid}: no such process")));
+            return Err(Error::new(
+                libc::ESRCH,
+                format!("process {pid}: no such process"),
+            ));
         }
         c.target = (pid > 0).then_some(pid);
         Ok(0)

@@ -15,8 +15,8 @@
 
 use std::cell::Cell;
 use std::io;
-use std::rc::Rc;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::rc::Rc;
 
 use rustix::fs::{Mode, OFlags};
 use rustix::process::{Pid, PidfdFlags};
@@ -66,6 +66,7 @@ impl TargetError {
 #[derive(Debug)]
 pub struct Target {
     pid: i32,
+    pidfd: OwnedFd,
     mntns: OwnedFd,
     root: OwnedFd,
     ns_ino: u64,
@@ -115,6 +116,7 @@ impl Target {
         }
         Ok(Some(Target {
             pid,
+            pidfd,
             mntns,
             root,
             ns_ino: ns.1,
@@ -152,6 +154,13 @@ impl Target {
                 Ok(r) => r,
                 Err(p) => std::panic::resume_unwind(p),
             }
+        })
+        .and_then(|r| {
+            // Its namespace went with it (and everything just mounted there): say so
+            // rather than report a merge nobody can see.
+            alive(&self.pidfd)
+                .map(|()| r)
+                .map_err(|e| TargetError::new(self.pid, "exited during the operation", e))
         })
     }
 

@@ -282,7 +282,12 @@ fn messages_from_the_target_follow_the_callers_level() {
         let fx = Fx::new(base);
         confext_in(&fx, "/srv/confexts", "web", &[("etc/web.conf", "v1\n")]);
         let t = Target::spawn();
-        let args = [t.arg(), SEARCH.to_string(), "--class=confext".into(), "plan".into()];
+        let args = [
+            t.arg(),
+            SEARCH.to_string(),
+            "--class=confext".into(),
+            "plan".into(),
+        ];
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         let bogus = ("SYSTEMD_CONFEXT_MUTABLE_MODE", "bogus");
         let shown = fx.run_env(&a, &[bogus]);
@@ -329,6 +334,43 @@ fn bad_targets_are_named() {
         ])
         .fails_with(&format!("process {}", t.pid()));
         assert!(t.mounts_at(&fx.path("/etc")).is_empty());
+        assert_eq!(fx.snapshot(), before);
+        assert_eq!(workspace_leftovers(), Vec::<String>::new());
+    });
+}
+
+/// The target exits while the merge runs (paused at its first step): the call fails
+/// naming the process, and nothing is left behind (its namespace went with it).
+#[test]
+fn target_exiting_mid_merge_is_an_error() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        confext_in(&fx, "/srv/confexts", "web", &[("etc/web.conf", "v1\n")]);
+        let mut t = Target::spawn();
+        let pid = t.pid();
+        let before = fx.snapshot();
+        let child = Command::new(BIN)
+            .args([
+                format!("--root={}", fx.root.display()),
+                t.arg(),
+                SEARCH.into(),
+                "--class=confext".into(),
+                "merge".into(),
+            ])
+            .env("EXTMERGE_PAUSE_AT_STEP", "1:2")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        t.child.kill().unwrap();
+        t.child.wait().unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("process {pid}: exited during the operation")),
+            "{err}"
+        );
         assert_eq!(fx.snapshot(), before);
         assert_eq!(workspace_leftovers(), Vec::<String>::new());
     });

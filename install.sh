@@ -9,6 +9,10 @@
 #   MANDIR       default $PREFIX/share/man
 #   BASHCOMPDIR  default $PREFIX/share/bash-completion/completions (bash-completion
 #                looks there for /usr and /usr/local: $XDG_DATA_DIRS)
+#   GENERATORDIR default $PREFIX/lib/systemd/system-generators (systemd reads
+#                /usr/lib/... and /usr/local/lib/...): extmerge-generator, a link to
+#                extmerge, gives services their own confexts (README, "Per-service
+#                configuration"); it acts only on units with a NAME.confext.d/
 #   WITH_MAN     auto (default: when scdoc is installed), yes or no
 #   DESTDIR      staging directory prepended to every installed path (packaging, tests)
 #
@@ -40,6 +44,7 @@ PREFIX=${PREFIX:-/usr/local}
 BINDIR=${BINDIR:-$PREFIX/bin}
 MANDIR=${MANDIR:-$PREFIX/share/man}
 BASHCOMPDIR=${BASHCOMPDIR:-$PREFIX/share/bash-completion/completions}
+GENERATORDIR=${GENERATORDIR:-$PREFIX/lib/systemd/system-generators}
 WITH_MAN=${WITH_MAN:-auto}
 DESTDIR=${DESTDIR:-}
 
@@ -57,6 +62,8 @@ bin=${target_dir:-target}/$profile/extmerge
 
 install -Dm755 "$bin" "$DESTDIR$BINDIR/extmerge"
 install -Dm644 completion/extmerge.bash "$DESTDIR$BASHCOMPDIR/extmerge"
+mkdir -p "$DESTDIR$GENERATORDIR"
+ln -sfn "$BINDIR/extmerge" "$DESTDIR$GENERATORDIR/extmerge-generator"
 if [ "$systemd_names" = 1 ]; then
     for n in systemd-sysext systemd-confext; do
         ln -sfn extmerge "$DESTDIR$BINDIR/$n"

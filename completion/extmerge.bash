@@ -58,14 +58,14 @@ _extmerge() {
 
     local verbs="status merge unmerge refresh list plan help"
     local opts="--root= --json= --force --no-reload --noexec= --mutable=
-        --always-refresh --always-refresh= --image-policy= --pid= --unit= --search= --dry-run --no-legend
+        --always-refresh --always-refresh= --image-policy= --pid= --unit= --search= --export= --dry-run --no-legend
         --no-pager -h --help --version"
     # Invoked as systemd-sysext or systemd-confext, the class is fixed: no --class.
     case $prog in
         systemd-sysext | systemd-confext) ;;
         *) opts+=" --class=" ;;
     esac
-    local takes_arg="--root --class --json --noexec --mutable --image-policy --pid --unit --search"
+    local takes_arg="--root --class --json --noexec --mutable --image-policy --pid --unit --search --export"
 
     # The option whose value is being completed: "--opt=VALUE" or "--opt VALUE".
     opt=
@@ -80,7 +80,7 @@ _extmerge() {
         --class) [[ $opts == *--class=* ]] && __extmerge_offer "sysext confext both"; return 0 ;;
         --json) __extmerge_offer "pretty short off"; return 0 ;;
         --noexec | --always-refresh) __extmerge_offer "yes no"; return 0 ;;
-        --root | --search) __extmerge_paths -d; return 0 ;;
+        --root | --search | --export) __extmerge_paths -d; return 0 ;;
         --image-policy) return 0 ;;
         ?*) return 0 ;;
     esac

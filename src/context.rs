@@ -48,6 +48,12 @@ pub struct Context {
     /// and the merges land in its namespace only. The manager is never reloaded for it.
     /// A process sharing the caller's namespace and root means the caller's own.
     pub target: Option<i32>,
+    /// Merge in a namespace of its own and attach the merged hierarchies below this
+    /// directory of the caller's namespace (`<dir>/etc`…) instead of on them
+    /// (`--export`): a service's `/etc` to bind-mount (`BindReadOnlyPaths=DIR/etc:/etc`),
+    /// prepared before the service starts. `merge` builds it, `refresh` rebuilds and
+    /// swaps it, `unmerge` removes it. Read-only merges only.
+    pub export: Option<std::path::PathBuf>,
 }
 
 impl Context {
@@ -63,6 +69,7 @@ impl Context {
             options,
             classes: classes.to_vec(),
             target: None,
+            export: None,
         }
     }
 
@@ -254,6 +261,9 @@ impl Context {
     /// Merges every class; fails with [`MergeError::AlreadyMerged`] if a hierarchy is
     /// merged already. All or nothing over all classes.
     pub fn merge(&self) -> Result<Vec<(Class, Outcome)>, MergeError> {
+        if self.export.is_some() {
+            return self.export_merge(false);
+        }
         self.within(|c| {
             let mut openers = c.openers();
             c.merge_in(&mut refs(&mut openers))
@@ -272,6 +282,9 @@ impl Context {
     /// unmerges a class with no extension left; does nothing where nothing changed
     /// (unless `always_refresh`). The new merges of all classes are all or nothing.
     pub fn refresh(&self) -> Result<Vec<(Class, Outcome)>, MergeError> {
+        if self.export.is_some() {
+            return self.export_merge(true);
+        }
         self.within(|c| {
             let mut openers = c.openers();
             c.refresh_in(&mut refs(&mut openers))
@@ -288,7 +301,86 @@ impl Context {
     /// Removes every merge of each class (also systemd's) from its hierarchies; returns
     /// the hierarchies unmerged per class.
     pub fn unmerge(&self) -> Result<Vec<(Class, Vec<String>)>, MergeError> {
+        if let Some(dir) = &self.export {
+            apply::require_privileges()?;
+            let _lock = apply::lock()?;
+            let dir = match Root::open(dir) {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(self.classes.iter().map(|&c| (c, Vec::new())).collect())
+                }
+                Err(source) => {
+                    return Err(MergeError::Io {
+                        path: dir.clone(),
+                        source,
+                    })
+                }
+            };
+            let mut out = Vec::new();
+            for &class in &self.classes {
+                let hs = self.hierarchies(class)?;
+                out.push((class, apply::unmerge_class(&dir, class, &hs)?.0));
+            }
+            return Ok(out);
+        }
         self.within(|c| c.unmerge_here())
+    }
+
+    /// `--export`: merge (or rebuild, with `replace`) every class in a namespace of its
+    /// own, then attach detached copies of the merged hierarchies below the export
+    /// directory, all or nothing; hierarchies exported before that have nothing now are
+    /// removed after.
+    fn export_merge(&self, replace: bool) -> Result<Vec<(Class, Outcome)>, MergeError> {
+        apply::require_privileges()?;
+        let Some(dir_path) = self.export.clone() else {
+            return Ok(Vec::new());
+        };
+        let _lock = apply::lock()?;
+        let io = |source| MergeError::Io {
+            path: dir_path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir_path).map_err(io)?;
+        let dir = Root::open(&dir_path).map_err(io)?;
+        if !replace {
+            for &class in &self.classes {
+                for h in self.hierarchies(class)? {
+                    if find_merged(&dir, class, &h)?.is_some() {
+                        return Err(MergeError::AlreadyMerged(dir.display_path(&h)));
+                    }
+                }
+            }
+        }
+        let mut inner = self.clone();
+        inner.export = None;
+        inner.target = None;
+        inner.options.no_reload = true;
+        inner.mutable = Some(MutableMode::No);
+        let (out, trees) = crate::sys::target::run_private(|| {
+            let out = inner.merge()?;
+            let root = inner.open_root()?;
+            let mut trees = Vec::new();
+            for (class, o) in &out {
+                for h in &o.merged {
+                    trees.push((*class, h.clone(), apply::clone_merged(&root, h)?));
+                }
+            }
+            Ok::<_, MergeError>((out, trees))
+        })??;
+        let mut txn = Txn::new(self.options.env.faults.merge());
+        for (class, h, tree) in trees {
+            apply::attach_export(&dir, class, &h, tree, &self.options.env, &mut txn)?;
+        }
+        txn.commit();
+        let mut out = out;
+        for (class, o) in &mut out {
+            for h in self.hierarchies(*class)? {
+                if !o.merged.contains(&h) && apply::unmerge_hierarchy(&dir, *class, &h)? {
+                    o.unmerged.push(h);
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn unmerge_here(&self) -> Result<Vec<(Class, Vec<String>)>, MergeError> {

@@ -25,3 +25,6 @@ mod initrd;
 
 #[path = "cli/output.rs"]
 mod output;
+
+#[path = "cli/generator.rs"]
+mod generator;

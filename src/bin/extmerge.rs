@@ -46,6 +46,9 @@ Options:
                         in the unit directories); without --pid, work on its processes
   --search=DIR          Look for extensions in DIR instead of the standard
                         directories (repeatable)
+  --export=DIR          With merge/refresh/unmerge: merge in a namespace of its own
+                        and attach the result below DIR (DIR/etc...), not on the
+                        hierarchies
   --dry-run             With merge/refresh: print the plan, change nothing
   --no-legend, --no-pager
   -h --help, --version
@@ -114,6 +117,7 @@ struct Cli {
     opts: Options,
     target: Option<i32>,
     unit: Option<String>,
+    export: Option<PathBuf>,
     cli_mutable: Option<MutableMode>,
     classes: Vec<Class>,
     fixed_class: bool,
@@ -148,6 +152,7 @@ fn parse_args() -> Result<Option<Cli>, String> {
     let mut legend = true;
     let mut target = None;
     let mut unit = None;
+    let mut export = None;
     let mut search: Vec<String> = Vec::new();
     let rest_os: Vec<OsString> = args.collect();
     let rest: Vec<String> = rest_os
@@ -274,6 +279,13 @@ fn parse_args() -> Result<Option<Cli>, String> {
                 extmerge::format::unit::check_unit_name(&v).map_err(|e| format!("--unit: {e}"))?;
                 unit = Some(v);
             }
+            "--export" => {
+                let v = value("--export")?;
+                if !v.starts_with('/') {
+                    return Err(format!("invalid --export={v}: an absolute path"));
+                }
+                export = Some(PathBuf::from(v));
+            }
             "--search" => {
                 let v = value("--search")?;
                 if !v.starts_with('/') {
@@ -313,10 +325,19 @@ fn parse_args() -> Result<Option<Cli>, String> {
         (None, false) => Some(Search::Dirs(search)),
         (None, true) => None,
     };
+    if export.is_some() {
+        if target.is_some() {
+            return Err("--export and --pid cannot be combined".into());
+        }
+        if !["merge", "refresh", "unmerge"].contains(&verb.as_str()) || dry_run {
+            return Err("--export is for merge, refresh and unmerge".into());
+        }
+    }
     Ok(Some(Cli {
         opts,
         target,
         unit,
+        export,
         cli_mutable,
         classes,
         fixed_class,
@@ -346,6 +367,8 @@ fn log_level(v: &str) -> Option<extmerge::log::Level> {
 /// the unit's mount namespace), else none (this process's own).
 fn target_of(cli: &Cli) -> Result<Option<i32>, String> {
     match (cli.target, &cli.unit) {
+        // An export is built in a namespace of its own, not in the unit's.
+        _ if cli.export.is_some() => Ok(None),
         (Some(pid), _) => Ok(Some(pid)),
         (None, Some(unit)) => extmerge::inspect::cgroup::unit_process(unit)
             .map(Some)
@@ -370,6 +393,7 @@ fn context_of(cli: &Cli, target: Option<i32>) -> Context {
     let mut ctx = Context::new(opts, &cli.classes);
     ctx.mutable = cli.cli_mutable;
     ctx.target = target;
+    ctx.export = cli.export.clone();
     ctx
 }
 
@@ -407,7 +431,85 @@ fn print_json(v: Json, pretty: bool) {
     println!("{}", v.render(pretty));
 }
 
+/// `extmerge-generator [--root=PATH] NORMAL_DIR [EARLY_DIR LATE_DIR]` (a link to this
+/// program in systemd's generator directory; systemd.generator(7)): for every service
+/// with a `NAME.confext.d/` in the unit directories, writes
+/// `NORMAL_DIR/NAME.d/00-extmerge.conf` (`extmerge::format::generator`). Units that
+/// configure systemd's own `ExtensionImages=`/`ExtensionDirectories=` and masked units
+/// are left alone; nothing is done in the initrd.
+fn generator(args: &[OsString]) -> ExitCode {
+    let mut root = PathBuf::from("/");
+    let mut dirs = Vec::new();
+    for a in args {
+        match a.as_bytes().strip_prefix(b"--root=") {
+            Some(r) => root = PathBuf::from(OsStr::from_bytes(r)),
+            None => dirs.push(PathBuf::from(a)),
+        }
+    }
+    let Some(normal) = dirs.first() else {
+        return fail("extmerge-generator: usage: extmerge-generator [--root=PATH] NORMAL_DIR [EARLY_DIR LATE_DIR]");
+    };
+    if std::env::var("SYSTEMD_IN_INITRD").as_deref() == Ok("1") {
+        return ExitCode::SUCCESS;
+    }
+    let exe = std::env::current_exe()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "/usr/bin/extmerge".into());
+    let r = match Root::open(&root) {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(format!(
+                "extmerge-generator: {}: {}",
+                esc(&root),
+                extmerge::log::os_text(&e)
+            ))
+        }
+    };
+    let mut ok = true;
+    for u in extmerge::inspect::units::units_with_confexts(&r) {
+        let Some(text) = &u.text else {
+            say(format_args!(
+                "extmerge-generator: {}: no unit file (or masked), left alone",
+                u.unit
+            ));
+            continue;
+        };
+        if extmerge::format::generator::uses_systemd_extensions(text) {
+            say(format_args!(
+                "extmerge-generator: {}: uses ExtensionImages=/ExtensionDirectories=, left to systemd",
+                u.unit
+            ));
+            continue;
+        }
+        let dir = normal.join(format!("{}.d", u.unit));
+        let file = dir.join(extmerge::format::generator::DROPIN_NAME);
+        let body = extmerge::format::generator::dropin(&u.unit, &exe, text);
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, body)) {
+            say(format_args!(
+                "extmerge-generator: {}: {}",
+                esc(&file),
+                extmerge::log::os_text(&e)
+            ));
+            ok = false;
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let prog = argv
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|s| s.to_str())
+        .unwrap_or("");
+    if prog == "extmerge-generator" {
+        return generator(&argv[1..]);
+    }
     let cli = match parse_args() {
         Ok(Some(c)) => c,
         Ok(None) => return ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ pub mod conf;
 pub mod crc;
 pub mod escape;
 pub mod fs;
+pub mod generator;
 pub mod gpt;
 pub mod json;
 pub mod mountinfo;

@@ -346,16 +346,14 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
         fds.push(fd);
     }
     let rel = h.hierarchy.trim_start_matches('/');
-    for l in &h.layers {
-        // The layer directory opened while planning: what was checked is what is mounted.
-        let fd = handles.layer(&l.name, &h.hierarchy).ok_or_else(|| {
-            io_at(root.display_path(l.image_path.join(rel)))(io::Error::new(
-                io::ErrorKind::NotFound,
-                "layer not opened while planning",
-            ))
-        })?;
-        lowers.push(fd_path(fd));
-    }
+    // The host's directory below the hierarchy (attached in the staging area when our
+    // merge covers it), put in as the lowest layer after the extensions'.
+    let mut host_layer = None;
+    // A service's own extension directory inside the hierarchy it is merged onto, while
+    // our merge covers that hierarchy: seen through the merge it would sit on an overlay,
+    // and the new overlay on it (with the host layer wrapped, see below) would exceed
+    // the kernel's stacking depth; it is taken from below the merge instead.
+    let mut under_root: Option<(OwnedFd, PathBuf)> = None;
     if h.host_lower {
         let display = root.display_path(&h.hierarchy);
         match HostDir::open(root, class, &h.hierarchy).map_err(io_at(&display))? {
@@ -377,13 +375,18 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
                     OFlags::PATH | OFlags::DIRECTORY,
                 )
                 .map_err(io_at(&display))?;
-                lowers.push(fd_path(fd.as_fd()));
-                fds.push(fd);
+                if plan.nested_layers {
+                    let top = open_fd(
+                        staging.fd(),
+                        Path::new(&point),
+                        OFlags::PATH | OFlags::DIRECTORY,
+                    )
+                    .map_err(io_at(&display))?;
+                    under_root = Some((top, PathBuf::from(&name)));
+                }
+                host_layer = Some(fd);
             }
-            HostDir::Plain(fd) => {
-                lowers.push(fd_path(fd.as_fd()));
-                fds.push(fd);
-            }
+            HostDir::Plain(fd) => host_layer = Some(fd),
             HostDir::Missing | HostDir::StackedOnMount => {
                 return Err(io_at(&display)(io::Error::new(
                     io::ErrorKind::NotFound,
@@ -391,6 +394,36 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
                 )))
             }
         }
+    }
+    for l in &h.layers {
+        let is_dir = plan.candidates.iter().any(|c| {
+            c.image.name == l.name && c.image.kind == crate::inspect::discover::ImageKind::Directory
+        });
+        let inside = l
+            .image_path
+            .strip_prefix(&h.hierarchy)
+            .ok()
+            .filter(|_| is_dir);
+        if let (Some((top, name)), Some(inside)) = (&under_root, inside) {
+            let below = name.join(inside).join(rel);
+            let fd = open_fd(top.as_fd(), &below, OFlags::PATH | OFlags::DIRECTORY)
+                .map_err(io_at(root.display_path(l.image_path.join(rel))))?;
+            lowers.push(fd_path(fd.as_fd()));
+            fds.push(fd);
+            continue;
+        }
+        // The layer directory opened while planning: what was checked is what is mounted.
+        let fd = handles.layer(&l.name, &h.hierarchy).ok_or_else(|| {
+            io_at(root.display_path(l.image_path.join(rel)))(io::Error::new(
+                io::ErrorKind::NotFound,
+                "layer not opened while planning",
+            ))
+        })?;
+        lowers.push(fd_path(fd));
+    }
+    if let Some(fd) = host_layer {
+        lowers.push(fd_path(fd.as_fd()));
+        fds.push(fd);
     }
 
     let mut options: Vec<(String, Option<String>)> = Vec::new();
@@ -747,6 +780,59 @@ fn attach_built(
     Ok(old_work)
 }
 
+/// A detached copy of the merge on `h` (with what is mounted below it, as the
+/// read-only metadata bind of a mutable merge): what `--export` takes out of the
+/// private namespace it merged in.
+pub fn clone_merged(root: &Root, h: &str) -> Result<OwnedFd, MergeError> {
+    let fd = root
+        .open_at(h, OFlags::PATH | OFlags::DIRECTORY)
+        .map_err(io_at(root.display_path(h)))?;
+    Ok(mount::clone_tree_recursive(
+        fd.as_fd(),
+        &escape(&root.display_path(h)),
+    )?)
+}
+
+/// Puts the detached merge `new` on `h` below the export directory `dir` (created if
+/// missing), replacing the merge an earlier export put there the way refresh replaces
+/// one (beneath where the kernel allows it). Undone by `txn`.
+pub fn attach_export(
+    dir: &Root,
+    class: Class,
+    h: &str,
+    new: OwnedFd,
+    env: &Environment,
+    txn: &mut Txn,
+) -> Result<(), MergeError> {
+    txn.step(&format!("export {}", esc(&dir.display_path(h))))?;
+    mkdir_p_in_root(dir, Path::new(h), 0o755).map_err(io_at(dir.display_path(h)))?;
+    let what = escape(&dir.display_path(h));
+    let beneath = use_beneath(env);
+    match find_merged(dir, class, h)? {
+        Some(old) => {
+            let old_clone = mount::clone_tree_recursive(old.fd.as_fd(), &what)?;
+            mount::make_private_recursive(old_clone.as_fd(), &what)?;
+            swap(dir, h, old.fd.as_fd(), new.as_fd(), beneath)?;
+            let (dir_path, hh) = (dir.path().to_path_buf(), h.to_string());
+            txn.on_undo(format!("export of {}", esc(&what)), move || {
+                let dir = Root::open(&dir_path)
+                    .map_err(|e| MountError::new("open", escape(&dir_path), e))?;
+                swap(&dir, &hh, new.as_fd(), old_clone.as_fd(), beneath)
+            });
+        }
+        None => {
+            let target = dir
+                .open_at(h, OFlags::PATH | OFlags::DIRECTORY)
+                .map_err(io_at(dir.display_path(h)))?;
+            mount::attach(new.as_fd(), target.as_fd(), false, &what)?;
+            txn.on_undo(format!("export of {}", esc(&what)), move || {
+                mount::detach(new.as_fd(), &what)
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What [`apply`] did: the hierarchies it merged, and the work dirs of the merges it
 /// replaced, removed by [`finish`] once the whole call has succeeded.
 #[derive(Debug, Default)]
@@ -847,6 +933,10 @@ pub fn require_privileges() -> Result<(), MergeError> {
 /// planted link.
 pub fn lock() -> Result<OwnedFd, MergeError> {
     let ws = crate::sys::staging::open_workspace()?;
+    if crate::sys::target::in_private_namespace() {
+        // A namespace of this thread's alone (`--export`): nobody else can enter it.
+        return Ok(ws);
+    }
     // One lock per mount namespace: merges into two services' namespaces do not wait
     // for each other (their /run is often the host's).
     let name = match crate::sys::target::joined_namespace() {

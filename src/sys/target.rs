@@ -29,6 +29,16 @@ thread_local! {
     static JOINED: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
+thread_local! {
+    /// Whether this thread's namespace is one of its own ([`run_private`]).
+    static PRIVATE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the current thread works in a namespace nobody else can enter.
+pub fn in_private_namespace() -> bool {
+    PRIVATE.with(|p| p.get())
+}
+
 /// The target namespace the current thread works in (`None`: the process's own). Lock
 /// files are per namespace, so two services refresh at the same time.
 pub fn joined_namespace() -> Option<u64> {
@@ -133,28 +143,13 @@ impl Target {
     /// order, while it runs (a C caller's callback is called on the thread that called
     /// the library). A panic in `f` is passed on to the caller.
     pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R, TargetError> {
-        let level = crate::log::level();
-        let (tx, rx) = std::sync::mpsc::channel::<(Level, String)>();
-        std::thread::scope(|s| {
-            let h = s.spawn(move || -> Result<R, TargetError> {
-                let sink: crate::log::Sink = Rc::new(move |l, m: &str| {
-                    let _ = tx.send((l, m.to_string()));
-                });
-                crate::log::scoped(Some(sink), level, || {
-                    self.enter()?;
-                    JOINED.with(|j| j.set(Some(self.ns_ino)));
-                    Ok(f())
-                })
-            });
-            // Ends when the thread has dropped its sender, i.e. has finished.
-            for (l, m) in rx {
-                crate::log::log(l, &m);
-            }
-            match h.join() {
-                Ok(r) => r,
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        })
+        in_helper_thread(
+            || {
+                self.enter()?;
+                Ok(self.ns_ino)
+            },
+            f,
+        )
         .and_then(|r| {
             // Its namespace went with it (and everything just mounted there): say so
             // rather than report a merge nobody can see.
@@ -182,6 +177,67 @@ impl Target {
         rustix::process::chdir("/").map_err(|e| TargetError::new(pid, "chdir(/)", e))?;
         Ok(())
     }
+}
+
+/// Runs `f` in a helper thread that first runs `enter` (which moves it into another
+/// mount namespace and returns that namespace's inode), forwarding its messages to the
+/// caller's log sink on the caller's thread, in order, while it runs (a C caller's
+/// callback is called on the thread that called the library). A panic in `f` is passed
+/// on to the caller.
+fn in_helper_thread<R: Send>(
+    enter: impl FnOnce() -> Result<u64, TargetError> + Send,
+    f: impl FnOnce() -> R + Send,
+) -> Result<R, TargetError> {
+    let level = crate::log::level();
+    let (tx, rx) = std::sync::mpsc::channel::<(Level, String)>();
+    std::thread::scope(|s| {
+        let h = s.spawn(move || -> Result<R, TargetError> {
+            let sink: crate::log::Sink = Rc::new(move |l, m: &str| {
+                let _ = tx.send((l, m.to_string()));
+            });
+            crate::log::scoped(Some(sink), level, || {
+                let ino = enter()?;
+                JOINED.with(|j| j.set(Some(ino)));
+                Ok(f())
+            })
+        });
+        // Ends when the thread has dropped its sender, i.e. has finished.
+        for (l, m) in rx {
+            crate::log::log(l, &m);
+        }
+        match h.join() {
+            Ok(r) => r,
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    })
+}
+
+/// Runs `f` in a helper thread with a new, private mount namespace of its own (a copy
+/// of the caller's, receiving nothing from it and sending nothing back): what `f`
+/// mounts exists only there, and goes away with the thread unless `f` hands out a
+/// detached copy (`open_tree(OPEN_TREE_CLONE)`), which the caller can attach in its own
+/// namespace (`--export`).
+pub fn run_private<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, TargetError> {
+    let pid = std::process::id() as i32;
+    in_helper_thread(
+        || {
+            // SAFETY: as in `Target::enter`; CLONE_NEWNS gives this thread (which no
+            // longer shares its file-system context) a namespace of its own.
+            unsafe { rustix::thread::unshare_unsafe(UnshareFlags::FS | UnshareFlags::NEWNS) }
+                .map_err(|e| TargetError::new(pid, "unshare(CLONE_NEWNS)", e))?;
+            rustix::mount::mount_change(
+                "/",
+                rustix::mount::MountPropagationFlags::PRIVATE
+                    | rustix::mount::MountPropagationFlags::REC,
+            )
+            .map_err(|e| TargetError::new(pid, "make / private", e))?;
+            PRIVATE.with(|p| p.set(true));
+            rustix::fs::stat("/proc/thread-self/ns/mnt")
+                .map(|s| s.st_ino)
+                .map_err(|e| TargetError::new(pid, "stat /proc/thread-self/ns/mnt", e))
+        },
+        f,
+    )
 }
 
 /// `pidfd_send_signal(pidfd, 0)`: whether the process is still there (rustix has no

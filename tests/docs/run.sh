@@ -242,6 +242,8 @@ fi
 check "install.sh: man page in $PREFIX/share/man/man8/extmerge.8" test -s "$D$PREFIX/share/man/man8/extmerge.8"
 check "install.sh: completion in $PREFIX/share/bash-completion/completions/extmerge" \
     test -s "$D$PREFIX/share/bash-completion/completions/extmerge"
+check "install.sh: extmerge-generator in $PREFIX/lib/systemd/system-generators links to $PREFIX/bin/extmerge" \
+    test "$(readlink "$D$PREFIX/lib/systemd/system-generators/extmerge-generator")" = "$PREFIX/bin/extmerge"
 check "install.sh: no systemd-sysext/systemd-confext without --systemd-names" \
     test ! -e "$D$PREFIX/bin/systemd-sysext" -a ! -e "$D$PREFIX/share/bash-completion/completions/systemd-sysext"
 D2=$work/dest-names

@@ -25,12 +25,27 @@ impl Target {
 
     /// `own_ns`: unshare the mount namespace first (else it shares the caller's).
     fn spawn_with(own_ns: bool) -> Target {
+        Self::spawn_full(own_ns, None)
+    }
+
+    /// A service whose `/etc` is bound from an export, as `BindReadOnlyPaths=SRC:DST`
+    /// does it: `bind` (source, mount point) is recursively bind-mounted in its namespace.
+    fn spawn_bound(src: &Path, dst: &Path) -> Target {
+        Self::spawn_full(true, Some((src.to_path_buf(), dst.to_path_buf())))
+    }
+
+    fn spawn_full(own_ns: bool, bind: Option<(PathBuf, PathBuf)>) -> Target {
         let mut c = Command::new("sleep");
         c.arg("600");
+        let bind = bind.map(|(s, d)| {
+            use std::os::unix::ffi::OsStrExt;
+            let c = |p: PathBuf| std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+            (c(s), c(d))
+        });
         if own_ns {
             // SAFETY: only async-signal-safe calls (unshare, mount) between fork and exec.
             unsafe {
-                c.pre_exec(|| {
+                c.pre_exec(move || {
                     if libc::unshare(libc::CLONE_NEWNS) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
@@ -44,6 +59,19 @@ impl Target {
                     ) != 0
                     {
                         return Err(std::io::Error::last_os_error());
+                    }
+                    if let Some((s, d)) = &bind {
+                        let flags = libc::MS_BIND | libc::MS_REC;
+                        if libc::mount(
+                            s.as_ptr(),
+                            d.as_ptr(),
+                            std::ptr::null(),
+                            flags,
+                            std::ptr::null(),
+                        ) != 0
+                        {
+                            return Err(std::io::Error::last_os_error());
+                        }
                     }
                     Ok(())
                 });
@@ -501,5 +529,74 @@ fn unit_sources_and_cgroup() {
         let r = fx.run(&[&format!("--unit={unit}"), "--class=confext", "status"]);
         let _ = fs::remove_dir(&dir);
         r.fails_with(&format!("unit {unit}: no running process"));
+    });
+}
+
+/// The unit flow without PID 1's help: `--export` builds the unit's stack before the
+/// service starts (a directory confext inside /etc/systemd/system, so the host layer is
+/// wrapped), the service gets it bound on /etc, `--pid` refreshes it on reload (the
+/// extension taken from below the merge, so the stacking depth holds), `--export`
+/// refreshes and removes the export. The caller's /etc never changes.
+#[test]
+fn export_for_a_service_then_reload_in_its_namespace() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        let dir = "/etc/systemd/system/web.service.confext.d";
+        confext_in(&fx, dir, "web", &[("etc/web.conf", "v1\n")]);
+        let export = base.join("export");
+        let ex = format!("--export={}", export.display());
+        let unit = "--unit=web.service";
+        let before = fx.read("/etc/web.conf");
+        fx.run(&[unit, "--class=confext", &ex, "merge"]).ok();
+        assert_eq!(
+            fs::read_to_string(export.join("etc/web.conf")).unwrap(),
+            "v1\n"
+        );
+        assert_eq!(
+            fs::read_to_string(export.join("etc/host.conf")).unwrap(),
+            "host conf\n"
+        );
+        fx.run(&[unit, "--class=confext", &ex, "merge"])
+            .fails_with("already merged");
+        fx.run(&[unit, "--pid=1", &ex, "merge"])
+            .fails_with("cannot be combined");
+        let etc = fx.path("/etc");
+        let t = Target::spawn_bound(&export.join("etc"), &etc);
+        assert_eq!(t.read(&etc.join("web.conf")).as_deref(), Some("v1\n"));
+        // A new version replaces the directory; reload refreshes the service's /etc.
+        let d = fx.path(&format!("{dir}/web"));
+        fs::remove_dir_all(&d).unwrap();
+        confext_in(&fx, dir, "web", &[("etc/web.conf", "v2\n")]);
+        let pid = t.arg();
+        for _ in 0..3 {
+            fx.run(&[&pid, unit, "--class=confext", "refresh"]).ok();
+        }
+        assert_eq!(t.read(&etc.join("web.conf")).as_deref(), Some("v2\n"));
+        assert_eq!(
+            t.read(&etc.join("host.conf")).as_deref(),
+            Some("host conf\n")
+        );
+        t.overlay_at(&etc);
+        // The export follows (for the service's next processes), then goes.
+        fx.run(&[unit, "--class=confext", &ex, "refresh"]).ok();
+        assert_eq!(
+            fs::read_to_string(export.join("etc/web.conf")).unwrap(),
+            "v2\n"
+        );
+        assert_eq!(
+            mountinfo()
+                .iter()
+                .filter(|m| Path::new(&m.point) == export.join("etc"))
+                .count(),
+            1
+        );
+        fx.run(&[unit, "--class=confext", &ex, "unmerge"]).ok();
+        assert!(!export.join("etc/web.conf").exists());
+        assert!(mountinfo()
+            .iter()
+            .all(|m| !m.point.starts_with(&*export.to_string_lossy())));
+        assert_eq!(fx.read("/etc/web.conf"), before);
+        assert!(fx.mounts_at("/etc").is_empty());
+        assert_eq!(workspace_leftovers(), Vec::<String>::new());
     });
 }

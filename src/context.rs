@@ -52,7 +52,8 @@ pub struct Context {
     /// directory of the caller's namespace (`<dir>/etc`…) instead of on them
     /// (`--export`): a service's `/etc` to bind-mount (`BindReadOnlyPaths=DIR/etc:/etc`),
     /// prepared before the service starts. `merge` builds it, `refresh` rebuilds and
-    /// swaps it, `unmerge` removes it. Read-only merges only.
+    /// swaps it, `unmerge` removes it. Read-only merges only. With a target, "the
+    /// caller's namespace" is the target's (`--pid=1` from a unit's own namespace).
     pub export: Option<std::path::PathBuf>,
 }
 
@@ -262,7 +263,7 @@ impl Context {
     /// merged already. All or nothing over all classes.
     pub fn merge(&self) -> Result<Vec<(Class, Outcome)>, MergeError> {
         if self.export.is_some() {
-            return self.export_merge(false);
+            return self.within(|c| c.export_merge(false));
         }
         self.within(|c| {
             let mut openers = c.openers();
@@ -283,7 +284,7 @@ impl Context {
     /// (unless `always_refresh`). The new merges of all classes are all or nothing.
     pub fn refresh(&self) -> Result<Vec<(Class, Outcome)>, MergeError> {
         if self.export.is_some() {
-            return self.export_merge(true);
+            return self.within(|c| c.export_merge(true));
         }
         self.within(|c| {
             let mut openers = c.openers();
@@ -301,6 +302,14 @@ impl Context {
     /// Removes every merge of each class (also systemd's) from its hierarchies; returns
     /// the hierarchies unmerged per class.
     pub fn unmerge(&self) -> Result<Vec<(Class, Vec<String>)>, MergeError> {
+        if self.export.is_some() {
+            return self.within(|c| c.unexport());
+        }
+        self.within(|c| c.unmerge_here())
+    }
+
+    /// `unmerge` with `--export`: the merges below the export directory go.
+    fn unexport(&self) -> Result<Vec<(Class, Vec<String>)>, MergeError> {
         if let Some(dir) = &self.export {
             apply::require_privileges()?;
             let _lock = apply::lock()?;
@@ -323,7 +332,7 @@ impl Context {
             }
             return Ok(out);
         }
-        self.within(|c| c.unmerge_here())
+        Ok(Vec::new())
     }
 
     /// `--export`: merge (or rebuild, with `replace`) every class in a namespace of its

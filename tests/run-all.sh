@@ -60,6 +60,11 @@ if [ -f tests/boot/run-boot-tests.sh ]; then
     bash tests/boot/run-boot-tests.sh --runs 1 || fail=1
 fi
 
+if [ -f tests/service/run-service-tests.sh ]; then
+    step "service tests: per-service confexts with systemd 252 as PID 1 (Debian 12 root, extmerge-generator, reload) in a VM"
+    bash tests/service/run-service-tests.sh || fail=1
+fi
+
 if [ -f tests/bench/sizes.sh ]; then
     step "sizes: the small initrd build (musl, nightly build-std) must stay within 1 MiB; every variant's size"
     bash tests/bench/sizes.sh || fail=1

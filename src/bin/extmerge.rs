@@ -325,13 +325,8 @@ fn parse_args() -> Result<Option<Cli>, String> {
         (None, false) => Some(Search::Dirs(search)),
         (None, true) => None,
     };
-    if export.is_some() {
-        if target.is_some() {
-            return Err("--export and --pid cannot be combined".into());
-        }
-        if !["merge", "refresh", "unmerge"].contains(&verb.as_str()) || dry_run {
-            return Err("--export is for merge, refresh and unmerge".into());
-        }
+    if export.is_some() && (!["merge", "refresh", "unmerge"].contains(&verb.as_str()) || dry_run) {
+        return Err("--export is for merge, refresh and unmerge".into());
     }
     Ok(Some(Cli {
         opts,
@@ -367,9 +362,9 @@ fn log_level(v: &str) -> Option<extmerge::log::Level> {
 /// the unit's mount namespace), else none (this process's own).
 fn target_of(cli: &Cli) -> Result<Option<i32>, String> {
     match (cli.target, &cli.unit) {
+        (Some(pid), _) => Ok(Some(pid)),
         // An export is built in a namespace of its own, not in the unit's.
         _ if cli.export.is_some() => Ok(None),
-        (Some(pid), _) => Ok(Some(pid)),
         (None, Some(unit)) => extmerge::inspect::cgroup::unit_process(unit)
             .map(Some)
             .map_err(|e| e.to_string()),
@@ -480,6 +475,33 @@ fn generator(args: &[OsString]) -> ExitCode {
                 u.unit
             ));
             continue;
+        }
+        // The export's mount point, so the unit's namespace can be set up before the
+        // first export (under the runtime directory, 0700 as extmerge makes it).
+        let point = root
+            .join(extmerge::format::generator::EXPORT_BASE.trim_start_matches('/'))
+            .join(&u.unit)
+            .join("etc");
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            let rt = root.join(extmerge::sys::staging::WORKSPACE.trim_start_matches('/'));
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&rt);
+            if let Err(e) = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&point)
+            {
+                say(format_args!(
+                    "extmerge-generator: {}: {}",
+                    esc(&point),
+                    extmerge::log::os_text(&e)
+                ));
+                ok = false;
+                continue;
+            }
         }
         let dir = normal.join(format!("{}.d", u.unit));
         let file = dir.join(extmerge::format::generator::DROPIN_NAME);

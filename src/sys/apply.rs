@@ -938,11 +938,10 @@ pub fn lock() -> Result<OwnedFd, MergeError> {
         return Ok(ws);
     }
     // One lock per mount namespace: merges into two services' namespaces do not wait
-    // for each other (their /run is often the host's).
-    let name = match crate::sys::target::joined_namespace() {
-        Some(ino) => format!("lock.mnt-{ino}"),
-        None => "lock".to_string(),
-    };
+    // for each other (their /run is often the host's). The init process's namespace
+    // keeps the plain name, however it is reached (directly, or with --pid=1 from a
+    // unit's own namespace).
+    let name = crate::sys::target::lock_name();
     let fd = crate::sys::staging::open_workspace_file(ws.as_fd(), &name)?;
     let path = Path::new(WORKSPACE).join(&name);
     rustix::io::retry_on_intr(|| rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive))

@@ -25,11 +25,6 @@ use rustix::thread::UnshareFlags;
 use crate::log::Level;
 
 thread_local! {
-    /// The mount namespace (inode) this thread joined, if it is a target's.
-    static JOINED: Cell<Option<u64>> = const { Cell::new(None) };
-}
-
-thread_local! {
     /// Whether this thread's namespace is one of its own ([`run_private`]).
     static PRIVATE: Cell<bool> = const { Cell::new(false) };
 }
@@ -39,10 +34,18 @@ pub fn in_private_namespace() -> bool {
     PRIVATE.with(|p| p.get())
 }
 
-/// The target namespace the current thread works in (`None`: the process's own). Lock
-/// files are per namespace, so two services refresh at the same time.
-pub fn joined_namespace() -> Option<u64> {
-    JOINED.with(|j| j.get())
+/// The lock file's name for the current thread's mount namespace: `lock` for the init
+/// process's namespace, `lock.mnt-INODE` for any other, so two services refresh at the
+/// same time and one namespace always has one lock, whichever way it is reached.
+pub fn lock_name() -> String {
+    let ino = |p: &str| rustix::fs::stat(p).ok().map(|s| s.st_ino);
+    // In a container PID 1's namespace may not be readable: then the process's own
+    // (its main thread's) stands for it.
+    let home = ino("/proc/1/ns/mnt").or_else(|| ino("/proc/self/ns/mnt"));
+    match (ino("/proc/thread-self/ns/mnt"), home) {
+        (Some(cur), Some(home)) if cur != home => format!("lock.mnt-{cur}"),
+        _ => "lock".to_string(),
+    }
 }
 
 /// Why a target process cannot be worked on.
@@ -196,8 +199,7 @@ fn in_helper_thread<R: Send>(
                 let _ = tx.send((l, m.to_string()));
             });
             crate::log::scoped(Some(sink), level, || {
-                let ino = enter()?;
-                JOINED.with(|j| j.set(Some(ino)));
+                enter()?;
                 Ok(f())
             })
         });

@@ -91,14 +91,24 @@ fn generator_writes_dropins_for_units_with_confexts() {
     let d = fs::read_to_string(out.join("web.service.d/00-extmerge.conf")).unwrap();
     let exe = fs::canonicalize(BIN).unwrap();
     let ex = format!("{} --unit=web.service --class=confext", exe.display());
+    let host = format!("{ex} --pid=1 --export=/run/extmerge/units/web.service");
     for want in [
         "BindReadOnlyPaths=/run/extmerge/units/web.service/etc:/etc\n".to_string(),
-        format!("ExecStartPre=\nExecStartPre=+{ex} --export=/run/extmerge/units/web.service refresh\n"),
-        format!("ExecReload=\nExecReload=+{ex} --export=/run/extmerge/units/web.service refresh\nExecReload=+{ex} --pid=${{MAINPID}} refresh\nExecReload=/bin/kill -HUP $MAINPID\n"),
-        format!("ExecStopPost=+{ex} --export=/run/extmerge/units/web.service unmerge\n"),
+        format!("ExecStartPre=\nExecStartPre=+{host} refresh\n"),
+        format!("ExecReload=\nExecReload=+{host} refresh\nExecReload=+{ex} --pid=${{MAINPID}} refresh\nExecReload=/bin/kill -HUP $MAINPID\n"),
+        format!("ExecStopPost=+{host} unmerge\n"),
     ] {
         assert!(d.contains(&want), "{want:?} not in:\n{d}");
     }
+    // The export's mount point exists before the unit starts (inside the root here).
+    assert!(root.join("run/extmerge/units/web.service/etc").is_dir());
+    assert!(!root.join("run/extmerge/units/sd.service").exists());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(root.join("run/extmerge"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
     assert!(
         err.contains("sd.service: uses ExtensionImages=/ExtensionDirectories=, left to systemd"),
         "{err}"

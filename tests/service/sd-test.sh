@@ -1,0 +1,101 @@
+#!/bin/sh
+# Runs inside the booted Debian root (systemd as PID 1), as sd-test.service, after
+# extmerge-generator wrote web.service's drop-in. Prints "EXTMERGE-SD PASS|FAIL name"
+# lines, timing lines and "EXTMERGE-SD-DONE" to the console, then powers off.
+# (tests/service/run-service-tests.sh builds the root and reads the console.)
+export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+con=/dev/ttyS0
+say() { echo "$*" >"$con"; }
+pass() { say "EXTMERGE-SD PASS $1"; }
+fail() { say "EXTMERGE-SD FAIL $1: $2"; }
+check() { # NAME COMMAND...
+    n=$1; shift
+    if "$@" >/tmp/check.out 2>&1; then pass "$n"; else fail "$n" "$(tr '\n' '|' </tmp/check.out | cut -c1-300)"; fi
+}
+D=/etc/systemd/system/web.service.confext.d/web.v
+LOG=/run/websvc.log
+EXPORT=/run/extmerge/units/web.service
+newver() { # N [ID]: web_N with web.conf "vN"
+    mkdir -p "$D/web_$1/etc/extension-release.d"
+    printf 'ID=%s\nVERSION_ID=12\n' "${2:-debian}" >"$D/web_$1/etc/extension-release.d/extension-release.web"
+    echo "v$1" >"$D/web_$1/etc/web.conf"
+}
+wait_log() { # PATTERN: up to 30 s
+    i=0
+    while [ $i -lt 300 ]; do
+        grep -qx "$1" "$LOG" 2>/dev/null && return 0
+        sleep 0.1; i=$((i + 1))
+    done
+    echo "no line '$1' in $LOG: $(tr '\n' '|' <"$LOG" 2>/dev/null)"
+    return 1
+}
+mainpid() { systemctl show -P MainPID "$1"; }
+overlays_on_etc() { awk '$5 == "/etc" && / - overlay /' "/proc/$1/mountinfo" | wc -l; }
+etc_mount_id() { awk '$5 == "/etc" { id = $1 } END { print id }' "/proc/$1/mountinfo"; }
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+
+say "EXTMERGE-SD-BOOT $(systemd-analyze 2>&1 | head -n 1)"
+say "EXTMERGE-SD-BEGIN systemd $(systemctl --version | awk 'NR == 1 { print $2 }'), kernel $(uname -r)"
+check generator-dropin test -s /run/systemd/generator/web.service.d/00-extmerge.conf
+check plain-unit-untouched test ! -e /run/systemd/generator/plain.service.d
+check start systemctl start web.service
+if [ "$(systemctl is-active web.service)" != active ]; then
+    journalctl -u web.service --no-pager -o cat | tail -n 15 | sed 's/^/EXTMERGE-SD-JOURNAL /' >"$con"
+    sed 's/^/EXTMERGE-SD-DROPIN /' /run/systemd/generator/web.service.d/00-extmerge.conf >"$con"
+fi
+check start-sees-v1 wait_log "start: v1"
+P=$(mainpid web.service)
+check host-etc-untouched test ! -e /etc/web.conf
+check service-etc-has-v1 grep -qx v1 "/proc/$P/root/etc/web.conf"
+check service-etc-has-host-files test -s "/proc/$P/root/etc/os-release"
+check status-in-service sh -c "extmerge --unit=web.service --class=confext status | grep -q web"
+
+newver 2
+check reload-v2 systemctl reload web.service
+check reload-sees-v2 wait_log "reload: v2"
+check one-overlay-after-reload test "$(overlays_on_etc "$P")" = 1
+id_before=$(etc_mount_id "$P")
+
+newver 3 otheros
+if systemctl reload web.service >/tmp/reload3.out 2>&1; then
+    fail broken-version-fails-reload "systemctl reload succeeded"
+else
+    pass broken-version-fails-reload
+fi
+check broken-version-in-journal sh -c "journalctl -u web.service --no-pager | grep -q 'web_3.*does not match'"
+sleep 1
+check broken-version-not-seen sh -c "! grep -qx 'reload: v3' $LOG"
+check broken-version-keeps-etc grep -qx v2 "/proc/$P/root/etc/web.conf"
+check broken-version-keeps-mount test "$(etc_mount_id "$P")" = "$id_before"
+check service-still-running test "$(systemctl is-active web.service)" = active
+rm -rf "$D/web_3"
+
+for n in 4 5 6 7 8; do
+    newver $n
+    t=$(date +%s%N)
+    systemctl reload web.service && wait_log "reload: v$n" >/dev/null && echo "$(ms "$t")" >>/tmp/t-with
+done
+check five-reloads-seen wait_log "reload: v8"
+check one-overlay-after-five-reloads test "$(overlays_on_etc "$P")" = 1
+check export-has-v8 grep -qx v8 "$EXPORT/etc/web.conf"
+
+# The same reload round trip for a service without extensions.
+check start-plain systemctl start plain.service
+for n in 1 2 3 4 5; do
+    t=$(date +%s%N)
+    systemctl reload plain.service && i=0 &&
+        while [ "$(grep -c '^reload:' /run/plain.log)" -lt $n ] && [ $i -lt 1500 ]; do sleep 0.02; i=$((i + 1)); done
+    echo "$(ms "$t")" >>/tmp/t-without
+done
+say "EXTMERGE-SD-TIME reload_with_ms=$(median </tmp/t-with) reload_without_ms=$(median </tmp/t-without) samples_with=$(tr '\n' ' ' </tmp/t-with) samples_without=$(tr '\n' ' ' </tmp/t-without)"
+
+check stop systemctl stop web.service
+check no-export-left sh -c "! grep -q ' $EXPORT/etc ' /proc/self/mountinfo"
+check no-overlay-left sh -c "! grep -q ' - overlay confext ' /proc/self/mountinfo"
+check no-staging-left sh -c "! ls /run/extmerge | grep -v '^lock' | grep -v '^units$'"
+check restart-after-stop systemctl start web.service
+check restart-sees-v8 wait_log "start: v8"
+systemctl stop web.service plain.service
+say "EXTMERGE-SD-DONE"
+systemctl poweroff --no-block

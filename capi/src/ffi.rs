@@ -95,6 +95,33 @@ pub(crate) fn arg_str<'a>(p: *const c_char, what: &str) -> Result<&'a str, Error
 }
 
 /// `Some(str)` for a non-NULL argument, `None` for NULL (for settings NULL resets).
+/// A C array of `n` UTF-8 strings, each checked by `valid` (the reason when not),
+/// copied; `None` for `list` NULL with `n` 0 (the default), `-EINVAL` naming the element
+/// (`what [i]`) otherwise.
+pub(crate) fn arg_str_list(
+    list: *const *const c_char,
+    n: usize,
+    what: &str,
+    valid: impl Fn(&str) -> Result<(), &'static str>,
+) -> Result<Option<Vec<String>>, Error> {
+    if list.is_null() {
+        if n != 0 {
+            return Err(Error::inval(format!("{what} list is NULL but n is {n}")));
+        }
+        return Ok(None);
+    }
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n {
+        // SAFETY: `list` is non-NULL and by contract points to `n` readable pointers;
+        // `i < n`.
+        let p = unsafe { *list.add(i) };
+        let s = arg_str(p, &format!("{what} [{i}]"))?;
+        valid(s).map_err(|why| Error::inval(format!("invalid {what} [{i}] \"{s}\": {why}")))?;
+        v.push(s.to_string());
+    }
+    Ok(Some(v))
+}
+
 pub(crate) fn arg_opt_str<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>, Error> {
     if p.is_null() {
         Ok(None)

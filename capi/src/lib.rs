@@ -26,7 +26,7 @@ use extmerge::log::Level;
 use extmerge::options::{hierarchy_is_valid, Environment, MutableMode, Options, Search};
 use extmerge::plan::PlanError;
 
-use ffi::{arg_opt_str, arg_str, cstring, ctx_call, ctx_get, guard, log_lazy, Error};
+use ffi::{arg_opt_str, arg_str, arg_str_list, cstring, ctx_call, ctx_get, guard, log_lazy, Error};
 
 pub use list::*;
 pub use status::*;
@@ -485,28 +485,11 @@ pub extern "C" fn extmerge_context_set_hierarchies(
     n: usize,
 ) -> c_int {
     ctx_call(ctx, "extmerge_context_set_hierarchies", |c| {
-        if list.is_null() {
-            if n != 0 {
-                return Err(Error::inval(format!("hierarchy list is NULL but n is {n}")));
-            }
-            c.opts.hierarchies = None;
-            return Ok(0);
-        }
-        let mut v = Vec::with_capacity(n);
-        for i in 0..n {
-            // SAFETY: `list` is non-NULL and by contract points to `n` readable
-            // pointers; `i < n`.
-            let p = unsafe { *list.add(i) };
-            let h = arg_str(p, &format!("hierarchy [{i}]"))?;
-            if !hierarchy_is_valid(h) {
-                return Err(Error::inval(format!(
-                    "invalid hierarchy [{i}] \"{h}\": must be an absolute, normalized \
-                     path other than /"
-                )));
-            }
-            v.push(h.to_string());
-        }
-        c.opts.hierarchies = Some(v);
+        c.opts.hierarchies = arg_str_list(list, n, "hierarchy", |h| {
+            hierarchy_is_valid(h)
+                .then_some(())
+                .ok_or("must be an absolute, normalized path other than /")
+        })?;
         Ok(0)
     })
 }
@@ -562,27 +545,12 @@ pub extern "C" fn extmerge_context_set_search_dirs(
     n: usize,
 ) -> c_int {
     ctx_call(ctx, "extmerge_context_set_search_dirs", |c| {
-        if list.is_null() {
-            if n != 0 {
-                return Err(Error::inval(format!("search list is NULL but n is {n}")));
-            }
-            c.opts.search = None;
-            return Ok(0);
-        }
-        let mut v = Vec::with_capacity(n);
-        for i in 0..n {
-            // SAFETY: `list` is non-NULL and by contract points to `n` readable
-            // pointers; `i < n`.
-            let p = unsafe { *list.add(i) };
-            let d = arg_str(p, &format!("search directory [{i}]"))?;
-            if !d.starts_with('/') {
-                return Err(Error::inval(format!(
-                    "invalid search directory [{i}] \"{d}\": must be an absolute path"
-                )));
-            }
-            v.push(d.to_string());
-        }
-        c.opts.search = Some(Search::Dirs(v));
+        c.opts.search = arg_str_list(list, n, "search directory", |d| {
+            d.starts_with('/')
+                .then_some(())
+                .ok_or("must be an absolute path")
+        })?
+        .map(Search::Dirs);
         Ok(0)
     })
 }

@@ -58,23 +58,12 @@ for t in mkfs.erofs; do
 	command -v "$t" >/dev/null || { echo "bench-images.sh: $t missing (apt-get install erofs-utils)" >&2; exit 1; }
 done
 
-if [[ -z ${EXTMERGE_BENCH_IN_NS:-} ]]; then
-	mkdir -p "$OUT"
-	[[ -n ${EXTMERGE:-} ]] || (cd "$REPO" && RUSTFLAGS='-C target-feature=+crt-static' \
-		cargo build --profile initrd --target x86_64-unknown-linux-gnu --quiet --bin extmerge)
-	gcc -O2 -Wall -static -o "$OUT/runner" "$HERE/runner.c"
-	gcc -O2 -Wall -o "$OUT/floor-images" "$HERE/floor-images.c"
-	mkdir -p "$FIXTURES"
-	EXTMERGE_BENCH_IN_NS=1 exec unshare -m --propagation private -- "$0" "$@"
-fi
+# shellcheck source=tests/bench/lib.sh
+. "$HERE/lib.sh"
+BENCH_C=(floor-images.c)
+bench_namespace "$0" "$@"
 
 # --- inside a private mount namespace from here on (see bench.sh for why /run) ---
-mount --make-rshared /
-mount -t tmpfs -o mode=0755 tmpfs /run
-mount -t tmpfs -o mode=0755 tmpfs "$FIXTURES"
-
-EXTMERGE=${EXTMERGE:-$REPO/target/x86_64-unknown-linux-gnu/initrd/extmerge}
-RUNNER=$OUT/runner
 FLOOR=$OUT/floor-images
 [[ -x $SYSEXT ]] || { echo "bench-images.sh: $SYSEXT not found" >&2; exit 1; }
 

@@ -32,20 +32,11 @@ if [[ $EUID -ne 0 ]]; then
 	exit 1
 fi
 
-if [[ -z ${EXTMERGE_BENCH_IN_NS:-} ]]; then
-	mkdir -p "$OUT" "$FIXTURES"
-	[[ -n ${EXTMERGE:-} ]] || (cd "$REPO" && RUSTFLAGS='-C target-feature=+crt-static' \
-		cargo build --profile initrd --target x86_64-unknown-linux-gnu --quiet --bin extmerge)
-	gcc -O2 -Wall -static -o "$OUT/runner" "$HERE/runner.c"
-	EXTMERGE_BENCH_IN_NS=1 exec unshare -m --propagation private -- "$0" "$@"
-fi
+# shellcheck source=tests/bench/lib.sh
+. "$HERE/lib.sh"
+bench_namespace "$0" "$@"
 
 # --- inside a private mount namespace from here on ---
-mount --make-rshared /
-mount -t tmpfs -o mode=0755 tmpfs /run
-mount -t tmpfs -o mode=0755 tmpfs "$FIXTURES"
-EXTMERGE=${EXTMERGE:-$REPO/target/x86_64-unknown-linux-gnu/initrd/extmerge}
-RUNNER=$OUT/runner
 R=$FIXTURES/root
 
 mkdir -p "$R/etc" "$R/srv/confexts"

@@ -48,29 +48,16 @@ if [[ $EUID -ne 0 ]]; then
 	exit 1
 fi
 
-if [[ -z ${EXTMERGE_BENCH_IN_NS:-} ]]; then
-	# Build outside the namespace (cargo, gcc see the normal /run and /tmp).
-	mkdir -p "$OUT"
-	# The shipped build: static (no dynamic loader at start, smaller RSS), size-tuned.
-	[[ -n ${EXTMERGE:-} ]] || (cd "$REPO" && RUSTFLAGS='-C target-feature=+crt-static' \
-		cargo build --profile initrd --target x86_64-unknown-linux-gnu --quiet --bin extmerge)
-	gcc -O2 -Wall -static -o "$OUT/runner" "$HERE/runner.c"
-	gcc -O2 -Wall -o "$OUT/floor" "$HERE/floor.c"
-	mkdir -p "$FIXTURES"
-	EXTMERGE_BENCH_IN_NS=1 exec unshare -m --propagation private -- "$0" "$@"
-fi
+# shellcheck source=tests/bench/lib.sh
+. "$HERE/lib.sh"
+BENCH_C=(floor.c)
+bench_namespace "$0" "$@"
 
 # --- inside a private mount namespace from here on ---
 # systemd-sysext (v252) merges in a child mount namespace and relies on propagation to
-# make the result visible, so mounts must be shared; it also makes /run a slave there
-# and stages under /run/systemd/sysext, so /run gets its own tmpfs and the fixtures live
-# outside /run.
-mount --make-rshared /
-mount -t tmpfs -o mode=0755 tmpfs /run
-mount -t tmpfs -o mode=0755 tmpfs "$FIXTURES"
-
-EXTMERGE=${EXTMERGE:-$REPO/target/x86_64-unknown-linux-gnu/initrd/extmerge}
-RUNNER=$OUT/runner
+# make the result visible, so mounts are shared (bench_namespace); it also makes /run a
+# slave there and stages under /run/systemd/sysext, so /run gets its own tmpfs and the
+# fixtures live outside /run.
 FLOOR=$OUT/floor
 [[ -x $SYSEXT ]] || { echo "bench.sh: $SYSEXT not found" >&2; exit 1; }
 

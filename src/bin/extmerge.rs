@@ -505,7 +505,16 @@ fn generator(args: &[OsString]) -> ExitCode {
         }
         let dir = normal.join(format!("{}.d", u.unit));
         let file = dir.join(extmerge::format::generator::DROPIN_NAME);
-        let body = extmerge::format::generator::dropin(&u.unit, &exe, text);
+        // --pid=1: systemd 252 runs even `+` commands of a unit that binds paths in a
+        // namespace of the unit's; the export must land in PID 1's (README).
+        let base = format!("{exe} --unit={} --class=confext", u.unit);
+        let export = extmerge::format::generator::export_dir(&u.unit);
+        let cmds = extmerge::format::generator::Commands {
+            export_refresh: format!("{base} --pid=1 --export={export} refresh"),
+            main_refresh: format!("{base} --pid=${{MAINPID}} refresh"),
+            export_remove: format!("{base} --pid=1 --export={export} unmerge"),
+        };
+        let body = extmerge::format::generator::dropin(&u.unit, &cmds, text);
         if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, body)) {
             say(format_args!(
                 "extmerge-generator: {}: {}",

@@ -639,6 +639,45 @@ fn wrap_host_layer(
     Ok(m)
 }
 
+/// Puts `new` on `h`: in place of `old` (our merge there, swapped as a refresh does:
+/// beneath where the kernel allows it) or on the bare directory. The undo goes into
+/// `txn` under `label`.
+fn put_on(
+    root: &Root,
+    h: &str,
+    old: Option<&OwnedFd>,
+    new: OwnedFd,
+    beneath: bool,
+    label: String,
+    txn: &mut Txn,
+) -> Result<(), MergeError> {
+    let what = escape(&root.display_path(h));
+    match old {
+        Some(old) => {
+            // Recursive: a mutable merge's read-only metadata bind comes back too.
+            let old_clone = mount::clone_tree_recursive(old.as_fd(), &what)?;
+            // Out of the old mounts' peer groups: unmounting the old tree must not
+            // propagate into the copy kept for a rollback.
+            mount::make_private_recursive(old_clone.as_fd(), &what)?;
+            swap(root, h, old.as_fd(), new.as_fd(), beneath)?;
+            let (root_path, hh) = (root.path().to_path_buf(), h.to_string());
+            txn.on_undo(label, move || {
+                let root = Root::open(&root_path)
+                    .map_err(|e| MountError::new("open", escape(&root_path), e))?;
+                swap(&root, &hh, new.as_fd(), old_clone.as_fd(), beneath)
+            });
+        }
+        None => {
+            let target = root
+                .open_at(h, OFlags::PATH | OFlags::DIRECTORY)
+                .map_err(io_at(root.display_path(h)))?;
+            mount::attach(new.as_fd(), target.as_fd(), false, &what)?;
+            txn.on_undo(label, move || mount::detach(new.as_fd(), &what));
+        }
+    }
+    Ok(())
+}
+
 /// Whether `move_mount(MOVE_MOUNT_BENEATH)` should be tried for a refresh.
 fn use_beneath(env: &Environment) -> bool {
     env.replace.as_deref() != Some("detach")
@@ -715,39 +754,20 @@ fn attach_built(
     };
     txn.step(&format!("attach {}", esc(h)))?;
     let old_work = old.as_ref().and_then(|o| o.work_dir.clone());
-    match old {
-        Some(old) => {
-            // Recursive: a mutable merge's read-only metadata bind comes back too.
-            let old_clone = mount::clone_tree_recursive(old.fd.as_fd(), &escape(h))?;
-            // Out of the old mounts' peer groups: unmounting the old tree must not
-            // propagate into the copy kept for a rollback.
-            mount::make_private_recursive(old_clone.as_fd(), &escape(h))?;
-            swap(root, h, old.fd.as_fd(), b.mnt.as_fd(), beneath)?;
-            let new_fd = b.mnt.try_clone().map_err(io_at(root.display_path(h)))?;
-            let (root_path, hh) = (root.path().to_path_buf(), h.to_string());
-            txn.on_undo(format!("refresh of {}", esc(h)), move || {
-                let root = Root::open(&root_path)
-                    .map_err(|e| MountError::new("open", escape(&root_path), e))?;
-                swap(&root, &hh, new_fd.as_fd(), old_clone.as_fd(), beneath)
-            });
-        }
-        None => {
-            let target = root
-                .open_at(h, OFlags::PATH | OFlags::DIRECTORY)
-                .map_err(io_at(root.display_path(h)))?;
-            mount::attach(
-                b.mnt.as_fd(),
-                target.as_fd(),
-                false,
-                &escape(&root.display_path(h)),
-            )?;
-            let undo_fd = b.mnt.try_clone().map_err(io_at(root.display_path(h)))?;
-            let what = escape(&root.display_path(h));
-            txn.on_undo(format!("merge of {}", esc(h)), move || {
-                mount::detach(undo_fd.as_fd(), &what)
-            });
-        }
-    }
+    let label = match old {
+        Some(_) => format!("refresh of {}", esc(h)),
+        None => format!("merge of {}", esc(h)),
+    };
+    let new_fd = b.mnt.try_clone().map_err(io_at(root.display_path(h)))?;
+    put_on(
+        root,
+        h,
+        old.as_ref().map(|o| &o.fd),
+        new_fd,
+        beneath,
+        label,
+        txn,
+    )?;
     for (rel, clone) in &subs {
         txn.step(&format!("submount {}/{}", esc(h), esc(rel)))?;
         let what = root.display_path(Path::new(h).join(rel));
@@ -806,30 +826,16 @@ pub fn attach_export(
 ) -> Result<(), MergeError> {
     txn.step(&format!("export {}", esc(&dir.display_path(h))))?;
     mkdir_p_in_root(dir, Path::new(h), 0o755).map_err(io_at(dir.display_path(h)))?;
-    let what = escape(&dir.display_path(h));
-    let beneath = use_beneath(env);
-    match find_merged(dir, class, h)? {
-        Some(old) => {
-            let old_clone = mount::clone_tree_recursive(old.fd.as_fd(), &what)?;
-            mount::make_private_recursive(old_clone.as_fd(), &what)?;
-            swap(dir, h, old.fd.as_fd(), new.as_fd(), beneath)?;
-            let (dir_path, hh) = (dir.path().to_path_buf(), h.to_string());
-            txn.on_undo(format!("export of {}", esc(&what)), move || {
-                let dir = Root::open(&dir_path)
-                    .map_err(|e| MountError::new("open", escape(&dir_path), e))?;
-                swap(&dir, &hh, new.as_fd(), old_clone.as_fd(), beneath)
-            });
-        }
-        None => {
-            let target = dir
-                .open_at(h, OFlags::PATH | OFlags::DIRECTORY)
-                .map_err(io_at(dir.display_path(h)))?;
-            mount::attach(new.as_fd(), target.as_fd(), false, &what)?;
-            txn.on_undo(format!("export of {}", esc(&what)), move || {
-                mount::detach(new.as_fd(), &what)
-            });
-        }
-    }
+    let old = find_merged(dir, class, h)?;
+    put_on(
+        dir,
+        h,
+        old.as_ref().map(|o| &o.fd),
+        new,
+        use_beneath(env),
+        format!("export of {}", esc(&dir.display_path(h))),
+        txn,
+    )?;
     Ok(())
 }
 

@@ -39,12 +39,9 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-30}
 ROUNDS_LARGE=${ROUNDS_LARGE:-10}
 NS=${NS:-"1 10 50"}
-PRIO=${PRIO-chrt -f 10}
-if [[ $PRIO == chrt* ]] && ! $PRIO true 2>/dev/null; then
-	PRIO="nice -n -20"
-fi
-read -r -a PRIO_CMD <<<"$PRIO"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/bench/lib.sh
+. "$HERE/lib.sh"
 REPO=$(cd "$HERE/../.." && pwd)
 OUT=$REPO/target/bench
 SYSEXT=${SYSTEMD_SYSEXT:-/usr/bin/systemd-sysext}
@@ -58,8 +55,6 @@ for t in mkfs.erofs; do
 	command -v "$t" >/dev/null || { echo "bench-images.sh: $t missing (apt-get install erofs-utils)" >&2; exit 1; }
 done
 
-# shellcheck source=tests/bench/lib.sh
-. "$HERE/lib.sh"
 BENCH_C=(floor-images.c)
 bench_namespace "$0" "$@"
 

@@ -17,12 +17,9 @@
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-30}
-PRIO=${PRIO-chrt -f 10}
-if [[ $PRIO == chrt* ]] && ! $PRIO true 2>/dev/null; then
-	PRIO="nice -n -20"
-fi
-read -r -a PRIO_CMD <<<"$PRIO"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/bench/lib.sh
+. "$HERE/lib.sh"
 REPO=$(cd "$HERE/../.." && pwd)
 OUT=$REPO/target/bench
 FIXTURES=/tmp/extmerge-bench-target
@@ -32,8 +29,6 @@ if [[ $EUID -ne 0 ]]; then
 	exit 1
 fi
 
-# shellcheck source=tests/bench/lib.sh
-. "$HERE/lib.sh"
 bench_namespace "$0" "$@"
 
 # --- inside a private mount namespace from here on ---

@@ -32,12 +32,9 @@ set -euo pipefail
 
 ROUNDS=${ROUNDS:-30}
 NS=${NS:-"1 10 50"}
-PRIO=${PRIO-chrt -f 10}
-if [[ $PRIO == chrt* ]] && ! $PRIO true 2>/dev/null; then
-	PRIO="nice -n -20" # no real-time budget here (e.g. a cgroup without cpu.rt_runtime)
-fi
-read -r -a PRIO_CMD <<<"$PRIO"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/bench/lib.sh
+. "$HERE/lib.sh"
 REPO=$(cd "$HERE/../.." && pwd)
 OUT=$REPO/target/bench
 SYSEXT=${SYSTEMD_SYSEXT:-/usr/bin/systemd-sysext}
@@ -48,8 +45,6 @@ if [[ $EUID -ne 0 ]]; then
 	exit 1
 fi
 
-# shellcheck source=tests/bench/lib.sh
-. "$HERE/lib.sh"
 BENCH_C=(floor.c)
 bench_namespace "$0" "$@"
 

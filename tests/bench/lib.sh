@@ -1,5 +1,15 @@
 # Shared by the host benchmarks (bench.sh, bench-images.sh, bench-target.sh); sourced.
 #
+# Sets PRIO and PRIO_CMD: the timed processes run under SCHED_FIFO priority 10 ($PRIO,
+# default "chrt -f 10"; "nice -n -20" where there is no real-time budget, e.g. a cgroup
+# without cpu.rt_runtime; "" for normal scheduling), so that other load on a shared
+# machine delays their wake-ups less; every contender gets the same.
+PRIO=${PRIO-chrt -f 10}
+if [[ $PRIO == chrt* ]] && ! $PRIO true 2>/dev/null; then
+	PRIO="nice -n -20"
+fi
+read -r -a PRIO_CMD <<<"$PRIO"
+#
 # bench_namespace "$0" "$@": the first time round (outside), builds the shipped extmerge
 # (static, size-tuned; unless $EXTMERGE names another build), tests/bench/runner.c
 # (static, so its pages add little to the measured RSS) and each C file in

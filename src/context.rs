@@ -262,8 +262,8 @@ impl Context {
     /// Merges every class; fails with [`MergeError::AlreadyMerged`] if a hierarchy is
     /// merged already. All or nothing over all classes.
     pub fn merge(&self) -> Result<Vec<(Class, Outcome)>, MergeError> {
-        if self.export.is_some() {
-            return self.within(|c| c.export_merge(false));
+        if let Some(dir) = &self.export {
+            return self.within(|c| c.export_merge(dir, false));
         }
         self.within(|c| {
             let mut openers = c.openers();
@@ -283,8 +283,8 @@ impl Context {
     /// unmerges a class with no extension left; does nothing where nothing changed
     /// (unless `always_refresh`). The new merges of all classes are all or nothing.
     pub fn refresh(&self) -> Result<Vec<(Class, Outcome)>, MergeError> {
-        if self.export.is_some() {
-            return self.within(|c| c.export_merge(true));
+        if let Some(dir) = &self.export {
+            return self.within(|c| c.export_merge(dir, true));
         }
         self.within(|c| {
             let mut openers = c.openers();
@@ -302,55 +302,53 @@ impl Context {
     /// Removes every merge of each class (also systemd's) from its hierarchies; returns
     /// the hierarchies unmerged per class.
     pub fn unmerge(&self) -> Result<Vec<(Class, Vec<String>)>, MergeError> {
-        if self.export.is_some() {
-            return self.within(|c| c.unexport());
+        if let Some(dir) = &self.export {
+            return self.within(|c| c.unexport(dir));
         }
         self.within(|c| c.unmerge_here())
     }
 
-    /// `unmerge` with `--export`: the merges below the export directory go.
-    fn unexport(&self) -> Result<Vec<(Class, Vec<String>)>, MergeError> {
-        if let Some(dir) = &self.export {
-            apply::require_privileges()?;
-            let _lock = apply::lock()?;
-            let dir = match Root::open(dir) {
-                Ok(d) => d,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Ok(self.classes.iter().map(|&c| (c, Vec::new())).collect())
-                }
-                Err(source) => {
-                    return Err(MergeError::Io {
-                        path: dir.clone(),
-                        source,
-                    })
-                }
-            };
-            let mut out = Vec::new();
-            for &class in &self.classes {
-                let hs = self.hierarchies(class)?;
-                out.push((class, apply::unmerge_class(&dir, class, &hs)?.0));
+    /// `unmerge` with `--export`: the merges below the export directory `dir` go.
+    fn unexport(&self, dir: &Path) -> Result<Vec<(Class, Vec<String>)>, MergeError> {
+        apply::require_privileges()?;
+        let _lock = apply::lock()?;
+        let dir = match Root::open(dir) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(self.classes.iter().map(|&c| (c, Vec::new())).collect())
             }
-            return Ok(out);
+            Err(source) => {
+                return Err(MergeError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let mut out = Vec::new();
+        for &class in &self.classes {
+            let hs = self.hierarchies(class)?;
+            out.push((class, apply::unmerge_class(&dir, class, &hs)?.0));
         }
-        Ok(Vec::new())
+        Ok(out)
     }
 
     /// `--export`: merge (or rebuild, with `replace`) every class in a namespace of its
     /// own, then attach detached copies of the merged hierarchies below the export
-    /// directory, all or nothing; hierarchies exported before that have nothing now are
-    /// removed after.
-    fn export_merge(&self, replace: bool) -> Result<Vec<(Class, Outcome)>, MergeError> {
+    /// directory `dir_path`, all or nothing; hierarchies exported before that have
+    /// nothing now are removed after.
+    fn export_merge(
+        &self,
+        dir_path: &Path,
+        replace: bool,
+    ) -> Result<Vec<(Class, Outcome)>, MergeError> {
         apply::require_privileges()?;
-        let Some(dir_path) = self.export.clone() else {
-            return Ok(Vec::new());
-        };
         let _lock = apply::lock()?;
         let io = |source| MergeError::Io {
-            path: dir_path.clone(),
+            path: dir_path.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(&dir_path).map_err(io)?;
-        let dir = Root::open(&dir_path).map_err(io)?;
+        std::fs::create_dir_all(dir_path).map_err(io)?;
+        let dir = Root::open(dir_path).map_err(io)?;
         if !replace {
             for &class in &self.classes {
                 for h in self.hierarchies(class)? {

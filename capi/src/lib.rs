@@ -150,13 +150,7 @@ impl extmerge_context {
         // sysext.conf / confext.conf of the context's root (as the target sees it), read
         // for each call (as each run of systemd-sysext does), below the context's
         // settings and the environment.
-        o.config = match target {
-            None => extmerge::inspect::conf::load(&o.root),
-            Some(pid) => extmerge::inspect::conf::load(
-                &PathBuf::from(format!("/proc/{pid}/root"))
-                    .join(o.root.strip_prefix("/").unwrap_or(&o.root)),
-            ),
-        };
+        o.config = extmerge::inspect::conf::load_seen_by(target, &o.root);
         o.force |= flags & EXTMERGE_FLAG_FORCE != 0;
         o.no_reload |= flags & EXTMERGE_FLAG_NO_RELOAD != 0;
         o.always_refresh |= flags & EXTMERGE_FLAG_ALWAYS_REFRESH != 0;
@@ -168,11 +162,7 @@ impl extmerge_context {
 
     /// Opens the context's root for listing and status (as the target sees it).
     pub(crate) fn open_root(&self) -> Result<Root, Error> {
-        match self.target {
-            Some(pid) => Root::open_in_process(pid, &self.opts.root),
-            None => Root::open(&self.opts.root),
-        }
-        .map_err(|source| {
+        Root::open_seen_by(self.target, &self.opts.root).map_err(|source| {
             Error::from(PlanError::Root {
                 path: self.opts.root.clone(),
                 source,
@@ -256,11 +246,7 @@ fn set_root_impl(ctx: *mut extmerge_context, root: *const c_char, func: &str) ->
             return Err(Error::inval("root must not be empty"));
         }
         let path = PathBuf::from(r);
-        match c.target {
-            Some(pid) => Root::open_in_process(pid, &path),
-            None => Root::open(&path),
-        }
-        .map_err(|source| {
+        Root::open_seen_by(c.target, &path).map_err(|source| {
             Error::from(PlanError::Root {
                 path: path.clone(),
                 source,

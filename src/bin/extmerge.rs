@@ -378,13 +378,7 @@ fn context_of(cli: &Cli, target: Option<i32>) -> Context {
     opts.env = Environment::from_process();
     // sysext.conf / confext.conf of the root, read once (below --mutable= and the
     // environment; see Context::options_for); a target's own, as it sees its root.
-    opts.config = match target {
-        None => extmerge::inspect::conf::load(&opts.root),
-        Some(pid) => extmerge::inspect::conf::load(
-            &Path::new(&format!("/proc/{pid}/root"))
-                .join(opts.root.strip_prefix("/").unwrap_or(&opts.root)),
-        ),
-    };
+    opts.config = extmerge::inspect::conf::load_seen_by(target, &opts.root);
     let mut ctx = Context::new(opts, &cli.classes);
     ctx.mutable = cli.cli_mutable;
     ctx.target = target;
@@ -460,6 +454,10 @@ fn generator(args: &[OsString]) -> ExitCode {
             ))
         }
     };
+    use std::os::unix::fs::DirBuilderExt;
+    // The runtime directory the exports live in, 0700 as extmerge makes it (made before
+    // the mount points below, which would give it the default mode).
+    let runtime = root.join(extmerge::sys::staging::WORKSPACE.trim_start_matches('/'));
     let mut ok = true;
     for u in extmerge::inspect::units::units_with_confexts(&r) {
         let Some(text) = &u.text else {
@@ -477,38 +475,31 @@ fn generator(args: &[OsString]) -> ExitCode {
             continue;
         }
         // The export's mount point, so the unit's namespace can be set up before the
-        // first export (under the runtime directory, 0700 as extmerge makes it).
-        let point = root
-            .join(extmerge::format::generator::EXPORT_BASE.trim_start_matches('/'))
-            .join(&u.unit)
-            .join("etc");
+        // first export.
+        let export = extmerge::format::generator::export_dir(&u.unit);
+        let point = root.join(export.trim_start_matches('/')).join("etc");
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&runtime);
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&point)
         {
-            use std::os::unix::fs::DirBuilderExt;
-            let rt = root.join(extmerge::sys::staging::WORKSPACE.trim_start_matches('/'));
-            let _ = std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&rt);
-            if let Err(e) = std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(&point)
-            {
-                say(format_args!(
-                    "extmerge-generator: {}: {}",
-                    esc(&point),
-                    extmerge::log::os_text(&e)
-                ));
-                ok = false;
-                continue;
-            }
+            say(format_args!(
+                "extmerge-generator: {}: {}",
+                esc(&point),
+                extmerge::log::os_text(&e)
+            ));
+            ok = false;
+            continue;
         }
         let dir = normal.join(format!("{}.d", u.unit));
         let file = dir.join(extmerge::format::generator::DROPIN_NAME);
         // --pid=1: systemd 252 runs even `+` commands of a unit that binds paths in a
         // namespace of the unit's; the export must land in PID 1's (README).
         let base = format!("{exe} --unit={} --class=confext", u.unit);
-        let export = extmerge::format::generator::export_dir(&u.unit);
         let cmds = extmerge::format::generator::Commands {
             export_refresh: format!("{base} --pid=1 --export={export} refresh"),
             main_refresh: format!("{base} --pid=${{MAINPID}} refresh"),
@@ -595,26 +586,18 @@ fn main() -> ExitCode {
             Ok(()) => {}
         }
     }
-    let opened = match target {
-        Some(pid) => Root::open_in_process(pid, &cli.opts.root),
-        None => Root::open(&cli.opts.root),
-    };
-    let root = match opened {
+    let root = match Root::open_seen_by(target, &cli.opts.root) {
         Ok(r) => r,
-        Err(e) if target.is_some() => {
-            return fail(format!(
-                "process {}: {}: cannot open root: {}",
-                target.unwrap_or_default(),
-                esc(&cli.opts.root),
-                extmerge::log::os_text(&e)
-            ))
-        }
         Err(e) => {
+            // As a target's: the process named first, as the library's errors do.
+            let whose = target
+                .map(|pid| format!("process {pid}: "))
+                .unwrap_or_default();
             return fail(format!(
-                "{}: cannot open root: {}",
+                "{whose}{}: cannot open root: {}",
                 esc(&cli.opts.root),
                 extmerge::log::os_text(&e)
-            ))
+            ));
         }
     };
     let mut ok = true;

@@ -83,7 +83,7 @@ pub fn unit_process(unit: &str) -> Result<i32, UnitError> {
         if !is_cgroup {
             continue;
         }
-        if let Some((dir, path)) = find_dir(fd, root.to_string(), unit, 0)? {
+        if let Some((dir, path)) = find_dir(fd, root.to_string(), unit)? {
             return match first_pid(dir.as_fd(), &path, 0)? {
                 Some(pid) => Ok(pid),
                 None => Err(UnitError::NoProcess {
@@ -139,10 +139,9 @@ fn find_dir(
     dir: OwnedFd,
     path: String,
     unit: &str,
-    depth: usize,
 ) -> Result<Option<(OwnedFd, String)>, UnitError> {
     let mut level = vec![(dir, path)];
-    for _ in depth..MAX_DEPTH {
+    for _ in 0..MAX_DEPTH {
         let mut next = Vec::new();
         for (fd, path) in level {
             for name in subdirs(fd.as_fd(), &path)? {

@@ -13,6 +13,7 @@
 //! here is fatal: as systemd, a file that cannot be read or parsed is warned about
 //! ("ignoring"), and what was read before it stands.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{OFlags, ResolveFlags};
@@ -55,8 +56,14 @@ pub fn section(class: Class) -> &'static str {
 /// log) about what is ignored. A root that cannot be opened gives the defaults (the
 /// verbs report that root themselves).
 pub fn load(root: &Path) -> Config {
+    load_seen_by(None, root)
+}
+
+/// [`load`] of the root at `root` as process `pid` sees it (`--pid`; `None`: the
+/// caller), so the files are those inside the target's root and named as it names them.
+pub fn load_seen_by(pid: Option<i32>, root: &Path) -> Config {
     let mut c = Config::default();
-    let Ok(r) = Root::open(root) else {
+    let Ok(r) = Root::open_seen_by(pid, root) else {
         return c;
     };
     for class in Class::ALL {
@@ -200,9 +207,7 @@ pub fn files(root: &Root, class: Class, warnings: &mut Vec<String>) -> Vec<PathB
                 ));
                 break;
             }
-            let masked = rustix::fs::readlinkat(&fd, e.file_name(), Vec::new())
-                .map(|t| t.to_bytes() == b"/dev/null")
-                .unwrap_or(false);
+            let masked = super::fsutil::is_masked(fd.as_fd(), e.file_name());
             let path = dir.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(f));
             // Only regular files (through symlinks, inside the root) are drop-ins.
             let regular = !masked

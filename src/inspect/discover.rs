@@ -10,6 +10,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{AtFlags, Dir, FileType, OFlags, Stat};
 
@@ -55,7 +56,7 @@ pub struct Image {
     /// symlink entry keeps the entry's own path (it is resolved inside the root on open).
     pub path: PathBuf,
     /// The search directory it was found in.
-    pub search_dir: String,
+    pub search_dir: Arc<str>,
     /// The time `list` shows, in µs since the epoch, as systemd's image discovery
     /// takes it (`image_make()`): a file's modification time; a directory's birth
     /// time (`statx` `stx_btime`; its mtime says only when its top level last changed),
@@ -179,9 +180,11 @@ pub fn discover_in<S: AsRef<str>>(
             Err(e) => return Err(dir_error(e)),
         };
         let dir_fd = fd.try_clone().map_err(dir_error)?;
+        // One copy of the directory's name, shared by its entries.
+        let shared: Arc<str> = Arc::from(dir);
         for entry in list_dir(fd).map_err(dir_error)? {
             let path = Path::new(dir).join(&entry);
-            match examine(root, dir_fd.as_fd(), class, dir, &entry, &path) {
+            match examine(root, dir_fd.as_fd(), class, &shared, &entry, &path) {
                 Ok(image) => {
                     if let Some(winner) = seen.get(&image.name) {
                         out.skipped.push(Skipped {
@@ -271,7 +274,7 @@ fn examine(
     root: &Root,
     dir_fd: BorrowedFd<'_>,
     class: Class,
-    search_dir: &str,
+    search_dir: &Arc<str>,
     entry: &OsStr,
     path: &Path,
 ) -> Result<Image, String> {
@@ -308,7 +311,7 @@ fn examine(
                 class,
                 kind,
                 path: path.to_path_buf(),
-                search_dir: search_dir.to_string(),
+                search_dir: search_dir.clone(),
                 mtime_usec: list_time(root, path, kind, &st),
                 picked: None,
                 opened,
@@ -321,7 +324,7 @@ fn examine(
                 class,
                 kind,
                 path: path.join(&picked.file_name),
-                search_dir: search_dir.to_string(),
+                search_dir: search_dir.clone(),
                 mtime_usec: list_time(root, &path.join(&picked.file_name), kind, &st),
                 picked: Some(picked),
                 opened: Opened::default(),
@@ -1104,8 +1107,8 @@ mod tests {
         let dirs = case.class.search_dirs(case.initrd);
         for img in &d.images {
             if img.class != case.class
-                || !dirs.contains(&img.search_dir.as_str())
-                || !img.path.starts_with(&img.search_dir)
+                || !dirs.contains(&&*img.search_dir)
+                || !img.path.starts_with(&*img.search_dir)
                 || img.mtime_usec.is_none()
             {
                 return Err(format!("bad image fields: {img:?}"));

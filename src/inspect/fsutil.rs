@@ -69,6 +69,15 @@ impl Root {
         })
     }
 
+    /// [`Root::open`] when `pid` is `None`, else [`Root::open_in_process`]: a root as
+    /// the caller or as a target process (`--pid`) sees it.
+    pub fn open_seen_by(pid: Option<i32>, path: impl AsRef<Path>) -> io::Result<Root> {
+        match pid {
+            Some(pid) => Root::open_in_process(pid, path),
+            None => Root::open(path),
+        }
+    }
+
     /// The path the root was opened with (for messages and for composing host paths).
     pub fn path(&self) -> &Path {
         &self.path
@@ -94,6 +103,12 @@ impl Root {
     pub fn open_at(&self, rel: impl AsRef<Path>, flags: OFlags) -> io::Result<OwnedFd> {
         open_in(self.fd.as_fd(), rel.as_ref(), flags, ResolveFlags::empty())
     }
+}
+
+/// Is `name` in `dir` a symlink to `/dev/null`? That masks a unit file or a drop-in
+/// for systemd, whether or not `/dev/null` exists inside the root.
+pub fn is_masked<P: rustix::path::Arg>(dir: BorrowedFd<'_>, name: P) -> bool {
+    rustix::fs::readlinkat(dir, name, Vec::new()).is_ok_and(|t| t.to_bytes() == b"/dev/null")
 }
 
 /// The path under which the kernel resolves an open fd: `/proc/self/fd/N`.

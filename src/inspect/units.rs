@@ -3,6 +3,7 @@
 //! nothing.
 
 use std::collections::BTreeSet;
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use rustix::fs::{OFlags, ResolveFlags};
@@ -75,9 +76,7 @@ fn unit_text(root: &Root, unit: &str) -> Option<String> {
                 // stops the search, as it does for systemd; absent: the next directory.
                 let masked = root
                     .open_at(d, OFlags::PATH | OFlags::DIRECTORY)
-                    .ok()
-                    .and_then(|dir| rustix::fs::readlinkat(&dir, unit, Vec::new()).ok())
-                    .is_some_and(|t| t.as_bytes() == b"/dev/null");
+                    .is_ok_and(|dir| fsutil::is_masked(dir.as_fd(), unit));
                 if masked {
                     return None;
                 }

@@ -396,16 +396,16 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
         }
     }
     for l in &h.layers {
-        let is_dir = plan.candidates.iter().any(|c| {
-            c.image.name == l.name && c.image.kind == crate::inspect::discover::ImageKind::Directory
+        // Only then (a service's own merge covered by ours): which layers lie inside.
+        let below = under_root.as_ref().and_then(|(top, name)| {
+            let inside = l.image_path.strip_prefix(&h.hierarchy).ok()?;
+            let is_dir = plan.candidates.iter().any(|c| {
+                c.image.name == l.name
+                    && c.image.kind == crate::inspect::discover::ImageKind::Directory
+            });
+            is_dir.then(|| (top, name.join(inside).join(rel)))
         });
-        let inside = l
-            .image_path
-            .strip_prefix(&h.hierarchy)
-            .ok()
-            .filter(|_| is_dir);
-        if let (Some((top, name)), Some(inside)) = (&under_root, inside) {
-            let below = name.join(inside).join(rel);
+        if let Some((top, below)) = below {
             let fd = open_fd(top.as_fd(), &below, OFlags::PATH | OFlags::DIRECTORY)
                 .map_err(io_at(root.display_path(l.image_path.join(rel))))?;
             lowers.push(fd_path(fd.as_fd()));

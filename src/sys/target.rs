@@ -82,7 +82,6 @@ pub struct Target {
     pidfd: OwnedFd,
     mntns: OwnedFd,
     root: OwnedFd,
-    ns_ino: u64,
 }
 
 impl Target {
@@ -132,13 +131,7 @@ impl Target {
             pidfd,
             mntns,
             root,
-            ns_ino: ns.1,
         }))
-    }
-
-    /// The target's PID.
-    pub fn pid(&self) -> i32 {
-        self.pid
     }
 
     /// Runs `f` in a thread inside the target's mount namespace, with the target's root
@@ -146,14 +139,7 @@ impl Target {
     /// order, while it runs (a C caller's callback is called on the thread that called
     /// the library). A panic in `f` is passed on to the caller.
     pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R, TargetError> {
-        in_helper_thread(
-            || {
-                self.enter()?;
-                Ok(self.ns_ino)
-            },
-            f,
-        )
-        .and_then(|r| {
+        in_helper_thread(|| self.enter(), f).and_then(|r| {
             // Its namespace went with it (and everything just mounted there): say so
             // rather than report a merge nobody can see.
             alive(&self.pidfd)
@@ -183,12 +169,12 @@ impl Target {
 }
 
 /// Runs `f` in a helper thread that first runs `enter` (which moves it into another
-/// mount namespace and returns that namespace's inode), forwarding its messages to the
+/// mount namespace), forwarding its messages to the
 /// caller's log sink on the caller's thread, in order, while it runs (a C caller's
 /// callback is called on the thread that called the library). A panic in `f` is passed
 /// on to the caller.
 fn in_helper_thread<R: Send>(
-    enter: impl FnOnce() -> Result<u64, TargetError> + Send,
+    enter: impl FnOnce() -> Result<(), TargetError> + Send,
     f: impl FnOnce() -> R + Send,
 ) -> Result<R, TargetError> {
     let level = crate::log::level();
@@ -234,9 +220,7 @@ pub fn run_private<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, TargetErr
             )
             .map_err(|e| TargetError::new(pid, "make / private", e))?;
             PRIVATE.with(|p| p.set(true));
-            rustix::fs::stat("/proc/thread-self/ns/mnt")
-                .map(|s| s.st_ino)
-                .map_err(|e| TargetError::new(pid, "stat /proc/thread-self/ns/mnt", e))
+            Ok(())
         },
         f,
     )

@@ -586,11 +586,15 @@ fn refs(v: &mut [Box<dyn Opener>]) -> Vec<&mut dyn Opener> {
 }
 
 fn outcome_of(plan: &MergePlan) -> Outcome {
+    // By name, once: hundreds of extensions are looked up here.
+    let files: std::collections::HashMap<&str, &std::ffi::OsStr> = plan
+        .candidates
+        .iter()
+        .filter_map(|c| Some((c.image.name.as_str(), c.image.path.file_name()?)))
+        .collect();
     let file = |name: &String| {
-        plan.candidates
-            .iter()
-            .find(|c| &c.image.name == name)
-            .and_then(|c| c.image.path.file_name())
+        files
+            .get(name.as_str())
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_else(|| name.clone())
     };
@@ -659,7 +663,8 @@ fn unchanged(
     handles: &Handles,
     hierarchies: &[String],
 ) -> Result<bool, MergeError> {
-    let fp = crate::sys::origin::render(root, plan, handles);
+    let observed = crate::sys::origin::Observations::of(root, plan, handles);
+    let fp = crate::sys::origin::render(root, plan, &observed);
     // systemd's `origin`, computed only for a merge that has no `extmerge-origin`.
     let mut sd: Option<crate::format::json::Json> = None;
     let planned: Vec<&str> = plan
@@ -673,18 +678,19 @@ fn unchanged(
             // Ours decides where it is there (it is the more precise); a merge that
             // only has systemd's `origin` (systemd ≥ 260 made it) is compared as
             // systemd compares it, so we skip where systemd would skip its refresh.
-            (Some(m), true) => match (&m.fingerprint, &m.systemd_origin) {
-                (Some(old), _) => crate::sys::origin::same(old, &fp),
-                (None, Some(old)) => {
+            (Some(m), true) => match m.fingerprint().map(|f| f.ok_or_else(|| m.systemd_origin())) {
+                Ok(Ok(old)) => crate::sys::origin::same(&old, &fp),
+                Ok(Err(Ok(Some(old)))) => {
                     // Without the environment here, a systemd merge made with
                     // `SYSTEMD_*_OVERLAYFS_MOUNT_OPTIONS` (`mountOptions`) never
                     // matches: it is refreshed, never wrongly kept.
                     let new = sd.get_or_insert_with(|| {
-                        crate::sys::origin::systemd_origin(root, plan, handles, None)
+                        crate::sys::origin::systemd_origin(plan, &observed, None)
                     });
-                    crate::sys::origin::same_systemd(old, new)
+                    crate::sys::origin::same_systemd(&old, new)
                 }
-                (None, None) => false,
+                // Unreadable or neither there: refreshed.
+                _ => false,
             },
             (None, false) => true,
             _ => false,

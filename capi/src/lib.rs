@@ -150,7 +150,7 @@ impl extmerge_context {
         // sysext.conf / confext.conf of the context's root (as the target sees it), read
         // for each call (as each run of systemd-sysext does), below the context's
         // settings and the environment.
-        o.config = extmerge::inspect::conf::load_seen_by(target, &o.root);
+        o.config = extmerge::inspect::conf::load_seen_by(target, &o.root, self.classes());
         o.force |= flags & EXTMERGE_FLAG_FORCE != 0;
         o.no_reload |= flags & EXTMERGE_FLAG_NO_RELOAD != 0;
         o.always_refresh |= flags & EXTMERGE_FLAG_ALWAYS_REFRESH != 0;

@@ -377,8 +377,15 @@ fn context_of(cli: &Cli, target: Option<i32>) -> Context {
     let mut opts = cli.opts.clone();
     opts.env = Environment::from_process();
     // sysext.conf / confext.conf of the root, read once (below --mutable= and the
-    // environment; see Context::options_for); a target's own, as it sees its root.
-    opts.config = extmerge::inspect::conf::load_seen_by(target, &opts.root);
+    // environment; see Context::options_for); a target's own, as it sees its root. No
+    // key there changes an unmerge, and the files may be under the merge being removed
+    // (a lookup through every layer of it): not read for one.
+    let classes: &[Class] = if cli.verb == "unmerge" {
+        &[]
+    } else {
+        &cli.classes
+    };
+    opts.config = extmerge::inspect::conf::load_seen_by(target, &opts.root, classes);
     let mut ctx = Context::new(opts, &cli.classes);
     ctx.mutable = cli.cli_mutable;
     ctx.target = target;

@@ -73,7 +73,13 @@ impl Json {
     }
 
     fn write_pretty(&self, out: &mut String, prefix: &str) {
-        let inner = format!("{prefix}\t");
+        let inner = match self {
+            Json::Array(v) if !v.is_empty() => format!("{prefix}\t"),
+            Json::Object(v) if !v.is_empty() => format!("{prefix}\t"),
+            Json::Array(_) => return out.push_str("[]"),
+            Json::Object(_) => return out.push_str("{}"),
+            scalar => return scalar.write_scalar(out),
+        };
         match self {
             Json::Array(v) if !v.is_empty() => {
                 out.push_str("[\n");
@@ -99,9 +105,7 @@ impl Json {
                 }
                 let _ = write!(out, "\n{prefix}}}");
             }
-            Json::Array(_) => out.push_str("[]"),
-            Json::Object(_) => out.push_str("{}"),
-            scalar => scalar.write_scalar(out),
+            _ => {}
         }
     }
 
@@ -120,24 +124,37 @@ impl Json {
 
 fn escape_into(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            // Control characters (C0, DEL, C1) as `\u00XX`, so JSON printed to a
-            // terminal cannot drive it either.
-            c if (c as u32) < 0x20 || ('\u{7f}'..='\u{9f}').contains(&c) => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
+    // Runs that need no escape are copied whole (the common case: names, paths, hex).
+    let mut rest = s;
+    while let Some(i) = rest.find(|c: char| {
+        matches!(c, '"' | '\\') || (c as u32) < 0x20 || ('\u{7f}'..='\u{9f}').contains(&c)
+    }) {
+        out.push_str(&rest[..i]);
+        let c = rest[i..].chars().next().unwrap_or_default();
+        escape_char(out, c);
+        rest = &rest[i + c.len_utf8()..];
     }
+    out.push_str(rest);
     out.push('"');
+}
+
+/// One character of a JSON string, escaped where it must be.
+fn escape_char(out: &mut String, c: char) {
+    match c {
+        '"' => out.push_str("\\\""),
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\u{8}' => out.push_str("\\b"),
+        '\u{c}' => out.push_str("\\f"),
+        // Control characters (C0, DEL, C1) as `\u00XX`, so JSON printed to a
+        // terminal cannot drive it either.
+        c if (c as u32) < 0x20 || ('\u{7f}'..='\u{9f}').contains(&c) => {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        }
+        c => out.push(c),
+    }
 }
 
 /// Why JSON text was refused: what was wrong, and at which byte offset.

@@ -56,17 +56,22 @@ pub fn section(class: Class) -> &'static str {
 /// log) about what is ignored. A root that cannot be opened gives the defaults (the
 /// verbs report that root themselves).
 pub fn load(root: &Path) -> Config {
-    load_seen_by(None, root)
+    load_seen_by(None, root, &Class::ALL)
 }
 
-/// [`load`] of the root at `root` as process `pid` sees it (`--pid`; `None`: the
-/// caller), so the files are those inside the target's root and named as it names them.
-pub fn load_seen_by(pid: Option<i32>, root: &Path) -> Config {
+/// [`load`] of `classes` only (each class reads its own file, as `systemd-sysext` and
+/// `systemd-confext` do), of the root at `root` as process `pid` sees it (`--pid`;
+/// `None`: the caller), so the files are those inside the target's root and named as
+/// it names them.
+pub fn load_seen_by(pid: Option<i32>, root: &Path, classes: &[Class]) -> Config {
     let mut c = Config::default();
+    if classes.is_empty() {
+        return c;
+    }
     let Ok(r) = Root::open_seen_by(pid, root) else {
         return c;
     };
-    for class in Class::ALL {
+    for &class in classes {
         let (cc, warnings) = load_class(&r, class);
         for w in warnings {
             crate::log::warn(&w);

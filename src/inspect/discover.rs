@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustix::fs::{AtFlags, Dir, FileType, OFlags, Stat};
+use rustix::fs::{AtFlags, Dir, FileType, OFlags, Stat, Statx, StatxFlags};
 
 use crate::format::arch;
 use crate::format::class::Class;
@@ -70,22 +70,53 @@ pub struct Image {
     pub opened: Opened,
 }
 
-/// An extension directory opened by discovery, taken (once) by whoever mounts it.
-/// Clones share it; it plays no part in comparisons.
+/// An extension directory opened by discovery, taken (once) by whoever mounts it, with
+/// what one `statx` of it said ([`IDENTITY_MASK`]): the fingerprints of a merge record
+/// that instead of asking again. Clones share it; it plays no part in comparisons.
 #[derive(Clone, Default)]
-pub struct Opened(Option<std::sync::Arc<std::sync::Mutex<Option<OwnedFd>>>>);
+pub struct Opened {
+    fd: Option<std::sync::Arc<std::sync::Mutex<Option<OwnedFd>>>>,
+    stat: Option<Statx>,
+}
 
 impl Opened {
     /// Wraps an opened directory.
     pub fn new(fd: OwnedFd) -> Opened {
-        Opened(Some(std::sync::Arc::new(std::sync::Mutex::new(Some(fd)))))
+        Opened {
+            fd: Some(std::sync::Arc::new(std::sync::Mutex::new(Some(fd)))),
+            stat: None,
+        }
+    }
+
+    /// Wraps an opened directory and its `statx` ([`IDENTITY_MASK`]).
+    pub fn with_stat(fd: OwnedFd, stat: Statx) -> Opened {
+        Opened {
+            stat: Some(stat),
+            ..Opened::new(fd)
+        }
     }
 
     /// Takes the fd (`None` when there is none or it was taken already).
     pub fn take(&self) -> Option<OwnedFd> {
-        self.0.as_ref()?.lock().ok()?.take()
+        self.fd.as_ref()?.lock().ok()?.take()
+    }
+
+    /// The `statx` taken when it was opened, if any.
+    pub fn stat(&self) -> Option<&Statx> {
+        self.stat.as_ref()
     }
 }
+
+/// What discovery asks `statx` about a directory it opens: everything the list's time
+/// and a merge's fingerprints need ([`crate::sys::origin`]), so it is asked once.
+pub const IDENTITY_MASK: StatxFlags = StatxFlags::BASIC_STATS
+    .union(StatxFlags::BTIME)
+    .union(StatxFlags::MNT_ID)
+    .union(StatxFlags::from_bits_retain(STATX_MNT_ID_UNIQUE));
+
+/// `statx`'s `STATX_MNT_ID_UNIQUE` (Linux 6.8), which rustix does not name: a mount ID
+/// that is never reused. Older kernels ignore the bit and answer `STATX_MNT_ID`.
+pub const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
 
 impl PartialEq for Opened {
     fn eq(&self, _: &Opened) -> bool {
@@ -97,7 +128,7 @@ impl Eq for Opened {}
 
 impl std::fmt::Debug for Opened {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "Opened" } else { "-" })
+        f.write_str(if self.fd.is_some() { "Opened" } else { "-" })
     }
 }
 
@@ -278,8 +309,39 @@ fn examine(
     entry: &OsStr,
     path: &Path,
 ) -> Result<Image, String> {
-    // Most entries are no symlinks: one `fstatat` in the search directory. Symlinks
-    // are followed inside the root.
+    // Most entries are plain directories: opened by their one name in the search
+    // directory (no symlink followed: a symlink or a file fails here and takes the
+    // general way below) and asked once, through that fd, for everything later steps
+    // need. The merge uses this fd; the object swapped in after it was opened is not
+    // the one merged. `O_PATH`: only looked up from and stat'ed, never read.
+    if let Ok(fd) = rustix::fs::openat(
+        dir_fd,
+        entry,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        let x = rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, IDENTITY_MASK)
+            .ok()
+            .filter(|x| FileType::from_raw_mode(x.stx_mode.into()) == FileType::Directory);
+        if let Some(x) = x {
+            let (name, candidate) = derive(entry.as_bytes(), FileType::Directory, class)?;
+            if let Candidate::Image(kind) = candidate {
+                return Ok(Image {
+                    name,
+                    class,
+                    kind,
+                    path: path.to_path_buf(),
+                    search_dir: search_dir.clone(),
+                    mtime_usec: statx_list_time(&x),
+                    picked: None,
+                    opened: Opened::with_stat(fd, x),
+                });
+            }
+            // A `NAME.v/` directory: picked inside below.
+        }
+    }
+    // Others: one `fstatat` in the search directory; symlinks are followed inside the
+    // root.
     let (ft, st, symlink) = match rustix::fs::statat(dir_fd, entry, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::Symlink => {
             (FileType::from_raw_mode(st.st_mode), st, false)
@@ -423,6 +485,18 @@ fn list_time(root: &Root, path: &Path, kind: ImageKind, st: &Stat) -> Option<u64
                 .checked_add(u64::from(x.stx_btime.tv_nsec) / 1000)
         });
     birth.or_else(|| mtime_usec(st))
+}
+
+/// [`list_time`] of a directory from its `statx`: birth time, else modification time.
+fn statx_list_time(x: &Statx) -> Option<u64> {
+    let t = if x.stx_mask & StatxFlags::BTIME.bits() != 0 {
+        x.stx_btime
+    } else {
+        x.stx_mtime
+    };
+    let sec = u64::try_from(t.tv_sec).ok()?;
+    sec.checked_mul(1_000_000)?
+        .checked_add(u64::from(t.tv_nsec) / 1000)
 }
 
 /// Modification time in µs since the epoch; `None` before the epoch.

@@ -85,11 +85,8 @@ pub struct Merged {
     pub extensions: Vec<String>,
     /// `work_dir`, root-relative, unescaped.
     pub work_dir: Option<String>,
-    /// Our fingerprint file, if the merge was ours.
-    pub fingerprint: Option<String>,
-    /// systemd's `origin` file ([`SYSTEMD_ORIGIN_FILE`]), if there is one (systemd ≥ 260
-    /// and we write it).
-    pub systemd_origin: Option<String>,
+    /// Its class (where its metadata is).
+    pub class: Class,
     /// `st_mtime` of the hierarchy root in µs (`status`' "since").
     pub since_usec: u64,
 }
@@ -196,17 +193,28 @@ pub fn find_merged_with(
         })?),
         None => None,
     };
-    let fingerprint = rd(FINGERPRINT_FILE)?;
-    let systemd_origin = rd(SYSTEMD_ORIGIN_FILE)?;
     let since_usec = (st.st_mtime as u64) * 1_000_000 + (st.st_mtime_nsec as u64) / 1000;
     Ok(Some(Merged {
         fd,
         extensions,
         work_dir,
-        fingerprint,
-        systemd_origin,
+        class,
         since_usec,
     }))
+}
+
+impl Merged {
+    /// Our fingerprint file ([`FINGERPRINT_FILE`]), if the merge was ours. Read when
+    /// asked (a refresh), not by every look at a merge: it grows with the extensions.
+    pub fn fingerprint(&self) -> Result<Option<String>, fsutil::ReadError> {
+        read_meta(self.fd.as_fd(), self.class, FINGERPRINT_FILE)
+    }
+
+    /// systemd's `origin` file ([`SYSTEMD_ORIGIN_FILE`]), if there is one (systemd ≥ 260
+    /// and we write it); read when asked.
+    pub fn systemd_origin(&self) -> Result<Option<String>, fsutil::ReadError> {
+        read_meta(self.fd.as_fd(), self.class, SYSTEMD_ORIGIN_FILE)
+    }
 }
 
 /// One row of `status`.

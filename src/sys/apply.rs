@@ -279,6 +279,8 @@ struct Run<'a> {
     env: &'a Environment,
     staging: &'a StagingArea,
     fingerprint: &'a str,
+    /// systemd's `origin` of the same merge.
+    systemd_origin: &'a str,
     replace: bool,
 }
 
@@ -321,6 +323,7 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
         env,
         staging,
         fingerprint,
+        systemd_origin,
         replace,
     } = *run;
     let class = plan.class;
@@ -331,6 +334,17 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
         .map_err(io_at(stage_path(&format!("meta/{comp}"))))?;
     let dot = mkdir_open(meta.as_fd(), class.metadata_dir(), 0o755)
         .map_err(io_at(stage_path(class.metadata_dir())))?;
+    // Opaque to overlayfs: a lookup of the metadata (unmerge, refresh, status) stops at
+    // this layer instead of looking for the name in every extension below it (hundreds
+    // of layers), and an extension's own `.systemd-sysext/` cannot add files to it (a
+    // `work_dir` or extension list of its making). Where refused, lookups are slower
+    // and the files we write still shadow an extension's of the same name.
+    let _ = rustix::fs::fsetxattr(
+        &dot,
+        "trusted.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    );
     metadata::write_file(dot.as_fd(), class.list_file(), &plan.list_file())
         .map_err(io_at(stage_path(class.list_file())))?;
 
@@ -585,9 +599,7 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
         wr("work_dir", &format!("{w}\n"))?;
     }
     wr(metadata::FINGERPRINT_FILE, fingerprint)?;
-    let systemd_origin =
-        crate::sys::origin::render_systemd(root, plan, handles, env.overlay_options(class));
-    wr(metadata::SYSTEMD_ORIGIN_FILE, &systemd_origin)?;
+    wr(metadata::SYSTEMD_ORIGIN_FILE, systemd_origin)?;
     // The merged root's mtime is the merge time ("since" in status).
     rustix::fs::futimens(
         &meta,
@@ -861,7 +873,11 @@ pub fn apply(
     replace: bool,
     txn: &mut Txn,
 ) -> Result<Applied, MergeError> {
-    let fingerprint = crate::sys::origin::render(root, plan, handles);
+    // Each merged extension is observed once, for both fingerprints.
+    let observed = crate::sys::origin::Observations::of(root, plan, handles);
+    let fingerprint = crate::sys::origin::render(root, plan, &observed);
+    let systemd_origin =
+        crate::sys::origin::render_systemd(plan, &observed, env.overlay_options(plan.class));
     txn.step("create staging tmpfs")?;
     let staging = StagingArea::create(plan.class.as_str(), plan.class.mount_source())?;
     let run = Run {
@@ -871,6 +887,7 @@ pub fn apply(
         env,
         staging: &staging,
         fingerprint: &fingerprint,
+        systemd_origin: &systemd_origin,
         replace,
     };
     let mut built = Vec::new();

@@ -61,11 +61,11 @@ use std::fmt::Write;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-use rustix::fs::{AtFlags, FileType, OFlags, StatxFlags};
+use rustix::fs::{AtFlags, FileType, OFlags, Statx, StatxFlags};
 
 use crate::format::escape::cescape;
 use crate::format::json::{Json, JsonError, Reader};
-use crate::inspect::discover::{Image, ImageKind};
+use crate::inspect::discover::{Image, ImageKind, IDENTITY_MASK, STATX_MNT_ID_UNIQUE};
 use crate::inspect::fsutil::Root;
 use crate::inspect::metadata::format_dev;
 use crate::inspect::release::Verdict;
@@ -74,10 +74,6 @@ use crate::plan::{MergePlan, Upper};
 
 /// The first line: the format's version.
 pub const VERSION_LINE: &str = "extmerge-origin=1";
-
-/// `statx`'s `STATX_MNT_ID_UNIQUE` (Linux 6.8), which rustix does not name: a mount ID
-/// that is never reused. Older kernels ignore the bit and answer `STATX_MNT_ID`.
-const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
 
 /// `statfs` `f_type` of overlayfs.
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
@@ -109,36 +105,108 @@ pub struct Identity {
     pub rdev: u64,
 }
 
+/// One look at an extension's object — its `statx`, whether it is reached through an
+/// overlay, its file handle — from which both fingerprints ([`Identity`] for ours,
+/// [`SystemdIdentity`] for systemd's `origin`) are derived, so each object is asked once
+/// per merge (and not at all again where discovery's `statx` of it is at hand).
+#[derive(Debug, Clone)]
+pub struct Observed {
+    st: Statx,
+    on_overlay: bool,
+    handle: Option<(i32, Vec<u8>)>,
+}
+
+/// Whether a mount is an overlayfs, by mount ID: the extensions of one search
+/// directory are mostly on one mount, so one `fstatfs` answers for all of them.
+#[derive(Debug, Default)]
+pub struct FsCache(Vec<(u64, bool)>);
+
+impl FsCache {
+    fn on_overlay(&mut self, fd: BorrowedFd<'_>, st: &Statx) -> bool {
+        let has_id = st.stx_mask & (StatxFlags::MNT_ID.bits() | STATX_MNT_ID_UNIQUE) != 0;
+        if has_id {
+            if let Some(&(_, o)) = self.0.iter().find(|(id, _)| *id == st.stx_mnt_id) {
+                return o;
+            }
+        }
+        // `f_type`'s integer type differs between architectures.
+        #[allow(clippy::unnecessary_cast)]
+        let o = rustix::fs::fstatfs(fd).is_ok_and(|s| s.f_type as i64 == OVERLAYFS_SUPER_MAGIC);
+        if has_id {
+            self.0.push((st.stx_mnt_id, o));
+        }
+        o
+    }
+}
+
+/// Observes the object open at `fd` (an `O_PATH` fd will do); `st` is a `statx` of it
+/// with [`IDENTITY_MASK`] already taken (by discovery), if there is one.
+pub fn observe(fd: BorrowedFd<'_>, st: Option<&Statx>, fs: &mut FsCache) -> io::Result<Observed> {
+    let st = match st {
+        Some(st) => *st,
+        None => rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, IDENTITY_MASK)?,
+    };
+    Ok(Observed {
+        on_overlay: fs.on_overlay(fd, &st),
+        handle: file_handle_try_fid(fd),
+        st,
+    })
+}
+
+impl Observed {
+    /// Our record of it ([`Identity`]).
+    pub fn identity(&self) -> Identity {
+        let st = &self.st;
+        let got = StatxFlags::from_bits_retain(st.stx_mask);
+        let mount_id = (got.contains(StatxFlags::MNT_ID)
+            || got.contains(StatxFlags::from_bits_retain(STATX_MNT_ID_UNIQUE)))
+        .then_some(st.stx_mnt_id);
+        let ts = |t: rustix::fs::StatxTimestamp| (t.tv_sec, t.tv_nsec);
+        // Where it is reached through an overlay, its place says nothing about the object.
+        let place = !self.on_overlay;
+        Identity {
+            on_overlay: self.on_overlay,
+            mount_id: mount_id.filter(|_| place),
+            dev: place.then(|| rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor)),
+            ino: (place && got.contains(StatxFlags::INO)).then_some(st.stx_ino),
+            handle: self.handle.clone().filter(|_| place),
+            btime: got.contains(StatxFlags::BTIME).then(|| ts(st.stx_btime)),
+            mtime: ts(st.stx_mtime),
+            ctime: ts(st.stx_ctime),
+            size: st.stx_size,
+            rdev: rustix::fs::makedev(st.stx_rdev_major, st.stx_rdev_minor),
+        }
+    }
+
+    /// systemd's record of it, an extension of kind `kind` ([`SystemdIdentity`]).
+    pub fn systemd(&self, kind: ImageKind) -> SystemdIdentity {
+        let st = &self.st;
+        let ts = |t: rustix::fs::StatxTimestamp| (t.tv_sec, t.tv_nsec);
+        let btime = if st.stx_mask & StatxFlags::BTIME.bits() != 0 {
+            usec(ts(st.stx_btime))
+        } else {
+            0
+        };
+        // discover-image.c: a directory's mtime says nothing about the tree below it, and
+        // a block device's times nothing about its contents; systemd records 0.
+        let (crtime_usec, mtime_usec) = match kind {
+            ImageKind::Directory => (btime, 0),
+            ImageKind::Raw => (btime, usec(ts(st.stx_mtime))),
+            ImageKind::Block => (0, 0),
+        };
+        SystemdIdentity {
+            mount_id: st.stx_mnt_id,
+            handle: self.handle.clone(),
+            ino: st.stx_ino,
+            crtime_usec,
+            mtime_usec,
+        }
+    }
+}
+
 /// The identity of the object open at `fd` (an `O_PATH` fd will do).
 pub fn identity(fd: BorrowedFd<'_>) -> io::Result<Identity> {
-    let mask = StatxFlags::BASIC_STATS
-        | StatxFlags::BTIME
-        | StatxFlags::MNT_ID
-        | StatxFlags::from_bits_retain(STATX_MNT_ID_UNIQUE);
-    let st = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, mask)?;
-    let got = StatxFlags::from_bits_retain(st.stx_mask);
-    // `f_type`'s integer type differs between architectures.
-    #[allow(clippy::unnecessary_cast)]
-    let on_overlay =
-        rustix::fs::fstatfs(fd).is_ok_and(|s| s.f_type as i64 == OVERLAYFS_SUPER_MAGIC);
-    let mount_id = (got.contains(StatxFlags::MNT_ID)
-        || got.contains(StatxFlags::from_bits_retain(STATX_MNT_ID_UNIQUE)))
-    .then_some(st.stx_mnt_id);
-    let ts = |t: rustix::fs::StatxTimestamp| (t.tv_sec, t.tv_nsec);
-    // Where it is reached through an overlay, its place says nothing about the object.
-    let place = !on_overlay;
-    Ok(Identity {
-        on_overlay,
-        mount_id: mount_id.filter(|_| place),
-        dev: place.then(|| rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor)),
-        ino: (place && got.contains(StatxFlags::INO)).then_some(st.stx_ino),
-        handle: place.then(|| file_handle(fd)).flatten(),
-        btime: got.contains(StatxFlags::BTIME).then(|| ts(st.stx_btime)),
-        mtime: ts(st.stx_mtime),
-        ctime: ts(st.stx_ctime),
-        size: st.stx_size,
-        rdev: rustix::fs::makedev(st.stx_rdev_major, st.stx_rdev_minor),
-    })
+    Ok(observe(fd, None, &mut FsCache::default())?.identity())
 }
 
 /// `MAX_HANDLE_SZ` of `<fcntl.h>`.
@@ -152,18 +220,13 @@ struct FileHandle {
     f_handle: [u8; MAX_HANDLE_SZ],
 }
 
-/// `name_to_handle_at(fd, "", …, AT_EMPTY_PATH)`: `None` where the file system has no
-/// file handles (`EOPNOTSUPP`) or the call fails otherwise. rustix does not wrap it.
-fn file_handle(fd: BorrowedFd<'_>) -> Option<(i32, Vec<u8>)> {
-    name_to_handle(fd, 0)
-}
-
 /// `AT_HANDLE_FID` (Linux 6.5): a handle to identify the object, not to open it; file
 /// systems without NFS export support give one too.
 const AT_HANDLE_FID: libc::c_int = 0x200;
 
 /// systemd's `name_to_handle_at_try_fid()`: with `AT_HANDLE_FID` first, then without
-/// (older kernels refuse the flag with `EINVAL`).
+/// (older kernels refuse the flag with `EINVAL`); `None` where the file system has no
+/// file handles (`EOPNOTSUPP`) or the call fails otherwise. rustix does not wrap it.
 fn file_handle_try_fid(fd: BorrowedFd<'_>) -> Option<(i32, Vec<u8>)> {
     name_to_handle(fd, AT_HANDLE_FID).or_else(|| name_to_handle(fd, 0))
 }
@@ -206,7 +269,7 @@ fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> String) -> String {
 }
 
 /// Appends the record of extension `image` (its object opened as `fd`, if it could be).
-fn extension(s: &mut String, root: &Root, image: &Image, id: io::Result<Identity>) {
+fn extension(s: &mut String, root: &Root, image: &Image, id: Result<Identity, i32>) {
     let kind = image.kind.as_str();
     let _ = writeln!(s, "extension={}", cescape(image.name.as_bytes()));
     let _ = writeln!(s, "kind={kind}");
@@ -237,7 +300,7 @@ fn extension(s: &mut String, root: &Root, image: &Image, id: io::Result<Identity
         }
         // Not readable now: the merge will say why, if it comes to one.
         Err(e) => {
-            let _ = writeln!(s, "fs=-\nerror={}", e.raw_os_error().unwrap_or(0));
+            let _ = writeln!(s, "fs=-\nerror={e}");
         }
     }
     if image.kind == ImageKind::Raw {
@@ -247,38 +310,76 @@ fn extension(s: &mut String, root: &Root, image: &Image, id: io::Result<Identity
     }
 }
 
-/// The identity of `image` as merged: a directory by the fd the plan opened (what the
-/// overlay gets as its layers), an image file or device by its path inside the root.
-fn identity_of(root: &Root, image: &Image, handles: &Handles) -> io::Result<Identity> {
+/// `image` as merged, observed: a directory by the fd the plan opened (what the overlay
+/// gets as its layers, with discovery's `statx` of it), an image file or device by its
+/// path inside the root.
+fn observe_image(
+    root: &Root,
+    image: &Image,
+    handles: &Handles,
+    fs: &mut FsCache,
+) -> io::Result<Observed> {
     if image.kind == ImageKind::Directory {
         if let Some(fd) = handles.extensions.get(&image.name) {
-            return identity(fd.as_fd());
+            return observe(fd.as_fd(), image.opened.stat(), fs);
         }
     }
     let fd = root.open_at(&image.path, OFlags::PATH)?;
-    let st = rustix::fs::fstat(&fd)?;
+    let st = rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, IDENTITY_MASK)?;
     let want = match image.kind {
         ImageKind::Directory => FileType::Directory,
         ImageKind::Raw => FileType::RegularFile,
         ImageKind::Block => FileType::BlockDevice,
     };
-    if FileType::from_raw_mode(st.st_mode) != want {
+    if FileType::from_raw_mode(st.stx_mode.into()) != want {
         return Err(io::Error::from_raw_os_error(libc::ESTALE));
     }
-    identity(fd.as_fd())
+    observe(fd.as_fd(), Some(&st), fs)
+}
+
+/// Every merged extension of a plan, observed once (by name; an error as its errno):
+/// what both fingerprints of the merge are written from.
+#[derive(Debug, Default)]
+pub struct Observations(std::collections::BTreeMap<String, Result<Observed, i32>>);
+
+impl Observations {
+    /// Observes the plan's merged extensions (`handles`: what inspection opened).
+    pub fn of(root: &Root, plan: &MergePlan, handles: &Handles) -> Observations {
+        let mut fs = FsCache::default();
+        Observations(
+            plan.candidates
+                .iter()
+                .filter(|c| c.verdict == Verdict::Match)
+                .map(|c| {
+                    let o = observe_image(root, &c.image, handles, &mut fs)
+                        .map_err(|e| e.raw_os_error().unwrap_or(0));
+                    (c.image.name.clone(), o)
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, name: &str) -> Result<&Observed, i32> {
+        match self.0.get(name) {
+            Some(Ok(o)) => Ok(o),
+            Some(Err(e)) => Err(*e),
+            None => Err(libc::ENOENT),
+        }
+    }
 }
 
 /// The `extmerge-origin` text of `plan` (see the module's documentation), with the
 /// identities of the extensions as they are now; `roots` are the plan's opened
 /// extensions.
-pub fn render(root: &Root, plan: &MergePlan, handles: &Handles) -> String {
+pub fn render(root: &Root, plan: &MergePlan, obs: &Observations) -> String {
     let mut s = format!("{VERSION_LINE}\nmutable={}\n", plan.mutable.as_str());
     for c in plan
         .candidates
         .iter()
         .filter(|c| c.verdict == Verdict::Match)
     {
-        extension(&mut s, root, &c.image, identity_of(root, &c.image, handles));
+        let id = obs.get(&c.image.name).map(Observed::identity);
+        extension(&mut s, root, &c.image, id);
     }
     let path = |p: &std::path::Path| cescape(p.as_os_str().as_encoded_bytes());
     let yes = |b: bool| if b { "yes" } else { "no" };
@@ -381,48 +482,7 @@ fn usec(t: (i64, u32)) -> u64 {
 
 /// The [`SystemdIdentity`] of the object open at `fd`, an extension of kind `kind`.
 pub fn systemd_identity(fd: BorrowedFd<'_>, kind: ImageKind) -> io::Result<SystemdIdentity> {
-    let mask = StatxFlags::BASIC_STATS
-        | StatxFlags::BTIME
-        | StatxFlags::MNT_ID
-        | StatxFlags::from_bits_retain(STATX_MNT_ID_UNIQUE);
-    let st = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, mask)?;
-    let got = StatxFlags::from_bits_retain(st.stx_mask);
-    let ts = |t: rustix::fs::StatxTimestamp| (t.tv_sec, t.tv_nsec);
-    let btime = if got.contains(StatxFlags::BTIME) {
-        usec(ts(st.stx_btime))
-    } else {
-        0
-    };
-    // discover-image.c: a directory's mtime says nothing about the tree below it, and a
-    // block device's times nothing about its contents; systemd records 0.
-    let (crtime_usec, mtime_usec) = match kind {
-        ImageKind::Directory => (btime, 0),
-        ImageKind::Raw => (btime, usec(ts(st.stx_mtime))),
-        ImageKind::Block => (0, 0),
-    };
-    Ok(SystemdIdentity {
-        mount_id: st.stx_mnt_id,
-        handle: file_handle_try_fid(fd),
-        ino: st.stx_ino,
-        crtime_usec,
-        mtime_usec,
-    })
-}
-
-/// The object of `image` as systemd identifies it: the one its path names inside the
-/// root (a directory by the fd the plan opened, which is that object).
-fn systemd_identity_of(
-    root: &Root,
-    image: &Image,
-    handles: &Handles,
-) -> io::Result<SystemdIdentity> {
-    if image.kind == ImageKind::Directory {
-        if let Some(fd) = handles.extensions.get(&image.name) {
-            return systemd_identity(fd.as_fd(), image.kind);
-        }
-    }
-    let fd = root.open_at(&image.path, OFlags::PATH)?;
-    systemd_identity(fd.as_fd(), image.kind)
+    Ok(observe(fd, None, &mut FsCache::default())?.systemd(kind))
 }
 
 /// The per-extension object of systemd's `origin`.
@@ -478,12 +538,7 @@ pub fn systemd_extension(path: &str, id: &SystemdIdentity) -> Json {
 /// unchanged merge, and with one extension the bytes are identical; with `mountOptions`
 /// systemd skips ours, while we refresh systemd's (our refresh check is not given the
 /// environment). Raw images were not compared (262 refused the test's squashfs).
-pub fn systemd_origin(
-    root: &Root,
-    plan: &MergePlan,
-    handles: &Handles,
-    mount_options: Option<&str>,
-) -> Json {
+pub fn systemd_origin(plan: &MergePlan, obs: &Observations, mount_options: Option<&str>) -> Json {
     let mut mutable = vec![("mode".to_string(), Json::str(plan.mutable.as_str()))];
     let dirs: Vec<(String, Json)> = plan
         .hierarchies
@@ -517,15 +572,12 @@ pub fn systemd_origin(
         .filter(|c| c.verdict == Verdict::Match)
         .map(|c| {
             let path = c.image.path.to_string_lossy();
-            let v = match systemd_identity_of(root, &c.image, handles) {
-                Ok(id) => systemd_extension(&path, &id),
+            let v = match obs.get(&c.image.name) {
+                Ok(o) => systemd_extension(&path, &o.systemd(c.image.kind)),
                 // Unreadable now: a value systemd never writes, so nothing equals it.
                 Err(e) => Json::obj([
                     ("path", Json::str(path)),
-                    (
-                        "extmergeError",
-                        Json::UInt(e.raw_os_error().unwrap_or(0) as u64),
-                    ),
+                    ("extmergeError", Json::UInt(u64::try_from(e).unwrap_or(0))),
                 ]),
             };
             (c.image.name.clone(), v)
@@ -546,13 +598,8 @@ pub fn sd_json_pretty(v: &Json) -> String {
 
 /// The `origin` text we write next to `extmerge-origin`: [`systemd_origin`] printed as
 /// systemd prints it.
-pub fn render_systemd(
-    root: &Root,
-    plan: &MergePlan,
-    handles: &Handles,
-    mount_options: Option<&str>,
-) -> String {
-    sd_json_pretty(&systemd_origin(root, plan, handles, mount_options))
+pub fn render_systemd(plan: &MergePlan, obs: &Observations, mount_options: Option<&str>) -> String {
+    sd_json_pretty(&systemd_origin(plan, obs, mount_options))
 }
 
 /// A parsed JSON value compared as `sd_json_variant_equal()` compares: objects as sets

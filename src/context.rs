@@ -11,6 +11,7 @@
 //! is mounted, and the merges of all classes share one transaction ([`Txn`]), so a
 //! failure in the last class undoes the first.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use crate::format::class::Class;
@@ -19,6 +20,7 @@ use crate::inspect::discover::{self, Discovery};
 use crate::inspect::facts::{self, DirOpener, Handles, OnUnusable, Opener};
 use crate::inspect::fsutil::Root;
 use crate::inspect::metadata::{self, find_merged, StatusRow};
+use crate::inspect::stamp;
 use crate::options::{MutableMode, Options, Search};
 use crate::plan::{self, MergePlan, PlanError};
 use crate::sys::apply::{self, Applied};
@@ -459,21 +461,22 @@ impl Context {
             }
             let Prepared { plan, handles } =
                 prepare(&root, &opts, class, &mut **opener, OnUnusable::Fail)?;
-            prepared.push((opts, plan, handles));
+            let stamp = stamp_of(&root, &opts, &hs, &plan, &handles);
+            prepared.push((opts, plan, handles, stamp));
         }
         let mut txn = Txn::new(self.options.env.faults.merge());
         let mut applied = Vec::new();
-        for (opts, plan, handles) in &prepared {
+        for (opts, plan, handles, stamp) in &prepared {
             let done = if plan.extensions.is_empty() {
                 Applied::default()
             } else {
-                apply::apply(&root, plan, handles, &opts.env, false, &mut txn)?
+                apply::apply(&root, plan, handles, &opts.env, stamp, false, &mut txn)?
             };
             applied.push(done);
         }
         txn.commit();
         let mut out = Vec::new();
-        for ((opts, plan, _), done) in prepared.iter().zip(applied) {
+        for ((opts, plan, _, _), done) in prepared.iter().zip(applied) {
             let mut o = outcome_of(plan);
             o.merged = done.hierarchies;
             if !o.merged.is_empty() {
@@ -492,19 +495,42 @@ impl Context {
         let _lock = apply::lock()?;
         let root = self.open_root()?;
         self.check_sources(&root)?;
-        // Inspect and plan every class first: a broken extension of the last class
-        // fails the call before anything changes.
+        // Look at every class first (a stamp that says nothing changed ends the look
+        // there), then inspect and plan the others: a broken extension of the last
+        // class fails the call before anything changes.
         let mut prepared = Vec::new();
         for (&class, opener) in self.classes.iter().zip(openers.iter_mut()) {
             let opts = self.options_for(class);
             let hs = checked_hierarchies(&root, &opts, class)?;
-            let Prepared { plan, handles } =
-                prepare(&root, &opts, class, &mut **opener, OnUnusable::Fail)?;
-            prepared.push((opts, hs, plan, handles));
+            let (initrd, _) = facts::root_scope(&root);
+            let found = discover::discover_in(&root, class, &opts.search_dirs(class, initrd))
+                .map_err(PlanError::from)?;
+            let now = stamp_found(&root, &opts, class, &hs, &found);
+            if !opts.always_refresh {
+                if let Some(extensions) = quick_unchanged(&root, class, &hs, &now)? {
+                    let o = quick_outcome(&found, extensions);
+                    prepared.push((opts, hs, Looked::Unchanged(o)));
+                    continue;
+                }
+            }
+            let Prepared { plan, handles } = prepare_found(
+                &root,
+                &opts,
+                class,
+                &mut **opener,
+                OnUnusable::Fail,
+                Some(found),
+            )?;
+            prepared.push((opts, hs, Looked::Planned(Box::new((plan, handles, now)))));
         }
         let mut txn = Txn::new(self.options.env.faults.merge());
         let mut steps = Vec::new();
-        for (i, (opts, hs, plan, handles)) in prepared.iter().enumerate() {
+        for (i, (opts, hs, looked)) in prepared.iter().enumerate() {
+            let Looked::Planned(planned) = looked else {
+                steps.push((i, Refresh::Unchanged));
+                continue;
+            };
+            let (plan, handles, stamp) = &**planned;
             let class = plan.class;
             let step = if plan.extensions.is_empty() {
                 Refresh::UnmergeAll
@@ -521,7 +547,7 @@ impl Context {
             } else if !opts.always_refresh && unchanged(&root, plan, handles, hs)? {
                 Refresh::Unchanged
             } else {
-                let done = apply::apply(&root, plan, handles, &opts.env, true, &mut txn)?;
+                let done = apply::apply(&root, plan, handles, &opts.env, stamp, true, &mut txn)?;
                 Refresh::Replaced(done)
             };
             steps.push((i, step));
@@ -530,7 +556,14 @@ impl Context {
         // What cannot be undone comes after every new merge is in place.
         let mut out = Vec::new();
         for (i, step) in steps {
-            let (opts, hs, plan, _) = &prepared[i];
+            let (opts, hs, looked) = &prepared[i];
+            let plan = match looked {
+                Looked::Unchanged(o) => {
+                    out.push((self.classes[i], o.clone()));
+                    continue;
+                }
+                Looked::Planned(planned) => &planned.0,
+            };
             let class = plan.class;
             let mut o = outcome_of(plan);
             match step {
@@ -548,8 +581,10 @@ impl Context {
                     let mut opener = self.image_opener(opts, class);
                     let Prepared { plan, handles } =
                         prepare(&root, opts, class, opener.as_mut(), OnUnusable::Fail)?;
+                    let stamp = stamp_of(&root, opts, hs, &plan, &handles);
                     let mut txn = Txn::new(opts.env.faults.merge());
-                    let done = apply::apply(&root, &plan, &handles, &opts.env, false, &mut txn)?;
+                    let done =
+                        apply::apply(&root, &plan, &handles, &opts.env, &stamp, false, &mut txn)?;
                     txn.commit();
                     o.merged = done.hierarchies;
                     apply::maybe_reload(opts, &root, class, &plan.extensions);
@@ -570,6 +605,38 @@ impl Context {
             out.push((class, o));
         }
         Ok(out)
+    }
+}
+
+/// What a refresh found for one class: the merge in place has the stamp it would make
+/// (the outcome is known), or a plan (with its open directories and stamp).
+enum Looked {
+    Unchanged(Outcome),
+    Planned(Box<(MergePlan, Handles, String)>),
+}
+
+/// The outcome of a refresh skipped by the quick stamp: `extensions` as the merge in
+/// place lists them, named as `found` has them.
+fn quick_outcome(found: &Discovery, extensions: Vec<String>) -> Outcome {
+    let files: std::collections::HashMap<&str, &std::ffi::OsStr> = found
+        .images
+        .iter()
+        .filter_map(|i| Some((i.name.as_str(), i.path.file_name()?)))
+        .collect();
+    Outcome {
+        files: extensions
+            .iter()
+            .map(|n| {
+                files
+                    .get(n.as_str())
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| n.clone())
+            })
+            .collect(),
+        ignored: found.images.len().saturating_sub(extensions.len()),
+        extensions,
+        unchanged: true,
+        ..Outcome::default()
     }
 }
 
@@ -638,6 +705,18 @@ pub fn prepare(
     opener: &mut dyn Opener,
     on_unusable: OnUnusable,
 ) -> Result<Prepared, MergeError> {
+    prepare_found(root, opts, class, opener, on_unusable, None)
+}
+
+/// [`prepare`], with what discovery found already (`found`), if it ran.
+fn prepare_found(
+    root: &Root,
+    opts: &Options,
+    class: Class,
+    opener: &mut dyn Opener,
+    on_unusable: OnUnusable,
+    found: Option<Discovery>,
+) -> Result<Prepared, MergeError> {
     let hs = opts
         .hierarchies_for(class)
         .map_err(PlanError::Hierarchies)?;
@@ -649,10 +728,93 @@ pub fn prepare(
         opener,
         &crate::sys::hierarchy::read_host_dir,
         on_unusable,
+        found,
     )?;
     Ok(Prepared {
         plan: plan::plan(ins.facts, opts)?,
         handles: ins.handles,
+    })
+}
+
+/// The quick stamp of the merge `plan` makes ([`stamp`]): of every extension it
+/// considered, by the directories inspection opened.
+fn stamp_of(
+    root: &Root,
+    opts: &Options,
+    hs: &[String],
+    plan: &MergePlan,
+    handles: &Handles,
+) -> String {
+    let images: Vec<_> = plan
+        .candidates
+        .iter()
+        .map(|c| {
+            let fd = handles.extensions.get(&c.image.name).map(|f| f.as_fd());
+            (&c.image, fd)
+        })
+        .collect();
+    stamp::render(root, opts, plan.class, hs, &images)
+}
+
+/// The quick stamp of what `found` holds now (the directories discovery opened are
+/// borrowed and put back for the merge).
+fn stamp_found(
+    root: &Root,
+    opts: &Options,
+    class: Class,
+    hs: &[String],
+    found: &Discovery,
+) -> String {
+    let fds: Vec<Option<OwnedFd>> = found.images.iter().map(|i| i.opened.take()).collect();
+    let images: Vec<_> = found
+        .images
+        .iter()
+        .zip(&fds)
+        .map(|(i, f)| (i, f.as_ref().map(|f| f.as_fd())))
+        .collect();
+    let text = stamp::render(root, opts, class, hs, &images);
+    drop(images);
+    for (i, f) in found.images.iter().zip(fds) {
+        if let Some(f) = f {
+            i.opened.restore(f);
+        }
+    }
+    text
+}
+
+/// Is the merge of `class` in place the one `now` (its quick stamp) would make? Every
+/// merged hierarchy must be ours with the same stamp, and merged exactly where that
+/// merge put overlays. Returns the extensions it merged, if so.
+fn quick_unchanged(
+    root: &Root,
+    class: Class,
+    hs: &[String],
+    now: &str,
+) -> Result<Option<Vec<String>>, MergeError> {
+    let mut recorded: Option<Vec<String>> = None;
+    let mut merged = Vec::new();
+    let mut extensions = None;
+    for h in hs {
+        let Some(m) = find_merged(root, class, h)? else {
+            continue;
+        };
+        let Ok(Some(stored)) = m.stamp() else {
+            return Ok(None);
+        };
+        let Some(mut list) = stamp::same(&stored, now) else {
+            return Ok(None);
+        };
+        list.sort();
+        if *recorded.get_or_insert_with(|| list.clone()) != list {
+            return Ok(None);
+        }
+        extensions.get_or_insert(m.extensions);
+        merged.push(h.clone());
+    }
+    merged.sort();
+    Ok(match recorded {
+        Some(r) if r == merged => extensions,
+        _ => None,
     })
 }
 

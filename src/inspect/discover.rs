@@ -101,6 +101,13 @@ impl Opened {
         self.fd.as_ref()?.lock().ok()?.take()
     }
 
+    /// Puts back a taken fd (a look that did not merge: the merge takes it later).
+    pub fn restore(&self, fd: OwnedFd) {
+        if let Some(Ok(mut slot)) = self.fd.as_ref().map(|m| m.lock()) {
+            *slot = Some(fd);
+        }
+    }
+
     /// The `statx` taken when it was opened, if any.
     pub fn stat(&self) -> Option<&Statx> {
         self.stat.as_ref()

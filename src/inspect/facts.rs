@@ -217,7 +217,21 @@ pub fn evaluate(
     opener: &mut dyn Opener,
     on_unusable: OnUnusable,
 ) -> Result<Evaluated, PlanError> {
-    let Discovery { images, skipped } = discover::discover_in(root, class, search)?;
+    let found = discover::discover_in(root, class, search)?;
+    judge_all(found, root, class, host, force, opener, on_unusable)
+}
+
+/// [`evaluate`] of what discovery found already.
+fn judge_all(
+    found: Discovery,
+    root: &Root,
+    class: Class,
+    host: &HostIdentity,
+    force: bool,
+    opener: &mut dyn Opener,
+    on_unusable: OnUnusable,
+) -> Result<Evaluated, PlanError> {
+    let Discovery { images, skipped } = found;
     let mut roots = BTreeMap::new();
     let mut candidates = Vec::with_capacity(images.len());
     for image in images {
@@ -312,8 +326,10 @@ pub fn resolved_in_root(root: &Root, fd: &OwnedFd) -> Option<PathBuf> {
     Some(Path::new("/").join(rel))
 }
 
-/// Inspects one class in `root` for `opts`: discovery, verdicts, and each hierarchy's
-/// state. `hierarchies` is the list to inspect (from [`Options::hierarchies_for`]).
+/// Inspects one class in `root` for `opts`: discovery (unless `found` is what it found
+/// already), verdicts, and each hierarchy's state. `hierarchies` is the list to inspect
+/// (from [`Options::hierarchies_for`]).
+#[allow(clippy::too_many_arguments)]
 pub fn inspect(
     root: &Root,
     opts: &Options,
@@ -322,21 +338,19 @@ pub fn inspect(
     opener: &mut dyn Opener,
     host_dir: HostDirReader<'_>,
     on_unusable: OnUnusable,
+    found: Option<Discovery>,
 ) -> Result<Inspection, PlanError> {
     let (initrd, mut scope) = root_scope(root);
     if opts.per_service {
         scope = Scope::Any;
     }
     let host = HostIdentity::load(root, scope, opts.env.os_release.as_deref())?;
-    let (candidates, skipped, extensions) = evaluate(
-        root,
-        class,
-        &host,
-        &opts.search_dirs(class, initrd),
-        opts.force,
-        opener,
-        on_unusable,
-    )?;
+    let found = match found {
+        Some(f) => f,
+        None => discover::discover_in(root, class, &opts.search_dirs(class, initrd))?,
+    };
+    let (candidates, skipped, extensions) =
+        judge_all(found, root, class, &host, opts.force, opener, on_unusable)?;
     if opts.per_service && !opts.force && on_unusable == OnUnusable::Fail {
         if let Some((c, reason)) = candidates.iter().find_map(|c| match &c.verdict {
             Verdict::Mismatch(r) => Some((c, r)),

@@ -25,6 +25,10 @@ pub const FINGERPRINT_FILE: &str = "extmerge-origin";
 /// refreshing a merge of systemd's.
 pub const SYSTEMD_ORIGIN_FILE: &str = "origin";
 
+/// The quick stamp of our merge ([`crate::inspect::stamp`]): what a refresh compares
+/// before planning.
+pub const STAMP_FILE: &str = "extmerge-stamp";
+
 /// `major:minor` as systemd's `FORMAT_DEVNUM`.
 pub fn format_dev(dev: u64) -> String {
     format!("{}:{}", rustix::fs::major(dev), rustix::fs::minor(dev))
@@ -208,6 +212,11 @@ impl Merged {
     /// asked (a refresh), not by every look at a merge: it grows with the extensions.
     pub fn fingerprint(&self) -> Result<Option<String>, fsutil::ReadError> {
         read_meta(self.fd.as_fd(), self.class, FINGERPRINT_FILE)
+    }
+
+    /// Our quick stamp ([`STAMP_FILE`]), if the merge was ours and has one.
+    pub fn stamp(&self) -> Result<Option<String>, fsutil::ReadError> {
+        read_meta(self.fd.as_fd(), self.class, STAMP_FILE)
     }
 
     /// systemd's `origin` file ([`SYSTEMD_ORIGIN_FILE`]), if there is one (systemd ≥ 260

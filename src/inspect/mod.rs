@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod image;
 pub mod metadata;
 pub mod release;
+pub mod stamp;
 pub mod units;
 
 pub use facts::{

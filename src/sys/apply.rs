@@ -281,6 +281,8 @@ struct Run<'a> {
     fingerprint: &'a str,
     /// systemd's `origin` of the same merge.
     systemd_origin: &'a str,
+    /// Its quick stamp, with the hierarchies it merges.
+    stamp: &'a str,
     replace: bool,
 }
 
@@ -324,6 +326,7 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
         staging,
         fingerprint,
         systemd_origin,
+        stamp,
         replace,
     } = *run;
     let class = plan.class;
@@ -600,6 +603,7 @@ fn build_hierarchy(run: &Run<'_>, h: &HierarchyPlan, txn: &mut Txn) -> Result<Bu
     }
     wr(metadata::FINGERPRINT_FILE, fingerprint)?;
     wr(metadata::SYSTEMD_ORIGIN_FILE, systemd_origin)?;
+    wr(metadata::STAMP_FILE, stamp)?;
     // The merged root's mtime is the merge time ("since" in status).
     rustix::fs::futimens(
         &meta,
@@ -865,11 +869,13 @@ pub struct Applied {
 /// step's undo in `txn` (the caller commits or rolls back). With `replace`, hierarchies
 /// already merged are swapped for the new overlay (refresh); otherwise they must not be
 /// merged.
+/// `stamp` is the merge's quick stamp ([`crate::inspect::stamp`]), written with it.
 pub fn apply(
     root: &Root,
     plan: &MergePlan,
     handles: &Handles,
     env: &Environment,
+    stamp: &str,
     replace: bool,
     txn: &mut Txn,
 ) -> Result<Applied, MergeError> {
@@ -878,6 +884,12 @@ pub fn apply(
     let fingerprint = crate::sys::origin::render(root, plan, &observed);
     let systemd_origin =
         crate::sys::origin::render_systemd(plan, &observed, env.overlay_options(plan.class));
+    let merged: Vec<String> = plan
+        .hierarchies
+        .iter()
+        .map(|h| h.hierarchy.clone())
+        .collect();
+    let stamp = crate::inspect::stamp::with_merged(stamp, &merged);
     txn.step("create staging tmpfs")?;
     let staging = StagingArea::create(plan.class.as_str(), plan.class.mount_source())?;
     let run = Run {
@@ -888,6 +900,7 @@ pub fn apply(
         staging: &staging,
         fingerprint: &fingerprint,
         systemd_origin: &systemd_origin,
+        stamp: &stamp,
         replace,
     };
     let mut built = Vec::new();

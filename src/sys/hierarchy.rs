@@ -72,8 +72,7 @@ impl HostDir {
         let parent_rel = path.parent().unwrap_or(Path::new("/"));
         let name = path.file_name().map(OsString::from).unwrap_or_default();
         let parent = root.open_at(parent_rel, OFlags::PATH | OFlags::DIRECTORY)?;
-        let (top_id, parent_id) = (mount_id(fd.as_fd())?, mount_id(parent.as_fd())?);
-        if parent_mount_of(top_id)? != Some(parent_id) {
+        if !mounted_directly_on(fd.as_fd(), parent.as_fd())? {
             return Ok(HostDir::StackedOnMount);
         }
         if !clone {
@@ -123,6 +122,94 @@ pub fn mount_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
     use rustix::fs::{statx, AtFlags, StatxFlags};
     let st = statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)?;
     Ok(st.stx_mnt_id)
+}
+
+/// Is the mount of `top` mounted on the mount of `parent` (and not on another mount
+/// stacked between them)? Asked with `statmount(2)` (Linux 6.8) by unique mount IDs,
+/// which renders nothing; else from mountinfo, whose every line the kernel renders
+/// (an overlay's line lists all of its layers).
+fn mounted_directly_on(top: BorrowedFd<'_>, parent: BorrowedFd<'_>) -> io::Result<bool> {
+    if let (Some(t), Some(p)) = (unique_mount_id(top), unique_mount_id(parent)) {
+        if let Some(pp) = statmount_parent(t) {
+            return Ok(pp == p);
+        }
+    }
+    let (top_id, parent_id) = (mount_id(top)?, mount_id(parent)?);
+    Ok(parent_mount_of(top_id)? == Some(parent_id))
+}
+
+/// `statx`'s `STATX_MNT_ID_UNIQUE` of `fd`'s mount, where the kernel has it (6.8).
+fn unique_mount_id(fd: BorrowedFd<'_>) -> Option<u64> {
+    use rustix::fs::{statx, AtFlags, StatxFlags};
+    let unique = crate::inspect::discover::STATX_MNT_ID_UNIQUE;
+    let st = statx(
+        fd,
+        "",
+        AtFlags::EMPTY_PATH,
+        StatxFlags::from_bits_retain(unique),
+    )
+    .ok()?;
+    (st.stx_mask & unique != 0).then_some(st.stx_mnt_id)
+}
+
+/// `statmount(2)` (`STATMOUNT_MNT_BASIC`) of the mount with unique ID `id`: its parent's
+/// unique ID. `None` where the call is missing (before 6.8) or fails.
+#[allow(unsafe_code)]
+fn statmount_parent(id: u64) -> Option<u64> {
+    /// `__NR_statmount`, the same on every architecture (the unified numbers).
+    const SYS_STATMOUNT: libc::c_long = 457;
+    const STATMOUNT_MNT_BASIC: u64 = 0x2;
+    /// `struct mnt_id_req`, `MNT_ID_REQ_SIZE_VER0`.
+    #[repr(C)]
+    struct MntIdReq {
+        size: u32,
+        spare: u32,
+        mnt_id: u64,
+        param: u64,
+    }
+    /// The fixed part of `struct statmount` (512 bytes in 6.8: 64 of fields, 50 spare
+    /// u64), up to `mnt_parent_id` at offset 48; the kernel writes at most `bufsize`.
+    #[repr(C)]
+    struct StatMount {
+        size: u32,
+        mnt_opts: u32,
+        mask: u64,
+        sb_dev_major: u32,
+        sb_dev_minor: u32,
+        sb_magic: u64,
+        sb_flags: u32,
+        fs_type: u32,
+        mnt_id: u64,
+        mnt_parent_id: u64,
+        rest: [u64; 58],
+    }
+    const _: () = assert!(std::mem::offset_of!(StatMount, mnt_parent_id) == 48);
+    const _: () = assert!(std::mem::size_of::<StatMount>() == 520);
+    let req = MntIdReq {
+        size: std::mem::size_of::<MntIdReq>() as u32,
+        spare: 0,
+        mnt_id: id,
+        param: STATMOUNT_MNT_BASIC,
+    };
+    let mut buf = std::mem::MaybeUninit::<StatMount>::zeroed();
+    // SAFETY: `req` is a valid `struct mnt_id_req` of the size it states; `buf` is a
+    // writable, zeroed buffer of `size_of::<StatMount>()` bytes, which is the size
+    // passed, and the kernel writes no more than that; both outlive the call.
+    let r = unsafe {
+        libc::syscall(
+            SYS_STATMOUNT,
+            &req as *const MntIdReq,
+            buf.as_mut_ptr(),
+            std::mem::size_of::<StatMount>(),
+            0u32,
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: zero-initialised plain integers, so any contents are a valid StatMount.
+    let sm = unsafe { buf.assume_init() };
+    (sm.mask & STATMOUNT_MNT_BASIC != 0 && sm.mnt_id == id).then_some(sm.mnt_parent_id)
 }
 
 /// The parent mount ID of mount `id`, from `/proc/thread-self/mountinfo` (this

@@ -686,3 +686,57 @@ fn refresh_settles_with_sysext_below_merged_etc() {
         assert_refresh_skips_both(&fx, "after the confext refresh");
     });
 }
+
+/// A host `/usr` that is a mount of its own: the merge sits on that mount, not on the
+/// root's, so a refresh cannot slide a new overlay beneath ours and merges again
+/// (unmerge + merge) — told apart by the mount the overlay is mounted on (statmount on
+/// Linux ≥ 6.8, mountinfo before); a plain `/usr` is replaced in place.
+#[test]
+fn refresh_over_a_mounted_hierarchy_merges_again() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        let usr = fx.path("/usr");
+        let target = std::ffi::CString::new(usr.to_string_lossy().as_bytes()).unwrap();
+        // SAFETY: valid NUL-terminated strings.
+        let rc = unsafe {
+            libc::mount(
+                c"hostusr".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+        fx.write("/usr/share/host/data", "host\n");
+        fx.sysext("a", &[("usr/share/a", "a\n")]);
+        fx.run(&["--class=sysext", "merge"]).ok();
+        // The host's mount, then ours on it.
+        let top = |fx: &Fx| {
+            let m = fx.mounts_at("/usr");
+            assert_eq!(m.len(), 2, "{:#?}", fx.snapshot());
+            assert_eq!(m[1].parent, m[0].id, "ours is not on the host's");
+            m[1].clone()
+        };
+        let first = top(&fx);
+        fx.sysext("b", &[("usr/share/b", "b\n")]);
+        let r = fx.run(&["--class=sysext", "refresh"]);
+        r.ok();
+        assert!(
+            r.err.contains("merged over a mount point"),
+            "not seen as stacked on a mount:\n{}",
+            r.err
+        );
+        let second = top(&fx);
+        assert_ne!(second.id, first.id);
+        assert_eq!(second.parent, first.parent, "on the same host mount");
+        assert_eq!(fx.ls("/usr/share"), ["a", "b", "host"]);
+        // A refresh with nothing changed still leaves it alone.
+        let r = fx.run(&["--class=sysext", "refresh"]);
+        r.ok();
+        assert!(r.err.contains("Skipping extension refresh"), "{}", r.err);
+        assert_eq!(top(&fx).id, second.id);
+        fx.run(&["--class=sysext", "unmerge"]).ok();
+        assert_eq!(fx.ls("/usr/share"), ["host"]);
+    });
+}

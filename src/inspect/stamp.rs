@@ -1,0 +1,293 @@
+//! The quick stamp of a merge: what a refresh looks at before it plans anything.
+//!
+//! A refresh that changes nothing is the common case (a `systemctl reload`, a timer, a
+//! package hook). Planning reads every extension's release file, lists every layer and
+//! observes every object; the stamp instead records, at the merge, what can be checked
+//! with `statx` alone, and a refresh whose stamp is the same as the one stored in the
+//! merge in place is skipped without planning. Any difference (or a merge without a
+//! stamp: systemd's, an older one of ours) takes the full way, which compares the
+//! fingerprints ([`crate::sys::origin`]) as before.
+//!
+//! # What it sees
+//!
+//! - the options that shape a plan (hierarchies, force, mutable mode, noexec, image
+//!   policy, search directories, per-service matching, `SYSTEMD_OS_RELEASE`, the overlay
+//!   mount options);
+//! - the root's `etc/os-release`, `usr/lib/os-release`, `etc/initrd-release` (and the
+//!   file `SYSTEMD_OS_RELEASE` names): device, inode, times, size;
+//! - every extension discovery found (merged or not), by name, kind and path (a `.v/`
+//!   pick by the entry picked): the object's device, inode, birth, modification and
+//!   change times, size and device number; a directory's extension-release file
+//!   (`extension-release.NAME` of the class) the same way, or where it has none every
+//!   `extension-release.*` beside it (one may count by its xattr); a raw image's verity
+//!   sidecars ([`crate::inspect::image::verity_inputs_stamp`]);
+//! - with a mutable mode, each hierarchy's mutable directory.
+//!
+//! What it does not see: a change deep inside an extension directory that leaves its top
+//! directory and its extension-release files alone — files added to an empty `usr/`.
+//! A directory's contents are live in the overlay anyway; systemd ≥ 260's refresh-skip
+//! looks at the top directory only. `--always-refresh` plans regardless.
+//!
+//! # Format (version 1)
+//!
+//! Text, one `key=value` per line, values escaped with [`cescape`]:
+//!
+//! ```text
+//! extmerge-stamp=1
+//! options=...
+//! host=etc/os-release 8:1/1234 b1700000000.1 m1700000000.1 c1700000000.1 s123 r0:0
+//! image=foo directory /var/lib/extensions/foo <id> release=<id or ->
+//! mutable=/usr <id or ->
+//! merged=/usr /opt            (written with the merge, not compared: see [`same`])
+//! ```
+
+use std::fmt::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{AtFlags, OFlags, Statx, StatxFlags};
+
+use crate::format::class::Class;
+use crate::format::escape::cescape;
+use crate::inspect::discover::{Image, ImageKind, IDENTITY_MASK};
+use crate::inspect::fsutil::Root;
+use crate::options::{hierarchy_component, MutableMode, Options};
+
+/// The first line: the format's version.
+pub const VERSION_LINE: &str = "extmerge-stamp=1";
+
+/// The key of the line that lists the hierarchies the merge put overlays on.
+const MERGED_KEY: &str = "merged=";
+
+/// `dev/ino`, times, size and device number of a `statx`: what tells one object from
+/// another, and a changed one from itself.
+fn id(x: &Statx) -> String {
+    let t = |t: rustix::fs::StatxTimestamp| format!("{}.{:09}", t.tv_sec, t.tv_nsec);
+    let birth = if x.stx_mask & StatxFlags::BTIME.bits() != 0 {
+        t(x.stx_btime)
+    } else {
+        "-".to_string()
+    };
+    format!(
+        "{}:{}/{} b{birth} m{} c{} s{} r{}:{}",
+        x.stx_dev_major,
+        x.stx_dev_minor,
+        x.stx_ino,
+        t(x.stx_mtime),
+        t(x.stx_ctime),
+        x.stx_size,
+        x.stx_rdev_major,
+        x.stx_rdev_minor
+    )
+}
+
+/// `statx` of `rel` below `dir`, `-` when there is none. The result is only compared,
+/// never acted on: a path that leads elsewhere gives another object, never a skip that
+/// should not be.
+fn id_at(dir: BorrowedFd<'_>, rel: &str) -> String {
+    rustix::fs::statx(dir, rel, AtFlags::SYMLINK_NOFOLLOW, IDENTITY_MASK)
+        .map_or_else(|_| "-".to_string(), |x| id(&x))
+}
+
+/// The `extension-release.*` entries of an extension's release directory (`dir`: the
+/// extension), each with its identity, in name order.
+fn release_dir_ids(dir: BorrowedFd<'_>, class: Class) -> Vec<(Vec<u8>, String)> {
+    let Ok(fd) = crate::inspect::fsutil::open_in(
+        dir,
+        Path::new(class.release_dir()),
+        OFlags::RDONLY | OFlags::DIRECTORY,
+        rustix::fs::ResolveFlags::empty(),
+    ) else {
+        return Vec::new();
+    };
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut raw = rustix::fs::RawDir::new(&fd, &mut buf);
+    let mut out = Vec::new();
+    while let Some(Ok(e)) = raw.next() {
+        let name = e.file_name().to_bytes();
+        if name.starts_with(b"extension-release.") {
+            let st =
+                rustix::fs::statx(&fd, e.file_name(), AtFlags::SYMLINK_NOFOLLOW, IDENTITY_MASK);
+            out.push((
+                name.to_vec(),
+                st.map_or_else(|_| "-".to_string(), |x| id(&x)),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `statx` of `rel` inside the root (symlinks followed inside it), `-` when there is none.
+fn id_in_root(root: &Root, rel: &Path) -> String {
+    root.open_at(rel, OFlags::PATH)
+        .ok()
+        .and_then(|fd| rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, IDENTITY_MASK).ok())
+        .map_or_else(|| "-".to_string(), |x| id(&x))
+}
+
+/// The options of `opts` that shape a plan of `class` over `hierarchies`, as one line.
+fn options_line(opts: &Options, class: Class, hierarchies: &[String]) -> String {
+    let text = format!(
+        "{:?}",
+        (
+            hierarchies,
+            opts.force,
+            opts.mutable,
+            opts.noexec,
+            &opts.image_policy,
+            &opts.search,
+            opts.per_service,
+            &opts.env.os_release,
+            opts.env.overlay_options(class),
+        )
+    );
+    cescape(text.as_bytes())
+}
+
+/// One extension: its object, and for a directory its extension-release file. `fd` is
+/// the directory as opened by discovery or inspection, if it was.
+fn image_line(
+    s: &mut String,
+    root: &Root,
+    class: Class,
+    image: &Image,
+    fd: Option<BorrowedFd<'_>>,
+) {
+    let path = cescape(image.path.as_os_str().as_encoded_bytes());
+    let _ = write!(
+        s,
+        "image={} {} {path} ",
+        cescape(image.name.as_bytes()),
+        image.kind.as_str()
+    );
+    let reopened: Option<OwnedFd>;
+    let fd = match fd {
+        Some(fd) => Some(fd),
+        None => {
+            reopened = root.open_at(&image.path, OFlags::PATH).ok();
+            reopened.as_ref().map(|f| f.as_fd())
+        }
+    };
+    let st = match (image.opened.stat(), fd) {
+        (Some(st), _) => Some(*st),
+        (None, Some(fd)) => rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, IDENTITY_MASK).ok(),
+        (None, None) => None,
+    };
+    s.push_str(&st.as_ref().map_or_else(|| "-".to_string(), id));
+    match (image.kind, fd) {
+        (ImageKind::Directory, Some(fd)) => {
+            let rel = format!("{}/extension-release.{}", class.release_dir(), image.name);
+            let own = id_at(fd, &rel);
+            let _ = write!(s, " release={own}");
+            if own == "-" {
+                // Without a release file of its own name, any `extension-release.*`
+                // marked `user.extension-release.strict=0` counts: each one's identity
+                // (an xattr set changes its ctime).
+                for (name, id) in release_dir_ids(fd, class) {
+                    let _ = write!(s, " {}={id}", cescape(&name));
+                }
+            }
+        }
+        (ImageKind::Raw, _) => {
+            let v = crate::inspect::image::verity_inputs_stamp(root, image);
+            let _ = write!(s, " {}", cescape(v.trim_end_matches('\n').as_bytes()));
+        }
+        _ => {}
+    }
+    s.push('\n');
+}
+
+/// The stamp of a merge of `class` with `opts` over `hierarchies`, of the extensions
+/// `images` (all that discovery found, each with its opened directory if there is one).
+pub fn render(
+    root: &Root,
+    opts: &Options,
+    class: Class,
+    hierarchies: &[String],
+    images: &[(&Image, Option<BorrowedFd<'_>>)],
+) -> String {
+    let mut s = format!(
+        "{VERSION_LINE}\noptions={}\n",
+        options_line(opts, class, hierarchies)
+    );
+    let mut hosts = vec![
+        "etc/os-release".to_string(),
+        "usr/lib/os-release".to_string(),
+        "etc/initrd-release".to_string(),
+    ];
+    if let Some(p) = &opts.env.os_release {
+        hosts.push(p.to_string_lossy().into_owned());
+    }
+    for h in hosts {
+        let _ = writeln!(
+            s,
+            "host={} {}",
+            cescape(h.as_bytes()),
+            id_in_root(root, Path::new(&h))
+        );
+    }
+    for (image, fd) in images {
+        image_line(&mut s, root, class, image, *fd);
+    }
+    if opts.mutable != MutableMode::No {
+        for h in hierarchies {
+            let rel = format!(
+                "{}/{}",
+                crate::inspect::facts::MUTABLE_BASE,
+                hierarchy_component(h)
+            );
+            let _ = writeln!(
+                s,
+                "mutable={} {}",
+                cescape(h.as_bytes()),
+                id_in_root(root, Path::new(&rel))
+            );
+        }
+    }
+    s
+}
+
+/// The stamp as written with a merge that put overlays on `merged`.
+pub fn with_merged(stamp: &str, merged: &[String]) -> String {
+    let list: Vec<String> = merged.iter().map(|h| cescape(h.as_bytes())).collect();
+    format!("{stamp}{MERGED_KEY}{}\n", list.join(" "))
+}
+
+/// Does the stamp `stored` (written with a merge) equal `now` (computed for a refresh)?
+/// Returns the hierarchies the merge put overlays on, when it does.
+pub fn same(stored: &str, now: &str) -> Option<Vec<String>> {
+    let body = stored.strip_prefix(now)?;
+    let list = body.strip_prefix(MERGED_KEY)?.strip_suffix('\n')?;
+    if list.contains('\n') {
+        return None;
+    }
+    list.split(' ')
+        .filter(|h| !h.is_empty())
+        .map(crate::inspect::metadata::cunescape)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_needs_the_whole_stamp_and_gives_the_merged_hierarchies() {
+        let now = format!("{VERSION_LINE}\noptions=x\nimage=a directory /p 1\n");
+        let stored = with_merged(&now, &["/usr".to_string(), "/opt".to_string()]);
+        assert_eq!(
+            same(&stored, &now),
+            Some(vec!["/usr".to_string(), "/opt".to_string()])
+        );
+        assert_eq!(same(&with_merged(&now, &[]), &now), Some(vec![]));
+        // Any other line, one more or one less: not the same.
+        let changed = now.replace("/p 1", "/p 2");
+        assert_eq!(same(&stored, &changed), None);
+        let more = format!("{now}image=b directory /q 1\n");
+        assert_eq!(same(&stored, &more), None);
+        assert_eq!(same(&with_merged(&more, &[]), &now), None);
+        assert_eq!(same(&now, &now), None, "a stamp without its merged line");
+        assert_eq!(same(&format!("{stored}x=y\n"), &now), None);
+    }
+}

@@ -748,9 +748,10 @@ fn stamp_of(
     let images: Vec<_> = plan
         .candidates
         .iter()
-        .map(|c| {
-            let fd = handles.extensions.get(&c.image.name).map(|f| f.as_fd());
-            (&c.image, fd)
+        .map(|c| stamp::Entry {
+            image: &c.image,
+            fd: handles.extensions.get(&c.image.name).map(|f| f.as_fd()),
+            release: c.release.as_ref().and_then(|r| r.id.as_deref()),
         })
         .collect();
     stamp::render(root, opts, plan.class, hs, &images)
@@ -770,7 +771,11 @@ fn stamp_found(
         .images
         .iter()
         .zip(&fds)
-        .map(|(i, f)| (i, f.as_ref().map(|f| f.as_fd())))
+        .map(|(image, f)| stamp::Entry {
+            image,
+            fd: f.as_ref().map(|f| f.as_fd()),
+            release: None,
+        })
         .collect();
     let text = stamp::render(root, opts, class, hs, &images);
     drop(images);

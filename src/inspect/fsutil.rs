@@ -12,7 +12,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags, Stat};
 
 /// Largest env-style file (os-release, extension-release, metadata) we read: systemd's
 /// `READ_FULL_BYTES_MAX` (64 MiB − 1, `src/basic/fileio.c`), the limit of the
@@ -268,6 +268,11 @@ pub fn file_type_name(t: FileType) -> &'static str {
 
 /// Reads a regular file of at most `limit` bytes from an already opened fd.
 pub fn read_fd_bounded(fd: OwnedFd, limit: u64) -> Result<Vec<u8>, ReadError> {
+    read_fd_bounded_stat(fd, limit).map(|(b, _)| b)
+}
+
+/// [`read_fd_bounded`], with the `fstat` of the file it read.
+pub fn read_fd_bounded_stat(fd: OwnedFd, limit: u64) -> Result<(Vec<u8>, Stat), ReadError> {
     let st = rustix::fs::fstat(&fd).map_err(io::Error::from)?;
     let ft = FileType::from_raw_mode(st.st_mode);
     if ft != FileType::RegularFile {
@@ -294,7 +299,23 @@ pub fn read_fd_bounded(fd: OwnedFd, limit: u64) -> Result<Vec<u8>, ReadError> {
             limit,
         });
     }
-    Ok(buf)
+    Ok((buf, st))
+}
+
+/// [`read_file_in`], with the `fstat` of the file it read.
+pub fn read_file_in_stat(
+    dirfd: BorrowedFd<'_>,
+    path: &Path,
+    extra: ResolveFlags,
+    limit: u64,
+) -> Result<(Vec<u8>, Stat), ReadError> {
+    let fd = open_in(
+        dirfd,
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+        extra,
+    )?;
+    read_fd_bounded_stat(fd, limit)
 }
 
 /// Opens `path` inside `dirfd` (as [`open_in`]) non-blocking and reads it as a small

@@ -184,6 +184,9 @@ pub struct ReleaseFile {
     /// Its contents: the assignments of the keys in [`RELEASE_KEYS`] (all of them were
     /// checked; `is_empty` is true only for a file without any assignment).
     pub env: EnvFile,
+    /// The file's identity as read (the exact `extension-release.NAME` only), for the
+    /// quick stamp of a merge ([`crate::inspect::stamp`]).
+    pub id: Option<String>,
 }
 
 /// Why no usable extension-release file was found.
@@ -270,7 +273,11 @@ const HOST_KEYS: &[&str] = &[
 
 fn parse_release(path: PathBuf, data: &[u8]) -> Result<ReleaseFile, ReleaseError> {
     match EnvFile::parse_keys(data, |k| RELEASE_KEYS.contains(&k)) {
-        Ok(env) => Ok(ReleaseFile { path, env }),
+        Ok(env) => Ok(ReleaseFile {
+            path,
+            env,
+            id: None,
+        }),
         Err(source) => Err(ReleaseError::Parse { path, source }),
     }
 }
@@ -297,8 +304,12 @@ pub fn find_extension_release(
     }
     let dir = Path::new(class.release_dir());
     let exact = dir.join(format!("extension-release.{name}"));
-    match fsutil::read_file_in(ext_root, &exact, ResolveFlags::empty(), MAX_TEXT_FILE) {
-        Ok(data) => return parse_release(exact, &data),
+    match fsutil::read_file_in_stat(ext_root, &exact, ResolveFlags::empty(), MAX_TEXT_FILE) {
+        Ok((data, st)) => {
+            let mut rel = parse_release(exact, &data)?;
+            rel.id = Some(crate::inspect::stamp::file_id(&st));
+            return Ok(rel);
+        }
         Err(e) if e.is_not_found() => {}
         Err(source) => {
             return Err(ReleaseError::Read {

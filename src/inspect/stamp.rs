@@ -81,12 +81,44 @@ fn id(x: &Statx) -> String {
     )
 }
 
-/// `statx` of `rel` below `dir`, `-` when there is none. The result is only compared,
-/// never acted on: a path that leads elsewhere gives another object, never a skip that
-/// should not be.
-fn id_at(dir: BorrowedFd<'_>, rel: &str) -> String {
-    rustix::fs::statx(dir, rel, AtFlags::SYMLINK_NOFOLLOW, IDENTITY_MASK)
-        .map_or_else(|_| "-".to_string(), |x| id(&x))
+/// A file's identity from the fields `fstat` and `statx` both give (an extension-release
+/// file's: read with `fstat` at the merge, looked at with `statx` by a refresh).
+fn file_id_of(dev: u64, ino: u64, m: (i64, u64), c: (i64, u64), size: u64) -> String {
+    format!(
+        "{dev}/{ino} m{}.{:09} c{}.{:09} s{size}",
+        m.0, m.1, c.0, c.1
+    )
+}
+
+/// [`file_id_of`] an `fstat`.
+// The field types differ between architectures and rustix backends.
+#[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+pub fn file_id(st: &rustix::fs::Stat) -> String {
+    file_id_of(
+        st.st_dev as u64,
+        st.st_ino as u64,
+        (st.st_mtime as i64, st.st_mtime_nsec as u64),
+        (st.st_ctime as i64, st.st_ctime_nsec as u64),
+        st.st_size as u64,
+    )
+}
+
+/// [`file_id_of`] `rel` below `dir` (symlinks followed as the kernel follows them), `-`
+/// when there is none. The result is only compared, never acted on: a path that leads
+/// elsewhere than at the merge gives another object, never a skip that should not be.
+fn file_id_at(dir: BorrowedFd<'_>, rel: &str) -> String {
+    rustix::fs::statx(dir, rel, AtFlags::empty(), StatxFlags::BASIC_STATS).map_or_else(
+        |_| "-".to_string(),
+        |x| {
+            file_id_of(
+                rustix::fs::makedev(x.stx_dev_major, x.stx_dev_minor),
+                x.stx_ino,
+                (x.stx_mtime.tv_sec, u64::from(x.stx_mtime.tv_nsec)),
+                (x.stx_ctime.tv_sec, u64::from(x.stx_ctime.tv_nsec)),
+                x.stx_size,
+            )
+        },
+    )
 }
 
 /// The `extension-release.*` entries of an extension's release directory (`dir`: the
@@ -106,12 +138,8 @@ fn release_dir_ids(dir: BorrowedFd<'_>, class: Class) -> Vec<(Vec<u8>, String)> 
     while let Some(Ok(e)) = raw.next() {
         let name = e.file_name().to_bytes();
         if name.starts_with(b"extension-release.") {
-            let st =
-                rustix::fs::statx(&fd, e.file_name(), AtFlags::SYMLINK_NOFOLLOW, IDENTITY_MASK);
-            out.push((
-                name.to_vec(),
-                st.map_or_else(|_| "-".to_string(), |x| id(&x)),
-            ));
+            let rel = String::from_utf8_lossy(name);
+            out.push((name.to_vec(), file_id_at(fd.as_fd(), &rel)));
         }
     }
     out.sort();
@@ -145,15 +173,11 @@ fn options_line(opts: &Options, class: Class, hierarchies: &[String]) -> String 
     cescape(text.as_bytes())
 }
 
-/// One extension: its object, and for a directory its extension-release file. `fd` is
-/// the directory as opened by discovery or inspection, if it was.
-fn image_line(
-    s: &mut String,
-    root: &Root,
-    class: Class,
-    image: &Image,
-    fd: Option<BorrowedFd<'_>>,
-) {
+/// One extension: its object, and for a directory its extension-release file.
+fn image_line(s: &mut String, root: &Root, class: Class, entry: &Entry<'_>) {
+    let (image, fd) = (entry.image, entry.fd);
+    // Only a directory's own fd is the object (an image's is its mounted tree).
+    let fd = fd.filter(|_| image.kind == ImageKind::Directory);
     let path = cescape(image.path.as_os_str().as_encoded_bytes());
     let _ = write!(
         s,
@@ -178,7 +202,10 @@ fn image_line(
     match (image.kind, fd) {
         (ImageKind::Directory, Some(fd)) => {
             let rel = format!("{}/extension-release.{}", class.release_dir(), image.name);
-            let own = id_at(fd, &rel);
+            let own = match entry.release {
+                Some(id) => id.to_string(),
+                None => file_id_at(fd, &rel),
+            };
             let _ = write!(s, " release={own}");
             if own == "-" {
                 // Without a release file of its own name, any `extension-release.*`
@@ -198,14 +225,26 @@ fn image_line(
     s.push('\n');
 }
 
+/// One extension for [`render`]: the image, its opened directory if there is one, the
+/// identity of its extension-release file if it was read ([`file_id`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// The extension.
+    pub image: &'a Image,
+    /// Its directory, as discovery or inspection opened it.
+    pub fd: Option<BorrowedFd<'a>>,
+    /// [`crate::inspect::release::ReleaseFile::id`].
+    pub release: Option<&'a str>,
+}
+
 /// The stamp of a merge of `class` with `opts` over `hierarchies`, of the extensions
-/// `images` (all that discovery found, each with its opened directory if there is one).
+/// `images` (all that discovery found).
 pub fn render(
     root: &Root,
     opts: &Options,
     class: Class,
     hierarchies: &[String],
-    images: &[(&Image, Option<BorrowedFd<'_>>)],
+    images: &[Entry<'_>],
 ) -> String {
     let mut s = format!(
         "{VERSION_LINE}\noptions={}\n",
@@ -227,8 +266,8 @@ pub fn render(
             id_in_root(root, Path::new(&h))
         );
     }
-    for (image, fd) in images {
-        image_line(&mut s, root, class, image, *fd);
+    for e in images {
+        image_line(&mut s, root, class, e);
     }
     if opts.mutable != MutableMode::No {
         for h in hierarchies {

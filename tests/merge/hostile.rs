@@ -282,3 +282,40 @@ fn mutable_dir_symlink_out_of_root_not_used() {
         assert_eq!(workspace_leftovers(), Vec::<String>::new());
     });
 }
+
+/// An extension that ships its own `usr/.systemd-sysext/` (a `work_dir` naming a host
+/// directory, an extension list, a fake fingerprint) adds nothing to the metadata of
+/// the merge: the metadata directory is opaque to the layers below it, so status,
+/// refresh and unmerge read only what the merge wrote.
+#[test]
+fn extension_cannot_add_to_the_merge_metadata() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        fx.sysext(
+            "evil",
+            &[
+                ("usr/share/evil", "e\n"),
+                ("usr/.systemd-sysext/work_dir", "etc\n"),
+                ("usr/.systemd-sysext/injected", "x\n"),
+                ("usr/.systemd-sysext/extmerge-stamp", "extmerge-stamp=1\n"),
+            ],
+        );
+        fx.run(&["--class=sysext", "merge"]).ok();
+        assert_eq!(fx.read("/usr/share/evil").as_deref(), Some("e\n"));
+        let meta = fx.ls("/usr/.systemd-sysext");
+        assert!(meta.contains(&"dev".to_string()), "{meta:?}");
+        for f in ["work_dir", "injected"] {
+            assert!(!meta.contains(&f.to_string()), "{f} came through: {meta:?}");
+        }
+        assert_ne!(
+            fx.read("/usr/.systemd-sysext/extmerge-stamp").as_deref(),
+            Some("extmerge-stamp=1\n")
+        );
+        let r = fx.run(&["--class=sysext", "refresh"]);
+        r.ok();
+        assert!(r.err.contains("Skipping extension refresh"), "{}", r.err);
+        fx.run(&["--class=sysext", "unmerge"]).ok();
+        assert!(fx.mounts_at("/usr").is_empty());
+        assert_eq!(fx.read("/etc/host.conf").as_deref(), Some("host conf\n"));
+    });
+}

@@ -740,3 +740,55 @@ fn refresh_over_a_mounted_hierarchy_merges_again() {
         assert_eq!(fx.ls("/usr/share"), ["host"]);
     });
 }
+
+/// What the quick stamp of a merge (checked before any planning) must see, each change
+/// made in place so that no directory of a search path changes: an extension-release
+/// file edited in place (the extension stops matching and leaves the merge), the
+/// root's os-release edited in place (it matches again), an option that shapes the
+/// merge (`--noexec`), and the overlay mount options from the environment. Between
+/// them, a refresh with nothing changed is skipped.
+#[test]
+fn quick_stamp_sees_in_place_edits_and_options() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        fx.sysext("a", &[("usr/share/a", "a\n")]);
+        let b = fx.sysext("b", &[("usr/share/b", "b\n")]);
+        fx.run(&["--class=sysext", "merge"]).ok();
+        assert_refresh_skips(&fx, "nothing changed");
+
+        // The release file rewritten in place (same inode; no directory changes).
+        let rel = b.join("usr/lib/extension-release.d/extension-release.b");
+        std::fs::write(&rel, "ID=debian\nSYSEXT_LEVEL=2.0\n").unwrap();
+        assert_refresh_replaces(&fx, "release file edited in place");
+        assert_eq!(fx.ls("/usr/share"), ["a"]);
+        assert_refresh_skips(&fx, "after it");
+
+        // The host's os-release rewritten in place: now b's level matches.
+        let os = fx.path("/etc/os-release");
+        std::fs::write(&os, "ID=debian\nVERSION_ID=12\nSYSEXT_LEVEL=2.0\n").unwrap();
+        assert_refresh_replaces(&fx, "os-release edited in place");
+        assert_eq!(fx.ls("/usr/share"), ["b"]);
+        assert_refresh_skips(&fx, "after it");
+
+        // An option: the overlay becomes noexec.
+        let old = fx.overlay_at("/usr");
+        let r = fx.run(&["--class=sysext", "--noexec=yes", "refresh"]);
+        r.ok();
+        let new = fx.overlay_at("/usr");
+        assert_ne!(new.id, old.id, "--noexec=yes was not applied:\n{}", r.err);
+        assert!(new.has("noexec"), "{new:?}");
+        let r = fx.run(&["--class=sysext", "--noexec=yes", "refresh"]);
+        assert!(r.err.contains("Skipping extension refresh"), "{}", r.err);
+
+        // The overlay options from the environment.
+        let old = fx.overlay_at("/usr");
+        let env = [("SYSTEMD_SYSEXT_OVERLAYFS_MOUNT_OPTIONS", "noatime")];
+        let r = fx.run_env(&["--class=sysext", "refresh"], &env);
+        r.ok();
+        let new = fx.overlay_at("/usr");
+        assert_ne!(new.id, old.id, "mount options not applied:\n{}", r.err);
+        assert!(new.has("noatime"), "{new:?}");
+        let r = fx.run_env(&["--class=sysext", "refresh"], &env);
+        assert!(r.err.contains("Skipping extension refresh"), "{}", r.err);
+    });
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark: merge + unmerge of 1, 10 and 50 directory sysexts with extmerge, with Debian's
+# Benchmark: merge + unmerge of N directory sysexts (NS, default 1 10 50) with extmerge, with Debian's
 # systemd-sysext (v252) and with the bare syscalls (tests/bench/floor.c), on the same
 # fixtures, interleaved in each round. Prints a Markdown table and writes it to
 # target/bench/results.md (raw samples: target/bench/raw.tsv).
@@ -16,7 +16,10 @@
 # file of the first and of the last extension is visible under ROOT/usr, and after the
 # unmerge that it is gone; any failure aborts the run. The order of the three contenders
 # rotates from round to round. Reported: median and minimum over ROUNDS; ratios are
-# ratios of medians of this run. Peak RSS: the largest ru_maxrss seen over all rounds.
+# ratios of medians of this run, and "paired" the median over rounds of the ratio of
+# the two contenders' times in the same round (robust against a machine whose speed
+# drifts). Peak RSS: the largest ru_maxrss seen over all rounds. systemd-sysext takes
+# part up to SYSEXT_MAX_N (100) extensions.
 # Also reported: median CPU time (user+sys of both processes, from wait4), which is less
 # disturbed than wall time by other load on the machine.
 #
@@ -89,7 +92,13 @@ cmd_for() {
 	esac
 }
 
-TOOLS=(extmerge sysext floor)
+# systemd-sysext takes part up to SYSEXT_MAX_N extensions: 252 merges no more than about
+# 110 directory extensions (and still exits 0), 262 fails from 102 on. Above it, the row
+# compares extmerge with the floor only.
+SYSEXT_MAX_N=${SYSEXT_MAX_N:-100}
+tools_for() { # tools_for N: sets TOOLS to the contenders at N
+	if (($1 > SYSEXT_MAX_N)); then TOOLS=(extmerge floor); else TOOLS=(extmerge sysext floor); fi
+}
 for n in $NS; do
 	make_root "$FIXTURES/$n" "$n"
 done
@@ -97,6 +106,7 @@ done
 # Untimed verification (and warm-up) round, with the tools' messages shown on failure.
 for n in $NS; do
 	r=$FIXTURES/$n
+	tools_for "$n"
 	for t in "${TOOLS[@]}"; do
 		cmd_for "$t" "$n"
 		if ! "$RUNNER" "${CMD[@]}" >/dev/null; then
@@ -110,6 +120,7 @@ for n in $NS; do
 		fi
 	done
 	# Same merged view from both tools: the extension files and the host's own.
+	((n <= SYSEXT_MAX_N)) || continue
 	"$EXTMERGE" --root="$r" --class=sysext merge 2>/dev/null
 	a=$(cd "$r/usr" && find . | LC_ALL=C sort | grep -v '^./.systemd-sysext\|^./.extmerge' || true)
 	"$EXTMERGE" --root="$r" --class=sysext unmerge 2>/dev/null
@@ -135,8 +146,9 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 start=$(date +%s)
 for ((round = 0; round < ROUNDS; round++)); do
 	for n in $NS; do
-		for ((k = 0; k < 3; k++)); do
-			t=${TOOLS[$(((round + k) % 3))]}
+		tools_for "$n"
+		for ((k = 0; k < ${#TOOLS[@]}; k++)); do
+			t=${TOOLS[$(((round + k) % ${#TOOLS[@]}))]}
 			cmd_for "$t" "$n"
 			m= u= rss= cpu=
 			read -r m u rss cpu < <(${PRIO_CMD[@]+"${PRIO_CMD[@]}"} "$RUNNER" "${CMD[@]}") || true
@@ -155,13 +167,18 @@ done
 
 stats() { # stats N TOOL COLUMN -> "median min" in ns
 	awk -F'\t' -v n="$1" -v t="$2" -v c="$3" 'NR > 1 && $2 == n && $3 == t { print $c }' "$RAW" |
-		sort -n | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m, v[1] }'
+		sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) { print "- -"; exit } m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m, v[1] }'
 }
 peak() { # peak N TOOL -> max ru_maxrss KiB
 	awk -F'\t' -v n="$1" -v t="$2" 'NR > 1 && $2 == n && $3 == t && $7 > m { m = $7 } END { print m + 0 }' "$RAW"
 }
-ms() { awk -v x="$1" 'BEGIN { printf "%.2f", x / 1e6 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+ms() { awk -v x="$1" 'BEGIN { if (x == "-") print "—"; else printf "%.2f", x / 1e6 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "—"; else printf "%.2f", a / b }'; }
+paired() { # paired N A B -> median over rounds of A's total / B's total (same round)
+	awk -F'\t' -v n="$1" -v a="$2" -v b="$3" 'NR > 1 && $2 == n { v[$1, $3] = $6; r[$1] = 1 }
+		END { for (k in r) if (v[k, b] > 0 && v[k, a] > 0) print v[k, a] / v[k, b] }' "$RAW" | sort -g |
+		awk '{ v[NR] = $1 } END { if (NR == 0) print "—"; else { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f", m } }'
+}
 
 kernel=$(uname -r)
 sysver=$("$SYSEXT" --version | head -1)
@@ -172,13 +189,15 @@ sysver=$("$SYSEXT" --version | head -1)
 	echo "extmerge: $EXTMERGE ($(file -b "$EXTMERGE" | grep -o 'statically linked\|dynamically linked\|static-pie linked' | head -1))."
 	echo "Times are one merge process + one unmerge process, wall clock, process start included."
 	echo
-	echo "| N | extmerge median (ms) | systemd-sysext median (ms) | floor median (ms) | sysext/extmerge ratio | extmerge/floor ratio | extmerge peak RSS (KiB) | systemd-sysext peak RSS (KiB) |"
-	echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| N | extmerge median (ms) | systemd-sysext median (ms) | floor median (ms) | sysext/extmerge ratio | extmerge/floor ratio | extmerge/floor paired | extmerge peak RSS (KiB) | systemd-sysext peak RSS (KiB) |"
+	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for n in $NS; do
 		read -r em emin < <(stats "$n" extmerge 6)
 		read -r sm smin < <(stats "$n" sysext 6)
 		read -r fm fmin < <(stats "$n" floor 6)
-		echo "| $n | $(ms "$em") | $(ms "$sm") | $(ms "$fm") | $(ratio "$sm" "$em") | $(ratio "$em" "$fm") | $(peak "$n" extmerge) | $(peak "$n" sysext) |"
+		sp=$(peak "$n" sysext)
+		((sp > 0)) || sp=—
+		echo "| $n | $(ms "$em") | $(ms "$sm") | $(ms "$fm") | $(ratio "$sm" "$em") | $(ratio "$em" "$fm") | $(paired "$n" extmerge floor) | $(peak "$n" extmerge) | $sp |"
 	done
 	echo
 	echo "Minimum wall time, per-phase medians, CPU time, and the floor's syscalls alone (ms):"

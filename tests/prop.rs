@@ -933,7 +933,7 @@ fn plan_root(r: &Path) -> MergePlan {
 }
 
 /// Everything in a plan that does not depend on where the root lives or when its files
-/// were made (the host's os-release path and image mtimes do).
+/// were made (the host's os-release path, image mtimes and files' identities do).
 fn comparable(p: &MergePlan) -> impl PartialEq + std::fmt::Debug {
     let candidates: Vec<_> = p
         .candidates
@@ -946,7 +946,11 @@ fn comparable(p: &MergePlan) -> impl PartialEq + std::fmt::Debug {
                 c.image.search_dir.clone(),
                 c.image.picked.clone(),
                 c.verdict.clone(),
-                c.release.clone(),
+                // Its contents; which inode was read differs between roots.
+                c.release.clone().map(|mut r| {
+                    r.id = None;
+                    r
+                }),
             )
         })
         .collect();

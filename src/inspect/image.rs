@@ -54,7 +54,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
 
 use crate::format::fs::{self, FsError, FsType};
 use crate::format::gpt::{self, GptError, Guid, Role};
@@ -73,6 +74,9 @@ pub const MAX_ROOT_HASH_FILE: u64 = 64 * 1024;
 pub const MAX_SIGNATURE_FILE: u64 = 32767;
 /// Largest xattr value read for `user.verity.roothash` / `user.verity.usrhash`.
 const MAX_XATTR: usize = 4096;
+/// How much of an image is read at once to find its layout: a protective MBR and GPT
+/// header (512-byte sectors) and a bare file system's superblock.
+const HEAD_BYTES: u64 = 4096;
 
 // ---------------------------------------------------------------------------------------
 // Errors
@@ -549,9 +553,9 @@ fn read_at(
     Ok(buf)
 }
 
-/// Size of a regular file (fstat) or block device (`lseek(SEEK_END)`, read-only).
-fn size_of(fd: BorrowedFd<'_>, kind: ImageKind) -> Result<u64, ImageError> {
-    let st = rustix::fs::fstat(fd).map_err(|e| ImageError::os(ImageStep::Open, "fstat", e))?;
+/// Size of a regular file (from its fstat `st`) or block device (`lseek(SEEK_END)`,
+/// read-only).
+fn size_of(fd: BorrowedFd<'_>, st: &Stat, kind: ImageKind) -> Result<u64, ImageError> {
     let ft = FileType::from_raw_mode(st.st_mode);
     match (kind, ft) {
         (ImageKind::Raw, FileType::RegularFile) => Ok(st.st_size as u64),
@@ -598,15 +602,296 @@ const SIDECAR_SUFFIXES: [&str; 5] = [
     ".verity",
 ];
 
+// ---------------------------------------------------------------------------------------
+// The directories images lie in
+
+/// `statfs` `f_type` of tmpfs: the file system whose directory listing is trusted to
+/// answer "no such name" (see [`ImageDirs`]).
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+/// `FS_CASEFOLD_FL` (`FS_IOC_GETFLAGS`): a case-insensitive directory (tmpfs since 6.13).
+const FS_CASEFOLD_FL: u32 = 0x4000_0000;
+
+/// The directories that image files lie in, each opened once inside the root
+/// (`RESOLVE_IN_ROOT`), so that an image and its sidecars are looked up in one
+/// directory and a sidecar that is not there costs no path walk from the root.
+///
+/// Every question has one of two answers: a name is *absent* — the lookup a caller
+/// would have made finds nothing, so it is skipped — or it *may be there*, and the
+/// caller then does exactly what it does without this cache (the open inside the root,
+/// with all its checks and error messages). "Absent" is only said when one of these
+/// proves it:
+///
+/// - `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)` answers `ENOENT`: nothing of that name,
+///   not even a dangling symlink (a lookup of one component, where the open inside the
+///   root walked the whole path);
+/// - the directory's listing does not have the name. A listing is taken at the second
+///   image of a directory, only on tmpfs (the initrd's and `/run`'s file system, where a
+///   failed lookup is dear: it keeps no negative dentries), only where the directory is
+///   not case-insensitive (`FS_CASEFOLD_FL`) — there readdir shows exactly the names a
+///   lookup finds — and only on Linux 6.13+, whose tmpfs has multigrain timestamps: a
+///   directory whose change time was read (`fstat`) gets a later one at its next
+///   change, whatever the clock's granularity. The directory's `fstat` is taken before
+///   it is read and again for each image; at the first difference (an entry created,
+///   removed or renamed) the listing is dropped and the directory asked by `fstatat`
+///   for the rest of the run. A listing answers for an image only while it shows the
+///   image's entry with the inode just opened (or stat'ed) through it.
+#[derive(Debug, Default)]
+pub struct ImageDirs {
+    dirs: Vec<ImageDir>,
+}
+
+#[derive(Debug)]
+struct ImageDir {
+    /// The directory's path inside the root, as the images' paths have it.
+    rel: PathBuf,
+    fd: OwnedFd,
+    /// Images looked up in it so far.
+    images: u32,
+    listing: Listing,
+}
+
+/// What tells that a directory changed: inode, size, change and modification times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DirStamp([i64; 6]);
+
+impl DirStamp {
+    // The field types differ between architectures.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    fn of(st: &Stat) -> DirStamp {
+        DirStamp([
+            st.st_ino as i64,
+            st.st_size as i64,
+            st.st_ctime as i64,
+            st.st_ctime_nsec as i64,
+            st.st_mtime as i64,
+            st.st_mtime_nsec as i64,
+        ])
+    }
+}
+
+/// A directory's entries: name and inode, sorted by name.
+type Entries = Vec<(Box<[u8]>, u64)>;
+
+#[derive(Debug)]
+enum Listing {
+    /// Not listed (yet).
+    NotYet,
+    /// Not on a file system whose listing answers for lookups, listing failed, or the
+    /// directory changed since.
+    Unusable,
+    /// The entries (name, inode), sorted by name; the directory's `st_dev` and stamp
+    /// from before they were read.
+    Names {
+        dev: u64,
+        seen: DirStamp,
+        names: Entries,
+    },
+}
+
+/// Does this kernel's tmpfs have multigrain timestamps (Linux 6.13+)?
+fn tmpfs_has_multigrain_times() -> bool {
+    let uts = rustix::system::uname();
+    let release = uts.release().to_string_lossy();
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let minor: u32 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 13)
+}
+
+impl Listing {
+    fn ino(names: &Entries, name: &[u8]) -> Option<u64> {
+        names
+            .binary_search_by(|(n, _)| n.as_ref().cmp(name))
+            .ok()
+            .map(|i| names[i].1)
+    }
+
+    fn of(fd: &OwnedFd) -> Listing {
+        // `f_type`'s integer type differs between architectures.
+        #[allow(clippy::unnecessary_cast)]
+        let tmpfs = rustix::fs::fstatfs(fd).is_ok_and(|s| s.f_type as i64 == TMPFS_MAGIC);
+        if !tmpfs || !tmpfs_has_multigrain_times() {
+            return Listing::Unusable;
+        }
+        match rustix::fs::ioctl_getflags(fd) {
+            Ok(f) if f.bits() & FS_CASEFOLD_FL == 0 => {}
+            _ => return Listing::Unusable,
+        }
+        let Ok(st) = rustix::fs::fstat(fd) else {
+            return Listing::Unusable;
+        };
+        let Ok(dir) = rustix::fs::Dir::read_from(fd) else {
+            return Listing::Unusable;
+        };
+        let mut names: Entries = Vec::new();
+        for e in dir {
+            let Ok(e) = e else {
+                return Listing::Unusable;
+            };
+            names.push((Box::from(e.file_name().to_bytes()), e.ino()));
+        }
+        names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Listing::Names {
+            dev: st.st_dev,
+            seen: DirStamp::of(&st),
+            names,
+        }
+    }
+
+    /// Drops the listing if its directory (`fd`) changed since it was read.
+    fn check(&mut self, fd: &OwnedFd) {
+        if let Listing::Names { seen, .. } = self {
+            if rustix::fs::fstat(fd).ok().map(|st| DirStamp::of(&st)) != Some(*seen) {
+                *self = Listing::Unusable;
+            }
+        }
+    }
+
+    /// The entries, if they answer for the image `name` whose `fstat` is `image`.
+    fn for_image(&self, name: &OsStr, image: &Stat) -> Option<&Entries> {
+        match self {
+            Listing::Names { dev, names, .. }
+                if *dev == image.st_dev
+                    && Listing::ino(names, name.as_bytes()) == Some(image.st_ino) =>
+            {
+                Some(names)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One image's place in [`ImageDirs`]: its directory and its name there.
+#[derive(Debug, Clone, Copy)]
+struct Site<'p> {
+    dir: usize,
+    name: &'p OsStr,
+}
+
+impl ImageDirs {
+    /// An empty cache.
+    pub fn new() -> ImageDirs {
+        ImageDirs::default()
+    }
+
+    /// The directory of the image file at `path` (inside the root), opened if it is not
+    /// yet; `None` if it cannot be (every lookup then takes the way from the root).
+    fn site<'p>(&mut self, root: &Root, path: &'p Path) -> Option<Site<'p>> {
+        let name = path.file_name()?;
+        let parent = path.parent()?;
+        let dir = match self.dirs.iter().position(|d| d.rel == parent) {
+            Some(i) => i,
+            None => {
+                let fd = root
+                    .open_at(parent, OFlags::RDONLY | OFlags::DIRECTORY)
+                    .ok()?;
+                self.dirs.push(ImageDir {
+                    rel: parent.to_path_buf(),
+                    fd,
+                    images: 0,
+                    listing: Listing::NotYet,
+                });
+                self.dirs.len() - 1
+            }
+        };
+        let d = &mut self.dirs[dir];
+        d.images += 1;
+        d.listing.check(&d.fd);
+        Some(Site { dir, name })
+    }
+
+    /// Opens the image file at `path` as `root.open_at(path, flags)` does: by its name
+    /// in its directory when it is no symlink (one component; no symlink followed),
+    /// else — on any failure — from the root as before.
+    fn open_image(
+        &self,
+        root: &Root,
+        site: Option<Site<'_>>,
+        path: &Path,
+        flags: OFlags,
+    ) -> io::Result<OwnedFd> {
+        if let Some(s) = site {
+            if let Ok(fd) = rustix::fs::openat(
+                &self.dirs[s.dir].fd,
+                s.name,
+                flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                return Ok(fd);
+            }
+        }
+        root.open_at(path, flags)
+    }
+
+    /// The `fstatat` of the image entry at `site` when it is no symlink: what
+    /// `fstat` of the image opened inside the root would say.
+    fn stat_image(&self, site: Site<'_>) -> Option<Stat> {
+        rustix::fs::statat(
+            &self.dirs[site.dir].fd,
+            site.name,
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .ok()
+        .filter(|st| FileType::from_raw_mode(st.st_mode) != FileType::Symlink)
+    }
+
+    /// Is `rel` (a sidecar of the image at `site`, inside the root) proven absent? `image`
+    /// is the image's `fstat`, which a listing must match to answer.
+    fn absent(&mut self, site: Option<Site<'_>>, image: Option<&Stat>, rel: &Path) -> bool {
+        let Some(site) = site else {
+            return false;
+        };
+        let Some(name) = rel.file_name() else {
+            return false;
+        };
+        let d = &mut self.dirs[site.dir];
+        if rel.parent() != Some(d.rel.as_path()) {
+            return false;
+        }
+        if let Some(img) = image {
+            if d.images >= 2 && matches!(d.listing, Listing::NotYet) {
+                d.listing = Listing::of(&d.fd);
+            }
+            if let Some(names) = d.listing.for_image(site.name, img) {
+                return Listing::ino(names, name.as_bytes()).is_none();
+            }
+        }
+        matches!(
+            rustix::fs::statat(&d.fd, name, AtFlags::SYMLINK_NOFOLLOW),
+            Err(Errno::NOENT)
+        )
+    }
+
+    /// May the image at `site` (`image`: its `fstat`) be asked for its `user.verity.*`
+    /// xattrs by one `flistxattr`? Where its directory's listing answers for it: the image
+    /// is then on tmpfs, whose list shows every `user.*` xattr a get finds.
+    fn xattrs_listable(&self, site: Option<Site<'_>>, image: &Stat) -> bool {
+        site.is_some_and(|s| self.dirs[s.dir].listing.for_image(s.name, image).is_some())
+    }
+}
+
 /// The verity inputs of a raw image besides its bytes, as a line for the refresh
 /// fingerprint: the mtime and inode of each sidecar present and the image's ctime (which
 /// setting a `user.verity.*` xattr bumps). A refresh then notices a root hash, hash tree
 /// or signature that was added, removed or replaced next to an unchanged image — which
 /// can turn an unprotected merge into a verified one.
 pub fn verity_inputs_stamp(root: &Root, image: &Image) -> String {
+    verity_inputs_stamp_in(root, image, &mut ImageDirs::new())
+}
+
+/// [`verity_inputs_stamp`] with the image's directory taken from (or added to) `dirs`:
+/// the same text, with fewer lookups when one `dirs` serves all images of a run (the
+/// sidecars of the second and later images of a directory on tmpfs then cost none).
+pub fn verity_inputs_stamp_in(root: &Root, image: &Image, dirs: &mut ImageDirs) -> String {
     if image.kind != ImageKind::Raw {
         return String::new();
     }
+    let fmt = |kind: &str, st: &Stat| {
+        format!(
+            "{kind}{}.{} {}.{} {}.{}",
+            st.st_ino, st.st_dev, st.st_mtime, st.st_mtime_nsec, st.st_ctime, st.st_ctime_nsec
+        )
+    };
     // A name that is there but cannot be followed (a dangling symlink, which the opener
     // refuses) is stamped as the link itself, so that its appearance is noticed too.
     let stamp = |rel: &Path| -> Option<String> {
@@ -618,17 +903,25 @@ pub fn verity_inputs_stamp(root: &Root, image: &Image) -> String {
             ),
         };
         let st = rustix::fs::fstat(&fd).ok()?;
-        Some(format!(
-            "{kind}{}.{} {}.{} {}.{}",
-            st.st_ino, st.st_dev, st.st_mtime, st.st_mtime_nsec, st.st_ctime, st.st_ctime_nsec
-        ))
+        Some(fmt(kind, &st))
     };
+    let site = dirs.site(root, &image.path);
+    // The image entry, when it is no symlink: the object the open inside the root finds.
+    let image_st = site.and_then(|s| dirs.stat_image(s));
     let mut s = format!("verity-inputs {}", image.path.display());
-    if let Some(st) = stamp(&image.path) {
+    let image_stamp = match &image_st {
+        Some(st) => Some(fmt("", st)),
+        None => stamp(&image.path),
+    };
+    if let Some(st) = image_stamp {
         s += &format!(" image={st}");
     }
     for suffix in SIDECAR_SUFFIXES {
-        if let Some(st) = stamp(&sidecar_path(&image.path, suffix)) {
+        let p = sidecar_path(&image.path, suffix);
+        if dirs.absent(site, image_st.as_ref(), &p) {
+            continue;
+        }
+        if let Some(st) = stamp(&p) {
             s += &format!(" {suffix}={st}");
         }
     }
@@ -718,6 +1011,56 @@ fn read_xattr(file: &File, name: &str) -> Result<Option<Vec<u8>>, ImageError> {
     }
 }
 
+/// The sidecar lookups of one image: a name [`ImageDirs`] proves absent is skipped,
+/// any other is opened inside the root as before ([`open_sidecar`], [`read_sidecar`]).
+struct Sidecars<'a, 'p> {
+    root: &'a Root,
+    dirs: &'a mut ImageDirs,
+    site: Option<Site<'p>>,
+    /// The image's `fstat`.
+    image: Option<Stat>,
+}
+
+impl Sidecars<'_, '_> {
+    fn open(&mut self, rel: &Path, step: ImageStep) -> Result<Option<File>, ImageError> {
+        if self.dirs.absent(self.site, self.image.as_ref(), rel) {
+            return Ok(None);
+        }
+        open_sidecar(self.root, rel, step)
+    }
+
+    fn read(
+        &mut self,
+        rel: &Path,
+        limit: u64,
+        step: ImageStep,
+    ) -> Result<Option<Vec<u8>>, ImageError> {
+        if self.dirs.absent(self.site, self.image.as_ref(), rel) {
+            return Ok(None);
+        }
+        read_sidecar(self.root, rel, limit, step)
+    }
+
+    /// True when one `flistxattr` shows neither `user.verity.*` xattr on `file` (where
+    /// [`ImageDirs::xattrs_listable`] allows asking so); then the two `fgetxattr`s,
+    /// which would find nothing, are skipped.
+    fn no_verity_xattrs(&self, file: &File) -> bool {
+        let Some(st) = &self.image else {
+            return false;
+        };
+        if !self.dirs.xattrs_listable(self.site, st) {
+            return false;
+        }
+        let mut buf = [0u8; 1024];
+        match rustix::fs::flistxattr(file, &mut buf[..]) {
+            Ok(n) => !buf[..n.min(buf.len())]
+                .split(|b| *b == 0)
+                .any(|x| x == b"user.verity.roothash" || x == b"user.verity.usrhash"),
+            Err(_) => false,
+        }
+    }
+}
+
 fn designator_of(role: Role) -> PartitionDesignator {
     match role {
         Role::Usr => PartitionDesignator::Usr,
@@ -764,6 +1107,30 @@ fn probe_fs(file: &File, offset: u64, size: u64) -> Result<FsType, ImageError> {
             fs_errno(&e),
         )
     })
+}
+
+/// [`probe_fs`] of the file system at the start of the image, from `head` (its first
+/// bytes, if they were read) where they suffice: every superblock field the probe checks
+/// lies in the first 4 KiB, except the checksummed block of an erofs with larger blocks,
+/// for which it answers `Truncated` — then the first [`fs::PROBE_BYTES`] are read as
+/// before (as [`probe_verified`] does).
+fn probe_fs_head(file: &File, head: Option<&[u8]>, size: u64) -> Result<FsType, ImageError> {
+    if let Some(h) = head {
+        match fs::probe_with_size(h, size) {
+            Err(FsError::Truncated { .. })
+                if (h.len() as u64) < size.min(fs::PROBE_BYTES as u64) => {}
+            r => {
+                return r.map_err(|e| {
+                    ImageError::invalid(
+                        ImageStep::FileSystem,
+                        format!("file system: {e}"),
+                        fs_errno(&e),
+                    )
+                })
+            }
+        }
+    }
+    probe_fs(file, 0, size)
 }
 
 /// Reads and checks the verity superblock at the start of `tree`, against a data region
@@ -870,12 +1237,13 @@ fn check_no_auto_protection(g: &gpt::Gpt, set: &gpt::RoleSet) -> Result<(), Imag
 type SidecarHash = (RootHash, HashSource, PartitionDesignator);
 
 fn sidecar_root_hash(
-    root: &Root,
+    sc: &mut Sidecars<'_, '_>,
     image: &Image,
     file: &File,
 ) -> Result<Option<SidecarHash>, ImageError> {
     let bad =
         |m: String, e: VerityError| ImageError::invalid(ImageStep::Verity, m, verity_errno(&e));
+    let no_xattrs = sc.no_verity_xattrs(file);
     for (d, xattr, suffix) in [
         (
             PartitionDesignator::Root,
@@ -884,13 +1252,15 @@ fn sidecar_root_hash(
         ),
         (PartitionDesignator::Usr, "user.verity.usrhash", ".usrhash"),
     ] {
-        if let Some(v) = read_xattr(file, xattr)? {
-            let h =
-                RootHash::from_sidecar(&v).map_err(|e| bad(format!("xattr {xattr}: {e}"), e))?;
-            return Ok(Some((h, HashSource::Xattr(xattr), d)));
+        if !no_xattrs {
+            if let Some(v) = read_xattr(file, xattr)? {
+                let h = RootHash::from_sidecar(&v)
+                    .map_err(|e| bad(format!("xattr {xattr}: {e}"), e))?;
+                return Ok(Some((h, HashSource::Xattr(xattr), d)));
+            }
         }
         let p = sidecar_path(&image.path, suffix);
-        if let Some(v) = read_sidecar(root, &p, MAX_ROOT_HASH_FILE, ImageStep::Verity)? {
+        if let Some(v) = sc.read(&p, MAX_ROOT_HASH_FILE, ImageStep::Verity)? {
             let h =
                 RootHash::from_sidecar(&v).map_err(|e| bad(format!("{}: {e}", p.display()), e))?;
             return Ok(Some((h, HashSource::Sidecar(p), d)));
@@ -903,6 +1273,17 @@ fn sidecar_root_hash(
 /// plus the open files, for the kernel layer's `activate`. The error has no path yet (the
 /// caller knows how the image is shown).
 pub fn probe(root: &Root, image: &Image, arch: &str) -> Result<Probed, ImageError> {
+    probe_in(root, image, arch, &mut ImageDirs::new())
+}
+
+/// [`probe`] with the image's directory taken from (or added to) `dirs`: the same
+/// result, with fewer lookups when one `dirs` serves all images of a run.
+pub fn probe_in(
+    root: &Root,
+    image: &Image,
+    arch: &str,
+    dirs: &mut ImageDirs,
+) -> Result<Probed, ImageError> {
     if image.kind == ImageKind::Directory {
         return Err(ImageError::invalid(
             ImageStep::Open,
@@ -910,15 +1291,24 @@ pub fn probe(root: &Root, image: &Image, arch: &str) -> Result<Probed, ImageErro
             libc::EISDIR,
         ));
     }
-    let fd = root
-        .open_at(
+    let is_file = image.kind == ImageKind::Raw;
+    // Sidecars are looked up for image files only (not block devices), as systemd does.
+    let site = if is_file {
+        dirs.site(root, &image.path)
+    } else {
+        None
+    };
+    let fd = dirs
+        .open_image(
+            root,
+            site,
             &image.path,
             OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
         )
         .map_err(|e| ImageError::os(ImageStep::Open, "cannot open", e))?;
-    let size = size_of(fd.as_fd(), image.kind)?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| ImageError::os(ImageStep::Open, "fstat", e))?;
+    let size = size_of(fd.as_fd(), &st, image.kind)?;
     let file = File::from(fd);
-    let is_file = image.kind == ImageKind::Raw;
 
     // Verity sidecars (image files only, as systemd).
     let mut side_hash = None;
@@ -926,7 +1316,13 @@ pub fn probe(root: &Root, image: &Image, arch: &str) -> Result<Probed, ImageErro
     let mut verity_file = None;
     let mut verity_path = None;
     if is_file {
-        side_hash = sidecar_root_hash(root, image, &file)?;
+        let mut sc = Sidecars {
+            root,
+            dirs,
+            site,
+            image: Some(st),
+        };
+        side_hash = sidecar_root_hash(&mut sc, image, &file)?;
         let used = side_hash.as_ref().map(|(_, s, d)| (*d, s.clone()));
         for (d, suffix, hash_suffix, xattr) in [
             (
@@ -949,7 +1345,7 @@ pub fn probe(root: &Root, image: &Image, arch: &str) -> Result<Probed, ImageErro
                 // or xattr and ignores any other; ignoring one here would merge with less
                 // protection than whoever put it there asked for.
                 _ => {
-                    if open_sidecar(root, &p, ImageStep::Signature)?.is_some() {
+                    if sc.open(&p, ImageStep::Signature)?.is_some() {
                         let message = match &used {
                             None => format!(
                                 "{}: a root hash signature without a root hash to go with it (no {} file, no xattr {xattr}); refusing the image rather than ignoring the signature",
@@ -971,7 +1367,7 @@ pub fn probe(root: &Root, image: &Image, arch: &str) -> Result<Probed, ImageErro
                     continue;
                 }
             }
-            if let Some(sig) = read_sidecar(root, &p, MAX_SIGNATURE_FILE, ImageStep::Signature)? {
+            if let Some(sig) = sc.read(&p, MAX_SIGNATURE_FILE, ImageStep::Signature)? {
                 verity::check_signature_envelope(&sig).map_err(|e| {
                     ImageError::invalid(
                         ImageStep::Signature,
@@ -983,17 +1379,42 @@ pub fn probe(root: &Root, image: &Image, arch: &str) -> Result<Probed, ImageErro
             }
         }
         let p = sidecar_path(&image.path, ".verity");
-        if let Some(f) = open_sidecar(root, &p, ImageStep::Verity)? {
+        if let Some(f) = sc.open(&p, ImageStep::Verity)? {
             verity_file = Some(f);
             verity_path = Some(p);
         }
     }
 
+    // The first 4 KiB, read once: the protective MBR and a GPT header of 512-byte
+    // sectors, and the superblock of a bare file system, lie in them. Reads beyond go
+    // to the file; a failed read here leaves every read to the file, as before.
+    let head = read_at(
+        &file,
+        0,
+        size.min(HEAD_BYTES) as usize,
+        "the image's first bytes",
+        ImageStep::Open,
+    )
+    .ok();
+    let read_head_or_file = |off: u64, buf: &mut [u8]| -> io::Result<()> {
+        let cached = head.as_deref().and_then(|h| {
+            let start = usize::try_from(off).ok()?;
+            h.get(start..start.checked_add(buf.len())?)
+        });
+        match cached {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+            None => file.read_exact_at(buf, off),
+        }
+    };
+
     // Layout.
     let gpt = if verity_file.is_some() {
         None // an external hash tree means: the image is one file system
     } else {
-        match gpt::parse(|off, buf| file.read_exact_at(buf, off), size) {
+        match gpt::parse(read_head_or_file, size) {
             Ok(g) => Some(g),
             Err(
                 GptError::TooSmall { .. } | GptError::NoProtectiveMbr { .. } | GptError::NoHeader,
@@ -1010,7 +1431,7 @@ pub fn probe(root: &Root, image: &Image, arch: &str) -> Result<Probed, ImageErro
 
     let (layout, mut volumes, present) = match &gpt {
         None => {
-            let fstype = probe_fs(&file, 0, size)?;
+            let fstype = probe_fs_head(&file, head.as_deref(), size)?;
             let hash_tree = match (&verity_file, &verity_path) {
                 (Some(f), Some(p)) => {
                     let vsize = rustix::fs::fstat(f)
@@ -1501,6 +1922,112 @@ mod tests {
         let e = apply_policy(&ImagePolicy::confext(), &signed).unwrap_err();
         assert_eq!((e.step, e.errno()), (ImageStep::Policy, libc::ERFKILL));
         assert!(e.to_string().contains("nothing to mount"), "{e}");
+    }
+
+    /// [`ImageDirs`] gives the answers of fresh lookups: the same probe result (or error:
+    /// step, errno, message) and the same verity-inputs stamp, image after image, while
+    /// sidecars come and go between them — on the file system of the temp dir, and on a
+    /// tmpfs (`/dev/shm`, where one is), where the listing answers.
+    #[test]
+    fn image_dirs_answer_as_lookups() {
+        let mut bases = vec![tempfile::tempdir().unwrap()];
+        match tempfile::tempdir_in("/dev/shm") {
+            Ok(d)
+                if rustix::fs::statfs(d.path()).is_ok_and(|s| {
+                    #[allow(clippy::unnecessary_cast)]
+                    let t = s.f_type as i64;
+                    t == TMPFS_MAGIC
+                }) =>
+            {
+                bases.push(d)
+            }
+            _ => eprintln!("SKIP image_dirs_answer_as_lookups on tmpfs: no tmpfs /dev/shm"),
+        }
+        for base in &bases {
+            let ext = base.path().join("var/lib/extensions");
+            std::fs::create_dir_all(&ext).unwrap();
+            for n in ["a", "b", "c"] {
+                std::fs::write(ext.join(format!("{n}.raw")), vec![0u8; 4096]).unwrap();
+            }
+            let root = Root::open(base.path()).unwrap();
+            let img = |n: &str| Image {
+                name: n.into(),
+                class: crate::format::class::Class::Sysext,
+                kind: ImageKind::Raw,
+                path: format!("/var/lib/extensions/{n}.raw").into(),
+                search_dir: "/var/lib/extensions".into(),
+                mtime_usec: None,
+                picked: None,
+                opened: Default::default(),
+            };
+            let arch = crate::format::arch::native();
+            let outcome = |r: Result<Probed, ImageError>| match r {
+                Ok(p) => Ok(p.info),
+                Err(e) => Err((e.step, e.errno(), e.to_string())),
+            };
+            let check = |dirs: &mut ImageDirs, n: &str, want: ImageStep| {
+                let i = img(n);
+                let cached = outcome(probe_in(&root, &i, arch, dirs));
+                let fresh = outcome(probe(&root, &i, arch));
+                assert_eq!(cached, fresh, "{n} in {}", base.path().display());
+                assert_eq!(
+                    cached.as_ref().map_err(|e| e.0).unwrap_err(),
+                    want,
+                    "{cached:?}"
+                );
+                assert_eq!(
+                    verity_inputs_stamp_in(&root, &i, dirs),
+                    verity_inputs_stamp(&root, &i)
+                );
+            };
+            let mut dirs = ImageDirs::new();
+            check(&mut dirs, "a", ImageStep::FileSystem);
+            check(&mut dirs, "b", ImageStep::FileSystem);
+            check(&mut dirs, "c", ImageStep::FileSystem);
+            // On tmpfs (6.13+) the listing answers from the second image on (and goes on
+            // answering while nothing changes); elsewhere it is never taken.
+            let tmpfs = matches!(dirs.dirs[0].listing, Listing::Names { .. });
+            assert_eq!(
+                tmpfs,
+                base.path().starts_with("/dev/shm") && tmpfs_has_multigrain_times()
+            );
+            // A signature appears after the listing: the directory changed, so it is seen.
+            std::fs::write(ext.join("c.roothash.p7s"), b"sig").unwrap();
+            check(&mut dirs, "c", ImageStep::Signature);
+            std::fs::remove_file(ext.join("c.roothash.p7s")).unwrap();
+            check(&mut dirs, "c", ImageStep::FileSystem);
+            // A dangling symlink is there (and refused), a directory as well.
+            std::os::unix::fs::symlink("nowhere", ext.join("b.verity")).unwrap();
+            check(&mut dirs, "b", ImageStep::Verity);
+            std::fs::remove_file(ext.join("b.verity")).unwrap();
+            std::fs::create_dir(ext.join("a.usrhash")).unwrap();
+            check(&mut dirs, "a", ImageStep::Verity);
+            std::fs::remove_dir(ext.join("a.usrhash")).unwrap();
+            // An image replaced by another file; one that is gone.
+            std::fs::write(ext.join("new.raw"), vec![0u8; 4096]).unwrap();
+            std::fs::rename(ext.join("new.raw"), ext.join("a.raw")).unwrap();
+            check(&mut dirs, "a", ImageStep::FileSystem);
+            std::fs::remove_file(ext.join("b.raw")).unwrap();
+            check(&mut dirs, "b", ImageStep::Open);
+            // A fresh run lists again; a symlinked image is looked up from the root.
+            let mut dirs2 = ImageDirs::new();
+            std::os::unix::fs::symlink("a.raw", ext.join("b.raw")).unwrap();
+            for n in ["a", "b", "c"] {
+                let i = img(n);
+                assert_eq!(
+                    outcome(probe_in(&root, &i, arch, &mut dirs2)),
+                    outcome(probe(&root, &i, arch))
+                );
+                assert_eq!(
+                    verity_inputs_stamp_in(&root, &i, &mut dirs2),
+                    verity_inputs_stamp(&root, &i)
+                );
+            }
+            eprintln!(
+                "image_dirs_answer_as_lookups: {} (listing used: {tmpfs})",
+                base.path().display()
+            );
+        }
     }
 
     #[test]

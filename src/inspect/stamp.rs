@@ -174,7 +174,13 @@ fn options_line(opts: &Options, class: Class, hierarchies: &[String]) -> String 
 }
 
 /// One extension: its object, and for a directory its extension-release file.
-fn image_line(s: &mut String, root: &Root, class: Class, entry: &Entry<'_>) {
+fn image_line(
+    s: &mut String,
+    root: &Root,
+    class: Class,
+    entry: &Entry<'_>,
+    dirs: &mut crate::inspect::image::ImageDirs,
+) {
     let (image, fd) = (entry.image, entry.fd);
     // Only a directory's own fd is the object (an image's is its mounted tree).
     let fd = fd.filter(|_| image.kind == ImageKind::Directory);
@@ -217,7 +223,7 @@ fn image_line(s: &mut String, root: &Root, class: Class, entry: &Entry<'_>) {
             }
         }
         (ImageKind::Raw, _) => {
-            let v = crate::inspect::image::verity_inputs_stamp(root, image);
+            let v = crate::inspect::image::verity_inputs_stamp_in(root, image, dirs);
             let _ = write!(s, " {}", cescape(v.trim_end_matches('\n').as_bytes()));
         }
         _ => {}
@@ -266,8 +272,10 @@ pub fn render(
             id_in_root(root, Path::new(&h))
         );
     }
+    // Image directories opened once for all images' sidecar lookups.
+    let mut dirs = crate::inspect::image::ImageDirs::new();
     for e in images {
-        image_line(&mut s, root, class, e);
+        image_line(&mut s, root, class, e, &mut dirs);
     }
     if opts.mutable != MutableMode::No {
         for h in hierarchies {

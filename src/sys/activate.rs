@@ -37,6 +37,7 @@ use std::cell::RefCell;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use rustix::fs::{AtFlags, FileType, OFlags};
 
@@ -48,16 +49,16 @@ use crate::format::verity::{self, RootHash};
 use crate::inspect::discover::{Image, ImageKind};
 use crate::inspect::fsutil::{self, Root};
 use crate::inspect::image::{
-    apply_policy, probe, probe_verified, HashLocation, ImageError, ImageStep, Probed, SigSource,
-    Volume, MAX_SIGNATURE_FILE,
+    apply_policy, probe_in, probe_verified, HashLocation, ImageDirs, ImageError, ImageStep, Probed,
+    SigSource, Volume, MAX_SIGNATURE_FILE,
 };
 use crate::inspect::{DirOpener, Opener};
 use crate::log::os_text;
 use crate::sys::dm::{Dm, DmFlags, Removal};
 use crate::sys::keyring;
-use crate::sys::loopdev::{LoopDevice, LoopOptions};
+use crate::sys::loopdev::{LoopControl, LoopDevice, LoopError, LoopOptions};
 use crate::sys::mount::{self, mount_block};
-use crate::sys::staging::{mkdir_open, StagingArea};
+use crate::sys::staging::{mkdir, mkdir_open, StagingArea};
 use crate::sys::txn::Txn;
 
 /// Longest dm device name (`DM_NAME_LEN` minus the NUL).
@@ -104,14 +105,41 @@ fn register_dm(txn: &mut Txn, name: String) {
 
 /// Registers a directory made in the staging tmpfs (`rel` below `staging`): removed
 /// again on rollback.
-fn register_dir(txn: &mut Txn, staging: &OwnedFd, rel: String) -> Result<(), ImageError> {
-    let st = staging
-        .try_clone()
-        .map_err(|e| ImageError::os(ImageStep::Staging, "", e))?;
+fn register_dir(txn: &mut Txn, staging: Arc<OwnedFd>, rel: String) {
     txn.on_undo(format!("staging directory {rel}"), move || {
-        rustix::fs::unlinkat(&st, rel.as_str(), AtFlags::REMOVEDIR).map_err(std::io::Error::from)
+        rustix::fs::unlinkat(&staging, rel.as_str(), AtFlags::REMOVEDIR)
+            .map_err(std::io::Error::from)
     });
-    Ok(())
+}
+
+/// The loop devices of one opener: `/dev/loop-control` is opened at the first attach
+/// and kept for the others.
+#[derive(Debug, Default)]
+struct Loops {
+    ctl: Option<LoopControl>,
+}
+
+impl Loops {
+    /// Binds `file[offset..offset + size]` to a free loop device ([`loop_options`]);
+    /// `backing` names the file (as people see it) in the device and in errors.
+    fn attach(
+        &mut self,
+        file: std::os::fd::BorrowedFd<'_>,
+        offset: u64,
+        size: u64,
+        backing: &str,
+    ) -> Result<LoopDevice, LoopError> {
+        let ctl = match &mut self.ctl {
+            Some(c) => c,
+            slot => slot.insert(LoopControl::open().map_err(|e| LoopError {
+                op: "open",
+                device: "/dev/loop-control".into(),
+                backing: backing.to_string(),
+                source: e.into(),
+            })?),
+        };
+        ctl.attach(file, offset, size, loop_options(), backing)
+    }
 }
 
 fn loop_options() -> LoopOptions {
@@ -201,12 +229,16 @@ fn sig_source_text(v: &Volume) -> String {
 
 /// Sets up dm-verity (when `level` asks for it) or a plain loop device for `v`; returns
 /// the block device to mount and the file system type to mount it as.
+#[allow(clippy::too_many_arguments)]
 fn activate(
+    root: &Root,
     probed: &Probed,
     v: &Volume,
     level: Protection,
     setup: &mut Txn,
     faults: &mut Injector,
+    loops: &mut Loops,
+    backing: &str,
 ) -> Result<(PathBuf, FsType), ImageError> {
     let verity = matches!(level, Protection::Verity | Protection::Signed);
     if !verity && v.hash_tree.is_some() {
@@ -229,7 +261,8 @@ fn activate(
     };
     if !verity {
         inject(faults, ImageStep::Loop, "loop device")?;
-        let lo = LoopDevice::attach(probed.file.as_fd(), v.offset, v.size, loop_options())
+        let lo = loops
+            .attach(probed.file.as_fd(), v.offset, v.size, backing)
             .map_err(|e| loop_err("file system", e))?;
         let path = lo.path().to_path_buf();
         register_loop(setup, lo);
@@ -290,17 +323,27 @@ fn activate(
         }
     }
     inject(faults, ImageStep::Loop, "data loop device")?;
-    let data = LoopDevice::attach(probed.file.as_fd(), v.offset, v.size, loop_options())
+    let data = loops
+        .attach(probed.file.as_fd(), v.offset, v.size, backing)
         .map_err(|e| loop_err("data", e))?;
     let data_dev = data.dev();
     register_loop(setup, data);
     let (hoff, hsize) = tree.region();
-    let hash_file = match tree.location {
-        HashLocation::Partition(_) => &probed.file,
-        HashLocation::Sidecar { .. } => probed.verity_file.as_ref().unwrap_or(&probed.file),
+    let (hash_file, hash_backing) = match &tree.location {
+        HashLocation::Partition(_) => (&probed.file, None),
+        HashLocation::Sidecar { path, .. } => (
+            probed.verity_file.as_ref().unwrap_or(&probed.file),
+            Some(root.display_path(path).to_string_lossy().into_owned()),
+        ),
     };
     inject(faults, ImageStep::Loop, "hash loop device")?;
-    let hash = LoopDevice::attach(hash_file.as_fd(), hoff, hsize, loop_options())
+    let hash = loops
+        .attach(
+            hash_file.as_fd(),
+            hoff,
+            hsize,
+            hash_backing.as_deref().unwrap_or(backing),
+        )
         .map_err(|e| loop_err("hash tree", e))?;
     let hash_dev = hash.dev();
     register_loop(setup, hash);
@@ -400,6 +443,9 @@ pub struct ImageOpener {
     staging: Option<StagingArea>,
     seq: u32,
     faults: Injector,
+    /// The directories of the images opened so far (their sidecars' lookups).
+    dirs: ImageDirs,
+    loops: Loops,
 }
 
 impl ImageOpener {
@@ -419,6 +465,8 @@ impl ImageOpener {
             staging: None,
             seq: 0,
             faults: fault::FaultSettings::from_process().image(),
+            dirs: ImageDirs::new(),
+            loops: Loops::default(),
         }
     }
 
@@ -471,41 +519,56 @@ impl ImageOpener {
     }
 
     fn open_disk_image(&mut self, root: &Root, image: &Image) -> Result<OwnedFd, ImageError> {
-        let probed = probe(root, image, self.arch)?;
+        let probed = probe_in(root, image, self.arch, &mut self.dirs)?;
         let policy = self.policy_for(image);
         let levels = apply_policy(&policy, &probed.info)?;
-        crate::log::debug(&format!(
-            "{}: {:?}, protection used: {levels:?}",
-            image.path.display(),
-            probed.info.layout
-        ));
+        if crate::log::enabled(crate::log::Level::Debug) {
+            crate::log::debug(&format!(
+                "{}: {:?}, protection used: {levels:?}",
+                image.path.display(),
+                probed.info.layout
+            ));
+        }
+        // The image as people see it: the loop device's `lo_file_name`, and errors.
+        let backing = root
+            .display_path(&image.path)
+            .to_string_lossy()
+            .into_owned();
 
         // One transaction for this image: undone on any error (by its drop), committed
-        // once the image is mounted in the staging area.
+        // once the image is mounted in the staging area. The fds its undo steps need are
+        // shared with them (`Arc`), not duplicated.
         let mut setup = Txn::new(Injector::default());
         let mut mounts = Vec::new();
         for (v, level) in probed.info.volumes.iter().zip(&levels) {
             if *level == Protection::Unused {
                 continue;
             }
-            let (dev, fstype) = activate(&probed, v, *level, &mut setup, &mut self.faults)
-                .map_err(|e| e.context(format_args!("{} ({})", v.designator, step_name(*level))))?;
+            let (dev, fstype) = activate(
+                root,
+                &probed,
+                v,
+                *level,
+                &mut setup,
+                &mut self.faults,
+                &mut self.loops,
+                &backing,
+            )
+            .map_err(|e| e.context(format_args!("{} ({})", v.designator, step_name(*level))))?;
             inject(&mut self.faults, ImageStep::Mount, "mount")?;
-            let mnt = mount_block(&dev, fstype).map_err(|e| {
+            let mnt = Arc::new(mount_block(&dev, fstype).map_err(|e| {
                 ImageError::kernel(
                     ImageStep::Mount,
                     format!("mounting the {} file system: {e}", v.designator),
                     e.errno(),
                 )
-            })?;
+            })?);
             let what = format!("{} of {}", v.designator, image.path.display());
-            let clone = mnt
-                .try_clone()
-                .map_err(|e| ImageError::os(ImageStep::Mount, "", e))?;
             // Held until the transaction ends: a rollback closes it (the detached mount
             // goes), after the attach below is undone.
+            let held = mnt.clone();
             setup.on_undo(what.clone(), move || {
-                drop(clone);
+                drop(held);
                 Ok::<(), String>(())
             });
             mounts.push((v.mount_point, mnt, what));
@@ -528,72 +591,90 @@ impl ImageOpener {
         }
         let staging = self.staging.as_ref().expect("created above");
         let stage_fd = staging.fd();
-        let stage_owned = stage_fd
-            .try_clone_to_owned()
-            .map_err(|e| staging_err(e, String::new()))?;
         let k = self.seq.to_string();
         self.seq += 1;
         inject(&mut self.faults, ImageStep::Staging, "staging directory")?;
-        let top = mkdir_open(stage_fd, &k, 0o755)
-            .map_err(|e| staging_err(e, format!(": {}/{k}", staging.path().display())))?;
-        register_dir(&mut setup, &stage_owned, k.clone())?;
-        let mut attached_top = false;
+        // The root file system goes onto the directory itself, whose own mode it then
+        // hides: made, not opened. A `/usr` partition alone goes below it (`usr/`), so
+        // the directory is the tree's top and gets its mode exactly.
+        let covered = mounts.first().is_some_and(|(point, _, _)| point.is_empty());
+        let top = if covered {
+            mkdir(stage_fd, &k, 0o755).map(|()| None)
+        } else {
+            mkdir_open(stage_fd, &k, 0o755).map(Some)
+        }
+        .map_err(|e| staging_err(e, format!(": {}/{k}", staging.path().display())))?;
+        register_dir(&mut setup, staging.shared_fd(), k.clone());
+        let mut attached_top = None;
         for (point, mnt, what) in &mounts {
             let target_path = staging.path().join(&k).join(point);
             let shown = target_path.display().to_string();
-            let target = if point.is_empty() {
-                top.try_clone()
-                    .map_err(|e| ImageError::os(ImageStep::Staging, "", e))?
-            } else if attached_top {
-                // A directory of the root file system mounted just before.
-                fsutil::open_in(
-                    stage_fd,
-                    &Path::new(&k).join(point),
-                    OFlags::RDONLY | OFlags::DIRECTORY,
-                    rustix::fs::ResolveFlags::NO_SYMLINKS,
-                )
-                .map_err(|e| {
-                    ImageError::os(
-                        ImageStep::Mount,
-                        format_args!("the root file system has no directory /{point} to mount the {point} partition on"),
-                        e,
-                    )
-                })?
+            if point.is_empty() {
+                inject(&mut self.faults, ImageStep::Mount, "attach")?;
+                mount::attach_at(mnt.as_fd(), stage_fd, &k, &shown)
             } else {
-                let d = mkdir_open(top.as_fd(), point, 0o755)
-                    .map_err(|e| staging_err(e, format!(": {shown}")))?;
-                register_dir(&mut setup, &stage_owned, format!("{k}/{point}"))?;
-                d
-            };
-            inject(&mut self.faults, ImageStep::Mount, "attach")?;
-            mount::attach(mnt.as_fd(), target.as_fd(), false, &shown).map_err(|e| {
+                let target = match (attached_top.is_some(), &top) {
+                    // A directory of the root file system mounted just before.
+                    (true, _) | (false, None) => fsutil::open_in(
+                        stage_fd,
+                        &Path::new(&k).join(point),
+                        OFlags::RDONLY | OFlags::DIRECTORY,
+                        rustix::fs::ResolveFlags::NO_SYMLINKS,
+                    )
+                    .map_err(|e| {
+                        ImageError::os(
+                            ImageStep::Mount,
+                            format_args!("the root file system has no directory /{point} to mount the {point} partition on"),
+                            e,
+                        )
+                    })?,
+                    (false, Some(top)) => {
+                        let d = mkdir_open(top.as_fd(), point, 0o755)
+                            .map_err(|e| staging_err(e, format!(": {shown}")))?;
+                        register_dir(&mut setup, staging.shared_fd(), format!("{k}/{point}"));
+                        d
+                    }
+                };
+                inject(&mut self.faults, ImageStep::Mount, "attach")?;
+                mount::attach(mnt.as_fd(), target.as_fd(), false, &shown)
+            }
+            .map_err(|e| {
                 ImageError::kernel(
                     ImageStep::Mount,
                     format!("attaching the mount: {e}"),
                     e.errno(),
                 )
             })?;
-            let attached = mnt
-                .try_clone()
-                .map_err(|e| ImageError::os(ImageStep::Mount, "", e))?;
+            let attached = mnt.clone();
             let what = what.clone();
             setup.on_undo(format!("attach of {what}"), move || {
                 mount::detach(attached.as_fd(), &what)
             });
             if point.is_empty() {
-                attached_top = true;
+                attached_top = Some(mnt.clone());
             }
         }
         drop(mounts);
-        // The root as seen through the attached path (not `top`, which is the staging
-        // directory below the mount).
-        let fd = fsutil::open_in(
-            stage_fd,
-            Path::new(&k),
-            OFlags::RDONLY | OFlags::DIRECTORY,
-            rustix::fs::ResolveFlags::NO_SYMLINKS,
-        )
-        .map_err(|e| ImageError::os(ImageStep::Mount, "opening the mounted image", e))?;
+        let fd = match (attached_top, top) {
+            // The mounted root file system's root, through the mount itself (the
+            // staging directory `k` is below it).
+            (Some(mnt), _) => rustix::fs::openat(
+                &*mnt,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(|e| ImageError::os(ImageStep::Mount, "opening the mounted image", e))?,
+            // The staging directory with the `/usr` partition below it.
+            (None, Some(top)) => top,
+            (None, None) => fsutil::open_in(
+                stage_fd,
+                Path::new(&k),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+                rustix::fs::ResolveFlags::NO_SYMLINKS,
+            )
+            .map_err(|e| ImageError::os(ImageStep::Mount, "opening the mounted image", e))?,
+        };
         setup.commit();
         Ok(fd)
     }

@@ -426,6 +426,131 @@ enum Attempt {
     Taken(Errno),
 }
 
+/// `/dev/loop-control`, open: one for any number of [`attach`](Self::attach)es (a merge
+/// of many images opens it once, not once per image).
+#[derive(Debug)]
+pub struct LoopControl {
+    fd: OwnedFd,
+}
+
+impl LoopControl {
+    /// Opens `/dev/loop-control` (read-write, close-on-exec).
+    pub fn open() -> rustix::io::Result<LoopControl> {
+        let fd = retry_on_intr(|| {
+            rustix::fs::open(
+                "/dev/loop-control",
+                OFlags::RDWR | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        })?;
+        Ok(LoopControl { fd })
+    }
+
+    /// [`LoopDevice::attach`] through this control device; `backing` names the backing
+    /// file (in `lo_file_name` and in errors) where [`LoopDevice::attach`] asks
+    /// `/proc/self/fd` for its path.
+    pub fn attach(
+        &self,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        size_limit: u64,
+        opts: LoopOptions,
+        backing: &str,
+    ) -> Result<LoopDevice, LoopError> {
+        self.attach_inner(file, offset, size_limit, opts, None, backing.to_string())
+    }
+
+    fn attach_inner(
+        &self,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        size_limit: u64,
+        opts: LoopOptions,
+        force: Option<AttachStrategy>,
+        backing: String,
+    ) -> Result<LoopDevice, LoopError> {
+        let ctl = &self.fd;
+        let mut strategy = force.unwrap_or(AttachStrategy::Configure);
+        let mut direct_io = opts.direct_io;
+        let mut last = None;
+        for _ in 0..MAX_DEVICE_TRIES {
+            let nr = loop_ctl_get_free(ctl.as_fd()).map_err(|e| {
+                LoopError::new("LOOP_CTL_GET_FREE", "/dev/loop-control", &backing, e)
+            })?;
+            let path = format!("/dev/loop{nr}");
+            let (fd, rdev) = match open_loop_node(nr, opts.read_only) {
+                Ok(r) => r,
+                // Removed (LOOP_CTL_REMOVE) or being torn down between the two calls.
+                Err((_, e @ (Errno::NOENT | Errno::NXIO | Errno::NODEV))) => {
+                    last = Some(("open", path, e));
+                    continue;
+                }
+                Err((op, e)) => return Err(LoopError::new(op, path, &backing, e)),
+            };
+            let attempt = loop {
+                let r = match strategy {
+                    AttachStrategy::Configure => configure(
+                        fd.as_fd(),
+                        file,
+                        offset,
+                        size_limit,
+                        &opts,
+                        direct_io,
+                        &backing,
+                    ),
+                    AttachStrategy::SetFd => {
+                        set_fd_and_status(fd.as_fd(), file, offset, size_limit, &opts, &backing)
+                    }
+                };
+                match r {
+                    Ok(a) => break a,
+                    Err((op, Errno::INVAL)) if op == "LOOP_CONFIGURE" && direct_io => {
+                        // The backing file system refuses O_DIRECT: buffered I/O it is.
+                        direct_io = false;
+                    }
+                    Err((op, Errno::INVAL | Errno::NOTTY | Errno::NOSYS))
+                        if op == "LOOP_CONFIGURE" && force.is_none() && !has_loop_configure() =>
+                    {
+                        strategy = AttachStrategy::SetFd;
+                    }
+                    Err((op, e)) => return Err(LoopError::new(op, path, &backing, e)),
+                }
+            };
+            match attempt {
+                // The device number is the node's, checked when it was opened (the
+                // binding does not change it).
+                Attempt::Bound => {
+                    return Ok(LoopDevice {
+                        fd: Some(fd),
+                        number: nr,
+                        dev: rdev,
+                        path: PathBuf::from(path),
+                        backing,
+                    })
+                }
+                Attempt::Taken(e) => {
+                    #[cfg(test)]
+                    tests::TAKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let op = match strategy {
+                        AttachStrategy::Configure => "LOOP_CONFIGURE",
+                        AttachStrategy::SetFd => "LOOP_SET_FD",
+                    };
+                    last = Some((op, path, e));
+                }
+            }
+        }
+        let (op, path, e) =
+            last.unwrap_or(("LOOP_CTL_GET_FREE", "/dev/loop-control".into(), Errno::BUSY));
+        Err(LoopError::new(op, path, &backing, e))
+    }
+}
+
+impl AsFd for LoopControl {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl LoopDevice {
     /// Binds `file` (from `offset`, at most `size_limit` bytes; 0 = to its end) to a free
     /// loop device: `LOOP_CTL_GET_FREE`, open `/dev/loopN`, `LOOP_CONFIGURE`.
@@ -469,89 +594,9 @@ impl LoopDevice {
         force: Option<AttachStrategy>,
     ) -> Result<LoopDevice, LoopError> {
         let backing = fd_name(file);
-        let ctl = retry_on_intr(|| {
-            rustix::fs::open(
-                "/dev/loop-control",
-                OFlags::RDWR | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-        })
-        .map_err(|e| LoopError::new("open", "/dev/loop-control", &backing, e))?;
-        let mut strategy = force.unwrap_or(AttachStrategy::Configure);
-        let mut direct_io = opts.direct_io;
-        let mut last = None;
-        for _ in 0..MAX_DEVICE_TRIES {
-            let nr = loop_ctl_get_free(ctl.as_fd()).map_err(|e| {
-                LoopError::new("LOOP_CTL_GET_FREE", "/dev/loop-control", &backing, e)
-            })?;
-            let path = format!("/dev/loop{nr}");
-            let fd = match open_loop_node(nr, opts.read_only) {
-                Ok(fd) => fd,
-                // Removed (LOOP_CTL_REMOVE) or being torn down between the two calls.
-                Err((_, e @ (Errno::NOENT | Errno::NXIO | Errno::NODEV))) => {
-                    last = Some(("open", path, e));
-                    continue;
-                }
-                Err((op, e)) => return Err(LoopError::new(op, path, &backing, e)),
-            };
-            let attempt = loop {
-                let r = match strategy {
-                    AttachStrategy::Configure => configure(
-                        fd.as_fd(),
-                        file,
-                        offset,
-                        size_limit,
-                        &opts,
-                        direct_io,
-                        &backing,
-                    ),
-                    AttachStrategy::SetFd => {
-                        set_fd_and_status(fd.as_fd(), file, offset, size_limit, &opts, &backing)
-                    }
-                };
-                match r {
-                    Ok(a) => break a,
-                    Err((op, Errno::INVAL)) if op == "LOOP_CONFIGURE" && direct_io => {
-                        // The backing file system refuses O_DIRECT: buffered I/O it is.
-                        direct_io = false;
-                    }
-                    Err((op, Errno::INVAL | Errno::NOTTY | Errno::NOSYS))
-                        if op == "LOOP_CONFIGURE" && force.is_none() && !has_loop_configure() =>
-                    {
-                        strategy = AttachStrategy::SetFd;
-                    }
-                    Err((op, e)) => return Err(LoopError::new(op, path, &backing, e)),
-                }
-            };
-            match attempt {
-                Attempt::Bound => {
-                    // Owned from here on: an error below drops (and so detaches) it.
-                    let mut dev = LoopDevice {
-                        fd: Some(fd),
-                        number: nr,
-                        dev: 0,
-                        path: PathBuf::from(path),
-                        backing,
-                    };
-                    dev.dev = rustix::fs::fstat(dev.fd())
-                        .map_err(|e| dev.err("fstat", e))?
-                        .st_rdev;
-                    return Ok(dev);
-                }
-                Attempt::Taken(e) => {
-                    #[cfg(test)]
-                    tests::TAKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let op = match strategy {
-                        AttachStrategy::Configure => "LOOP_CONFIGURE",
-                        AttachStrategy::SetFd => "LOOP_SET_FD",
-                    };
-                    last = Some((op, path, e));
-                }
-            }
-        }
-        let (op, path, e) =
-            last.unwrap_or(("LOOP_CTL_GET_FREE", "/dev/loop-control".into(), Errno::BUSY));
-        Err(LoopError::new(op, path, &backing, e))
+        let ctl = LoopControl::open()
+            .map_err(|e| LoopError::new("open", "/dev/loop-control", &backing, e))?;
+        ctl.attach_inner(file, offset, size_limit, opts, force, backing)
     }
 
     /// N of `/dev/loopN`.
@@ -745,8 +790,9 @@ fn repeat_on_again(mut f: impl FnMut() -> rustix::io::Result<()>) -> rustix::io:
 }
 
 /// Opens `/dev/loopN` (read-only or read-write, close-on-exec), creating the node from
-/// `/sys/block/loopN/dev` if devtmpfs has not. `Err` names the failed step.
-fn open_loop_node(nr: u32, read_only: bool) -> Result<OwnedFd, (&'static str, Errno)> {
+/// `/sys/block/loopN/dev` if devtmpfs has not, and returns it with its device number
+/// (checked to be a loop device's). `Err` names the failed step.
+fn open_loop_node(nr: u32, read_only: bool) -> Result<(OwnedFd, Dev), (&'static str, Errno)> {
     let path = format!("/dev/loop{nr}");
     let flags = if read_only {
         OFlags::RDONLY
@@ -780,7 +826,7 @@ fn open_loop_node(nr: u32, read_only: bool) -> Result<OwnedFd, (&'static str, Er
     {
         return Err(("open", Errno::NOTBLK));
     }
-    Ok(fd)
+    Ok((fd, st.st_rdev))
 }
 
 /// Parses a sysfs `dev` file ("7:3\n").

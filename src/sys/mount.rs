@@ -164,6 +164,21 @@ pub fn attach(
     })
 }
 
+/// `move_mount(mnt, "", dir, name, F_EMPTY_PATH)`: attaches a detached mount onto the
+/// directory `name` in `dir` — one component, a symlink there not followed (no
+/// `T_SYMLINKS`), no automount triggered (no `T_AUTOMOUNTS`). For a directory just made
+/// in a tmpfs of our own, where opening it only to name it would cost an `openat`.
+pub fn attach_at(
+    mnt: BorrowedFd<'_>,
+    dir: BorrowedFd<'_>,
+    name: &str,
+    what: &str,
+) -> Result<(), MountError> {
+    debug_assert!(!name.contains('/') && name != "." && name != "..");
+    move_mount(mnt, "", dir, name, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+        .map_err(|e| MountError::new("move_mount", what, e))
+}
+
 /// Lazily unmounts the mount whose root `fd` is (`umount2("/proc/self/fd/N", MNT_DETACH)`).
 /// Going through the fd rather than a path means we unmount what we opened, even if a
 /// symlink in the root changed meanwhile.

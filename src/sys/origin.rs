@@ -67,6 +67,7 @@ use crate::format::escape::cescape;
 use crate::format::json::{Json, JsonError, Reader};
 use crate::inspect::discover::{Image, ImageKind, IDENTITY_MASK, STATX_MNT_ID_UNIQUE};
 use crate::inspect::fsutil::Root;
+use crate::inspect::image::ImageDirs;
 use crate::inspect::metadata::format_dev;
 use crate::inspect::release::Verdict;
 use crate::inspect::Handles;
@@ -269,7 +270,13 @@ fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> String) -> String {
 }
 
 /// Appends the record of extension `image` (its object opened as `fd`, if it could be).
-fn extension(s: &mut String, root: &Root, image: &Image, id: Result<Identity, i32>) {
+fn extension(
+    s: &mut String,
+    root: &Root,
+    image: &Image,
+    id: Result<Identity, i32>,
+    dirs: &mut ImageDirs,
+) {
     let kind = image.kind.as_str();
     let _ = writeln!(s, "extension={}", cescape(image.name.as_bytes()));
     let _ = writeln!(s, "kind={kind}");
@@ -304,7 +311,7 @@ fn extension(s: &mut String, root: &Root, image: &Image, id: Result<Identity, i3
         }
     }
     if image.kind == ImageKind::Raw {
-        let stamp = crate::inspect::image::verity_inputs_stamp(root, image);
+        let stamp = crate::inspect::image::verity_inputs_stamp_in(root, image, dirs);
         let stamp = stamp.trim_end_matches('\n');
         let _ = writeln!(s, "verity-inputs={}", cescape(stamp.as_bytes()));
     }
@@ -372,6 +379,8 @@ impl Observations {
 /// identities of the extensions as they are now; `roots` are the plan's opened
 /// extensions.
 pub fn render(root: &Root, plan: &MergePlan, obs: &Observations) -> String {
+    // Image directories opened once for all images' sidecar lookups.
+    let mut dirs = ImageDirs::new();
     let mut s = format!("{VERSION_LINE}\nmutable={}\n", plan.mutable.as_str());
     for c in plan
         .candidates
@@ -379,7 +388,7 @@ pub fn render(root: &Root, plan: &MergePlan, obs: &Observations) -> String {
         .filter(|c| c.verdict == Verdict::Match)
     {
         let id = obs.get(&c.image.name).map(Observed::identity);
-        extension(&mut s, root, &c.image, id);
+        extension(&mut s, root, &c.image, id, &mut dirs);
     }
     let path = |p: &std::path::Path| cescape(p.as_os_str().as_encoded_bytes());
     let yes = |b: bool| if b { "yes" } else { "no" };

@@ -10,6 +10,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -24,13 +25,20 @@ pub const WORKSPACE: &str = "/run/extmerge";
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// `mkdirat(dir, name, mode)`; an existing directory is fine. Its mode is masked by the
+/// umask: for a directory that a mount will cover (its own mode then shows nowhere);
+/// else [`mkdir_open`].
+pub fn mkdir(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<()> {
+    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `mkdirat(dir, name, mode)` (an existing directory is fine), then open it without
 /// following symlinks and set `mode` exactly (mkdir's mode is masked by the umask).
 pub fn mkdir_open(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<OwnedFd> {
-    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode)) {
-        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-        Err(e) => return Err(e.into()),
-    }
+    mkdir(dir, name, mode)?;
     let fd = rustix::fs::openat(
         dir,
         name,
@@ -239,7 +247,7 @@ pub fn touch_workspace_file(name: &str) -> Result<(), RuntimeDirError> {
 /// A tmpfs attached at `/run/extmerge/<label>.<pid>.<n>`, private.
 #[derive(Debug)]
 pub struct StagingArea {
-    mnt: OwnedFd,
+    mnt: Arc<OwnedFd>,
     parent: OwnedFd,
     name: String,
 }
@@ -281,12 +289,21 @@ impl StagingArea {
             rmdir();
             return Err(e);
         }
-        Ok(StagingArea { mnt, parent, name })
+        Ok(StagingArea {
+            mnt: Arc::new(mnt),
+            parent,
+            name,
+        })
     }
 
     /// The tmpfs' root.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.mnt.as_fd()
+    }
+
+    /// The tmpfs' root, shared (for undo steps that outlive a borrow; no `dup`).
+    pub fn shared_fd(&self) -> Arc<OwnedFd> {
+        self.mnt.clone()
     }
 
     /// Its directory name below [`WORKSPACE`].

@@ -29,7 +29,9 @@
 # the three contenders rotates from round to round. N=50 costs systemd-sysext ~3 s per
 # round, so N > 10 gets ROUNDS_LARGE rounds (default 10) instead of ROUNDS; the table
 # says how many. Reported: medians (and minima) of wall time, per image = median / N,
-# ratios of medians of this run, median CPU time (user+sys from wait4).
+# ratios of medians of this run, median CPU time (user+sys from wait4), and the cost of
+# each added image (difference of medians over difference of N: smallest to largest N,
+# and between the two largest, where it is also given beyond the floor's).
 #
 # Timed processes run under SCHED_FIFO 10 (PRIO, as in bench.sh). Runs as root in a
 # private mount namespace (unshare -m); mounts do not leak to the host; loop devices are
@@ -223,16 +225,26 @@ sysver=$("$SYSEXT" --version | head -1)
 		read -r fm _ < <(stats "$n" floor 6)
 		echo "| $n | $(rounds_for "$n") | $(ms "$em") | $(per "$em" "$n") | $(ms "$sm") | $(per "$sm" "$n") | $(ms "$fm") | $(per "$fm" "$n") | $(ratio "$sm" "$em") | $(ratio "$em" "$fm") |"
 	done
+	# Per added image: between the smallest and the largest N, and between the two largest
+	# (above the fixed costs of a run, where start-up no longer blurs it); and what
+	# extmerge adds to the floor's per image, between the two largest N.
 	read -r n0 n1 <<<"$(echo $NS | tr ' ' '\n' | sort -n | sed -n '1p;$p' | tr '\n' ' ')"
+	# shellcheck disable=SC2086 # NS is a list of numbers
+	read -r nm <<<"$(printf '%s\n' $NS | sort -n | tail -n 2 | head -n 1)"
+	slope() { # slope TOOL FROM TO -> ms per added image between N=FROM and N=TO
+		local a b
+		read -r a _ < <(stats "$2" "$1" 6)
+		read -r b _ < <(stats "$3" "$1" 6)
+		awk -v a="$a" -v b="$b" -v d=$(($3 - $2)) 'BEGIN { printf "%.3f", (b - a) / d / 1e6 }'
+	}
 	if [[ -n $n1 && $n1 != "$n0" ]]; then
-		slope() { # slope TOOL -> ms per added image between the smallest and largest N
-			local a b
-			read -r a _ < <(stats "$n0" "$1" 6)
-			read -r b _ < <(stats "$n1" "$1" 6)
-			awk -v a="$a" -v b="$b" -v d=$((n1 - n0)) 'BEGIN { printf "%.2f", (b - a) / d / 1e6 }'
-		}
 		echo
-		echo "Cost of each added image (difference of the medians at N=$n1 and N=$n0, divided by $((n1 - n0))): extmerge $(slope extmerge) ms, systemd-sysext $(slope sysext) ms, floor $(slope floor) ms."
+		echo "Cost of each added image (difference of the medians at N=$n1 and N=$n0, divided by $((n1 - n0))): extmerge $(slope extmerge "$n0" "$n1") ms, systemd-sysext $(slope sysext "$n0" "$n1") ms, floor $(slope floor "$n0" "$n1") ms."
+		if [[ $nm != "$n0" ]]; then
+			e=$(slope extmerge "$nm" "$n1")
+			f=$(slope floor "$nm" "$n1")
+			echo "Between N=$nm and N=$n1: extmerge $e ms, systemd-sysext $(slope sysext "$nm" "$n1") ms, floor $f ms per added image; extmerge beyond the floor: $(awk -v e="$e" -v f="$f" 'BEGIN { printf "%.3f", e - f }') ms per image."
+		fi
 	fi
 	echo
 	echo "Minimum wall time, per-phase medians (merge / unmerge), CPU time (user+sys, both processes), settle (unmerge exit → last loop device unbound, max over rounds), in ms; peak RSS in KiB:"

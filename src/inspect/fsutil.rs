@@ -326,13 +326,7 @@ pub fn read_file_in(
     extra: ResolveFlags,
     limit: u64,
 ) -> Result<Vec<u8>, ReadError> {
-    let fd = open_in(
-        dirfd,
-        path,
-        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
-        extra,
-    )?;
-    read_fd_bounded(fd, limit)
+    read_file_in_stat(dirfd, path, extra, limit).map(|(b, _)| b)
 }
 
 #[cfg(test)]

@@ -105,8 +105,8 @@ em() {
 
 # Stable description of a tree: type, mode, owner, path, content hash / link target.
 # The `dev` file's value necessarily differs (checked separately); extmerge's own
-# `extmerge-origin` and the `origin` it writes as systemd >= 260 does (v252 writes
-# neither) are left out here and reported by their own check.
+# `extmerge-origin` and `extmerge-stamp` and the `origin` it writes as systemd >= 260
+# does (v252 writes none of them) are left out here and reported by their own check.
 listing() {
     local d=$1
     if [ ! -e "$d" ]; then
@@ -114,9 +114,9 @@ listing() {
         return
     fi
     (cd "$d" && {
-        find . \( -path ./.systemd-sysext/extmerge-origin -o -path ./.systemd-sysext/origin \) -prune \
+        find . \( -path ./.systemd-sysext/extmerge-origin -o -path ./.systemd-sysext/extmerge-stamp -o -path ./.systemd-sysext/origin \) -prune \
             -o -type f ! -path ./.systemd-sysext/dev -exec sha256sum {} + | sed 's/^/H /'
-        find . \( -path ./.systemd-sysext/extmerge-origin -o -path ./.systemd-sysext/origin \) -prune \
+        find . \( -path ./.systemd-sysext/extmerge-origin -o -path ./.systemd-sysext/extmerge-stamp -o -path ./.systemd-sysext/origin \) -prune \
             -o -printf 'E %p\t%y\t%m\t%U:%G\t%l\n'
     } | awk '
         /^H / { h[substr($0, 69)] = substr($2, 1, 16); next }
@@ -136,8 +136,8 @@ sd_without_nodev() {
 check_metadata_dir() {
     local h=$1
     if [ -e "$B/$h/.systemd-sysext/extmerge-origin" ] && [ ! -e "$A/$h/.systemd-sysext/extmerge-origin" ] &&
-        [ "$(ls -A "$A/$h/.systemd-sysext")" = "$(ls -A "$B/$h/.systemd-sysext" | grep -vx -e extmerge-origin -e origin)" ]; then
-        known "$h: metadata dir holds the same files" "extmerge adds .systemd-sysext/extmerge-origin (its own refresh fingerprint, src/inspect/metadata.rs FINGERPRINT_FILE) and 'origin' as systemd v260+ writes it (SYSTEMD_ORIGIN_FILE); v252 writes neither and ignores unknown files there"
+        [ "$(ls -A "$A/$h/.systemd-sysext")" = "$(ls -A "$B/$h/.systemd-sysext" | grep -vx -e extmerge-origin -e extmerge-stamp -e origin)" ]; then
+        known "$h: metadata dir holds the same files" "extmerge adds .systemd-sysext/extmerge-origin and extmerge-stamp (its own refresh fingerprint and quick stamp, src/inspect/metadata.rs FINGERPRINT_FILE, STAMP_FILE) and 'origin' as systemd v260+ writes it (SYSTEMD_ORIGIN_FILE); v252 writes neither and ignores unknown files there"
     else
         check_eq "$h: metadata dir holds the same files" "$(ls -A "$A/$h/.systemd-sysext")" "$(ls -A "$B/$h/.systemd-sysext")"
     fi

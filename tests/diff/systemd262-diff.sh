@@ -17,7 +17,8 @@
 # the v252 expectations there stay untouched). Output and exit status as there: `ok`,
 # `not ok` with a diff, `ok - ... # known difference: ...`, `N passed, M failed`.
 #
-# Known differences (printed as such): extmerge's extra .systemd-sysext/extmerge-origin;
+# Known differences (printed as such): extmerge's extra .systemd-sysext/extmerge-origin
+# and extmerge-stamp;
 # 262's status 'since' under --root (the running system's /usr, /opt mtime); 262 failing
 # to merge 102 directory sysexts (one lowerdir= string over a page). The no-change refresh
 # of the other tool's merge is checked with a known-difference fallback (each tool used to
@@ -148,7 +149,7 @@ em() {
 
 # Stable description of a tree: type, mode, owner, path, content hash / link target.
 # The `dev` file's value necessarily differs (checked separately); extmerge's own
-# `extmerge-origin` is left out here and reported by its own check.
+# `extmerge-origin` and `extmerge-stamp` are left out here and reported by their own check.
 listing() {
     local d=$1
     if [ ! -e "$d" ]; then
@@ -156,9 +157,9 @@ listing() {
         return
     fi
     (cd "$d" && {
-        find . -path ./.systemd-sysext/extmerge-origin -prune -o -type f ! -path ./.systemd-sysext/dev \
+        find . \( -path ./.systemd-sysext/extmerge-origin -o -path ./.systemd-sysext/extmerge-stamp \) -prune -o -type f ! -path ./.systemd-sysext/dev \
             ! -path ./.systemd-sysext/origin -exec sha256sum {} + | sed 's/^/H /'
-        find . -path ./.systemd-sysext/extmerge-origin -prune -o -printf 'E %p\t%y\t%m\t%U:%G\t%l\n'
+        find . \( -path ./.systemd-sysext/extmerge-origin -o -path ./.systemd-sysext/extmerge-stamp \) -prune -o -printf 'E %p\t%y\t%m\t%U:%G\t%l\n'
     } | awk '
         /^H / { h[substr($0, 69)] = substr($2, 1, 16); next }
         {
@@ -180,9 +181,9 @@ origin_shape() {
 sd_without_nodev() { notok "$1: systemd-sysext mount is nodev" "$2"; }
 check_metadata_dir() {
     local h=$1
-    if [ "$(ls -A "$B/$h/.systemd-sysext" | grep -vx extmerge-origin)" = "$(ls -A "$A/$h/.systemd-sysext")" ] &&
+    if [ "$(ls -A "$B/$h/.systemd-sysext" | grep -vx -e extmerge-origin -e extmerge-stamp)" = "$(ls -A "$A/$h/.systemd-sysext")" ] &&
         [ -e "$B/$h/.systemd-sysext/extmerge-origin" ]; then
-        known "$h: metadata dir holds the same files (262: dev extensions origin; extmerge: also extmerge-origin)" "extmerge also writes .systemd-sysext/extmerge-origin (its own refresh fingerprint) next to 262's 'origin'; systemd ignores unknown files there"
+        known "$h: metadata dir holds the same files (262: dev extensions origin; extmerge: also extmerge-origin, extmerge-stamp)" "extmerge also writes .systemd-sysext/extmerge-origin and extmerge-stamp (its own refresh fingerprint and quick stamp) next to 262's 'origin'; systemd ignores unknown files there"
     else
         check_eq "$h: metadata dir holds the same files" "$(ls -A "$A/$h/.systemd-sysext")" "$(ls -A "$B/$h/.systemd-sysext")"
     fi

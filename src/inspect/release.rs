@@ -260,7 +260,22 @@ pub const RELEASE_KEYS: &[&str] = &[
     "CONFEXT_SCOPE",
     "ARCHITECTURE",
     "EXTENSION_RELOAD_MANAGER",
+    "EXTENSION_RESTART_UNITS",
+    "EXTENSION_RELOAD_OR_RESTART_UNITS",
 ];
+
+/// The extension-release keys listing units for the service manager to act on after a
+/// merge, refresh or unmerge (systemd ≥ 262): restart, and reload-or-restart.
+pub const UNIT_KEYS: [&str; 2] = [
+    "EXTENSION_RESTART_UNITS",
+    "EXTENSION_RELOAD_OR_RESTART_UNITS",
+];
+
+/// The unit names of a `UNIT_KEYS` value: whitespace-separated (systemd-sysext(8):
+/// `EXTENSION_RESTART_UNITS="my.service other.service"`), not yet validated.
+pub fn unit_list(value: &str) -> impl Iterator<Item = &str> {
+    value.split_ascii_whitespace()
+}
 
 /// The os-release keys [`HostIdentity::from_env`] reads.
 const HOST_KEYS: &[&str] = &[

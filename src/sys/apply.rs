@@ -1126,9 +1126,13 @@ impl FromBytesCompat for std::ffi::OsStr {
     }
 }
 
-/// Asks the service manager to reload when an extension requests it
-/// (`EXTENSION_RELOAD_MANAGER=1`), as systemd-sysext does. We send PID 1 `SIGHUP`,
-/// which systemd documents as equivalent to `daemon-reload`; no D-Bus needed.
+/// Acts on the service manager requests of the extensions `names` after they were
+/// merged, refreshed or unmerged, as systemd-sysext ≥ 262 does: a daemon-reload when
+/// one sets `EXTENSION_RELOAD_MANAGER=1` or lists units, then `RestartUnit` for the
+/// units of `EXTENSION_RESTART_UNITS=` and `ReloadOrRestartUnit` for those of
+/// `EXTENSION_RELOAD_OR_RESTART_UNITS=` (mode `replace`; a unit the manager no longer
+/// knows, e.g. one the unmerged extension shipped, is stopped instead), waiting for
+/// the jobs. Nothing with the no-reload option or another root; failures only warn.
 pub fn maybe_reload(opts: &Options, root: &Root, class: Class, names: &[String]) {
     if opts.no_reload || !root.is_host_root() || names.is_empty() {
         return;
@@ -1152,34 +1156,161 @@ pub fn maybe_reload(opts: &Options, root: &Root, class: Class, names: &[String])
     ) else {
         return;
     };
-    if reload_wanted(&cands, names) {
-        if !Path::new("/run/systemd/system").exists() {
-            crate::log::info("An extension asks for a manager reload (EXTENSION_RELOAD_MANAGER=1), but no service manager runs: not reloading.");
+    let actions = manager_actions(&cands, names);
+    for w in &actions.warnings {
+        crate::log::warn(w);
+    }
+    if !actions.reload {
+        return;
+    }
+    if !Path::new("/run/systemd/system").exists() {
+        crate::log::info("An extension asks for a manager reload (EXTENSION_RELOAD_MANAGER=1), but no service manager runs: not reloading.");
+        return;
+    }
+    crate::log::info("Reloading the service manager (EXTENSION_RELOAD_MANAGER=1).");
+    let mut bus = match crate::sys::manager::Manager::connect() {
+        Ok(b) => b,
+        Err(e) => {
+            // PID 1 always has its private socket; should it not answer, `SIGHUP`
+            // still gets the unit files reloaded (asynchronously), as before.
+            crate::log::warn(&format!("{e}, sending SIGHUP to PID 1 instead"));
+            sighup_pid1();
+            if !actions.restart.is_empty() || !actions.reload_or_restart.is_empty() {
+                crate::log::warn("not restarting the units the extensions list: no connection to the service manager");
+            }
             return;
         }
-        crate::log::info("Reloading the service manager (EXTENSION_RELOAD_MANAGER=1).");
-        if let Some(pid1) = rustix::process::Pid::from_raw(1) {
-            if let Err(e) = rustix::process::kill_process(pid1, rustix::process::Signal::HUP) {
-                crate::log::warn(&format!(
-                    "failed to reload the service manager: {}",
-                    crate::log::errno_text(e)
-                ));
+    };
+    if let Err(e) = bus.reload() {
+        crate::log::warn(&format!("failed to reload the service manager: {e}"));
+        return;
+    }
+    let mut jobs = Vec::new();
+    let all = (actions.restart.iter().map(|u| ("RestartUnit", u))).chain(
+        actions
+            .reload_or_restart
+            .iter()
+            .map(|u| ("ReloadOrRestartUnit", u)),
+    );
+    for (method, unit) in all {
+        crate::log::debug(&format!("Calling {method} for unit '{unit}'."));
+        let mut m = method;
+        let mut r = bus.unit_job(m, unit);
+        if matches!(&r, Err(e) if e.is_remote(NO_SUCH_UNIT) || e.is_remote(LOAD_FAILED)) {
+            // Gone with the extension: stop what may still run of it.
+            m = "StopUnit";
+            r = bus.unit_job(m, unit);
+            if matches!(&r, Err(e) if e.is_remote(NO_SUCH_UNIT)) {
+                crate::log::debug(&format!("Unit '{unit}' is already gone, nothing to stop."));
+                continue;
             }
+        }
+        match r {
+            Ok(j) => jobs.push((m, unit, j)),
+            Err(e) => crate::log::warn(&format!("Failed to {m} unit '{unit}': {e}")),
+        }
+    }
+    let deadline = std::time::Instant::now() + JOB_TIMEOUT;
+    for (method, unit, job) in jobs {
+        match bus.wait_job(&job, deadline) {
+            Ok(r) if r == "done" => {}
+            Ok(r) => crate::log::warn(&format!("{method} job of unit '{unit}' finished: {r}")),
+            Err(e) => crate::log::warn(&format!(
+                "Failed to wait for {method} job of unit '{unit}', ignoring: {e}"
+            )),
         }
     }
 }
 
+const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
+const LOAD_FAILED: &str = "org.freedesktop.systemd1.LoadFailed";
+
+/// How long [`maybe_reload`] waits for all unit jobs together (systemctl waits without
+/// limit; a merge must end).
+const JOB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+
+fn sighup_pid1() {
+    if let Some(pid1) = rustix::process::Pid::from_raw(1) {
+        if let Err(e) = rustix::process::kill_process(pid1, rustix::process::Signal::HUP) {
+            crate::log::warn(&format!(
+                "failed to reload the service manager: {}",
+                crate::log::errno_text(e)
+            ));
+        }
+    }
+}
+
+/// What the extension-release files of a set of extensions ask of the manager.
+#[derive(Debug, Default, PartialEq)]
+pub struct ManagerActions {
+    /// A daemon-reload (`EXTENSION_RELOAD_MANAGER=` true, or any unit listed).
+    pub reload: bool,
+    /// Units to restart, in order, each once.
+    pub restart: Vec<String>,
+    /// Units to reload or restart, none of them also in `restart` (restart wins).
+    pub reload_or_restart: Vec<String>,
+    /// What was ignored: unparsable booleans, invalid unit names.
+    pub warnings: Vec<String>,
+}
+
+/// The manager actions the extensions `names` ask for, in `cands`' order.
+pub fn manager_actions(cands: &[facts::Candidate], names: &[String]) -> ManagerActions {
+    use crate::inspect::release::{unit_list, UNIT_KEYS};
+    let mut a = ManagerActions::default();
+    for c in cands.iter().filter(|c| names.contains(&c.image.name)) {
+        let Some(env) = c.release.as_ref().map(|r| &r.env) else {
+            continue;
+        };
+        let name = &c.image.name;
+        if let Some(v) = env
+            .get("EXTENSION_RELOAD_MANAGER")
+            .filter(|v| !v.is_empty())
+        {
+            match crate::options::parse_boolean(v) {
+                Some(b) => a.reload |= b,
+                // systemd: "…, ignoring: %m" with parse_boolean()'s EINVAL.
+                None => a.warnings.push(format!(
+                    "Failed to parse EXTENSION_RELOAD_MANAGER= of {name}, ignoring: {}",
+                    crate::log::errno_text(rustix::io::Errno::INVAL)
+                )),
+            }
+        }
+        for key in UNIT_KEYS {
+            let Some(v) = env.get(key) else { continue };
+            for unit in unit_list(v) {
+                // Templates pass check_unit_name but cannot be (re)started.
+                let template = unit.contains("@.");
+                if template || crate::format::unit::check_unit_name(unit).is_err() {
+                    a.warnings.push(format!(
+                        "Invalid unit name '{}' in {key}= of {name}, ignoring.",
+                        unit.escape_debug()
+                    ));
+                    continue;
+                }
+                let list = if key == UNIT_KEYS[0] {
+                    &mut a.restart
+                } else {
+                    &mut a.reload_or_restart
+                };
+                if !list.iter().any(|u| u == unit) {
+                    list.push(unit.to_string());
+                }
+            }
+            // Listing units implies a reload: the manager must see the unit files the
+            // extension brought (or took away). systemd tests the value for emptiness.
+            a.reload |= !v.is_empty();
+        }
+    }
+    let restart = std::mem::take(&mut a.restart);
+    a.reload_or_restart.retain(|u| !restart.contains(u));
+    a.restart = restart;
+    a
+}
+
 /// Does any of the extensions `names` ask for a manager reload
-/// (`EXTENSION_RELOAD_MANAGER=` true in its extension-release)?
+/// (`EXTENSION_RELOAD_MANAGER=` true in its extension-release, or units listed)?
 pub fn reload_wanted(cands: &[facts::Candidate], names: &[String]) -> bool {
-    cands.iter().any(|c| {
-        names.contains(&c.image.name)
-            && c.release
-                .as_ref()
-                .and_then(|r| r.env.get("EXTENSION_RELOAD_MANAGER"))
-                .and_then(crate::options::parse_boolean)
-                == Some(true)
-    })
+    manager_actions(cands, names).reload
 }
 
 #[cfg(test)]
@@ -1204,6 +1335,16 @@ mod tests {
         rel("a", "ID=_any\nEXTENSION_RELOAD_MANAGER=1\n");
         rel("b", "ID=_any\nEXTENSION_RELOAD_MANAGER=no\n");
         rel("c", "ID=_any\nEXTENSION_RELOAD_MANAGER=maybe\n");
+        rel(
+            "d",
+            "ID=_any\nEXTENSION_RESTART_UNITS=\"x.service  bad/x.service\ty@1.service\"\n\
+             EXTENSION_RELOAD_OR_RESTART_UNITS='w.service x.service tmpl@.service'\n",
+        );
+        rel(
+            "e",
+            "ID=_any\nEXTENSION_RESTART_UNITS=\nEXTENSION_RELOAD_MANAGER=0\n",
+        );
+        rel("f", "ID=_any\nEXTENSION_RESTART_UNITS=z.socket x.service\n");
         let root = Root::open(r).unwrap();
         let host = crate::inspect::release::HostIdentity::load(&root, Scope::System, None).unwrap();
         let (cands, _, _) = facts::evaluate(
@@ -1221,6 +1362,26 @@ mod tests {
         assert!(reload_wanted(&cands, &names(&["b", "a"])));
         assert!(!reload_wanted(&cands, &names(&["b", "c"])));
         assert!(!reload_wanted(&cands, &names(&[])));
+        // Listing units implies the reload; restart wins over reload-or-restart;
+        // invalid names and templates are left out with a warning; each unit once.
+        assert!(reload_wanted(&cands, &names(&["d"])));
+        assert!(!reload_wanted(&cands, &names(&["e"])));
+        let a = manager_actions(&cands, &names(&["a", "c", "d", "e", "f"]));
+        assert!(a.reload);
+        assert_eq!(a.restart, ["x.service", "y@1.service", "z.socket"]);
+        assert_eq!(a.reload_or_restart, ["w.service"]);
+        assert_eq!(
+            a.warnings,
+            [
+                "Failed to parse EXTENSION_RELOAD_MANAGER= of c, ignoring: Invalid argument",
+                "Invalid unit name 'bad/x.service' in EXTENSION_RESTART_UNITS= of d, ignoring.",
+                "Invalid unit name 'tmpl@.service' in EXTENSION_RELOAD_OR_RESTART_UNITS= of d, ignoring.",
+            ]
+        );
+        assert_eq!(
+            manager_actions(&cands, &names(&["b"])),
+            ManagerActions::default()
+        );
     }
 
     /// The library's own words name no front-end's options or verbs; the front-end's

@@ -8,6 +8,7 @@ pub mod dm;
 pub mod hierarchy;
 pub mod keyring;
 pub mod loopdev;
+pub mod manager;
 pub mod mount;
 pub mod origin;
 pub mod staging;

@@ -107,5 +107,8 @@ check no-staging-left sh -c "! ls /run/extmerge | grep -v '^lock' | grep -v '^un
 check restart-after-stop systemctl start web.service
 check restart-sees-v8 wait_log "start: v8"
 systemctl stop web.service plain.service
+# Then the manager actions of extension-release, in the same boot (it says DONE and
+# powers off).
+[ -x /usr/local/bin/sd-actions.sh ] && exec /usr/local/bin/sd-actions.sh
 say "EXTMERGE-SD-DONE"
 systemctl poweroff --no-block

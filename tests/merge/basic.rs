@@ -680,18 +680,7 @@ fn submount_under_hierarchy_stays_visible() {
         fx.sysext("a", &[("usr/share/a", "a\n")]);
         let local = fx.path("/usr/local");
         fs::create_dir(&local).unwrap();
-        let target = std::ffi::CString::new(local.to_string_lossy().as_bytes()).unwrap();
-        // SAFETY: valid NUL-terminated strings.
-        let rc = unsafe {
-            libc::mount(
-                c"sub".as_ptr(),
-                target.as_ptr(),
-                c"tmpfs".as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        };
-        assert_eq!(rc, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+        mount_tmpfs(&local, c"sub");
         fx.write("/usr/local/marker", "submount\n");
         fx.run(&["--class=sysext", "merge"]).ok();
         assert_eq!(fx.read("/usr/share/a").as_deref(), Some("a\n"));

@@ -530,3 +530,20 @@ pub fn refresh_of(
     let mut v = extmerge::context::Context::new(o.clone(), &[class]).refresh()?;
     Ok(v.pop().map(|(_, o)| o).unwrap_or_default())
 }
+
+/// Mounts a tmpfs named `source` on `path` (in the test's private namespace).
+#[track_caller]
+pub fn mount_tmpfs(path: &Path, source: &std::ffi::CStr) {
+    let target = std::ffi::CString::new(path.to_string_lossy().as_bytes()).unwrap();
+    // SAFETY: valid NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+}

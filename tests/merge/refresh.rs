@@ -695,19 +695,7 @@ fn refresh_settles_with_sysext_below_merged_etc() {
 fn refresh_over_a_mounted_hierarchy_merges_again() {
     ns_test(|base| {
         let fx = Fx::new(base);
-        let usr = fx.path("/usr");
-        let target = std::ffi::CString::new(usr.to_string_lossy().as_bytes()).unwrap();
-        // SAFETY: valid NUL-terminated strings.
-        let rc = unsafe {
-            libc::mount(
-                c"hostusr".as_ptr(),
-                target.as_ptr(),
-                c"tmpfs".as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        };
-        assert_eq!(rc, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+        mount_tmpfs(&fx.path("/usr"), c"hostusr");
         fx.write("/usr/share/host/data", "host\n");
         fx.sysext("a", &[("usr/share/a", "a\n")]);
         fx.run(&["--class=sysext", "merge"]).ok();

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use crate::format::class::Class;
 use crate::format::escape::esc;
-use crate::inspect::discover::{self, Discovery};
+use crate::inspect::discover::{self, Discovery, Image};
 use crate::inspect::facts::{self, DirOpener, Handles, OnUnusable, Opener};
 use crate::inspect::fsutil::Root;
 use crate::inspect::metadata::{self, find_merged, StatusRow};
@@ -618,21 +618,8 @@ enum Looked {
 /// The outcome of a refresh skipped by the quick stamp: `extensions` as the merge in
 /// place lists them, named as `found` has them.
 fn quick_outcome(found: &Discovery, extensions: Vec<String>) -> Outcome {
-    let files: std::collections::HashMap<&str, &std::ffi::OsStr> = found
-        .images
-        .iter()
-        .filter_map(|i| Some((i.name.as_str(), i.path.file_name()?)))
-        .collect();
     Outcome {
-        files: extensions
-            .iter()
-            .map(|n| {
-                files
-                    .get(n.as_str())
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| n.clone())
-            })
-            .collect(),
+        files: file_names(found.images.iter(), &extensions),
         ignored: found.images.len().saturating_sub(extensions.len()),
         extensions,
         unchanged: true,
@@ -652,21 +639,27 @@ fn refs(v: &mut [Box<dyn Opener>]) -> Vec<&mut dyn Opener> {
     v.iter_mut().map(|b| &mut **b as &mut dyn Opener).collect()
 }
 
-fn outcome_of(plan: &MergePlan) -> Outcome {
-    // By name, once: hundreds of extensions are looked up here.
-    let files: std::collections::HashMap<&str, &std::ffi::OsStr> = plan
-        .candidates
-        .iter()
-        .filter_map(|c| Some((c.image.name.as_str(), c.image.path.file_name()?)))
+/// The extensions `names` as systemd names them in its messages: the file or directory
+/// name of the image of that name among `images` (`foo.raw`, `foo_2` picked from
+/// `foo.v/`), else the name. Looked up by name once: there may be hundreds.
+fn file_names<'a>(images: impl Iterator<Item = &'a Image>, names: &[String]) -> Vec<String> {
+    let files: std::collections::HashMap<&str, &std::ffi::OsStr> = images
+        .filter_map(|i| Some((i.name.as_str(), i.path.file_name()?)))
         .collect();
-    let file = |name: &String| {
-        files
-            .get(name.as_str())
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_else(|| name.clone())
-    };
+    names
+        .iter()
+        .map(|n| {
+            files
+                .get(n.as_str())
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_else(|| n.clone())
+        })
+        .collect()
+}
+
+fn outcome_of(plan: &MergePlan) -> Outcome {
     Outcome {
-        files: plan.extensions.iter().map(file).collect(),
+        files: file_names(plan.candidates.iter().map(|c| &c.image), &plan.extensions),
         extensions: plan.extensions.clone(),
         ignored: plan.candidates.len() - plan.extensions.len(),
         ..Outcome::default()

@@ -61,7 +61,7 @@ if [ -f tests/boot/run-boot-tests.sh ]; then
 fi
 
 if [ -f tests/service/run-service-tests.sh ]; then
-    step "service tests: per-service confexts with systemd as PID 1 (Debian 12 with 252, Debian unstable with the newest; extmerge-generator, reload) in a VM"
+    step "service tests: per-service confexts with systemd as PID 1 (Debian 12 with 252, Debian unstable with the newest; extmerge-generator, reload; a first boot with a confext on /etc from the initrd) in a VM"
     bash tests/service/run-service-tests.sh || fail=1
 fi
 

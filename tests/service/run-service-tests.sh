@@ -16,6 +16,12 @@
 # tests/service/sd-actions.sh: the service manager actions of extension-release
 # (EXTENSION_RELOAD_MANAGER=, EXTENSION_RESTART_UNITS=, EXTENSION_RELOAD_OR_RESTART_UNITS=)
 # after merge, refresh and unmerge, over the manager's D-Bus API.
+# Last, a first boot (firstboot252, Debian 12): an initrd with extmerge's dracut module
+# merges a confext onto the real root's /etc before switch-root, on a root that says
+# "uninitialized" in /etc/machine-id and Mutable=yes in /etc/systemd/confext.conf; the
+# checks (tests/service/fb-check.sh, run by a unit only preset-all enables) see the
+# machine-id set up and kept, the preset links written, no read-only /etc errors, and the
+# boot after it keeps all of that. SERVICE_VARIANTS (default: all three) picks variants.
 #
 # Usage (as root):  tests/service/run-service-tests.sh [--keep] [--timeout SECS]
 # Ends with "N passed, M failed"; exits non-zero on failure. Without its prerequisites:
@@ -61,24 +67,36 @@ command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
 ((${#missing[@]} == 0)) || skip "missing: ${missing[*]}"
 
 # ------------------------------------------------------------------ common parts
-say "building extmerge (static)"
+say "building extmerge and extmerge-initrd (static)"
 (cd "$PROJ" && RUSTFLAGS='-C target-feature=+crt-static' cargo build -q --profile initrd \
-    --target x86_64-unknown-linux-gnu --bin extmerge) || fatal "cargo build failed"
+    --target x86_64-unknown-linux-gnu --bin extmerge --bin extmerge-initrd) || fatal "cargo build failed"
 BIN=$PROJ/target/x86_64-unknown-linux-gnu/initrd/extmerge
+INITRD_BIN=$PROJ/target/x86_64-unknown-linux-gnu/initrd/extmerge-initrd
 
 W=$(mktemp -d "${TMPDIR:-/var/tmp}/extmerge-service.XXXXXX")
 [[ -n $W && -d $W ]] || fatal "mktemp failed"
 cleanup() { if ((KEEP)); then echo "kept: $W"; else rm -rf "$W"; fi; }
 trap cleanup EXIT
 
-say "initrd (dracut, systemd flow, no extmerge module)"
+say "initrds (dracut, systemd flow: without the extmerge module, and with it for the first boot)"
+# The project's install.sh into a DESTDIR, and a private dracut with its module (as
+# tests/boot/run-boot-tests.sh does it).
+DEST=$W/destdir
+DESTDIR=$DEST PREFIX=/usr sh "$PROJ/initrd-hooks/install.sh" "$INITRD_BIN" >"$W/install.log" 2>&1 ||
+    fatal "initrd-hooks/install.sh failed: $(cat "$W/install.log")"
 cp -a /usr/lib/dracut "$W/dracut"
+cp -a "$DEST/usr/lib/dracut/modules.d/90extmerge" "$W/dracut/modules.d/"
 mkdir -p "$W/dracut.conf.d" "$W/dracut-tmp"
-dracutbasedir="$W/dracut" dracut --conf /dev/null --confdir "$W/dracut.conf.d" --tmpdir "$W/dracut-tmp" \
-    --no-hostonly --no-hostonly-cmdline --no-compress --nostrip --force --no-early-microcode \
-    --kver "$KVER" -m "systemd systemd-initrd dracut-systemd base rootfs-block fs-lib udev-rules" \
-    --add-drivers "virtio_pci virtio_blk overlay" "$W/initrd.img" >"$W/dracut.log" 2>&1 ||
-    fatal "dracut: $(tail -n 20 "$W/dracut.log")"
+dracut_build() { # OUT MODULES
+    DRACUT_PATH="$DEST/usr/bin /usr/sbin /usr/bin /sbin /bin" dracutbasedir="$W/dracut" \
+        dracut --conf /dev/null --confdir "$W/dracut.conf.d" --tmpdir "$W/dracut-tmp" \
+        --no-hostonly --no-hostonly-cmdline --no-compress --nostrip --force --no-early-microcode \
+        --kver "$KVER" -m "$2" --add-drivers "virtio_pci virtio_blk overlay" "$1" >"$1.log" 2>&1 ||
+        fatal "dracut: $(tail -n 20 "$1.log")"
+}
+SD_MODS="systemd systemd-initrd dracut-systemd base rootfs-block fs-lib udev-rules"
+dracut_build "$W/initrd.img" "$SD_MODS"
+dracut_build "$W/initrd-extmerge.img" "$SD_MODS extmerge"
 
 PASS=0 FAIL=0
 
@@ -88,10 +106,43 @@ unit_file() {
     printf '[Unit]\nDescription=%s\n[Service]\nExecStart=%s\nExecReload=/bin/sh -c '"'"'kill -HUP $MAINPID'"'"'\n' "$2" "$3"
 }
 
+# boot NAME DIR INITRD DRIVE-OPTS: boots DIR/root.img once (TCG), keeps the console in
+# DIR/console-NAME.txt, counts its EXTMERGE-SD verdicts (BOOT_PASSED: this boot's
+# passes) and fails when the driver in the guest did not say it finished.
+boot() {
+    local name=$1 d=$2 initrd=$3 opts=$4 rc start verdict check rest
+    local append="root=/dev/vda rw console=ttyS0 panic=-1 rd.driver.pre=overlay rd.shell=0 rd.emergency=reboot"
+    append+=" loglevel=4 systemd.show_status=0 mitigations=off fsck.mode=skip init=/lib/systemd/systemd"
+    say "$name: booting (TCG; timeout $TIMEOUT s)"
+    start=$SECONDS
+    timeout -k 5 "$TIMEOUT" "$QEMU" -nodefaults -no-user-config -display none -monitor none \
+        -no-reboot -accel tcg -cpu qemu64 -m 768M -smp 1 \
+        -kernel "$KERNEL" -initrd "$initrd" -append "$append" \
+        -serial "file:$d/console.log" \
+        -drive "file=$d/root.img,format=raw,if=none,id=root,$opts" \
+        -device virtio-blk-pci,drive=root </dev/null >"$d/qemu.out" 2>&1
+    rc=$?
+    tr -d '\r' <"$d/console.log" >"$d/console-$name.txt"
+    say "$name: qemu exited with $rc after $((SECONDS - start)) s"
+    BOOT_PASSED=0
+    while read -r _ verdict check rest; do
+        case $verdict in
+            PASS) PASS=$((PASS + 1)) BOOT_PASSED=$((BOOT_PASSED + 1)); echo "  PASS  $name: $check" ;;
+            FAIL) FAIL=$((FAIL + 1)); echo "  FAIL  $name: $check $rest" ;;
+        esac
+    done < <(grep '^EXTMERGE-SD \(PASS\|FAIL\) ' "$d/console-$name.txt")
+    grep '^EXTMERGE-SD-\(BOOT\|BEGIN\|JOURNAL\|DROPIN\|TIME\)' "$d/console-$name.txt" | sed "s/^/  $name: /"
+    if ! grep -q '^EXTMERGE-SD-DONE' "$d/console-$name.txt"; then
+        FAIL=$((FAIL + 1))
+        echo "  FAIL  $name: the test driver did not finish; console tail:"
+        tail -n 30 "$d/console-$name.txt" | sed 's/^/    /'
+    fi
+}
+
 # variant NAME ROOT: a copy of ROOT (a Debian tree with systemd) with the test's files,
 # made into an image, booted; its console's verdicts counted.
 variant() {
-    local name=$1 root=$2 d R V u rc start verdict check rest n=0
+    local name=$1 root=$2 d R V u n
     d=$W/$name
     R=$d/rootfs
     # Everything below writes into $R: never anywhere else.
@@ -132,34 +183,64 @@ variant() {
         fatal "mkfs.ext4: $(cat "$d/mkfs.log")"
     rm -rf "$R"
 
-    say "$name: booting (TCG; timeout $TIMEOUT s)"
-    local append="root=/dev/vda rw console=ttyS0 panic=-1 rd.driver.pre=overlay rd.shell=0 rd.emergency=reboot"
-    append+=" loglevel=4 systemd.show_status=0 mitigations=off fsck.mode=skip init=/lib/systemd/systemd"
-    start=$SECONDS
-    timeout -k 5 "$TIMEOUT" "$QEMU" -nodefaults -no-user-config -display none -monitor none \
-        -no-reboot -accel tcg -cpu qemu64 -m 768M -smp 1 \
-        -kernel "$KERNEL" -initrd "$W/initrd.img" -append "$append" \
-        -serial "file:$d/console.log" \
-        -drive "file=$d/root.img,format=raw,if=none,id=root,snapshot=on" \
-        -device virtio-blk-pci,drive=root </dev/null >"$d/qemu.out" 2>&1
-    rc=$?
-    tr -d '\r' <"$d/console.log" >"$d/console.txt"
+    boot "$name" "$d" "$W/initrd.img" snapshot=on
+    n=$BOOT_PASSED
     rm -f "$d/root.img"
-    say "$name: qemu exited with $rc after $((SECONDS - start)) s"
-    while read -r _ verdict check rest; do
-        case $verdict in
-            PASS) PASS=$((PASS + 1)) n=$((n + 1)); echo "  PASS  $name: $check" ;;
-            FAIL) FAIL=$((FAIL + 1)); echo "  FAIL  $name: $check $rest" ;;
-        esac
-    done < <(grep '^EXTMERGE-SD \(PASS\|FAIL\) ' "$d/console.txt")
-    grep '^EXTMERGE-SD-\(BOOT\|BEGIN\|JOURNAL\|DROPIN\|TIME\)' "$d/console.txt" | sed "s/^/  $name: /"
-    if ! grep -q '^EXTMERGE-SD-DONE' "$d/console.txt"; then
-        FAIL=$((FAIL + 1))
-        echo "  FAIL  $name: the test driver did not finish; console tail:"
-        tail -n 30 "$d/console.txt" | sed 's/^/    /'
-    fi
     # sd-test.sh's checks (29) and then sd-actions.sh's (24).
     ((n >= 50)) || { FAIL=$((FAIL + 1)); echo "  FAIL  $name: only $n checks passed (expected at least 50)"; }
+}
+
+# firstboot NAME ROOT: the first boot of a systemd root whose /etc gets a confext from
+# extmerge-initrd before switch-root, then the boot after it, on one image (no
+# snapshot: the second boot sees what the first one wrote). The root is set up as an
+# image builder would for a confext on /etc: /etc/machine-id says "uninitialized" (first
+# boot), confext.conf says Mutable=yes (the writes systemd makes to /etc on a first
+# boot, machine-id and preset links, go to /var/lib/extensions.mutable/etc), and a unit
+# that only preset-all enables runs the checks (tests/service/fb-check.sh).
+firstboot() {
+    local name=$1 root=$2 d R C first second
+    d=$W/$name
+    R=$d/rootfs
+    [[ $R == "$W"/*/rootfs ]] || fatal "bad root path '$R'"
+    mkdir -p "$d"
+    cp -a "$root" "$R"
+    install -Dm755 "$BIN" "$R/usr/local/bin/extmerge"
+    install -Dm755 "$HERE/fb-check.sh" "$R/usr/local/bin/fb-check.sh"
+    echo uninitialized >"$R/etc/machine-id"
+    printf '[ConfExt]\nMutable=yes\n' >"$R/etc/systemd/confext.conf"
+    C=$R/var/lib/confexts/fbconf
+    mkdir -p "$C/etc/extension-release.d"
+    (
+        . "$R/usr/lib/os-release"
+        echo "ID=$ID"
+        [[ -z ${VERSION_ID:-} ]] || echo "VERSION_ID=$VERSION_ID"
+    ) >"$C/etc/extension-release.d/extension-release.fbconf"
+    echo "from the confext" >"$C/etc/fbconf.conf"
+    printf '[Unit]\nDescription=extmerge first-boot checks\nAfter=basic.target\n[Service]\nType=oneshot\nExecStart=/usr/local/bin/fb-check.sh\n[Install]\nWantedBy=multi-user.target\n' \
+        >"$R/usr/lib/systemd/system/fb-check.service"
+    printf 'enable fb-check.service\n' >"$R/usr/lib/systemd/system-preset/00-extmerge-fb.preset"
+    printf '[Unit]\nDescription=runs on the first boot only\nConditionFirstBoot=yes\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n' \
+        >"$R/usr/lib/systemd/system/fb-firstboot.service"
+    mkdir -p "$R/etc/systemd/system/multi-user.target.wants"
+    ln -sfn /usr/lib/systemd/system/fb-firstboot.service "$R/etc/systemd/system/multi-user.target.wants/fb-firstboot.service"
+    for u in systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do
+        ln -sfn /dev/null "$R/etc/systemd/system/$u"
+    done
+    mkfs.ext4 -q -F -L sdroot -d "$R" "$d/root.img" 1G >"$d/mkfs.log" 2>&1 ||
+        fatal "mkfs.ext4: $(cat "$d/mkfs.log")"
+    rm -rf "$R"
+    boot "$name-1" "$d" "$W/initrd-extmerge.img" cache=unsafe
+    boot "$name-2" "$d" "$W/initrd-extmerge.img" cache=unsafe
+    rm -f "$d/root.img"
+    fact() { sed -n "s/^EXTMERGE-FB $2=//p" "$d/console-$name-$1.txt" | tail -n1; }
+    result() { # CHECK CONDITION DETAIL
+        if eval "$2"; then PASS=$((PASS + 1)); echo "  PASS  $name: $1"; else FAIL=$((FAIL + 1)); echo "  FAIL  $name: $1 ($3)"; fi
+    }
+    first=$(fact 1 machine_id) second=$(fact 2 machine_id)
+    result "boot 1 was a first boot, boot 2 was not" '[[ $(fact 1 boot)/$(fact 2 boot) == first/second ]]' "$(fact 1 boot)/$(fact 2 boot)"
+    result "ConditionFirstBoot= true on boot 1 only" '[[ $(fact 1 first_boot_condition)/$(fact 2 first_boot_condition) == yes/no ]]' \
+        "$(fact 1 first_boot_condition)/$(fact 2 first_boot_condition)"
+    result "the machine-id set up on the first boot is kept" '[[ -n $first && $first == "$second" ]]' "'$first' then '$second'"
 }
 
 # ------------------------------------------------------------------ the roots
@@ -168,6 +249,7 @@ ROOT12=$(SID_ROOT=$PROJ/target/bookworm-root SID_SUITE=bookworm SID_PACKAGES=sys
     "$PROJ/tests/diff/sid-root.sh" | tail -n1) || fatal "building the Debian 12 root failed"
 [[ -x $ROOT12/lib/systemd/systemd ]] || fatal "'$ROOT12' has no systemd"
 [[ ${SERVICE_VARIANTS:-systemd252} == *systemd252* ]] && variant systemd252 "$ROOT12"
+[[ ${SERVICE_VARIANTS:-firstboot252} == *firstboot252* ]] && firstboot firstboot252 "$ROOT12"
 
 say "Debian unstable root with the newest systemd (target/sid-root, shared with the 262 differential test)"
 ROOTSID=$("$PROJ/tests/diff/sid-root.sh" | tail -n1) || fatal "building the Debian unstable root failed"

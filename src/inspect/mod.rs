@@ -7,6 +7,7 @@ pub mod conf;
 pub mod discover;
 pub mod error;
 pub mod facts;
+pub mod firstboot;
 pub mod fsutil;
 pub mod image;
 pub mod metadata;

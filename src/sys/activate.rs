@@ -396,7 +396,7 @@ fn activate(
                 format!(
                     "the kernel refused the root hash signature from {}: {} ({e})",
                     sig_source_text(v),
-                    keyring::refusal_reason(e.errno()).unwrap_or("refused")
+                    keyring::refusal_reason(e.errno(), &e.messages).unwrap_or("refused")
                 ),
                 e.errno(),
             ))

@@ -55,11 +55,6 @@ if [ -f tests/vm/run-image-tests.sh ]; then
     bash tests/vm/run-image-tests.sh || fail=1
 fi
 
-if [ -f tests/vm/run-signed-tests.sh ]; then
-    step "VM tests: signed images accepted and refused on a test kernel that trusts a test CA (built by tests/vm/signed-kernel.sh, about 7 min, or reused when its stamp matches)"
-    bash tests/vm/run-signed-tests.sh || fail=1
-fi
-
 if [ -f tests/boot/run-boot-tests.sh ]; then
     step "boot tests: dracut (systemd and shell flows) and mkosi-initrd-style initrds in a VM"
     bash tests/boot/run-boot-tests.sh --runs 1 || fail=1
@@ -68,6 +63,11 @@ fi
 if [ -f tests/service/run-service-tests.sh ]; then
     step "service tests: per-service confexts with systemd as PID 1 (Debian 12 with 252, Debian unstable with the newest; extmerge-generator, reload) in a VM"
     bash tests/service/run-service-tests.sh || fail=1
+fi
+
+if [ -f tests/vm/run-signed-tests.sh ]; then
+    step "VM tests: signed images accepted and refused on a test kernel that trusts a test CA (built by tests/vm/signed-kernel.sh, about 10 min on 2 idle cores, or reused when its stamp matches)"
+    bash tests/vm/run-signed-tests.sh || fail=1
 fi
 
 if [ -f tests/bench/sizes.sh ]; then

@@ -21,6 +21,9 @@
 #
 #   tests/vm/run-signed-tests.sh [vm-run options]
 #
+# Environment: SIGNED_VM_OUT (results and consoles, default target/vm-run/signed),
+# SIGNED_KERNEL_DIR (the kernel and keys, default target/signed-kernel).
+#
 # Ends with "N passed, M failed" and exits non-zero on failure. A missing prerequisite
 # (qemu, the kernel source package, ...) is a SKIP, or a failure when CI is set.
 set -euo pipefail

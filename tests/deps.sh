@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs every Debian package the tests use (fixture builders, the C toolchain, qemu
-# with Debian's cloud kernel for the VM and boot tests, dracut, docs tools). Safe to run
-# again: what is installed already is left alone and nothing installed is upgraded, so the
-# systemd-sysext the differential test compares against stays the version it was.
+# with Debian's cloud kernel for the VM and boot tests, the kernel source for the signed
+# images' test kernel, dracut, docs tools). Safe to run again: what is installed already
+# is left alone and nothing installed is upgraded, so the systemd-sysext the differential
+# test compares against stays the version it was.
 #
 #   tests/deps.sh           install what is missing (root, apt)
 #   tests/deps.sh --check   only report; exit 1 when something is missing
@@ -18,7 +19,9 @@ PACKAGES=(
     # the differential test against Debian unstable's systemd (tests/diff/sid-root.sh)
     mmdebstrap
     # the VM runner (tests/vm/vm-run): emulator, guest kernel + modules, guest userland
-    qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio kmod
+    qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio kmod dmsetup
+    # the test kernel that trusts a test CA (tests/vm/signed-kernel.sh builds it)
+    linux-source-6.1 make bc flex bison libelf-dev libssl-dev xz-utils
     # the small static initrd build (initrd-hooks/build.sh, tests/bench/sizes.sh)
     musl-tools
     # man pages and shell completion

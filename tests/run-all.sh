@@ -3,9 +3,9 @@
 # temp dirs), the C ABI suite, a soak of the CLI and a C client merging at once
 # (SOAK_CYCLES, 200), the docs suite (man pages against --help and the header,
 # the installers, the bash completion), the differential test against Debian's systemd-sysext,
-# the VM and boot tests on Debian's 6.1 kernel, miri over the unsafe-bearing modules and
-# every fuzz target for FUZZ_SECONDS (30). Root-only parts skip themselves with a
-# message when not root.
+# the VM and boot tests on Debian's 6.1 kernel, signed images on a test kernel that trusts
+# a test CA, miri over the unsafe-bearing modules and every fuzz target for FUZZ_SECONDS
+# (30). Root-only parts skip themselves with a message when not root.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 fail=0
@@ -63,6 +63,11 @@ fi
 if [ -f tests/service/run-service-tests.sh ]; then
     step "service tests: per-service confexts with systemd as PID 1 (Debian 12 with 252, Debian unstable with the newest; extmerge-generator, reload; a first boot with a confext on /etc from the initrd) in a VM"
     bash tests/service/run-service-tests.sh || fail=1
+fi
+
+if [ -f tests/vm/run-signed-tests.sh ]; then
+    step "VM tests: signed images accepted and refused on a test kernel that trusts a test CA (built by tests/vm/signed-kernel.sh, about 10 min on 2 idle cores, or reused when its stamp matches)"
+    bash tests/vm/run-signed-tests.sh || fail=1
 fi
 
 if [ -f tests/bench/sizes.sh ]; then

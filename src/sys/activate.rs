@@ -387,13 +387,26 @@ fn activate(
     }
     let dev = match created {
         Ok(d) => d,
-        // The kernel's own errno (EKEYREJECTED, ENOKEY, …), as systemd passes it on.
+        // The kernel's own errno (EKEYREJECTED, ENOKEY, …), as systemd passes it on; the
+        // message says which of them it is (an unknown signer, or a signature over other
+        // data), as the kernel's log line ("Root hash verification failed") does not.
         Err(e) if sig.is_some() && keyring::is_signature_refusal(e.errno()) => {
             return Err(ImageError::kernel(
                 ImageStep::Signature,
                 format!(
-                    "the root hash signature was refused by the kernel keyring ({e}): the signing certificate must be in the kernel's trusted keyrings (signature from {})",
-                    sig_source_text(v)
+                    "the kernel refused the root hash signature from {}: {} ({e})",
+                    sig_source_text(v),
+                    keyring::refusal_reason(e.errno(), &e.messages).unwrap_or("refused")
+                ),
+                e.errno(),
+            ))
+        }
+        // dm-verity with require_signatures=1 refuses a table without a signature: ENOKEY.
+        Err(e) if sig.is_none() && e.errno() == libc::ENOKEY => {
+            return Err(ImageError::kernel(
+                ImageStep::Signature,
+                format!(
+                    "the kernel requires a signed root hash for dm-verity (dm_verity.require_signatures=1) and the image has no signature ({e})"
                 ),
                 e.errno(),
             ))

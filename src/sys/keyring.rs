@@ -164,15 +164,32 @@ pub fn add_user_key(description: &str, payload: &[u8]) -> io::Result<UserKey> {
 /// Whether `errno` (from a verity table load with a signature) means the kernel refused
 /// the signature: no trusted key for it, a bad or rejected signature, or the key gone.
 pub fn is_signature_refusal(errno: i32) -> bool {
-    matches!(
-        errno,
-        libc::ENOKEY
-            | libc::EKEYREJECTED
-            | libc::EKEYREVOKED
-            | libc::EKEYEXPIRED
-            | libc::EBADMSG
-            | libc::ENOPKG
-    )
+    refusal_reason(errno, &[]).is_some()
+}
+
+/// Why the kernel refused a root hash signature, from the errno of the verity table load
+/// and the kernel's log lines about it (`kernel_log`, empty when unknown).
+///
+/// `verify_pkcs7_signature()` as dm-verity calls it (crypto/asymmetric_keys/pkcs7_trust.c)
+/// gives `ENOKEY` when no key in the trusted keyrings (built-in; secondary and platform
+/// where the kernel is built to use them) matches the signer, and `EKEYREJECTED` when a
+/// trusted key was found but the signature does not verify with it, i.e. it was made over
+/// other bytes than this root hash (or is damaged). dm-verity also gives `ENOKEY` when the
+/// `user` key named by `root_hash_sig_key_desc` is not found ("Invalid key specified" in
+/// its log). `None` for an errno that is not a signature refusal.
+pub fn refusal_reason(errno: i32, kernel_log: &[String]) -> Option<&'static str> {
+    Some(match errno {
+        libc::ENOKEY if kernel_log.iter().any(|l| l.contains("Invalid key specified")) => {
+            "the kernel did not find the key that carried the signature in the keyring"
+        }
+        libc::ENOKEY => "its signer is not in the kernel's trusted keyrings (the built-in one; the secondary and platform ones where the kernel uses them): the signing certificate, or a CA that issued it, must be trusted by the kernel",
+        libc::EKEYREJECTED => "the signature does not cover this root hash: it was made over different data (another root hash) or is damaged, though its signer is known to the kernel",
+        libc::EKEYREVOKED => "the key that carried the signature, or the signer's key, was revoked",
+        libc::EKEYEXPIRED => "the signer's key has expired",
+        libc::EBADMSG => "the signature is not a PKCS#7 message the kernel can parse",
+        libc::ENOPKG => "the kernel lacks the crypto algorithm the signature uses",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -234,5 +251,34 @@ mod tests {
         assert!(add_user_key("d", &vec![0u8; MAX_USER_KEY_PAYLOAD + 1]).is_err());
         assert!(is_signature_refusal(libc::ENOKEY));
         assert!(!is_signature_refusal(libc::EINVAL));
+    }
+
+    /// The two refusals dm-verity's signature check gives are told apart: an unknown
+    /// signer (ENOKEY) is not a signature over another root hash (EKEYREJECTED, -129).
+    #[test]
+    fn refusal_reasons() {
+        let untrusted = refusal_reason(libc::ENOKEY, &[]).unwrap();
+        let other_hash = refusal_reason(libc::EKEYREJECTED, &[]).unwrap();
+        assert!(untrusted.contains("not in the kernel's trusted keyrings"));
+        assert!(!untrusted.contains("does not cover"));
+        assert!(other_hash.contains("does not cover this root hash"));
+        assert!(!other_hash.contains("not in the kernel's trusted keyrings"));
+        // ENOKEY for a key description the kernel did not find is not an untrusted signer.
+        let log = [
+            "device-mapper: table: 253:0: verity: DM Verity Sig Verification Invalid key specified"
+                .to_string(),
+        ];
+        let missing = refusal_reason(libc::ENOKEY, &log).unwrap();
+        assert!(missing.contains("did not find the key"), "{missing}");
+        for e in [
+            libc::EKEYREVOKED,
+            libc::EKEYEXPIRED,
+            libc::EBADMSG,
+            libc::ENOPKG,
+        ] {
+            assert!(refusal_reason(e, &[]).is_some(), "{e}");
+        }
+        assert_eq!(refusal_reason(libc::EINVAL, &[]), None);
+        assert_eq!(refusal_reason(libc::EIO, &log), None);
     }
 }

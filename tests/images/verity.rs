@@ -299,7 +299,8 @@ fn untrusted_signature_is_refused_by_the_kernel() {
             "ddi-verity",
             &[
                 "ddi-verity.raw",
-                "signature was refused by the kernel keyring",
+                "the kernel refused the root hash signature from signature partition",
+                "its signer is not in the kernel's trusted keyrings",
             ],
         );
         eprintln!("refused as expected: {e}");
@@ -324,7 +325,9 @@ fn untrusted_signature_is_refused_by_the_kernel() {
             "bare-verity",
             &[
                 "bare-verity.raw",
-                "signature was refused by the kernel keyring",
+                "the kernel refused the root hash signature from",
+                "bare-verity.roothash.p7s",
+                "its signer is not in the kernel's trusted keyrings",
             ],
         );
         // The kernel's own errno (EKEYREJECTED, ENOKEY, …), as systemd passes it on.
@@ -332,7 +335,7 @@ fn untrusted_signature_is_refused_by_the_kernel() {
             &fx,
             &mut op,
             &raw_image("bare-verity", "/var/lib/extensions/bare-verity.raw"),
-            &["signature was refused by the kernel keyring"],
+            &["the kernel refused the root hash signature"],
         );
         assert_eq!(e.step, ImageStep::Signature, "{e}");
         assert!(

@@ -25,13 +25,8 @@ die() { echo "$*" >&2; echo "0 passed, 1 failed ($1)"; exit 1; }
 
 # --- the test binary ----------------------------------------------------------------------
 # The JSON also names the crate's binaries (built for CARGO_BIN_EXE_*): pick the test.
-exe=$(cargo test --features fault-injection --test images --no-run --message-format=json 2>"$tmp/build.log" |
-    grep -F '"kind":["test"]' | grep -F '"name":"images"' |
-    grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -n1) || true
-if [[ -z $exe || ! -x $exe ]]; then
-    tail -n 30 "$tmp/build.log" >&2
+exe=$(vm_build_exe "$tmp/build.log" test images test --features fault-injection --test images --no-run) ||
     die "building the test binary failed"
-fi
 strip --strip-debug -o "$tmp/extmerge-image-tests" "$exe"
 
 # --- fixtures (built on the host) -----------------------------------------------------------

@@ -335,7 +335,10 @@ pub fn required(cmd: &Cmdline, config: Option<&[u8]>) -> (Vec<(String, Source)>,
             if a.key == "Require" {
                 add_names(&mut out, &a.value, Source::Config);
             } else {
-                warnings.push(format!("{file}:{}: unknown key {:?}, ignored", a.line, a.key));
+                warnings.push(format!(
+                    "{file}:{}: unknown key {:?}, ignored",
+                    a.line, a.key
+                ));
             }
         }
     }
@@ -353,7 +356,11 @@ pub fn required(cmd: &Cmdline, config: Option<&[u8]>) -> (Vec<(String, Source)>,
 pub fn unmet(required: &[(String, Source)], classes: &[ClassRecord]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (name, _) in required {
-        let all = || classes.iter().flat_map(|c| c.entries.iter().map(move |e| (c, e)));
+        let all = || {
+            classes
+                .iter()
+                .flat_map(|c| c.entries.iter().map(move |e| (c, e)))
+        };
         if all().any(|(_, e)| e.name == *name && e.verdict == Verdict::Merged) {
             continue;
         }
@@ -436,7 +443,10 @@ fn class_json(c: &ClassRecord) -> Json {
                 ("mount", opt_u(c.phases.mount)),
             ]),
         ),
-        ("entries", Json::Array(c.entries.iter().map(entry_json).collect())),
+        (
+            "entries",
+            Json::Array(c.entries.iter().map(entry_json).collect()),
+        ),
         (
             "overlays",
             Json::Array(
@@ -539,13 +549,129 @@ impl Report {
 pub fn summary(report: &Json) -> Vec<(String, String, String, Option<String>)> {
     let mut out = Vec::new();
     for c in report.get("classes").map(Json::items).unwrap_or_default() {
-        let class = c.get("class").and_then(Json::as_str).unwrap_or("").to_string();
+        let class = c
+            .get("class")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string();
         if let Some(err) = c.get("error").and_then(Json::as_str) {
-            out.push((class.clone(), String::new(), "failed".into(), Some(err.into())));
+            out.push((
+                class.clone(),
+                String::new(),
+                "failed".into(),
+                Some(err.into()),
+            ));
         }
         for e in c.get("entries").map(Json::items).unwrap_or_default() {
             let s = |k| e.get(k).and_then(Json::as_str).map(str::to_string);
-            out.push((class.clone(), s("name").unwrap_or_default(), s("verdict").unwrap_or_default(), s("reason")));
+            out.push((
+                class.clone(),
+                s("name").unwrap_or_default(),
+                s("verdict").unwrap_or_default(),
+                s("reason"),
+            ));
+        }
+    }
+    out
+}
+
+/// The boot report as `extmerge status` reads it: the file's path, parsed.
+pub fn read_report(text: &str) -> Option<Json> {
+    crate::format::json::Reader::document(text, 8).ok()
+}
+
+/// What the initrd did with `class`, for `status --json` (a field of each row of that
+/// class; ours, systemd has nothing there): its result and error, the extensions it
+/// merged, and every entry it refused or failed on with the reason.
+pub fn status_field(report: &Json, class: Class) -> Json {
+    let Some(c) = report
+        .get("classes")
+        .map(Json::items)
+        .unwrap_or_default()
+        .iter()
+        .find(|c| c.get("class").and_then(Json::as_str) == Some(class.as_str()))
+    else {
+        return Json::Null;
+    };
+    let entries = c.get("entries").map(Json::items).unwrap_or_default();
+    let with = |v: &'static str| {
+        entries
+            .iter()
+            .filter(move |e| e.get("verdict").and_then(Json::as_str) == Some(v))
+    };
+    let pick = |e: &Json, keys: &[&str]| {
+        Json::Object(
+            keys.iter()
+                .map(|k| (k.to_string(), e.get(k).cloned().unwrap_or(Json::Null)))
+                .collect(),
+        )
+    };
+    Json::obj([
+        ("result", c.get("result").cloned().unwrap_or(Json::Null)),
+        ("error", c.get("error").cloned().unwrap_or(Json::Null)),
+        (
+            "merged",
+            Json::Array(
+                with("merged")
+                    .map(|e| e.get("name").cloned().unwrap_or(Json::Null))
+                    .collect(),
+            ),
+        ),
+        (
+            "refused",
+            Json::Array(
+                with("refused")
+                    .chain(with("failed"))
+                    .map(|e| pick(e, &["name", "path", "verdict", "reason"]))
+                    .collect(),
+            ),
+        ),
+    ])
+}
+
+/// The short section `status` prints below its table: per class what the initrd
+/// merged, refused or failed on (skipped entries only counted), and unmet requirements.
+pub fn status_text(report: &Json, classes: &[Class], path: &str) -> String {
+    let mut out = format!("\nIn the initrd ({path}):\n");
+    for s in summary(report) {
+        let (class, name, verdict, reason) = s;
+        if !classes.iter().any(|c| c.as_str() == class) || verdict == "skipped" {
+            continue;
+        }
+        let what = if name.is_empty() {
+            format!("{class} merge")
+        } else {
+            format!("{class} {name}")
+        };
+        out.push_str(&format!("  {what}: {verdict}"));
+        if let Some(r) = reason {
+            out.push_str(&format!(" ({r})"));
+        }
+        out.push('\n');
+    }
+    for c in report.get("classes").map(Json::items).unwrap_or_default() {
+        let class = c.get("class").and_then(Json::as_str).unwrap_or("");
+        if !classes.iter().any(|x| x.as_str() == class) {
+            continue;
+        }
+        let n = c
+            .get("entries")
+            .map(Json::items)
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| e.get("verdict").and_then(Json::as_str) == Some("skipped"))
+            .count();
+        if n > 0 {
+            out.push_str(&format!("  {class}: {n} skipped (see the report)\n"));
+        }
+    }
+    for r in report.get("required").map(Json::items).unwrap_or_default() {
+        if r.get("met") == Some(&Json::Bool(false)) {
+            out.push_str(&format!(
+                "  required {}: not merged ({})\n",
+                r.get("name").and_then(Json::as_str).unwrap_or(""),
+                r.get("reason").and_then(Json::as_str).unwrap_or("")
+            ));
         }
     }
     out
@@ -577,7 +703,10 @@ mod tests {
         // An empty assignment clears what came before (the file's too).
         let cmd = Cmdline::parse("extmerge.require=a extmerge.require= extmerge.require=d");
         assert_eq!(names(&required(&cmd, Some(conf)).0), ["d"]);
-        let (r, _) = required(&Cmdline::parse(""), Some(b"[Initrd]\nRequire=x\nRequire=\n"));
+        let (r, _) = required(
+            &Cmdline::parse(""),
+            Some(b"[Initrd]\nRequire=x\nRequire=\n"),
+        );
         assert!(r.is_empty());
         // Other sections are not ours; a quoted value keeps its blanks as separators.
         let (r, w) = required(
@@ -586,7 +715,9 @@ mod tests {
         );
         assert_eq!(names(&r), ["p", "q"]);
         assert_eq!(w.len(), 1, "{w:?}");
-        assert!(required(&Cmdline::parse("extmerge.requires=a"), None).0.is_empty());
+        assert!(required(&Cmdline::parse("extmerge.requires=a"), None)
+            .0
+            .is_empty());
     }
 
     fn rec() -> Vec<ClassRecord> {
@@ -638,10 +769,18 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert_eq!(v[0].phases.discover, Some(12));
         assert_eq!(v[0].phases.inspect, None);
-        let e: Vec<_> = v[0].entries.iter().map(|e| (e.name.as_str(), e.verdict)).collect();
+        let e: Vec<_> = v[0]
+            .entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.verdict))
+            .collect();
         assert_eq!(
             e,
-            [("good", Verdict::Merged), ("img", Verdict::Merged), ("other", Verdict::Skipped)]
+            [
+                ("good", Verdict::Merged),
+                ("img", Verdict::Merged),
+                ("other", Verdict::Skipped)
+            ]
         );
         assert_eq!(v[1].entries[1].verdict, Verdict::Failed);
         assert!(v[1].overlays.is_empty());
@@ -656,7 +795,11 @@ mod tests {
         assert_eq!(n, ["other", "bad", "gone"]);
         assert!(u[0].1.contains("skipped: ID=fedora"), "{u:?}");
         assert!(u[1].1.contains("refused: policy forbids"), "{u:?}");
-        assert!(u[2].1.starts_with("not found in the search directories (sysext, confext)"), "{u:?}");
+        assert!(
+            u[2].1
+                .starts_with("not found in the search directories (sysext, confext)"),
+            "{u:?}"
+        );
     }
 
     #[test]
@@ -668,7 +811,10 @@ mod tests {
             cmdline: switches(&Cmdline::parse(
                 "root=/dev/vda extmerge.require=good systemd.sysext=1 rd.systemd.confext=0 quiet",
             )),
-            required: vec![("good".into(), Source::Cmdline), ("gone".into(), Source::Config)],
+            required: vec![
+                ("good".into(), Source::Cmdline),
+                ("gone".into(), Source::Config),
+            ],
             unmet: vec![("gone".into(), "not found".into())],
             classes,
             total_usec: 1234,
@@ -683,7 +829,16 @@ mod tests {
         };
         assert_eq!(
             keys(&j),
-            ["version", "verb", "root", "ok", "total_usec", "cmdline", "required", "classes"]
+            [
+                "version",
+                "verb",
+                "root",
+                "ok",
+                "total_usec",
+                "cmdline",
+                "required",
+                "classes"
+            ]
         );
         assert_eq!(j.get("version"), Some(&Json::UInt(1)));
         assert_eq!(j.get("ok"), Some(&Json::Bool(false)));
@@ -699,11 +854,21 @@ mod tests {
         assert_eq!(req[0].get("met"), Some(&Json::Bool(true)));
         assert_eq!(req[0].get("reason"), Some(&Json::Null));
         assert_eq!(req[1].get("source").and_then(Json::as_str), Some("config"));
-        assert_eq!(req[1].get("reason").and_then(Json::as_str), Some("not found"));
+        assert_eq!(
+            req[1].get("reason").and_then(Json::as_str),
+            Some("not found")
+        );
         let c = j.get("classes").unwrap().items();
         assert_eq!(
             keys(&c[0]),
-            ["class", "result", "error", "phases_usec", "entries", "overlays"]
+            [
+                "class",
+                "result",
+                "error",
+                "phases_usec",
+                "entries",
+                "overlays"
+            ]
         );
         assert_eq!(
             c[0].get("phases_usec"),
@@ -716,10 +881,26 @@ mod tests {
         let e = c[0].get("entries").unwrap().items();
         assert_eq!(
             keys(&e[1]),
-            ["name", "path", "kind", "verdict", "reason", "verity", "signature", "phases_usec"]
+            [
+                "name",
+                "path",
+                "kind",
+                "verdict",
+                "reason",
+                "verity",
+                "signature",
+                "phases_usec"
+            ]
         );
-        assert_eq!(e[0].get("verity"), Some(&Json::Null), "a directory has no verity state");
-        assert_eq!(e[1].get("path").and_then(Json::as_str), Some("/var/lib/extensions/img.raw"));
+        assert_eq!(
+            e[0].get("verity"),
+            Some(&Json::Null),
+            "a directory has no verity state"
+        );
+        assert_eq!(
+            e[1].get("path").and_then(Json::as_str),
+            Some("/var/lib/extensions/img.raw")
+        );
         assert_eq!(e[1].get("verity").and_then(Json::as_str), Some("verified"));
         assert_eq!(e[1].get("signature").and_then(Json::as_str), Some("none"));
         assert_eq!(
@@ -734,26 +915,78 @@ mod tests {
             c[0].get("overlays").unwrap().items()[0],
             Json::obj([
                 ("hierarchy", Json::str("/usr")),
-                ("layers", Json::Array(vec![Json::str("img"), Json::str("good")]))
+                (
+                    "layers",
+                    Json::Array(vec![Json::str("img"), Json::str("good")])
+                )
             ])
         );
-        assert_eq!(c[1].get("error").and_then(Json::as_str), Some("bad.raw: refused"));
+        assert_eq!(
+            c[1].get("error").and_then(Json::as_str),
+            Some("bad.raw: refused")
+        );
         let bad = &c[1].get("entries").unwrap().items()[0];
         assert_eq!(bad.get("verdict").and_then(Json::as_str), Some("refused"));
         assert_eq!(bad.get("verity").and_then(Json::as_str), Some("unknown"));
         // What `extmerge status` shows of it.
         let s = summary(&j);
-        assert!(s.contains(&("sysext".into(), "img".into(), "merged".into(), None)), "{s:?}");
-        assert!(s.contains(&("confext".into(), String::new(), "failed".into(), Some("bad.raw: refused".into()))));
+        assert!(
+            s.contains(&("sysext".into(), "img".into(), "merged".into(), None)),
+            "{s:?}"
+        );
+        assert!(s.contains(&(
+            "confext".into(),
+            String::new(),
+            "failed".into(),
+            Some("bad.raw: refused".into())
+        )));
         assert_eq!(s.len(), 6, "{s:?}");
+        let t = status_text(
+            &j,
+            &[Class::Sysext, Class::Confext],
+            "/run/extmerge/report.json",
+        );
+        assert!(t.contains("  sysext img: merged\n"), "{t}");
+        assert!(t.contains("  confext bad: refused (policy forbids"), "{t}");
+        assert!(
+            t.contains("  confext merge: failed (bad.raw: refused)"),
+            "{t}"
+        );
+        assert!(t.contains("  sysext: 1 skipped"), "{t}");
+        assert!(t.contains("  required gone: not merged (not found)"), "{t}");
+        assert!(!status_text(&j, &[Class::Sysext], "x").contains("confext"));
+        let f = status_field(&j, Class::Sysext);
+        assert_eq!(
+            f.get("merged").unwrap().items(),
+            [Json::str("good"), Json::str("img")]
+        );
+        assert_eq!(f.get("refused").unwrap().items(), []);
+        let f = status_field(&j, Class::Confext);
+        assert_eq!(f.get("result").and_then(Json::as_str), Some("failed"));
+        let r = f.get("refused").unwrap().items();
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert_eq!(r[0].get("verdict").and_then(Json::as_str), Some("refused"));
+        assert_eq!(read_report(&text), Some(j));
+        assert_eq!(read_report("{"), None);
     }
 
     #[test]
     fn reader_reads_values_back() {
-        let j = Reader::document(" {\"a\" : [1, -2, 1.5, true, null, \"x\\n\"], \"b\": {}} ", 4).unwrap();
+        let j = Reader::document(
+            " {\"a\" : [1, -2, 1.5, true, null, \"x\\n\"], \"b\": {}} ",
+            4,
+        )
+        .unwrap();
         assert_eq!(
             j.get("a").unwrap().items(),
-            [Json::UInt(1), Json::Null, Json::Null, Json::Bool(true), Json::Null, Json::str("x\n")]
+            [
+                Json::UInt(1),
+                Json::Null,
+                Json::Null,
+                Json::Bool(true),
+                Json::Null,
+                Json::str("x\n")
+            ]
         );
         assert_eq!(j.get("b"), Some(&Json::Object(vec![])));
         assert!(Reader::document("{} x", 4).is_err());

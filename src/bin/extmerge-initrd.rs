@@ -219,7 +219,10 @@ fn main() -> ExitCode {
     for (name, why) in &unmet {
         log::log(
             Level::Error,
-            &format!("required extension {} is not merged, stopping the boot: {why}", escape(name)),
+            &format!(
+                "required extension {} is not merged, stopping the boot: {why}",
+                escape(name)
+            ),
         );
     }
     let ok = unmet.is_empty() && !(failed && cmd.fatal);
@@ -242,7 +245,9 @@ fn main() -> ExitCode {
             ok,
         };
         let text = report.to_json().render(true) + "\n";
-        if let Err(e) = extmerge::sys::staging::replace_workspace_file(record::REPORT_NAME, text.as_bytes()) {
+        if let Err(e) =
+            extmerge::sys::staging::replace_workspace_file(record::REPORT_NAME, text.as_bytes())
+        {
             log::log(Level::Warning, &format!("boot report not written: {e}"));
         }
     }

@@ -412,7 +412,16 @@ pub fn inspect(
         }
     };
     let t = record::start(rec);
-    let judged = judge_all(found, root, class, &host, opts.force, opener, on_unusable, rec);
+    let judged = judge_all(
+        found,
+        root,
+        class,
+        &host,
+        opts.force,
+        opener,
+        on_unusable,
+        rec,
+    );
     if let (Some(r), Some(t)) = (rec, t) {
         r.phase(class, Phase::Inspect, record::usec_since(t));
     }

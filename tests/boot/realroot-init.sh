@@ -108,7 +108,10 @@ fi
 [ -r /proc/uptime ] || $B mount -t proc proc /proc
 [ -d /sys/kernel ] || $B mount -t sysfs sysfs /sys
 [ -c /dev/console ] && [ -b /dev/vdb ] || $B mount -t devtmpfs devtmpfs /dev
-$B mountpoint -q /run || $B mount -t tmpfs -o mode=0755 tmpfs /run 2>/dev/null
+# /run moved here with switch-root (it holds extmerge's workspace and boot report): a
+# fresh tmpfs only where there is none (busybox's `mountpoint` says no for the moved one).
+$B awk '$5 == "/run" { f = 1 } END { exit !f }' /proc/self/mountinfo ||
+    $B mount -t tmpfs -o mode=0755 tmpfs /run 2>/dev/null
 exec </dev/console >/dev/console 2>&1
 up=$($B cut -d' ' -f1 /proc/uptime)
 echo "EXTMERGE-BOOT-INIT uptime=$up"   # the host times the boot up to this line

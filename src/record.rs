@@ -350,6 +350,22 @@ pub fn required(cmd: &Cmdline, config: Option<&[u8]>) -> (Vec<(String, Source)>,
     (out, warnings)
 }
 
+/// Does `name` name the extension `e`: its name (`foo` of `foo.raw`, of `foo/`, of
+/// `foo.v/`), or for a version picked from `foo.v/` also the picked file's name without
+/// `.raw` (`foo_2`)?
+fn names_it(e: &Entry, name: &str) -> bool {
+    if e.kind == OTHER {
+        return false;
+    }
+    e.name == name
+        || e.path.contains(".v/")
+            && e.path
+                .rsplit('/')
+                .next()
+                .map(|f| f.strip_suffix(".raw").unwrap_or(f))
+                == Some(name)
+}
+
 /// Why each required extension is not merged (none: all are). A name is satisfied by a
 /// merged entry of that name in any class; else the first entry of that name says why,
 /// else it was not found (in a class that ran).
@@ -360,11 +376,12 @@ pub fn unmet(required: &[(String, Source)], classes: &[ClassRecord]) -> Vec<(Str
             classes
                 .iter()
                 .flat_map(|c| c.entries.iter().map(move |e| (c, e)))
+                .filter(|(_, e)| names_it(e, name))
         };
-        if all().any(|(_, e)| e.name == *name && e.verdict == Verdict::Merged) {
+        if all().any(|(_, e)| e.verdict == Verdict::Merged) {
             continue;
         }
-        let why = match all().find(|(_, e)| e.name == *name) {
+        let why = match all().next() {
             Some((c, e)) => format!(
                 "{} {} {}: {}",
                 c.class.map_or("", Class::as_str),
@@ -404,7 +421,7 @@ fn entry_json(e: &Entry) -> Json {
     let image = e.kind == "raw" || e.kind == "block";
     let (verity, signature) = match (image, e.protection, e.failed_step) {
         (false, _, _) => (None, None),
-        (true, _, Some("verity")) => (Some("failed"), None),
+        (true, _, Some("verity")) => (Some("failed"), Some("unknown")),
         (true, _, Some("signature")) => (Some("failed"), Some("failed")),
         (true, Some(Protection::Signed), _) => (Some("verified"), Some("verified")),
         (true, Some(Protection::Verity), _) => (Some("verified"), Some("none")),
@@ -739,6 +756,10 @@ mod tests {
             e.kind = "raw";
             e.inspect_usec = Some(60);
         });
+        r.entry(Class::Sysext, "picked", |e| {
+            e.path = "/var/lib/extensions/picked.v/picked_2.raw".into();
+            e.kind = "raw";
+        });
         r.entry(Class::Sysext, "other", |e| {
             e.kind = "directory";
             e.verdict = Verdict::Skipped;
@@ -747,7 +768,11 @@ mod tests {
         r.with(Class::Sysext, |c| {
             c.overlays = vec![("/usr".into(), vec!["img".into(), "good".into()])];
             c.result = "merged";
-            c.finish(Ok(&["good".to_string(), "img".to_string()]));
+            c.finish(Ok(&[
+                "good".to_string(),
+                "img".to_string(),
+                "picked".to_string(),
+            ]));
         });
         r.entry(Class::Confext, "bad", |e| {
             e.kind = "raw";
@@ -779,6 +804,7 @@ mod tests {
             [
                 ("good", Verdict::Merged),
                 ("img", Verdict::Merged),
+                ("picked", Verdict::Merged),
                 ("other", Verdict::Skipped)
             ]
         );
@@ -789,10 +815,14 @@ mod tests {
             ("other".to_string(), Source::Config),
             ("bad".to_string(), Source::Cmdline),
             ("gone".to_string(), Source::Cmdline),
+            ("picked".to_string(), Source::Cmdline),
+            ("picked_2".to_string(), Source::Cmdline),
+            ("picked_1".to_string(), Source::Cmdline),
         ];
         let u = unmet(&req, &v);
         let n: Vec<_> = u.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(n, ["other", "bad", "gone"]);
+        // A `.v` pick is named by the directory's name or by the version picked.
+        assert_eq!(n, ["other", "bad", "gone", "picked_1"]);
         assert!(u[0].1.contains("skipped: ID=fedora"), "{u:?}");
         assert!(u[1].1.contains("refused: policy forbids"), "{u:?}");
         assert!(
@@ -940,7 +970,7 @@ mod tests {
             "failed".into(),
             Some("bad.raw: refused".into())
         )));
-        assert_eq!(s.len(), 6, "{s:?}");
+        assert_eq!(s.len(), 7, "{s:?}");
         let t = status_text(
             &j,
             &[Class::Sysext, Class::Confext],
@@ -958,7 +988,7 @@ mod tests {
         let f = status_field(&j, Class::Sysext);
         assert_eq!(
             f.get("merged").unwrap().items(),
-            [Json::str("good"), Json::str("img")]
+            [Json::str("good"), Json::str("img"), Json::str("picked")]
         );
         assert_eq!(f.get("refused").unwrap().items(), []);
         let f = status_field(&j, Class::Confext);

@@ -521,6 +521,10 @@ check_merged() {   # FLOW BOOT
 }
 # The boot report /run/extmerge/report.json as the real root's init found it (one line).
 jqr() { jq -r "$2" <<<"$(r "$1" report_json)" 2>&1 | tr '\n' ' ' | sed 's/ $//'; }   # BOOT FILTER
+# A check that a value is exactly what is wanted.
+same() {   # FLOW WHAT WANT GOT
+    [[ $4 == "$3" ]] && pass "$1" "$2" || fail "$1" "$2" "$4"
+}
 # Every value an integer in [LO, HI] (µs).
 all_in() {   # LO HI VALUES...
     local lo=$1 hi=$2 x; shift 2
@@ -537,25 +541,18 @@ check_report() {   # FLOW BOOT
         return
     fi
     pass "$f" "report: /run/extmerge/report.json reached the real root as valid JSON ($(r "$b" report_mode))"
-    [[ $(r "$b" report_mode) == "644 root regular file" ]] && pass "$f" "report: a regular file, 0644, root's" ||
-        fail "$f" "report: a regular file, 0644, root's" "$(r "$b" report_mode)"
-    v=$(jqr "$b" '[.version, .verb, .root, .ok] | map(tostring) | join(" ")')
-    [[ $v == "1 sysroot /sysroot true" ]] && pass "$f" "report: version 1, verb sysroot, root /sysroot, ok" ||
-        fail "$f" "report: version, verb, root, ok" "$v"
-    v=$(jqr "$b" '.cmdline | join(" ")')
-    [[ $v == "$REPORT_REQ" ]] && pass "$f" "report: kernel command-line switches in force: $v" ||
-        fail "$f" "report: kernel command-line switches in force = $REPORT_REQ" "$v"
-    v=$(jqr "$b" '[.required[] | "\(.name):\(.source):\(.met):\(.reason)"] | join(" ")')
-    [[ $v == "testconf:config:true:null testsys:cmdline:true:null testddi:cmdline:true:null" ]] &&
-        pass "$f" "report: required testconf (root's /etc/extmerge/initrd.conf), testsys, testddi (kernel command line), all met" ||
-        fail "$f" "report: required testconf (config), testsys, testddi (cmdline), all met" "$v"
-    v=$(jqr "$b" '[.classes[] | "\(.class):\(.result):\(.error)"] | join(" ")')
-    [[ $v == "confext:merged:null sysext:merged:null" ]] && pass "$f" "report: classes confext, sysext merged, no error" ||
-        fail "$f" "report: classes confext, sysext merged" "$v"
-    v=$(jqr "$b" '[.classes[] | .class as $c | .entries[] | select(.kind != "other") | "\($c):\(.name):\(.kind):\(.verdict):\(.verity):\(.signature)"] | join(" ")')
+    same "$f" "report: a regular file, 0644, root's" "644 root regular file" "$(r "$b" report_mode)"
+    same "$f" "report: version 1, verb sysroot, root /sysroot, ok" "1 sysroot /sysroot true" \
+        "$(jqr "$b" '[.version, .verb, .root, .ok] | map(tostring) | join(" ")')"
+    same "$f" "report: kernel command-line switches in force: $REPORT_REQ" "$REPORT_REQ" "$(jqr "$b" '.cmdline | join(" ")')"
+    same "$f" "report: required testconf (root's /etc/extmerge/initrd.conf), testsys, testddi (kernel command line), all met" \
+        "testconf:config:true:null testsys:cmdline:true:null testddi:cmdline:true:null" \
+        "$(jqr "$b" '[.required[] | "\(.name):\(.source):\(.met):\(.reason)"] | join(" ")')"
+    same "$f" "report: classes confext, sysext merged, no error" "confext:merged:null sysext:merged:null" \
+        "$(jqr "$b" '[.classes[] | "\(.class):\(.result):\(.error)"] | join(" ")')"
     want="confext:testconf:directory:merged:null:null sysext:otheros:directory:skipped:null:null sysext:$DDI:raw:merged:verified:none sysext:testsys:directory:merged:null:null"
-    [[ $v == "$want" ]] && pass "$f" "report: entries with kind, verdict, verity, signature ($v)" ||
-        fail "$f" "report: entries with kind, verdict, verity, signature" "$v"
+    same "$f" "report: entries with kind, verdict, verity, signature ($want)" "$want" \
+        "$(jqr "$b" '[.classes[] | .class as $c | .entries[] | select(.kind != "other") | "\($c):\(.name):\(.kind):\(.verdict):\(.verity):\(.signature)"] | join(" ")')"
     v=$(jqr "$b" '[.classes[].entries[] | select(.verdict == "merged") | .reason] | unique | join(",")')$(jqr "$b" '.classes[].entries[] | select(.name == "otheros") | .reason')
     [[ $v == *"ID=fedora"* && $v != *merged* ]] && pass "$f" "report: merged entries give no reason, otheros says why it was skipped ($(jqr "$b" '.classes[].entries[] | select(.name == "otheros") | .reason'))" ||
         fail "$f" "report: reasons" "$v"
@@ -576,12 +573,11 @@ check_report() {   # FLOW BOOT
     else
         fail "$f" "report: $DDI phase times plausible" "$ddi"
     fi
-    v=$(jqr "$b" '[.classes[].entries[] | select(.kind == "directory") | .phases_usec | "\(.inspect|type):\(.verity_setup):\(.mount)"] | unique | join(" ")')
-    [[ $v == "number:null:null" ]] && pass "$f" "report: directories have an inspect time and no verity_setup/mount" ||
-        fail "$f" "report: directories have an inspect time and no verity_setup/mount" "$v"
-    v=$(jqr "$b" '[.classes[].overlays[] | "\(.hierarchy)=\(.layers | join(","))"] | join(" ")')
-    [[ $v == "/etc=testconf /usr=testsys,$DDI /opt=testsys" ]] && pass "$f" "report: overlays (hierarchy=layers, topmost first): $v" ||
-        fail "$f" "report: overlays /etc=testconf /usr=testsys,$DDI /opt=testsys" "$v"
+    same "$f" "report: directories have an inspect time and no verity_setup/mount" "number:null:null" \
+        "$(jqr "$b" '[.classes[].entries[] | select(.kind == "directory") | .phases_usec | "\(.inspect|type):\(.verity_setup):\(.mount)"] | unique | join(" ")')"
+    same "$f" "report: overlays (hierarchy=layers, topmost first): /etc=testconf /usr=testsys,$DDI /opt=testsys" \
+        "/etc=testconf /usr=testsys,$DDI /opt=testsys" \
+        "$(jqr "$b" '[.classes[].overlays[] | "\(.hierarchy)=\(.layers | join(","))"] | join(" ")')"
     # `extmerge status` of the booted system (the root carries the static CLI).
     v=$(r "$b" extmerge_status)
     [[ $v == *"In the initrd (/run/extmerge/report.json):|  confext testconf: merged|  sysext $DDI: merged|  sysext testsys: merged|"* && $v == *"  sysext: "*" skipped"* ]] &&

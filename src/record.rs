@@ -390,16 +390,20 @@ pub fn unmet(required: &[(String, Source)], classes: &[ClassRecord]) -> Vec<(Str
                 e.reason.as_deref().unwrap_or("not merged")
             ),
             None => {
-                let ran: Vec<&str> = classes
-                    .iter()
-                    .filter(|c| c.result != "disabled")
-                    .filter_map(|c| c.class.map(Class::as_str))
-                    .collect();
-                if ran.is_empty() {
-                    "not found: no class was merged (disabled on the kernel command line)".into()
-                } else {
-                    format!("not found in the search directories ({})", ran.join(", "))
+                let (off, ran): (Vec<_>, Vec<_>) =
+                    classes.iter().partition(|c| c.result == "disabled");
+                let names = |v: Vec<&ClassRecord>| {
+                    let v: Vec<&str> = v
+                        .iter()
+                        .filter_map(|c| c.class.map(Class::as_str))
+                        .collect();
+                    v.join(", ")
+                };
+                let mut why = format!("not found in the search directories ({})", names(ran));
+                if !off.is_empty() {
+                    why = format!("{why}; {} disabled on the kernel command line", names(off));
                 }
+                why
             }
         };
         out.push((name.clone(), why));
@@ -829,6 +833,14 @@ mod tests {
             u[2].1
                 .starts_with("not found in the search directories (sysext, confext)"),
             "{u:?}"
+        );
+        let mut off = v.clone();
+        off[1].result = "disabled";
+        off[1].entries.clear();
+        let u = unmet(&[("bad".to_string(), Source::Cmdline)], &off);
+        assert_eq!(
+            u[0].1,
+            "not found in the search directories (sysext); confext disabled on the kernel command line"
         );
     }
 

@@ -23,6 +23,7 @@ use crate::inspect::metadata::{self, find_merged, StatusRow};
 use crate::inspect::stamp;
 use crate::options::{MutableMode, Options, Search};
 use crate::plan::{self, MergePlan, PlanError};
+use crate::record::{self, Phase};
 use crate::sys::apply::{self, Applied};
 use crate::sys::hierarchy::HostDir;
 use crate::sys::target::Target;
@@ -151,6 +152,7 @@ impl Context {
             initrd_no_root,
         );
         op.set_faults(opts.env.faults.image());
+        op.set_recorder(opts.recorder.clone());
         Box::new(op)
     }
 
@@ -470,7 +472,12 @@ impl Context {
             let done = if plan.extensions.is_empty() {
                 Applied::default()
             } else {
-                apply::apply(&root, plan, handles, &opts.env, stamp, false, &mut txn)?
+                let t = record::start(opts.recorder.as_ref());
+                let done = apply::apply(&root, plan, handles, &opts.env, stamp, false, &mut txn)?;
+                if let (Some(r), Some(t)) = (&opts.recorder, t) {
+                    r.phase(plan.class, Phase::Mount, record::usec_since(t));
+                }
+                done
             };
             applied.push(done);
         }
@@ -503,8 +510,12 @@ impl Context {
             let opts = self.options_for(class);
             let hs = checked_hierarchies(&root, &opts, class)?;
             let (initrd, _) = facts::root_scope(&root);
+            let t = record::start(opts.recorder.as_ref());
             let found = discover::discover_in(&root, class, &opts.search_dirs(class, initrd))
                 .map_err(PlanError::from)?;
+            if let (Some(r), Some(t)) = (&opts.recorder, t) {
+                r.phase(class, Phase::Discover, record::usec_since(t));
+            }
             let now = stamp_found(&root, &opts, class, &hs, &found);
             if !opts.always_refresh {
                 if let Some(extensions) = quick_unchanged(&root, class, &hs, &now)? {
@@ -547,7 +558,11 @@ impl Context {
             } else if !opts.always_refresh && unchanged(&root, plan, handles, hs)? {
                 Refresh::Unchanged
             } else {
+                let t = record::start(opts.recorder.as_ref());
                 let done = apply::apply(&root, plan, handles, &opts.env, stamp, true, &mut txn)?;
+                if let (Some(r), Some(t)) = (&opts.recorder, t) {
+                    r.phase(class, Phase::Mount, record::usec_since(t));
+                }
                 Refresh::Replaced(done)
             };
             steps.push((i, step));
@@ -723,8 +738,21 @@ fn prepare_found(
         on_unusable,
         found,
     )?;
+    let plan = plan::plan(ins.facts, opts)?;
+    if let Some(r) = &opts.recorder {
+        r.with(class, |c| {
+            c.overlays = plan
+                .hierarchies
+                .iter()
+                .map(|h| {
+                    let l = h.layers.iter().map(|l| l.name.clone()).collect();
+                    (h.hierarchy.clone(), l)
+                })
+                .collect()
+        });
+    }
     Ok(Prepared {
-        plan: plan::plan(ins.facts, opts)?,
+        plan,
         handles: ins.handles,
     })
 }

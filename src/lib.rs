@@ -23,6 +23,7 @@ pub mod inspect;
 pub mod log;
 pub mod options;
 pub mod plan;
+pub mod record;
 pub mod report;
 pub mod sys;
 

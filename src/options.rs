@@ -86,6 +86,9 @@ pub struct Options {
     /// service's root's os-release, any scope (`SYSEXT_SCOPE=`/`CONFEXT_SCOPE=` not
     /// checked), and an extension that does not match is an error, not skipped.
     pub per_service: bool,
+    /// Records phase times and verdicts for a report (`extmerge-initrd`'s boot report);
+    /// `None`: nothing is measured.
+    pub recorder: Option<crate::record::Recorder>,
 }
 
 /// Explicit sources of extensions. Entries inside are extensions exactly as in the
@@ -367,6 +370,7 @@ impl Default for Options {
             config: Config::default(),
             search: None,
             per_service: false,
+            recorder: None,
         }
     }
 }

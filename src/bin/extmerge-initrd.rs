@@ -10,10 +10,13 @@
 //!   initrd's `/usr`, `/opt`, `/etc`; `initrd-unmerge` removes them before switch-root.
 //!
 //! Kernel command line: `extmerge=0` disables it; `extmerge.fatal=1` makes a failed
-//! merge fail the program (and so the unit or hook); `extmerge.debug=1` logs at debug
+//! merge fail the program (and so the unit or hook); `extmerge.require=NAME,…` (and
+//! `Require=` in the real root's `/etc/extmerge/initrd.conf`) makes a missing, refused
+//! or failed extension of that name fail it; `extmerge.debug=1` logs at debug
 //! level. systemd's `systemd.sysext=0` / `systemd.confext=0` (sysroot) and
 //! `rd.systemd.sysext=0` / `rd.systemd.confext=0` (initrd's own) skip that class.
-//! Messages go to `/dev/kmsg` (and stderr), each naming the file and the reason.
+//! Messages go to `/dev/kmsg` (and stderr), each naming the file and the reason; the
+//! `sysroot` verb writes its boot report to `/run/extmerge/report.json`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -27,6 +30,7 @@ use extmerge::format::cmdline::{fstab_var_mounts, Cmdline};
 use extmerge::format::escape::{esc, escape};
 use extmerge::log::{self, Level};
 use extmerge::options::{Environment, Options};
+use extmerge::record::{self, Recorder, Report};
 
 fn kmsg_sink() -> log::Sink {
     let kmsg = std::fs::OpenOptions::new()
@@ -53,6 +57,9 @@ Verbs:
   initrd          Merge the initrd's own extensions onto its /usr, /opt, /etc
   initrd-unmerge  Unmerge the initrd's own extensions
 
+sysroot reads Require= ([Initrd]) of the real root's /etc/extmerge/initrd.conf
+and writes what it saw and did to /run/extmerge/report.json.
+
 Options:
   --sysroot=PATH  The real root, mounted for switch-root (default: /sysroot)
   --cmdline=FILE  The kernel command line (default: /proc/cmdline)
@@ -61,6 +68,7 @@ Options:
 Kernel command line:
   extmerge=0            Do nothing
   extmerge.fatal=1      A failed merge fails the program (and the unit or hook)
+  extmerge.require=N,..  sysroot: extensions that must be merged, or it fails
   extmerge.debug=1      Log at debug level
   systemd.sysext=0      sysroot: skip system extensions
   systemd.confext=0     sysroot: skip configuration extensions
@@ -117,11 +125,24 @@ fn main() -> ExitCode {
     if !initrd_own {
         warn_unmounted_var(&root);
     }
+    // The required extensions: the real root's own /etc/extmerge/initrd.conf, read now,
+    // before a confext may cover /etc, then the kernel command line.
+    let required = if verb == "sysroot" {
+        let (r, warnings) = record::required(&cmd, read_config(&root).as_deref());
+        for w in warnings {
+            log::warn(&w);
+        }
+        r
+    } else {
+        Vec::new()
+    };
+    let rec = Recorder::new();
     let opts = Options {
         root: root.clone(),
         no_reload: true,
         env: Environment::from_process(),
         config: extmerge::inspect::conf::load(&root),
+        recorder: (verb == "sysroot").then(|| rec.clone()),
         ..Options::default()
     };
     let mut failed = false;
@@ -130,6 +151,7 @@ fn main() -> ExitCode {
     for class in Class::ALL {
         if !cmd.class_enabled(class, initrd_own) {
             log::info(&format!("{class} disabled on the kernel command line"));
+            rec.with(class, |c| c.result = "disabled");
             continue;
         }
         let ctx = Context::new(opts.clone(), &[class]);
@@ -148,6 +170,18 @@ fn main() -> ExitCode {
             ctx.refresh()
                 .map(|mut v| v.pop().map(|(_, o)| o).unwrap_or_default())
                 .map(|o| {
+                    rec.with(class, |c| {
+                        c.result = match (o.extensions.is_empty(), o.unchanged) {
+                            (true, _) => "nothing",
+                            (false, true) => "unchanged",
+                            (false, false) => "merged",
+                        };
+                        for n in &o.extensions {
+                            // Known already, unless a merge in place was kept as it is.
+                            c.entry_named(n);
+                        }
+                        c.finish(Ok(&o.extensions));
+                    });
                     if o.extensions.is_empty() {
                         format!("no {class} extensions to merge ({} ignored)", o.ignored)
                     } else if o.unchanged {
@@ -172,21 +206,72 @@ fn main() -> ExitCode {
                     Level::Error,
                     &format!("{class} merge failed, continuing without it: {e}"),
                 );
+                rec.with(class, |c| {
+                    c.result = "failed";
+                    c.finish(Err(&e.to_string()));
+                });
                 failed = true;
             }
         }
     }
+    let classes = rec.snapshot();
+    let unmet = record::unmet(&required, &classes);
+    for (name, why) in &unmet {
+        log::log(
+            Level::Error,
+            &format!(
+                "required extension {} is not merged, stopping the boot: {why}",
+                escape(name)
+            ),
+        );
+    }
+    let ok = unmet.is_empty() && !(failed && cmd.fatal);
     if verb == "sysroot" && !failed {
         // Tells systemd's own sysroot units (via our drop-ins) that the work is done.
         if let Err(e) = extmerge::sys::staging::touch_workspace_file("sysroot-merged") {
             log::log(Level::Warning, &e.to_string());
         }
     }
-    log::info(&format!("done in {} µs", start.elapsed().as_micros()));
-    if failed && cmd.fatal {
-        return ExitCode::FAILURE;
+    let total_usec = record::usec_since(start);
+    if verb == "sysroot" {
+        let report = Report {
+            verb: verb.clone(),
+            root: root.to_string_lossy().into_owned(),
+            cmdline: record::switches(&cmd),
+            required,
+            unmet,
+            classes,
+            total_usec,
+            ok,
+        };
+        let text = report.to_json().render(true) + "\n";
+        if let Err(e) =
+            extmerge::sys::staging::replace_workspace_file(record::REPORT_NAME, text.as_bytes())
+        {
+            log::log(Level::Warning, &format!("boot report not written: {e}"));
+        }
     }
-    ExitCode::SUCCESS
+    log::info(&format!("done in {total_usec} µs"));
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The real root's own `/etc/extmerge/initrd.conf` (resolved inside the root), if any.
+fn read_config(root: &std::path::Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let fd = extmerge::inspect::fsutil::Root::open(root)
+        .and_then(|r| r.open_at(record::CONFIG_PATH, rustix::fs::OFlags::RDONLY))
+        .ok()?;
+    let mut data = Vec::new();
+    // Bounded as systemd's configuration files are.
+    std::fs::File::from(fd)
+        .take(1 << 20)
+        .read_to_end(&mut data)
+        .ok()?;
+    Some(data)
 }
 
 /// Names (extensions, hierarchies) for a log line: each escaped ([`esc`]), joined by `sep`.

@@ -15,7 +15,11 @@ use extmerge::inspect::fsutil::Root;
 use extmerge::inspect::release::Verdict;
 use extmerge::inspect::Candidate;
 use extmerge::options::{parse_boolean, Environment, MutableMode, Options, Search};
+use extmerge::record;
 use extmerge::report;
+
+/// The boot report `extmerge-initrd` leaves (`/run` moves through switch-root).
+const BOOT_REPORT: &str = "/run/extmerge/report.json";
 
 const HELP: &str = "\
 Usage: PROG [OPTIONS...] [VERB]
@@ -607,6 +611,11 @@ fn main() -> ExitCode {
             ));
         }
     };
+    // The boot report of extmerge-initrd, for `status` of the running system.
+    let boot = (cli.verb == "status" && cli.opts.root == Path::new("/") && target.is_none())
+        .then(|| std::fs::read_to_string(BOOT_REPORT).ok())
+        .flatten()
+        .and_then(|t| record::read_report(&t));
     let mut ok = true;
     let mut json_items = Vec::new();
     let mut text = String::new();
@@ -653,7 +662,16 @@ fn main() -> ExitCode {
             "status" => {
                 for (class, st) in ctx.status()? {
                     if cli.json.is_some() {
-                        json_items.extend(report::status_json(&st, with_class.then_some(class)));
+                        let mut rows = report::status_json(&st, with_class.then_some(class));
+                        if let Some(b) = &boot {
+                            // Ours: what the initrd did with this class.
+                            for r in &mut rows {
+                                if let Json::Object(o) = r {
+                                    o.push(("initrd".into(), record::status_field(b, class)));
+                                }
+                            }
+                        }
+                        json_items.extend(rows);
                     } else {
                         for r in st {
                             // One extension a line, as systemd's TABLE_STRV cell.
@@ -715,6 +733,9 @@ fn main() -> ExitCode {
                     rows.sort();
                 }
                 show(&report::table(&header, &rows, cli.legend));
+                if let Some(b) = &boot {
+                    show(&record::status_text(b, &cli.classes, BOOT_REPORT));
+                }
             }
         }
         _ => {

@@ -31,6 +31,30 @@ impl Json {
         Json::Str(s.into())
     }
 
+    /// The value of `key` in an object (`None` for another value or a missing key).
+    pub fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Object(v) => v.iter().find(|(k, _)| k == key).map(|(_, x)| x),
+            _ => None,
+        }
+    }
+
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The elements, if this is an array (else none).
+    pub fn items(&self) -> &[Json] {
+        match self {
+            Json::Array(v) => v,
+            _ => &[],
+        }
+    }
+
     /// Renders: `pretty` as systemd's sd-json prints with `--json=pretty` (a tab per
     /// level, `"key" : value`, empty arrays and objects as `[]` / `{}`), else on one line
     /// without spaces (`--json=short`).
@@ -289,6 +313,88 @@ impl<'a> Reader<'a> {
             Some(_) => Err(self.error("unexpected character")),
             None => Err(self.error("unexpected end of JSON")),
         }
+    }
+
+    /// Reads one value into a [`Json`] (the reader at its first byte; `depth` as in
+    /// [`Reader::skip_value`]). A number that is not an unsigned integer within `u64` is
+    /// validated and read as `null` (no JSON we read back carries one).
+    pub fn value(&mut self, depth: usize) -> Result<Json, JsonError> {
+        match self.peek() {
+            Some(b'"') => self.string().map(Json::Str),
+            Some(c @ (b'{' | b'[')) => {
+                if depth > self.max_depth {
+                    return Err(self.error("nesting too deep"));
+                }
+                let object = c == b'{';
+                let close = if object { b'}' } else { b']' };
+                self.pos += 1;
+                let (mut items, mut pairs) = (Vec::new(), Vec::new());
+                self.skip_ws();
+                if self.peek() == Some(close) {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        self.skip_ws();
+                        let key = if object {
+                            if self.peek() != Some(b'"') {
+                                return Err(self.error("expected a string key"));
+                            }
+                            let k = self.string()?;
+                            self.skip_ws();
+                            self.expect(b':', "expected ':'")?;
+                            self.skip_ws();
+                            Some(k)
+                        } else {
+                            None
+                        };
+                        let v = self.value(depth + 1)?;
+                        match key {
+                            Some(k) => pairs.push((k, v)),
+                            None => items.push(v),
+                        }
+                        self.skip_ws();
+                        match self.peek() {
+                            Some(b',') => self.pos += 1,
+                            Some(c) if c == close => {
+                                self.pos += 1;
+                                break;
+                            }
+                            _ => return Err(self.error("expected ',' or a closing bracket")),
+                        }
+                    }
+                }
+                Ok(if object {
+                    Json::Object(pairs)
+                } else {
+                    Json::Array(items)
+                })
+            }
+            Some(b't') => self.literal("true").map(|()| Json::Bool(true)),
+            Some(b'f') => self.literal("false").map(|()| Json::Bool(false)),
+            Some(b'n') => self.literal("null").map(|()| Json::Null),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.pos;
+                self.skip_number()?;
+                Ok(self.s[start..self.pos]
+                    .parse()
+                    .map(Json::UInt)
+                    .unwrap_or(Json::Null))
+            }
+            Some(_) => Err(self.error("unexpected character")),
+            None => Err(self.error("unexpected end of JSON")),
+        }
+    }
+
+    /// A whole JSON text as one value (whitespace around it allowed, nothing after it).
+    pub fn document(s: &str, max_depth: usize) -> Result<Json, JsonError> {
+        let mut r = Reader::new(s, max_depth);
+        r.skip_ws();
+        let v = r.value(1)?;
+        r.skip_ws();
+        if !r.at_end() {
+            return Err(r.error("text after the JSON value"));
+        }
+        Ok(v)
     }
 
     fn literal(&mut self, word: &'static str) -> Result<(), JsonError> {

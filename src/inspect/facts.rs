@@ -25,6 +25,7 @@ use crate::inspect::fsutil::{self, Root};
 use crate::inspect::image::{ImageError, ImageStep};
 use crate::inspect::release::{self, HostIdentity, ReleaseFile, Verdict};
 use crate::options::{hierarchy_component, MutableMode, Options};
+use crate::record::{self, Phase, Recorder};
 
 /// Base directory of persistent upper dirs, for both classes (systemd's
 /// `MUTABLE_EXTENSIONS_BASE_DIR`).
@@ -218,10 +219,11 @@ pub fn evaluate(
     on_unusable: OnUnusable,
 ) -> Result<Evaluated, PlanError> {
     let found = discover::discover_in(root, class, search)?;
-    judge_all(found, root, class, host, force, opener, on_unusable)
+    judge_all(found, root, class, host, force, opener, on_unusable, None)
 }
 
 /// [`evaluate`] of what discovery found already.
+#[allow(clippy::too_many_arguments)]
 fn judge_all(
     found: Discovery,
     root: &Root,
@@ -230,15 +232,39 @@ fn judge_all(
     force: bool,
     opener: &mut dyn Opener,
     on_unusable: OnUnusable,
+    rec: Option<&Recorder>,
 ) -> Result<Evaluated, PlanError> {
     let Discovery { images, skipped } = found;
+    if let Some(r) = rec {
+        r.skipped(
+            class,
+            skipped
+                .iter()
+                .map(|s| (s.path.to_string_lossy().into_owned(), s.reason.as_str())),
+        );
+    }
     let mut roots = BTreeMap::new();
     let mut candidates = Vec::with_capacity(images.len());
     for image in images {
+        let t = record::start(rec);
         let opened = match (opener.open(root, &image), on_unusable) {
             (Ok(fd), _) => Ok(fd),
             (Err(e), OnUnusable::Record) => Err(e.to_string()),
-            (Err(e), OnUnusable::Fail) => return Err(PlanError::Image(e)),
+            (Err(e), OnUnusable::Fail) => {
+                if let Some(r) = rec {
+                    record_image(r, &image, t, |en| {
+                        en.verdict = match e.step {
+                            ImageStep::Policy | ImageStep::Verity | ImageStep::Signature => {
+                                record::Verdict::Refused
+                            }
+                            _ => record::Verdict::Failed,
+                        };
+                        en.failed_step = Some(e.step.as_str());
+                        en.reason = Some(e.to_string());
+                    });
+                }
+                return Err(PlanError::Image(e));
+            }
         };
         let (verdict, release) = match opened {
             Err(e) => (Verdict::Unusable(e), None),
@@ -261,6 +287,19 @@ fn judge_all(
                 (v, r)
             }
         };
+        if let Some(r) = rec {
+            record_image(r, &image, t, |en| match &verdict {
+                Verdict::Match => {}
+                Verdict::Mismatch(why) => {
+                    en.verdict = record::Verdict::Skipped;
+                    en.reason = Some(why.clone());
+                }
+                Verdict::Unusable(why) => {
+                    en.verdict = record::Verdict::Failed;
+                    en.reason = Some(why.clone());
+                }
+            });
+        }
         candidates.push(Candidate {
             image,
             verdict,
@@ -268,6 +307,21 @@ fn judge_all(
         });
     }
     Ok((candidates, skipped, roots))
+}
+
+/// Notes what became of `image` (inspected since `t`) in the recorder.
+fn record_image(
+    r: &Recorder,
+    image: &Image,
+    t: Option<std::time::Instant>,
+    f: impl FnOnce(&mut record::Entry),
+) {
+    r.entry(image.class, &image.name, |en| {
+        en.path = image.path.to_string_lossy().into_owned();
+        en.kind = image.kind.as_str();
+        en.inspect_usec = t.map(record::usec_since);
+        f(en)
+    });
 }
 
 fn judge(
@@ -345,12 +399,33 @@ pub fn inspect(
         scope = Scope::Any;
     }
     let host = HostIdentity::load(root, scope, opts.env.os_release.as_deref())?;
+    let rec = opts.recorder.as_ref();
     let found = match found {
         Some(f) => f,
-        None => discover::discover_in(root, class, &opts.search_dirs(class, initrd))?,
+        None => {
+            let t = record::start(rec);
+            let f = discover::discover_in(root, class, &opts.search_dirs(class, initrd))?;
+            if let (Some(r), Some(t)) = (rec, t) {
+                r.phase(class, Phase::Discover, record::usec_since(t));
+            }
+            f
+        }
     };
-    let (candidates, skipped, extensions) =
-        judge_all(found, root, class, &host, opts.force, opener, on_unusable)?;
+    let t = record::start(rec);
+    let judged = judge_all(
+        found,
+        root,
+        class,
+        &host,
+        opts.force,
+        opener,
+        on_unusable,
+        rec,
+    );
+    if let (Some(r), Some(t)) = (rec, t) {
+        r.phase(class, Phase::Inspect, record::usec_since(t));
+    }
+    let (candidates, skipped, extensions) = judged?;
     if opts.per_service && !opts.force && on_unusable == OnUnusable::Fail {
         if let Some((c, reason)) = candidates.iter().find_map(|c| match &c.verdict {
             Verdict::Mismatch(r) => Some((c, r)),

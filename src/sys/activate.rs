@@ -38,6 +38,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustix::fs::{AtFlags, FileType, OFlags};
 
@@ -54,6 +55,7 @@ use crate::inspect::image::{
 };
 use crate::inspect::{DirOpener, Opener};
 use crate::log::os_text;
+use crate::record::{self, Recorder};
 use crate::sys::dm::{Dm, DmFlags, Removal};
 use crate::sys::keyring;
 use crate::sys::loopdev::{LoopControl, LoopDevice, LoopError, LoopOptions};
@@ -459,6 +461,7 @@ pub struct ImageOpener {
     /// The directories of the images opened so far (their sidecars' lookups).
     dirs: ImageDirs,
     loops: Loops,
+    recorder: Option<Recorder>,
 }
 
 impl ImageOpener {
@@ -480,7 +483,13 @@ impl ImageOpener {
             faults: fault::FaultSettings::from_process().image(),
             dirs: ImageDirs::new(),
             loops: Loops::default(),
+            recorder: None,
         }
+    }
+
+    /// Notes each image's protection and the time of its device setup and mounts there.
+    pub fn set_recorder(&mut self, recorder: Option<Recorder>) {
+        self.recorder = recorder;
     }
 
     /// Replaces the fault injector (from [`fault::FaultSettings::from_process`] in [`new`](Self::new)):
@@ -553,10 +562,14 @@ impl ImageOpener {
         // shared with them (`Arc`), not duplicated.
         let mut setup = Txn::new(Injector::default());
         let mut mounts = Vec::new();
+        let (mut setup_usec, mut mount_usec) = (0, 0);
+        let mut weakest = None;
         for (v, level) in probed.info.volumes.iter().zip(&levels) {
             if *level == Protection::Unused {
                 continue;
             }
+            weakest = Some(weakest.map_or(*level, |w: Protection| w.min(*level)));
+            let t = record::start(self.recorder.as_ref());
             let (dev, fstype) = activate(
                 root,
                 &probed,
@@ -568,6 +581,10 @@ impl ImageOpener {
                 &backing,
             )
             .map_err(|e| e.context(format_args!("{} ({})", v.designator, step_name(*level))))?;
+            let t = t.map(|t| {
+                setup_usec += record::usec_since(t);
+                Instant::now()
+            });
             inject(&mut self.faults, ImageStep::Mount, "mount")?;
             let mnt = Arc::new(mount_block(&dev, fstype).map_err(|e| {
                 ImageError::kernel(
@@ -576,6 +593,9 @@ impl ImageOpener {
                     e.errno(),
                 )
             })?);
+            if let Some(t) = t {
+                mount_usec += record::usec_since(t);
+            }
             let what = format!("{} of {}", v.designator, image.path.display());
             // Held until the transaction ends: a rollback closes it (the detached mount
             // goes), after the attach below is undone.
@@ -689,6 +709,17 @@ impl ImageOpener {
             .map_err(|e| ImageError::os(ImageStep::Mount, "opening the mounted image", e))?,
         };
         setup.commit();
+        if let Some(r) = &self.recorder {
+            r.entry(self.class, &image.name, |e| {
+                e.protection = weakest.map(|w| match w {
+                    Protection::Signed => record::Protection::Signed,
+                    Protection::Verity => record::Protection::Verity,
+                    _ => record::Protection::None,
+                });
+                e.setup_usec = Some(setup_usec);
+                e.mount_usec = Some(mount_usec);
+            });
+        }
         Ok(fd)
     }
 }

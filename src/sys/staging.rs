@@ -244,6 +244,42 @@ pub fn touch_workspace_file(name: &str) -> Result<(), RuntimeDirError> {
     open_workspace_file(ws.as_fd(), name).map(drop)
 }
 
+/// Replaces the file `name` in the workspace with `data` atomically: written to a new
+/// temporary file there (`O_CREAT|O_EXCL|O_NOFOLLOW`, 0644: never through a planted
+/// symlink or an existing file), then renamed over `name` (a rename replaces a symlink
+/// itself, never its target). Readers see the old file or the whole new one.
+pub fn replace_workspace_file(name: &str, data: &[u8]) -> Result<(), RuntimeDirError> {
+    let ws = open_workspace()?;
+    let tmp = format!(".{name}.{}.tmp", std::process::id());
+    let path = Path::new(WORKSPACE).join(&tmp);
+    let err = |e: Errno| RuntimeDirError::new(&path, errno_text(e), e.raw_os_error());
+    let _ = rustix::fs::unlinkat(&ws, tmp.as_str(), AtFlags::empty());
+    let fd = rustix::fs::openat(
+        &ws,
+        tmp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(err)?;
+    let written = rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o644))
+        .and_then(|()| {
+            let mut rest = data;
+            while !rest.is_empty() {
+                match rustix::io::write(&fd, rest)? {
+                    0 => return Err(Errno::IO),
+                    n => rest = &rest[n..],
+                }
+            }
+            Ok(())
+        })
+        .and_then(|()| rustix::fs::renameat(&ws, tmp.as_str(), &ws, name));
+    if let Err(e) = written {
+        let _ = rustix::fs::unlinkat(&ws, tmp.as_str(), AtFlags::empty());
+        return Err(err(e));
+    }
+    Ok(())
+}
+
 /// A tmpfs attached at `/run/extmerge/<label>.<pid>.<n>`, private.
 #[derive(Debug)]
 pub struct StagingArea {

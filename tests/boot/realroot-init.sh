@@ -96,12 +96,22 @@ done
 # workspace (/run moves into the real root with switch-root).
 [ -e /run/extmerge/sysroot-merged ] && put run_marker present || put run_marker MISSING
 put run_workspace "$($B ls -A /run/extmerge 2>/dev/null | $B tr '\n' ' ' | $B sed 's/ $//')"
+# extmerge-initrd's boot report, on one line (its newlines and tabs are layout only).
+if [ -f /run/extmerge/report.json ]; then
+    put report_json "$($B tr -d '\n\t' </run/extmerge/report.json)"
+    put report_mode "$($B stat -c '%a %U %F' /run/extmerge/report.json)"
+else
+    put report_json MISSING
+fi
 
 # ---- 2. the rest of the system
 [ -r /proc/uptime ] || $B mount -t proc proc /proc
 [ -d /sys/kernel ] || $B mount -t sysfs sysfs /sys
 [ -c /dev/console ] && [ -b /dev/vdb ] || $B mount -t devtmpfs devtmpfs /dev
-$B mountpoint -q /run || $B mount -t tmpfs -o mode=0755 tmpfs /run 2>/dev/null
+# /run moved here with switch-root (it holds extmerge's workspace and boot report): a
+# fresh tmpfs only where there is none (busybox's `mountpoint` says no for the moved one).
+$B awk '$5 == "/run" { f = 1 } END { exit !f }' /proc/self/mountinfo ||
+    $B mount -t tmpfs -o mode=0755 tmpfs /run 2>/dev/null
 exec </dev/console >/dev/console 2>&1
 up=$($B cut -d' ' -f1 /proc/uptime)
 echo "EXTMERGE-BOOT-INIT uptime=$up"   # the host times the boot up to this line
@@ -122,6 +132,11 @@ put kmsg_extmerge "$($B dmesg | $B grep 'extmerge-initrd' | $B sed 's/^\[[ 0-9.]
 put dm_names "$(dm_names)"
 put dm_slaves "$(dm_slaves)"
 put loops "$(loops)"
+# The real root's extmerge CLI (when the image carries it): its view of the initrd's report.
+if [ -x /usr/bin/extmerge ]; then
+    put extmerge_status "$(/usr/bin/extmerge status --no-pager 2>&1 | $B tr '\n' '|')"
+    put extmerge_status_json "$(/usr/bin/extmerge status --json=short 2>&1 | $B tr -d '\n')"
+fi
 if [ ! -x /usr/bin/systemd-sysext ]; then
     handover
 fi

@@ -148,6 +148,7 @@ fn main() -> ExitCode {
     let mut failed = false;
     // One context per class, on purpose: in early boot a broken sysext must not take
     // the confexts' /etc away (and the other way round). Each class is all or nothing.
+    let mut etc_merged = false;
     for class in Class::ALL {
         if !cmd.class_enabled(class, initrd_own) {
             log::info(&format!("{class} disabled on the kernel command line"));
@@ -170,6 +171,7 @@ fn main() -> ExitCode {
             ctx.refresh()
                 .map(|mut v| v.pop().map(|(_, o)| o).unwrap_or_default())
                 .map(|o| {
+                    etc_merged |= class == Class::Confext && !o.extensions.is_empty();
                     rec.with(class, |c| {
                         c.result = match (o.extensions.is_empty(), o.unchanged) {
                             (true, _) => "nothing",
@@ -213,6 +215,9 @@ fn main() -> ExitCode {
                 failed = true;
             }
         }
+    }
+    if verb == "sysroot" && etc_merged {
+        warn_read_only_first_boot(&root);
     }
     let classes = rec.snapshot();
     let unmet = record::unmet(&required, &classes);
@@ -277,6 +282,32 @@ fn read_config(root: &std::path::Path) -> Option<Vec<u8>> {
 /// Names (extensions, hierarchies) for a log line: each escaped ([`esc`]), joined by `sep`.
 fn names(v: &[String], sep: &str) -> String {
     v.iter().map(escape).collect::<Vec<_>>().join(sep)
+}
+
+/// A first boot writes to `/etc` (the machine-id, the preset links of `preset-all`): with
+/// confexts merged read-only there, it cannot. Said, not changed: the mutable mode is the
+/// root's own choice, which systemd-confext on the booted system reads too (README).
+fn warn_read_only_first_boot(sysroot: &std::path::Path) {
+    let Ok(root) = extmerge::inspect::fsutil::Root::open(sysroot) else {
+        return;
+    };
+    if !extmerge::inspect::firstboot::is_first_boot(&root) {
+        return;
+    }
+    let read_only = root
+        .open_at(
+            "etc",
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+        )
+        .and_then(|fd| rustix::fs::fstatvfs(&fd).map_err(Into::into))
+        .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY));
+    if read_only {
+        log::warn(&format!(
+            "first boot of {} with its confexts merged read-only on /etc: systemd cannot set up the machine-id or write preset links there; set Mutable=yes in [ConfExt] of {}/etc/systemd/confext.conf",
+            esc(sysroot),
+            esc(sysroot)
+        ));
+    }
 }
 
 /// A separate `/var` (or `/var/lib`) in the real root's fstab that is not mounted below

@@ -142,3 +142,60 @@ fn log_lines_escape_names_and_paths() {
         assert_eq!(fx.read("/usr/share/c").as_deref(), Some("c\n"));
     });
 }
+
+/// A first boot (machine-id "uninitialized") with the confexts merged read-only on
+/// `/etc` is warned about, naming the file and key that fix it; not when the machine-id
+/// is set, and not once the root's confext.conf makes `/etc` writable.
+#[test]
+fn read_only_etc_on_first_boot_is_warned_about() {
+    ns_test_with(Prop::Private, |base| {
+        silence_kmsg();
+        let fx = Fx::new(base);
+        fx.confext("c", &[("etc/c.conf", "c\n")]);
+        // The root's own /etc, below the merges to come.
+        let etc = std::fs::File::open(fx.root.join("etc")).unwrap();
+        let own = |rel: &str| {
+            Path::new("/proc/self/fd")
+                .join(std::os::fd::AsRawFd::as_raw_fd(&etc).to_string())
+                .join(rel)
+        };
+        let sysroot = vec![format!("--sysroot={}", fx.root.display())];
+        let warning = "with its confexts merged read-only on /etc";
+
+        std::fs::write(own("machine-id"), "3b2f8c6a1d9e4f5b8a7c6d5e4f3a2b1c\n").unwrap();
+        let set = run_initrd(base, &sysroot);
+        set.ok();
+        assert!(!set.err.contains(warning), "not a first boot:\n{}", set.err);
+
+        std::fs::write(own("machine-id"), "uninitialized\n").unwrap();
+        let first = run_initrd(base, &sysroot);
+        first.ok();
+        let want = format!(
+            "first boot of {} {warning}: systemd cannot set up the machine-id or write preset links there; set Mutable=yes in [ConfExt] of {}/etc/systemd/confext.conf",
+            fx.root.display(),
+            fx.root.display()
+        );
+        assert!(first.err.contains(&want), "want {want:?}:\n{}", first.err);
+
+        // The root's configuration, as an image builder ships it: written with nothing
+        // merged (overlayfs need not see a lower layer change under it).
+        let etc_path =
+            std::ffi::CString::new(fx.root.join("etc").into_os_string().into_encoded_bytes())
+                .unwrap();
+        // SAFETY: a NUL-terminated path, only read by umount2(2).
+        assert_eq!(
+            unsafe { libc::umount2(etc_path.as_ptr(), libc::MNT_DETACH) },
+            0
+        );
+        std::fs::create_dir_all(own("systemd")).unwrap();
+        std::fs::write(own("systemd/confext.conf"), "[ConfExt]\nMutable=yes\n").unwrap();
+        let mutable = run_initrd(base, &sysroot);
+        mutable.ok();
+        assert!(
+            !mutable.err.contains(warning),
+            "/etc is writable:\n{}",
+            mutable.err
+        );
+        std::fs::write(fx.root.join("etc/written"), "x\n").expect("/etc is writable now");
+    });
+}

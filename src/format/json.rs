@@ -291,6 +291,15 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Reads `true` or `false`.
+    pub fn boolean(&mut self) -> Result<bool, JsonError> {
+        match self.peek() {
+            Some(b't') => self.literal("true").map(|()| true),
+            Some(b'f') => self.literal("false").map(|()| false),
+            _ => Err(self.error("expected a boolean")),
+        }
+    }
+
     fn literal(&mut self, word: &'static str) -> Result<(), JsonError> {
         if self.s[self.pos..].starts_with(word) {
             self.pos += word.len();

@@ -1,0 +1,632 @@
+//! The Varlink wire format (varlink.org, as systemd's sd-varlink speaks it): messages
+//! are JSON objects each ended by a NUL byte on a stream socket. A call is
+//! `{"method":…,"parameters":{…},"more":…,"oneway":…}`; a reply `{"parameters":{…}}`
+//! (with `"continues":true` while a `more` stream goes on) or
+//! `{"error":NAME,"parameters":{…}}`. Parsed with the project's one JSON reader
+//! ([`super::json::Reader`]), written with [`Json`].
+//!
+//! Also the interface descriptions served by `GetInterfaceDescription`: the text of
+//! systemd 262's `io.systemd.sysext`, `io.systemd` and `org.varlink.service`, so that
+//! clients introspecting the service see what they see with systemd's.
+
+use super::json::{Json, JsonError, Reader};
+
+/// The largest message accepted (NUL excluded): sd-varlink's `VARLINK_BUFFER_MAX`,
+/// 16 MiB. A peer that sends more without a NUL is cut off; the calls served take a
+/// few booleans and a string, so real calls are some hundred bytes.
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// Nesting accepted in a call (the call object is 1, its parameters 2): sd-json's
+/// limit is deeper, but no parameter of these methods nests at all.
+const MAX_DEPTH: usize = 16;
+
+/// `org.varlink.service` errors (sd-varlink's names).
+pub const METHOD_NOT_FOUND: &str = "org.varlink.service.MethodNotFound";
+/// The interface asked for is not served.
+pub const INTERFACE_NOT_FOUND: &str = "org.varlink.service.InterfaceNotFound";
+/// A parameter unknown, of the wrong type, or of a value not allowed.
+pub const INVALID_PARAMETER: &str = "org.varlink.service.InvalidParameter";
+/// The method may only be called with `"more":true`.
+pub const EXPECTED_MORE: &str = "org.varlink.service.ExpectedMore";
+/// The caller may not do this.
+pub const PERMISSION_DENIED: &str = "org.varlink.service.PermissionDenied";
+/// A system error (errno), as sd-varlink's `sd_varlink_error_errno()` sends it.
+pub const SYSTEM: &str = "io.systemd.System";
+
+/// Splits a byte stream into messages at NUL bytes, with a size cap.
+#[derive(Debug, Default)]
+pub struct Framer {
+    buf: Vec<u8>,
+}
+
+/// Why a stream cannot be read further: the connection is to be closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// More than [`MAX_MESSAGE`] bytes without a NUL.
+    #[error("message larger than {MAX_MESSAGE} bytes")]
+    TooLarge,
+    /// The message is not a well-formed call.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+impl Framer {
+    /// Adds bytes read from the peer.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete message (without its NUL), if one is there; an error if the
+    /// bytes buffered without a NUL already exceed the cap.
+    pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+        match memchr::memchr(0, &self.buf) {
+            Some(i) if i > MAX_MESSAGE => Err(FrameError::TooLarge),
+            Some(i) => {
+                let mut msg: Vec<u8> = self.buf.drain(..=i).collect();
+                msg.pop();
+                Ok(Some(msg))
+            }
+            None if self.buf.len() > MAX_MESSAGE => Err(FrameError::TooLarge),
+            None => Ok(None),
+        }
+    }
+
+    /// Are bytes of an unfinished message buffered?
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+/// A parameter's value as far as these interfaces care: their parameters are booleans
+/// and strings; anything else is kept only to be refused by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// `true` / `false`.
+    Bool(bool),
+    /// A string.
+    Str(String),
+    /// `null`, a number, an array or an object.
+    Other,
+}
+
+/// One method call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// `interface.Method`.
+    pub method: String,
+    /// The parameters in the order sent (`"parameters"` absent or `null`: none).
+    pub parameters: Vec<(String, Value)>,
+    /// `"more":true`: the caller takes a stream of replies.
+    pub more: bool,
+    /// `"oneway":true`: the caller wants no reply.
+    pub oneway: bool,
+}
+
+impl Call {
+    /// The interface part of the method name (before the last dot).
+    pub fn interface(&self) -> &str {
+        self.method.rsplit_once('.').map_or("", |(i, _)| i)
+    }
+}
+
+fn malformed(e: JsonError) -> FrameError {
+    FrameError::Malformed(e.to_string())
+}
+
+/// Parses one message as a call. Like sd-varlink, a message that is not an object of
+/// `method` (string), `parameters` (object or null), `more`, `oneway` (booleans, not both
+/// true), or that asks for `upgrade`, is a protocol violation: the connection is closed
+/// (sd-varlink sends no error for it either).
+pub fn parse_call(msg: &[u8]) -> Result<Call, FrameError> {
+    let text = std::str::from_utf8(msg).map_err(|_| FrameError::Malformed("not UTF-8".into()))?;
+    let mut r = Reader::new(text, MAX_DEPTH);
+    let mut method = None;
+    let mut parameters = Vec::new();
+    let (mut more, mut oneway) = (false, false);
+    r.skip_ws();
+    r.expect(b'{', "expected an object").map_err(malformed)?;
+    r.skip_ws();
+    if r.peek() == Some(b'}') {
+        r.bump();
+    } else {
+        loop {
+            r.skip_ws();
+            let key = r.string().map_err(malformed)?;
+            r.skip_ws();
+            r.expect(b':', "expected ':'").map_err(malformed)?;
+            r.skip_ws();
+            match key.as_str() {
+                "method" if method.is_none() => method = Some(r.string().map_err(malformed)?),
+                "parameters" => parameters = read_parameters(&mut r)?,
+                "more" => more = r.boolean().map_err(malformed)?,
+                "oneway" => oneway = r.boolean().map_err(malformed)?,
+                // `upgrade` (taking over the connection) is offered by no method here.
+                k => return Err(FrameError::Malformed(format!("unexpected key {k:?}"))),
+            }
+            r.skip_ws();
+            match r.peek() {
+                Some(b',') => r.bump(),
+                Some(b'}') => {
+                    r.bump();
+                    break;
+                }
+                _ => return Err(malformed(r.error("expected ',' or '}'"))),
+            }
+        }
+    }
+    r.skip_ws();
+    if !r.at_end() {
+        return Err(malformed(r.error("trailing data")));
+    }
+    let method = method.ok_or_else(|| FrameError::Malformed("no method".into()))?;
+    if more && oneway {
+        return Err(FrameError::Malformed("both more and oneway".into()));
+    }
+    Ok(Call {
+        method,
+        parameters,
+        more,
+        oneway,
+    })
+}
+
+fn read_parameters(r: &mut Reader) -> Result<Vec<(String, Value)>, FrameError> {
+    let mut out = Vec::new();
+    match r.peek() {
+        Some(b'n') => {
+            r.skip_value(2).map_err(malformed)?;
+            return Ok(out);
+        }
+        Some(b'{') => r.bump(),
+        _ => return Err(malformed(r.error("parameters must be an object"))),
+    }
+    r.skip_ws();
+    if r.peek() == Some(b'}') {
+        r.bump();
+        return Ok(out);
+    }
+    loop {
+        r.skip_ws();
+        let key = r.string().map_err(malformed)?;
+        r.skip_ws();
+        r.expect(b':', "expected ':'").map_err(malformed)?;
+        r.skip_ws();
+        let v = match r.peek() {
+            Some(b'"') => Value::Str(r.string().map_err(malformed)?),
+            Some(b't' | b'f') => Value::Bool(r.boolean().map_err(malformed)?),
+            _ => {
+                r.skip_value(3).map_err(malformed)?;
+                Value::Other
+            }
+        };
+        out.push((key, v));
+        r.skip_ws();
+        match r.peek() {
+            Some(b',') => r.bump(),
+            Some(b'}') => {
+                r.bump();
+                return Ok(out);
+            }
+            _ => return Err(malformed(r.error("expected ',' or '}'"))),
+        }
+    }
+}
+
+/// The type a parameter must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `bool`.
+    Bool,
+    /// `string` (or an enum, checked by the caller).
+    Str,
+}
+
+/// Checks `call`'s parameters against `allowed` as sd-varlink's dispatch tables do:
+/// the first parameter that is unknown, sent twice or not of its type (`null` included,
+/// as systemd 262's tables refuse it) is named in the error.
+pub fn check_parameters(call: &Call, allowed: &[(&str, Kind)]) -> Result<(), String> {
+    for (i, (name, v)) in call.parameters.iter().enumerate() {
+        let kind = allowed.iter().find(|(n, _)| n == name).map(|(_, k)| *k);
+        let ok = match (kind, v) {
+            (Some(Kind::Bool), Value::Bool(_)) | (Some(Kind::Str), Value::Str(_)) => {
+                !call.parameters[..i].iter().any(|(n, _)| n == name)
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(name.clone());
+        }
+    }
+    Ok(())
+}
+
+/// A boolean parameter, if given (after [`check_parameters`]).
+pub fn bool_parameter(call: &Call, name: &str) -> Option<bool> {
+    call.parameters.iter().find_map(|(n, v)| match v {
+        Value::Bool(b) if n == name => Some(*b),
+        _ => None,
+    })
+}
+
+/// A string parameter, if given (after [`check_parameters`]).
+pub fn str_parameter<'a>(call: &'a Call, name: &str) -> Option<&'a str> {
+    call.parameters.iter().find_map(|(n, v)| match v {
+        Value::Str(s) if n == name => Some(s.as_str()),
+        _ => None,
+    })
+}
+
+/// A reply, NUL-terminated: `{"parameters":…}` with `"continues":true` when more
+/// replies follow (sd-varlink's key order).
+pub fn reply(parameters: Json, continues: bool) -> Vec<u8> {
+    let mut o = vec![("parameters".to_string(), parameters)];
+    if continues {
+        o.push(("continues".to_string(), Json::Bool(true)));
+    }
+    frame(Json::Object(o))
+}
+
+/// An empty reply (`{}`), as sd-varlink sends for a method without results.
+pub fn empty_reply() -> Vec<u8> {
+    frame(Json::Object(Vec::new()))
+}
+
+/// An error reply, NUL-terminated; `parameters` left out when `None`.
+pub fn error(name: &str, parameters: Option<Json>) -> Vec<u8> {
+    let mut o = vec![("error".to_string(), Json::str(name))];
+    if let Some(p) = parameters {
+        o.push(("parameters".to_string(), p));
+    }
+    frame(Json::Object(o))
+}
+
+/// `org.varlink.service.InvalidParameter` naming `parameter`.
+pub fn invalid_parameter(parameter: &str) -> Vec<u8> {
+    error(
+        INVALID_PARAMETER,
+        Some(Json::obj([("parameter", Json::str(parameter))])),
+    )
+}
+
+/// `io.systemd.System` for an errno, with sd-varlink's fields: origin, number, name.
+pub fn system_error(errno: i32) -> Vec<u8> {
+    let mut p = vec![
+        ("origin".to_string(), Json::str("linux")),
+        ("errno".to_string(), Json::UInt(u64::from(errno.unsigned_abs()))),
+    ];
+    if let Some(name) = errno_name(errno) {
+        p.push(("errnoName".to_string(), Json::str(name)));
+    }
+    error(SYSTEM, Some(Json::Object(p)))
+}
+
+fn frame(v: Json) -> Vec<u8> {
+    let mut b = v.render(false).into_bytes();
+    b.push(0);
+    b
+}
+
+/// The symbolic name of the errnos a merge can fail with (`errnoName` is optional in
+/// `io.systemd.System`: others go without).
+pub fn errno_name(errno: i32) -> Option<&'static str> {
+    Some(match errno {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EIO => "EIO",
+        libc::ENXIO => "ENXIO",
+        libc::E2BIG => "E2BIG",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::EXDEV => "EXDEV",
+        libc::ENODEV => "ENODEV",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::EMFILE => "EMFILE",
+        libc::ENOSPC => "ENOSPC",
+        libc::EROFS => "EROFS",
+        libc::ELOOP => "ELOOP",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ENOTEMPTY => "ENOTEMPTY",
+        libc::ENODATA => "ENODATA",
+        libc::EPROTO => "EPROTO",
+        libc::EBADMSG => "EBADMSG",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ESTALE => "ESTALE",
+        libc::EKEYREJECTED => "EKEYREJECTED",
+        libc::ESRCH => "ESRCH",
+        libc::ENOMEDIUM => "ENOMEDIUM",
+        libc::EUCLEAN => "EUCLEAN",
+        libc::ENOPKG => "ENOPKG",
+        libc::ENOEXEC => "ENOEXEC",
+        libc::ENOSYS => "ENOSYS",
+        _ => return None,
+    })
+}
+
+/// The interfaces served, in `GetInfo`'s (sorted) order, each with its description.
+pub const INTERFACES: [(&str, &str); 3] = [
+    ("io.systemd", IO_SYSTEMD),
+    ("io.systemd.sysext", IO_SYSTEMD_SYSEXT),
+    ("org.varlink.service", ORG_VARLINK_SERVICE),
+];
+
+/// `io.systemd.sysext` as systemd 262's `systemd-sysext` describes it
+/// (`src/shared/varlink-io.systemd.sysext.c`).
+pub const IO_SYSTEMD_SYSEXT: &str = "interface io.systemd.sysext
+
+type ImageClass(
+\tsysext,
+\tconfext
+)
+
+type ImageType(
+\tdirectory,
+\tsubvolume,
+\traw,
+\tblock,
+\tmstack
+)
+
+method Merge(
+\tclass: ?ImageClass,
+\tforce: ?bool,
+\tnoReload: ?bool,
+\tnoexec: ?bool,
+\t# Controls whether interactive authentication (via polkit) shall be allowed. If unspecified defaults to false.
+\tallowInteractiveAuthentication: ?bool
+) -> ()
+
+method Unmerge(
+\tclass: ?ImageClass,
+\tnoReload: ?bool,
+\t# Controls whether interactive authentication (via polkit) shall be allowed. If unspecified defaults to false.
+\tallowInteractiveAuthentication: ?bool
+) -> ()
+
+method Refresh(
+\tclass: ?ImageClass,
+\tforce: ?bool,
+\tnoReload: ?bool,
+\talwaysRefresh: ?bool,
+\tnoexec: ?bool,
+\t# Controls whether interactive authentication (via polkit) shall be allowed. If unspecified defaults to false.
+\tallowInteractiveAuthentication: ?bool
+) -> ()
+
+# [Requires 'more' flag]
+method List(
+\tclass: ?ImageClass,
+\t# Controls whether interactive authentication (via polkit) shall be allowed. If unspecified defaults to false.
+\tallowInteractiveAuthentication: ?bool
+) -> (
+\tClass: ImageClass,
+\tType: ImageType,
+\tName: string,
+\tPath: ?string,
+\tReadOnly: bool,
+\tCreationTimestamp: ?int,
+\tModificationTimestamp: ?int,
+\tUsage: ?int,
+\tUsageExclusive: ?int,
+\tLimit: ?int,
+\tLimitExclusive: ?int
+)
+
+error NoImagesFound()
+
+error AlreadyMerged(
+\thierarchy: string
+)
+";
+
+/// `io.systemd`, the errors sd-varlink uses across services (systemd 262).
+pub const IO_SYSTEMD: &str = "interface io.systemd
+
+# Local error if a Varlink connection is disconnected (this never crosses the wire and is synthesized locally only).
+error Disconnected()
+
+# A method call time-out has been reached (also synthesized locally, does not cross wire)
+error TimedOut()
+
+# Some form of protocol error (also synthesized locally, does not cross wire)
+error Protocol()
+
+# A generic Linux system error (\"errno\"s).
+error System(
+\t# The origin of this system error, typically 'linux' to indicate Linux error numbers.
+\torigin: ?string,
+\t# The Linux error name, i.e. ENOENT, EHWPOISON or similar.
+\terrnoName: ?string,
+\t# The numeric Linux error number. Typically the name is preferable, if specified.
+\terrno: ?int
+)
+";
+
+/// `org.varlink.service`, the introspection interface every Varlink service offers
+/// (as systemd 262 describes it).
+pub const ORG_VARLINK_SERVICE: &str = "# General Varlink service interface
+interface org.varlink.service
+
+# Get service meta information
+method GetInfo() -> (
+\t# String identifying the vendor of this service
+\tvendor: string,
+\t# String identifying the product implementing this service
+\tproduct: string,
+\t# Version string of this product
+\tversion: string,
+\t# Web URL pointing to additional information about this service
+\turl: string,
+\t# List of interfaces implemented by this service
+\tinterfaces: []string
+)
+
+# Get description of an implemented interface in Varlink IDL format
+method GetInterfaceDescription(
+\t# Name of interface to query interface description of
+\tinterface: string
+) -> (
+\t# Interface description in Varlink IDL format
+\tdescription: string
+)
+
+# Error returned if a method is called on an unknown interface
+error InterfaceNotFound(
+\t# Name of interface that was called but does not exist
+\tinterface: string
+)
+
+# Error returned if an unknown method is called on an known interface
+error MethodNotFound(
+\t# Name of method that was called but does not exist
+\tmethod: string
+)
+
+# Error returned if a method is called that is known but not implemented
+error MethodNotImplemented(
+\t# Name of method that was called but is not implemented
+\tmethod: string
+)
+
+# Error returned if a method is called with an invalid parameter
+error InvalidParameter(
+\t# Name of the invalid parameter
+\tparameter: string
+)
+
+# General permission error
+error PermissionDenied()
+
+# A method was called with the 'more' flag off, but it may only be called with the flag turned on
+error ExpectedMore()
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_messages_at_nul() {
+        let mut f = Framer::default();
+        f.push(b"{\"method\":\"a.B\"}\0{\"meth");
+        assert_eq!(
+            f.next_message().unwrap().as_deref(),
+            Some(&b"{\"method\":\"a.B\"}"[..])
+        );
+        assert_eq!(f.next_message().unwrap(), None);
+        assert!(!f.is_empty());
+        f.push(b"od\":\"c.D\"}\0");
+        assert_eq!(
+            f.next_message().unwrap().as_deref(),
+            Some(&b"{\"method\":\"c.D\"}"[..])
+        );
+        assert!(f.is_empty());
+        let mut big = Framer::default();
+        big.push(&vec![b' '; MAX_MESSAGE + 1]);
+        assert_eq!(big.next_message(), Err(FrameError::TooLarge));
+        let mut big = Framer::default();
+        let mut m = vec![b' '; MAX_MESSAGE + 1];
+        m.push(0);
+        big.push(&m);
+        assert_eq!(big.next_message(), Err(FrameError::TooLarge));
+    }
+
+    #[test]
+    fn parses_calls_as_systemds_clients_send_them() {
+        // `varlinkctl call --more ADDR io.systemd.sysext.List '{}'` (systemd 262).
+        let c = parse_call(br#"{"method":"io.systemd.sysext.List","parameters":{},"more":true}"#)
+            .unwrap();
+        assert_eq!(c.method, "io.systemd.sysext.List");
+        assert_eq!(c.interface(), "io.systemd.sysext");
+        assert!(c.more && !c.oneway && c.parameters.is_empty());
+        // `varlinkctl introspect` asks GetInfo without parameters.
+        let c = parse_call(br#"{"method":"org.varlink.service.GetInfo"}"#).unwrap();
+        assert!(c.parameters.is_empty() && !c.more);
+        let c = parse_call(
+            br#" { "method" : "io.systemd.sysext.Merge", "parameters" : { "force" : true, "class" : "confext", "x" : [1, {"y": null}] }, "oneway" : true } "#,
+        )
+        .unwrap();
+        assert!(c.oneway);
+        assert_eq!(
+            c.parameters,
+            vec![
+                ("force".into(), Value::Bool(true)),
+                ("class".into(), Value::Str("confext".into())),
+                ("x".into(), Value::Other),
+            ]
+        );
+        let c = parse_call(br#"{"method":"a.B","parameters":null}"#).unwrap();
+        assert!(c.parameters.is_empty());
+    }
+
+    #[test]
+    fn refuses_malformed_calls() {
+        for bad in [
+            &b""[..],
+            b"{bad",
+            b"[1]",
+            b"{}",
+            b"{\"parameters\":{}}",
+            b"{\"method\":1}",
+            b"{\"method\":\"a.B\",\"parameters\":[]}",
+            b"{\"method\":\"a.B\",\"more\":1}",
+            b"{\"method\":\"a.B\",\"more\":true,\"oneway\":true}",
+            b"{\"method\":\"a.B\",\"upgrade\":true}",
+            b"{\"method\":\"a.B\",\"extra\":1}",
+            b"{\"method\":\"a.B\"} x",
+            b"{\"method\":\"a.B\",\"method\":\"c.D\"}",
+            b"{\"method\":\"a\xff\"}",
+            b"{\"method\":\"a.B\",\"parameters\":{\"x\":[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]}}",
+        ] {
+            assert!(parse_call(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn checks_parameters_as_dispatch_tables_do() {
+        let allowed = [("class", Kind::Str), ("force", Kind::Bool)];
+        let call = |p: &str| parse_call(format!("{{\"method\":\"a.B\",\"parameters\":{p}}}").as_bytes()).unwrap();
+        assert_eq!(check_parameters(&call(r#"{"force":false,"class":"x"}"#), &allowed), Ok(()));
+        for (p, name) in [
+            (r#"{"force":"yes"}"#, "force"),
+            (r#"{"force":null}"#, "force"),
+            (r#"{"class":1}"#, "class"),
+            (r#"{"bogus":true}"#, "bogus"),
+            (r#"{"class":"a","class":"b"}"#, "class"),
+        ] {
+            assert_eq!(check_parameters(&call(p), &allowed), Err(name.into()), "{p}");
+        }
+        let c = call(r#"{"force":true,"class":"sysext"}"#);
+        assert_eq!(bool_parameter(&c, "force"), Some(true));
+        assert_eq!(bool_parameter(&c, "class"), None);
+        assert_eq!(str_parameter(&c, "class"), Some("sysext"));
+    }
+
+    #[test]
+    fn writes_replies_as_sd_varlink() {
+        // Bytes as systemd 262's systemd-sysext sent them.
+        assert_eq!(
+            invalid_parameter("class"),
+            b"{\"error\":\"org.varlink.service.InvalidParameter\",\"parameters\":{\"parameter\":\"class\"}}\0"
+        );
+        assert_eq!(
+            system_error(libc::EPERM),
+            b"{\"error\":\"io.systemd.System\",\"parameters\":{\"origin\":\"linux\",\"errno\":1,\"errnoName\":\"EPERM\"}}\0"
+        );
+        assert_eq!(
+            error("io.systemd.sysext.NoImagesFound", None),
+            b"{\"error\":\"io.systemd.sysext.NoImagesFound\"}\0"
+        );
+        assert_eq!(empty_reply(), b"{}\0");
+        assert_eq!(
+            reply(Json::obj([("Name", Json::str("a"))]), true),
+            b"{\"parameters\":{\"Name\":\"a\"},\"continues\":true}\0"
+        );
+        assert_eq!(system_error(4095), b"{\"error\":\"io.systemd.System\",\"parameters\":{\"origin\":\"linux\",\"errno\":4095}}\0");
+    }
+}

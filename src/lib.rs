@@ -25,6 +25,7 @@ pub mod options;
 pub mod plan;
 pub mod report;
 pub mod sys;
+pub mod varlink;
 
 #[cfg(test)]
 mod testutil;

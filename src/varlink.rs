@@ -286,8 +286,10 @@ mod tests {
     use crate::options::Options;
 
     fn run(msg: &str, privileged: bool) -> Vec<String> {
-        let mut opts = Options::default();
-        opts.root = "/nonexistent-extmerge-root".into();
+        let opts = Options {
+            root: "/nonexistent-extmerge-root".into(),
+            ..Default::default()
+        };
         let s = Service {
             base: Context::new(opts, &[Class::Sysext]),
             default_class: Class::Sysext,

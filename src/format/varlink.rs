@@ -292,7 +292,10 @@ pub fn invalid_parameter(parameter: &str) -> Vec<u8> {
 pub fn system_error(errno: i32) -> Vec<u8> {
     let mut p = vec![
         ("origin".to_string(), Json::str("linux")),
-        ("errno".to_string(), Json::UInt(u64::from(errno.unsigned_abs()))),
+        (
+            "errno".to_string(),
+            Json::UInt(u64::from(errno.unsigned_abs())),
+        ),
     ];
     if let Some(name) = errno_name(errno) {
         p.push(("errnoName".to_string(), Json::str(name)));
@@ -583,15 +586,24 @@ mod tests {
             b"{\"method\":\"a\xff\"}",
             b"{\"method\":\"a.B\",\"parameters\":{\"x\":[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]}}",
         ] {
-            assert!(parse_call(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_call(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn checks_parameters_as_dispatch_tables_do() {
         let allowed = [("class", Kind::Str), ("force", Kind::Bool)];
-        let call = |p: &str| parse_call(format!("{{\"method\":\"a.B\",\"parameters\":{p}}}").as_bytes()).unwrap();
-        assert_eq!(check_parameters(&call(r#"{"force":false,"class":"x"}"#), &allowed), Ok(()));
+        let call = |p: &str| {
+            parse_call(format!("{{\"method\":\"a.B\",\"parameters\":{p}}}").as_bytes()).unwrap()
+        };
+        assert_eq!(
+            check_parameters(&call(r#"{"force":false,"class":"x"}"#), &allowed),
+            Ok(())
+        );
         for (p, name) in [
             (r#"{"force":"yes"}"#, "force"),
             (r#"{"force":null}"#, "force"),
@@ -599,7 +611,11 @@ mod tests {
             (r#"{"bogus":true}"#, "bogus"),
             (r#"{"class":"a","class":"b"}"#, "class"),
         ] {
-            assert_eq!(check_parameters(&call(p), &allowed), Err(name.into()), "{p}");
+            assert_eq!(
+                check_parameters(&call(p), &allowed),
+                Err(name.into()),
+                "{p}"
+            );
         }
         let c = call(r#"{"force":true,"class":"sysext"}"#);
         assert_eq!(bool_parameter(&c, "force"), Some(true));

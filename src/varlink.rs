@@ -39,30 +39,21 @@ pub struct Peer {
     pub privileged: bool,
 }
 
-const MERGE: [(&str, Kind); 5] = [
-    ("class", Kind::Str),
-    ("force", Kind::Bool),
-    ("noReload", Kind::Bool),
-    ("noexec", Kind::Bool),
-    ("allowInteractiveAuthentication", Kind::Bool),
-];
-const REFRESH: [(&str, Kind); 6] = [
-    ("class", Kind::Str),
-    ("force", Kind::Bool),
-    ("noReload", Kind::Bool),
-    ("alwaysRefresh", Kind::Bool),
-    ("noexec", Kind::Bool),
-    ("allowInteractiveAuthentication", Kind::Bool),
-];
-const UNMERGE: [(&str, Kind); 3] = [
-    ("class", Kind::Str),
-    ("noReload", Kind::Bool),
-    ("allowInteractiveAuthentication", Kind::Bool),
-];
-const LIST: [(&str, Kind); 2] = [
-    ("class", Kind::Str),
-    ("allowInteractiveAuthentication", Kind::Bool),
-];
+/// Each method's parameters (systemd 262's interface): `class` a string, the others
+/// booleans. `allowInteractiveAuthentication` is taken and ignored: there is no polkit.
+fn parameters_of(method: &str) -> Vec<(&'static str, Kind)> {
+    let names: &[&'static str] = match method {
+        "Merge" => &["class", "force", "noReload", "noexec"],
+        "Refresh" => &["class", "force", "noReload", "alwaysRefresh", "noexec"],
+        "Unmerge" => &["class", "noReload"],
+        _ => &["class"],
+    };
+    names
+        .iter()
+        .chain(&["allowInteractiveAuthentication"])
+        .map(|&n| (n, if n == "class" { Kind::Str } else { Kind::Bool }))
+        .collect()
+}
 
 pub use crate::sys::varlink::invocation;
 
@@ -93,12 +84,7 @@ impl Service {
             "io.systemd.sysext.Merge"
             | "io.systemd.sysext.Refresh"
             | "io.systemd.sysext.Unmerge" => {
-                let allowed: &[(&str, Kind)] = match m {
-                    "io.systemd.sysext.Merge" => &MERGE,
-                    "io.systemd.sysext.Refresh" => &REFRESH,
-                    _ => &UNMERGE,
-                };
-                out(self.change(call, allowed, peer));
+                out(self.change(call, peer));
             }
             "io.systemd.sysext.List" => self.list(call, &mut out),
             _ => {
@@ -149,8 +135,9 @@ impl Service {
     }
 
     /// `Merge`, `Refresh`, `Unmerge`: `{}` or the error.
-    fn change(&self, call: &Call, allowed: &[(&str, Kind)], peer: Peer) -> Vec<u8> {
-        if let Err(p) = wire::check_parameters(call, allowed) {
+    fn change(&self, call: &Call, peer: Peer) -> Vec<u8> {
+        let verb = call.method.rsplit('.').next().unwrap_or("");
+        if let Err(p) = wire::check_parameters(call, &parameters_of(verb)) {
             return wire::invalid_parameter(&p);
         }
         let ctx = match self.context_for(call) {
@@ -160,9 +147,9 @@ impl Service {
         if !peer.privileged {
             return wire::error(wire::PERMISSION_DENIED, None);
         }
-        let done = match call.method.rsplit('.').next() {
-            Some("Merge") => ctx.merge().map(drop),
-            Some("Refresh") => ctx.refresh().map(drop),
+        let done = match verb {
+            "Merge" => ctx.merge().map(drop),
+            "Refresh" => ctx.refresh().map(drop),
             _ => ctx.unmerge().map(drop),
         };
         match done {
@@ -200,7 +187,7 @@ impl Service {
             out(wire::error(wire::EXPECTED_MORE, None));
             return;
         }
-        if let Err(p) = wire::check_parameters(call, &LIST) {
+        if let Err(p) = wire::check_parameters(call, &parameters_of("List")) {
             out(wire::invalid_parameter(&p));
             return;
         }

@@ -291,6 +291,40 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Walks an object (the reader at its `{`): `member` gets each key with the reader at
+    /// its value, and must consume the value. Nesting below is the caller's to bound.
+    pub fn object<E: From<JsonError>>(
+        &mut self,
+        mut member: impl FnMut(&mut Self, String) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.expect(b'{', "expected an object")?;
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.skip_ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.error("expected a string key").into());
+            }
+            let key = self.string()?;
+            self.skip_ws();
+            self.expect(b':', "expected ':'")?;
+            self.skip_ws();
+            member(self, key)?;
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected ',' or a closing bracket").into()),
+            }
+        }
+    }
+
     /// Reads `true` or `false`.
     pub fn boolean(&mut self) -> Result<bool, JsonError> {
         match self.peek() {

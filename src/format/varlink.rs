@@ -109,8 +109,10 @@ impl Call {
     }
 }
 
-fn malformed(e: JsonError) -> FrameError {
-    FrameError::Malformed(e.to_string())
+impl From<JsonError> for FrameError {
+    fn from(e: JsonError) -> Self {
+        FrameError::Malformed(e.to_string())
+    }
 }
 
 /// Parses one message as a call. Like sd-varlink, a message that is not an object of
@@ -124,39 +126,20 @@ pub fn parse_call(msg: &[u8]) -> Result<Call, FrameError> {
     let mut parameters = Vec::new();
     let (mut more, mut oneway) = (false, false);
     r.skip_ws();
-    r.expect(b'{', "expected an object").map_err(malformed)?;
-    r.skip_ws();
-    if r.peek() == Some(b'}') {
-        r.bump();
-    } else {
-        loop {
-            r.skip_ws();
-            let key = r.string().map_err(malformed)?;
-            r.skip_ws();
-            r.expect(b':', "expected ':'").map_err(malformed)?;
-            r.skip_ws();
-            match key.as_str() {
-                "method" if method.is_none() => method = Some(r.string().map_err(malformed)?),
-                "parameters" => parameters = read_parameters(&mut r)?,
-                "more" => more = r.boolean().map_err(malformed)?,
-                "oneway" => oneway = r.boolean().map_err(malformed)?,
-                // `upgrade` (taking over the connection) is offered by no method here.
-                k => return Err(FrameError::Malformed(format!("unexpected key {k:?}"))),
-            }
-            r.skip_ws();
-            match r.peek() {
-                Some(b',') => r.bump(),
-                Some(b'}') => {
-                    r.bump();
-                    break;
-                }
-                _ => return Err(malformed(r.error("expected ',' or '}'"))),
-            }
+    r.object(|r, key| -> Result<(), FrameError> {
+        match key.as_str() {
+            "method" if method.is_none() => method = Some(r.string()?),
+            "parameters" => parameters = read_parameters(r)?,
+            "more" => more = r.boolean()?,
+            "oneway" => oneway = r.boolean()?,
+            // `upgrade` (taking over the connection) is offered by no method here.
+            k => return Err(FrameError::Malformed(format!("unexpected key {k:?}"))),
         }
-    }
+        Ok(())
+    })?;
     r.skip_ws();
     if !r.at_end() {
-        return Err(malformed(r.error("trailing data")));
+        return Err(r.error("trailing data").into());
     }
     let method = method.ok_or_else(|| FrameError::Malformed("no method".into()))?;
     if more && oneway {
@@ -170,46 +153,26 @@ pub fn parse_call(msg: &[u8]) -> Result<Call, FrameError> {
     })
 }
 
+/// The parameters object (or `null`): booleans and strings kept, other values skipped.
 fn read_parameters(r: &mut Reader) -> Result<Vec<(String, Value)>, FrameError> {
     let mut out = Vec::new();
-    match r.peek() {
-        Some(b'n') => {
-            r.skip_value(2).map_err(malformed)?;
-            return Ok(out);
-        }
-        Some(b'{') => r.bump(),
-        _ => return Err(malformed(r.error("parameters must be an object"))),
-    }
-    r.skip_ws();
-    if r.peek() == Some(b'}') {
-        r.bump();
+    if r.peek() == Some(b'n') {
+        r.skip_value(2)?;
         return Ok(out);
     }
-    loop {
-        r.skip_ws();
-        let key = r.string().map_err(malformed)?;
-        r.skip_ws();
-        r.expect(b':', "expected ':'").map_err(malformed)?;
-        r.skip_ws();
+    r.object(|r, key| -> Result<(), FrameError> {
         let v = match r.peek() {
-            Some(b'"') => Value::Str(r.string().map_err(malformed)?),
-            Some(b't' | b'f') => Value::Bool(r.boolean().map_err(malformed)?),
+            Some(b'"') => Value::Str(r.string()?),
+            Some(b't' | b'f') => Value::Bool(r.boolean()?),
             _ => {
-                r.skip_value(3).map_err(malformed)?;
+                r.skip_value(3)?;
                 Value::Other
             }
         };
         out.push((key, v));
-        r.skip_ws();
-        match r.peek() {
-            Some(b',') => r.bump(),
-            Some(b'}') => {
-                r.bump();
-                return Ok(out);
-            }
-            _ => return Err(malformed(r.error("expected ',' or '}'"))),
-        }
-    }
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// The type a parameter must have.
@@ -569,29 +532,25 @@ mod tests {
 
     #[test]
     fn refuses_malformed_calls() {
-        for bad in [
-            &b""[..],
-            b"{bad",
-            b"[1]",
-            b"{}",
-            b"{\"parameters\":{}}",
-            b"{\"method\":1}",
-            b"{\"method\":\"a.B\",\"parameters\":[]}",
-            b"{\"method\":\"a.B\",\"more\":1}",
-            b"{\"method\":\"a.B\",\"more\":true,\"oneway\":true}",
-            b"{\"method\":\"a.B\",\"upgrade\":true}",
-            b"{\"method\":\"a.B\",\"extra\":1}",
-            b"{\"method\":\"a.B\"} x",
-            b"{\"method\":\"a.B\",\"method\":\"c.D\"}",
-            b"{\"method\":\"a\xff\"}",
-            b"{\"method\":\"a.B\",\"parameters\":{\"x\":[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]}}",
-        ] {
-            assert!(
-                parse_call(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+        // One message a line (the first is empty).
+        let bad = r#"
+{bad
+[1]
+{}
+{"parameters":{}}
+{"method":1}
+{"method":"a.B","parameters":[]}
+{"method":"a.B","more":1}
+{"method":"a.B","more":true,"oneway":true}
+{"method":"a.B","upgrade":true}
+{"method":"a.B","extra":1}
+{"method":"a.B"} x
+{"method":"a.B","method":"c.D"}
+{"method":"a.B","parameters":{"x":[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]}}"#;
+        for m in bad.split('\n') {
+            assert!(parse_call(m.as_bytes()).is_err(), "{m:?}");
         }
+        assert!(parse_call(b"{\"method\":\"a\xff\"}").is_err());
     }
 
     #[test]

@@ -46,6 +46,13 @@ fn parameters_of(method: &str) -> Vec<(&'static str, Kind)> {
         "Merge" => &["class", "force", "noReload", "noexec"],
         "Refresh" => &["class", "force", "noReload", "alwaysRefresh", "noexec"],
         "Unmerge" => &["class", "noReload"],
+        "OnCompletedUpdate" => {
+            return vec![
+                ("component", Kind::Str),
+                ("version", Kind::Str),
+                ("resources", Kind::Resources),
+            ]
+        }
         _ => &["class"],
     };
     names
@@ -72,7 +79,7 @@ impl Service {
         let m = call.method.as_str();
         match m {
             "org.varlink.service.GetInfo" => {
-                if let Err(p) = wire::check_parameters(call, &[]) {
+                if let Err(p) = wire::check_parameters(call, &[], false) {
                     out(wire::invalid_parameter(&p));
                     return;
                 }
@@ -87,6 +94,9 @@ impl Service {
                 out(self.change(call, peer));
             }
             "io.systemd.sysext.List" => self.list(call, &mut out),
+            "io.systemd.SysUpdate.Notify.OnCompletedUpdate" => {
+                out(self.change(call, peer));
+            }
             _ => {
                 out(wire::error(
                     wire::METHOD_NOT_FOUND,
@@ -134,22 +144,29 @@ impl Service {
         Ok(ctx)
     }
 
-    /// `Merge`, `Refresh`, `Unmerge`: `{}` or the error.
+    /// `Merge`, `Refresh`, `Unmerge`, and `OnCompletedUpdate` (a refresh of both
+    /// classes, confext first, whatever the update was, as systemd 262 does): `{}` or
+    /// the error.
     fn change(&self, call: &Call, peer: Peer) -> Vec<u8> {
         let verb = call.method.rsplit('.').next().unwrap_or("");
-        if let Err(p) = wire::check_parameters(call, &parameters_of(verb)) {
+        if let Err(p) =
+            wire::check_parameters(call, &parameters_of(verb), verb == "OnCompletedUpdate")
+        {
             return wire::invalid_parameter(&p);
         }
-        let ctx = match self.context_for(call) {
+        let mut ctx = match self.context_for(call) {
             Ok(c) => c,
             Err(reply) => return reply,
         };
+        if verb == "OnCompletedUpdate" {
+            ctx.classes = Class::ALL.to_vec();
+        }
         if !peer.privileged {
             return wire::error(wire::PERMISSION_DENIED, None);
         }
         let done = match verb {
             "Merge" => ctx.merge().map(drop),
-            "Refresh" => ctx.refresh().map(drop),
+            "Refresh" | "OnCompletedUpdate" => ctx.refresh().map(drop),
             _ => ctx.unmerge().map(drop),
         };
         match done {
@@ -187,7 +204,7 @@ impl Service {
             out(wire::error(wire::EXPECTED_MORE, None));
             return;
         }
-        if let Err(p) = wire::check_parameters(call, &parameters_of("List")) {
+        if let Err(p) = wire::check_parameters(call, &parameters_of("List"), false) {
             out(wire::invalid_parameter(&p));
             return;
         }
@@ -221,7 +238,7 @@ impl Service {
 
 /// `GetInterfaceDescription`.
 fn describe(call: &Call) -> Vec<u8> {
-    if let Err(p) = wire::check_parameters(call, &[("interface", Kind::Str)]) {
+    if let Err(p) = wire::check_parameters(call, &[("interface", Kind::Str)], false) {
         return wire::invalid_parameter(&p);
     }
     let Some(name) = wire::str_parameter(call, "interface") else {

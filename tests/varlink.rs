@@ -159,7 +159,12 @@ fn accepted_connection_serves_every_method() {
         let info = c.call1("org.varlink.service.GetInfo", json!({}));
         assert_eq!(
             info["parameters"]["interfaces"],
-            json!(["io.systemd", "io.systemd.sysext", "org.varlink.service"])
+            json!([
+                "io.systemd",
+                "io.systemd.SysUpdate.Notify",
+                "io.systemd.sysext",
+                "org.varlink.service"
+            ])
         );
         let d = c.call1(
             "org.varlink.service.GetInterfaceDescription",
@@ -264,6 +269,25 @@ fn accepted_connection_serves_every_method() {
             json!({})
         );
         assert_eq!(fx.read("/etc/conf.d/x"), None);
+
+        // systemd-sysupdate's notification refreshes both classes.
+        let r = c.call1(
+            "io.systemd.SysUpdate.Notify.OnCompletedUpdate",
+            json!({"component": "os", "version": "2", "resources": [{"transfer": "t"}]}),
+        );
+        assert_eq!(r, json!({}));
+        assert_eq!(fx.read("/etc/conf.d/x").as_deref(), Some("x\n"));
+        assert_eq!(
+            fx.read("/usr/bin/hello").as_deref(),
+            Some("hello from sysext\n")
+        );
+        for class in ["confext", "sysext"] {
+            assert_eq!(
+                c.call1("io.systemd.sysext.Unmerge", json!({"class": class})),
+                json!({})
+            );
+        }
+        assert!(fx.mounts_at("/usr").is_empty() && fx.mounts_at("/etc").is_empty());
     });
 }
 
@@ -277,6 +301,8 @@ io.systemd.sysext.Merge {"class":"usr"} => {"error":"org.varlink.service.Invalid
 io.systemd.sysext.Refresh {"alwaysRefresh":1} => {"error":"org.varlink.service.InvalidParameter","parameters":{"parameter":"alwaysRefresh"}}
 io.systemd.sysext.Unmerge {"force":true} => {"error":"org.varlink.service.InvalidParameter","parameters":{"parameter":"force"}}
 io.systemd.sysext.Unmerge {"noReload":null} => {"error":"org.varlink.service.InvalidParameter","parameters":{"parameter":"noReload"}}
+io.systemd.SysUpdate.Notify.OnCompletedUpdate {"component":5} => {"error":"org.varlink.service.InvalidParameter","parameters":{"parameter":"component"}}
+io.systemd.SysUpdate.Notify.OnCompletedUpdate {"resources":"a"} => {"error":"org.varlink.service.InvalidParameter","parameters":{"parameter":"resources"}}
 org.varlink.service.GetInterfaceDescription {"interface":"io.nope"} => {"error":"org.varlink.service.InterfaceNotFound","parameters":{"interface":"io.nope"}}
 "#;
 

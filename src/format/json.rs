@@ -243,45 +243,9 @@ impl<'a> Reader<'a> {
     pub fn skip_value(&mut self, depth: usize) -> Result<(), JsonError> {
         match self.peek() {
             Some(b'"') => self.string().map(drop),
-            Some(b'{') | Some(b'[') => {
-                if depth > self.max_depth {
-                    return Err(self.error("nesting too deep"));
-                }
-                let close = if self.peek() == Some(b'{') {
-                    b'}'
-                } else {
-                    b']'
-                };
-                let object = close == b'}';
-                self.pos += 1;
-                self.skip_ws();
-                if self.peek() == Some(close) {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.skip_ws();
-                    if object {
-                        if self.peek() != Some(b'"') {
-                            return Err(self.error("expected a string key"));
-                        }
-                        self.string()?;
-                        self.skip_ws();
-                        self.expect(b':', "expected ':'")?;
-                        self.skip_ws();
-                    }
-                    self.skip_value(depth + 1)?;
-                    self.skip_ws();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(c) if c == close => {
-                            self.pos += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(self.error("expected ',' or a closing bracket")),
-                    }
-                }
-            }
+            Some(b'{' | b'[') if depth > self.max_depth => Err(self.error("nesting too deep")),
+            Some(b'{') => self.object(|r, _| r.skip_value(depth + 1)),
+            Some(b'[') => self.array(|r| r.skip_value(depth + 1)),
             Some(b't') => self.literal("true"),
             Some(b'f') => self.literal("false"),
             Some(b'n') => self.literal("null"),
@@ -297,26 +261,47 @@ impl<'a> Reader<'a> {
         &mut self,
         mut member: impl FnMut(&mut Self, String) -> Result<(), E>,
     ) -> Result<(), E> {
-        self.expect(b'{', "expected an object")?;
+        self.items(b'{', b'}', |r| {
+            if r.peek() != Some(b'"') {
+                return Err(r.error("expected a string key").into());
+            }
+            let key = r.string()?;
+            r.skip_ws();
+            r.expect(b':', "expected ':'")?;
+            r.skip_ws();
+            member(r, key)
+        })
+    }
+
+    /// Walks an array (the reader at its `[`): `item` gets the reader at each item, and
+    /// must consume it. Nesting below is the caller's to bound.
+    pub fn array<E: From<JsonError>>(
+        &mut self,
+        item: impl FnMut(&mut Self) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.items(b'[', b']', item)
+    }
+
+    /// The comma-separated entries between `open` and `close`.
+    fn items<E: From<JsonError>>(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut entry: impl FnMut(&mut Self) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.expect(open, "expected an array or object")?;
         self.skip_ws();
-        if self.peek() == Some(b'}') {
+        if self.peek() == Some(close) {
             self.pos += 1;
             return Ok(());
         }
         loop {
             self.skip_ws();
-            if self.peek() != Some(b'"') {
-                return Err(self.error("expected a string key").into());
-            }
-            let key = self.string()?;
-            self.skip_ws();
-            self.expect(b':', "expected ':'")?;
-            self.skip_ws();
-            member(self, key)?;
+            entry(self)?;
             self.skip_ws();
             match self.peek() {
                 Some(b',') => self.pos += 1,
-                Some(b'}') => {
+                Some(c) if c == close => {
                     self.pos += 1;
                     return Ok(());
                 }

@@ -33,10 +33,16 @@ pub const PERMISSION_DENIED: &str = "org.varlink.service.PermissionDenied";
 /// A system error (errno), as sd-varlink's `sd_varlink_error_errno()` sends it.
 pub const SYSTEM: &str = "io.systemd.System";
 
-/// Splits a byte stream into messages at NUL bytes, with a size cap.
+/// Splits a byte stream into messages at NUL bytes, with a size cap. Bytes are
+/// scanned once and consumed messages dropped in bulk, so a peer pipelining many small
+/// calls costs linear time.
 #[derive(Debug, Default)]
 pub struct Framer {
     buf: Vec<u8>,
+    /// Where the unconsumed bytes start.
+    start: usize,
+    /// Bytes before this offset hold no NUL.
+    scanned: usize,
 }
 
 /// Why a stream cannot be read further: the connection is to be closed.
@@ -53,40 +59,61 @@ pub enum FrameError {
 impl Framer {
     /// Adds bytes read from the peer.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start * 2 >= self.buf.len() {
+            self.buf.drain(..self.start);
+            self.scanned -= self.start;
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// The next complete message (without its NUL), if one is there; an error if the
-    /// bytes buffered without a NUL already exceed the cap.
+    /// message, or the bytes buffered without a NUL, exceed the cap.
     pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        match memchr::memchr(0, &self.buf) {
-            Some(i) if i > MAX_MESSAGE => Err(FrameError::TooLarge),
+        let from = self.scanned.max(self.start);
+        match memchr::memchr(0, &self.buf[from..]) {
             Some(i) => {
-                let mut msg: Vec<u8> = self.buf.drain(..=i).collect();
-                msg.pop();
+                let end = from + i;
+                if end - self.start > MAX_MESSAGE {
+                    return Err(FrameError::TooLarge);
+                }
+                let msg = self.buf[self.start..end].to_vec();
+                self.start = end + 1;
+                self.scanned = self.start;
                 Ok(Some(msg))
             }
-            None if self.buf.len() > MAX_MESSAGE => Err(FrameError::TooLarge),
-            None => Ok(None),
+            None => {
+                self.scanned = self.buf.len();
+                if self.buf.len() - self.start > MAX_MESSAGE {
+                    return Err(FrameError::TooLarge);
+                }
+                Ok(None)
+            }
         }
     }
 
     /// Are bytes of an unfinished message buffered?
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.start == self.buf.len()
     }
 }
 
-/// A parameter's value as far as these interfaces care: their parameters are booleans
-/// and strings; anything else is kept only to be refused by name.
+/// A parameter's value: the JSON types these interfaces use (numbers are not, and are
+/// kept only to be refused by name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
+    /// `null`.
+    Null,
     /// `true` / `false`.
     Bool(bool),
     /// A string.
     Str(String),
-    /// `null`, a number, an array or an object.
-    Other,
+    /// A number.
+    Number,
+    /// An array.
+    Array(Vec<Value>),
+    /// An object, members in the order sent.
+    Object(Vec<(String, Value)>),
 }
 
 /// One method call.
@@ -153,26 +180,46 @@ pub fn parse_call(msg: &[u8]) -> Result<Call, FrameError> {
     })
 }
 
-/// The parameters object (or `null`): booleans and strings kept, other values skipped.
+/// The parameters object (or `null`: none).
 fn read_parameters(r: &mut Reader) -> Result<Vec<(String, Value)>, FrameError> {
-    let mut out = Vec::new();
-    if r.peek() == Some(b'n') {
-        r.skip_value(2)?;
-        return Ok(out);
+    match read_value(r, 2)? {
+        Value::Null => Ok(Vec::new()),
+        Value::Object(members) => Ok(members),
+        _ => Err(FrameError::Malformed("parameters must be an object".into())),
     }
-    r.object(|r, key| -> Result<(), FrameError> {
-        let v = match r.peek() {
-            Some(b'"') => Value::Str(r.string()?),
-            Some(b't' | b'f') => Value::Bool(r.boolean()?),
-            _ => {
-                r.skip_value(3)?;
-                Value::Other
-            }
-        };
-        out.push((key, v));
-        Ok(())
-    })?;
-    Ok(out)
+}
+
+/// One value; `depth` is the nesting level an array or object here would open.
+fn read_value(r: &mut Reader, depth: usize) -> Result<Value, FrameError> {
+    Ok(match r.peek() {
+        Some(b'"') => Value::Str(r.string()?),
+        Some(b't' | b'f') => Value::Bool(r.boolean()?),
+        Some(b'[' | b'{') if depth > MAX_DEPTH => return Err(r.error("nesting too deep").into()),
+        Some(b'[') => {
+            let mut items = Vec::new();
+            r.array(|r| -> Result<(), FrameError> {
+                items.push(read_value(r, depth + 1)?);
+                Ok(())
+            })?;
+            Value::Array(items)
+        }
+        Some(b'{') => {
+            let mut members = Vec::new();
+            r.object(|r, key| -> Result<(), FrameError> {
+                members.push((key, read_value(r, depth + 1)?));
+                Ok(())
+            })?;
+            Value::Object(members)
+        }
+        Some(b'n') => {
+            r.skip_value(depth)?;
+            Value::Null
+        }
+        _ => {
+            r.skip_value(depth)?;
+            Value::Number
+        }
+    })
 }
 
 /// The type a parameter must have.
@@ -182,21 +229,44 @@ pub enum Kind {
     Bool,
     /// `string` (or an enum, checked by the caller).
     Str,
+    /// `[]Resource` of `io.systemd.SysUpdate.Notify`: objects of `transfer: string`
+    /// and `path: ?string`.
+    Resources,
+}
+
+impl Kind {
+    fn admits(self, v: &Value) -> bool {
+        match (self, v) {
+            (Kind::Bool, Value::Bool(_)) | (Kind::Str, Value::Str(_)) => true,
+            (Kind::Resources, Value::Array(items)) => items.iter().all(|i| {
+                let Value::Object(m) = i else { return false };
+                m.iter()
+                    .any(|(k, v)| k == "transfer" && matches!(v, Value::Str(_)))
+                    && m.iter().all(|(k, v)| {
+                        matches!(
+                            (k.as_str(), v),
+                            ("transfer", Value::Str(_)) | ("path", Value::Str(_) | Value::Null)
+                        )
+                    })
+            }),
+            _ => false,
+        }
+    }
 }
 
 /// Checks `call`'s parameters against `allowed` as sd-varlink's dispatch tables do:
-/// the first parameter that is unknown, sent twice or not of its type (`null` included,
-/// as systemd 262's tables refuse it) is named in the error.
-pub fn check_parameters(call: &Call, allowed: &[(&str, Kind)]) -> Result<(), String> {
+/// the first parameter that is unknown, sent twice, or not of its type is named in the
+/// error. `null` passes only where `nullable` (systemd 262's `io.systemd.sysext`
+/// tables refuse it, its `OnCompletedUpdate` takes it).
+pub fn check_parameters(
+    call: &Call,
+    allowed: &[(&str, Kind)],
+    nullable: bool,
+) -> Result<(), String> {
     for (i, (name, v)) in call.parameters.iter().enumerate() {
         let kind = allowed.iter().find(|(n, _)| n == name).map(|(_, k)| *k);
-        let ok = match (kind, v) {
-            (Some(Kind::Bool), Value::Bool(_)) | (Some(Kind::Str), Value::Str(_)) => {
-                !call.parameters[..i].iter().any(|(n, _)| n == name)
-            }
-            _ => false,
-        };
-        if !ok {
+        let typed = kind.is_some_and(|k| k.admits(v) || (nullable && *v == Value::Null));
+        if !typed || call.parameters[..i].iter().any(|(n, _)| n == name) {
             return Err(name.clone());
         }
     }
@@ -315,8 +385,9 @@ pub fn errno_name(errno: i32) -> Option<&'static str> {
 }
 
 /// The interfaces served, in `GetInfo`'s (sorted) order, each with its description.
-pub const INTERFACES: [(&str, &str); 3] = [
+pub const INTERFACES: [(&str, &str); 4] = [
     ("io.systemd", IO_SYSTEMD),
+    ("io.systemd.SysUpdate.Notify", IO_SYSTEMD_SYSUPDATE_NOTIFY),
     ("io.systemd.sysext", IO_SYSTEMD_SYSEXT),
     ("org.varlink.service", ORG_VARLINK_SERVICE),
 ];
@@ -388,6 +459,22 @@ error NoImagesFound()
 error AlreadyMerged(
 \thierarchy: string
 )
+";
+
+/// `io.systemd.SysUpdate.Notify`, by which `systemd-sysupdate` says an update is
+/// complete (its `systemd-sysupdate-notify-sysext.socket` starts systemd-sysext).
+pub const IO_SYSTEMD_SYSUPDATE_NOTIFY: &str = "interface io.systemd.SysUpdate.Notify
+
+type Resource(
+\ttransfer: string,
+\tpath: ?string
+)
+
+method OnCompletedUpdate(
+\tcomponent: ?string,
+\tversion: ?string,
+\tresources: ?[]Resource
+) -> ()
 ";
 
 /// `io.systemd`, the errors sd-varlink uses across services (systemd 262).
@@ -478,20 +565,29 @@ mod tests {
 
     #[test]
     fn frames_messages_at_nul() {
+        // Calls split over reads, many in one read.
         let mut f = Framer::default();
-        f.push(b"{\"method\":\"a.B\"}\0{\"meth");
+        let mut got = Vec::new();
+        let stream = [
+            &b"{\"method\":\"a.B\"}\0{\"meth"[..],
+            b"od\":\"c.D\"}\0",
+            &b"{}\0".repeat(1000),
+        ];
+        for bytes in stream {
+            f.push(bytes);
+            while let Some(m) = f.next_message().unwrap() {
+                got.push(String::from_utf8(m).unwrap());
+            }
+        }
+        assert!(f.is_empty());
+        assert_eq!(got.len(), 1002);
         assert_eq!(
-            f.next_message().unwrap().as_deref(),
-            Some(&b"{\"method\":\"a.B\"}"[..])
+            got[..3],
+            [r#"{"method":"a.B"}"#, r#"{"method":"c.D"}"#, "{}"]
         );
+        f.push(b"{\"a\"");
         assert_eq!(f.next_message().unwrap(), None);
         assert!(!f.is_empty());
-        f.push(b"od\":\"c.D\"}\0");
-        assert_eq!(
-            f.next_message().unwrap().as_deref(),
-            Some(&b"{\"method\":\"c.D\"}"[..])
-        );
-        assert!(f.is_empty());
         let mut big = Framer::default();
         big.push(&vec![b' '; MAX_MESSAGE + 1]);
         assert_eq!(big.next_message(), Err(FrameError::TooLarge));
@@ -514,7 +610,7 @@ mod tests {
         let c = parse_call(br#"{"method":"org.varlink.service.GetInfo"}"#).unwrap();
         assert!(c.parameters.is_empty() && !c.more);
         let c = parse_call(
-            br#" { "method" : "io.systemd.sysext.Merge", "parameters" : { "force" : true, "class" : "confext", "x" : [1, {"y": null}] }, "oneway" : true } "#,
+            br#" { "method" : "io.systemd.sysext.Merge", "parameters" : { "force" : true, "class" : "confext", "x" : [1, {"y": null}], "z": {"a": 1} }, "oneway" : true } "#,
         )
         .unwrap();
         assert!(c.oneway);
@@ -523,7 +619,14 @@ mod tests {
             vec![
                 ("force".into(), Value::Bool(true)),
                 ("class".into(), Value::Str("confext".into())),
-                ("x".into(), Value::Other),
+                (
+                    "x".into(),
+                    Value::Array(vec![
+                        Value::Number,
+                        Value::Object(vec![("y".into(), Value::Null)])
+                    ])
+                ),
+                ("z".into(), Value::Object(vec![("a".into(), Value::Number)])),
             ]
         );
         let c = parse_call(br#"{"method":"a.B","parameters":null}"#).unwrap();
@@ -560,7 +663,7 @@ mod tests {
             parse_call(format!("{{\"method\":\"a.B\",\"parameters\":{p}}}").as_bytes()).unwrap()
         };
         assert_eq!(
-            check_parameters(&call(r#"{"force":false,"class":"x"}"#), &allowed),
+            check_parameters(&call(r#"{"force":false,"class":"x"}"#), &allowed, false),
             Ok(())
         );
         for (p, name) in [
@@ -571,10 +674,31 @@ mod tests {
             (r#"{"class":"a","class":"b"}"#, "class"),
         ] {
             assert_eq!(
-                check_parameters(&call(p), &allowed),
+                check_parameters(&call(p), &allowed, false),
                 Err(name.into()),
                 "{p}"
             );
+        }
+        // `OnCompletedUpdate`'s: nullable, and resources checked item by item.
+        let notify = [("version", Kind::Str), ("resources", Kind::Resources)];
+        for (p, want) in [
+            (r#"{"version":null,"resources":null}"#, Ok(())),
+            (
+                r#"{"resources":[{"transfer":"a","path":null},{"transfer":"b","path":"/x"}]}"#,
+                Ok(()),
+            ),
+            (r#"{"resources":[1]}"#, Err("resources".to_string())),
+            (
+                r#"{"resources":[{"path":"/x"}]}"#,
+                Err("resources".to_string()),
+            ),
+            (
+                r#"{"resources":[{"transfer":"a","other":1}]}"#,
+                Err("resources".to_string()),
+            ),
+            (r#"{"resources":"a"}"#, Err("resources".to_string())),
+        ] {
+            assert_eq!(check_parameters(&call(p), &notify, true), want, "{p}");
         }
         let c = call(r#"{"force":true,"class":"sysext"}"#);
         assert_eq!(bool_parameter(&c, "force"), Some(true));

@@ -13,7 +13,7 @@ mod ns;
 #[path = "merge/common.rs"]
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,7 +30,8 @@ struct Server {
 
 impl Server {
     /// Starts `extmerge` as `systemd-sysext --root=ROOT` behind `systemd-socket-activate`
-    /// with the fd name systemd's socket unit gives (`varlink`).
+    /// with the fd name systemd's socket unit gives (`varlink`). On a listening socket
+    /// the I/O timeout is 1 s (45 s by default; builds with fault injection only).
     fn start(fx: &Fx, accept: bool) -> Server {
         let link = fx.base.join("systemd-sysext");
         let _ = std::os::unix::fs::symlink(BIN, &link);
@@ -39,7 +40,10 @@ impl Server {
         if accept {
             cmd.arg("--accept");
         }
-        cmd.arg("--fdname=varlink")
+        // systemd-socket-activate passes on only the variables named with -E.
+        let timeout = if accept { 45_000 } else { 1000 };
+        cmd.arg(format!("--setenv=EXTMERGE_VARLINK_TIMEOUT_MS={timeout}"))
+            .arg("--fdname=varlink")
             .arg("-l")
             .arg(&sock)
             .arg("--")
@@ -94,6 +98,9 @@ impl Client {
             }
             let mut b = [0u8; 65536];
             match self.s.read(&mut b) {
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    panic!("no reply, and the connection still open")
+                }
                 Ok(0) | Err(_) => return None,
                 Ok(n) => self.buf.extend_from_slice(&b[..n]),
             }
@@ -385,6 +392,17 @@ fn listening_socket_survives_hostile_peers() {
         let all =
             c.call(json!({"method": "io.systemd.sysext.List", "parameters": {}, "more": true}));
         assert_eq!(all.len(), 42);
+
+        // A silent peer, and one that stops mid-message, are cut off after the I/O
+        // timeout (45 s without fault injection: the clients wait longer).
+        let mut quiet = server.connect();
+        let mut half = server.connect();
+        for c in [&quiet, &half] {
+            c.s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        }
+        half.send_raw(b"{\"method\":").unwrap();
+        assert!(quiet.closed() && half.closed());
+        healthy(server);
 
         // A silent peer holds up nobody; many peers at once, and one after another.
         let _silent = server.connect();

@@ -23,7 +23,7 @@ const LISTEN_FDS_START: i32 = 3;
 
 /// How long a connection may keep the service waiting for its next bytes, or for
 /// room to write a reply: sd-varlink's default method timeout, 45 s. After it the
-/// connection is closed.
+/// connection is closed. (Tests shorten it: [`crate::fault::VARLINK_TIMEOUT_ENV`].)
 pub const IO_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// Connections served at once on a listening socket (systemd's default
@@ -107,6 +107,13 @@ pub fn serve(fd: OwnedFd, service: &Service) -> io::Result<()> {
 /// One connection: calls read and answered in turn until the peer closes it, sends a
 /// malformed or over-size message, or stays silent for [`IO_TIMEOUT`].
 fn connection(fd: OwnedFd, service: &Service) {
+    let timeout = service
+        .base
+        .options
+        .env
+        .faults
+        .varlink_timeout_ms
+        .map_or(IO_TIMEOUT, Duration::from_millis);
     let peer = Peer {
         privileged: rustix::net::sockopt::socket_peercred(&fd).is_ok_and(|c| c.uid.is_root()),
     };
@@ -124,7 +131,7 @@ fn connection(fd: OwnedFd, service: &Service) {
                 };
                 let mut alive = true;
                 service.call(&call, peer, &mut |reply| {
-                    alive = alive && write_all(fd.as_fd(), &reply);
+                    alive = alive && write_all(fd.as_fd(), &reply, timeout);
                     alive
                 });
                 if !alive {
@@ -138,7 +145,7 @@ fn connection(fd: OwnedFd, service: &Service) {
                 return;
             }
         }
-        if !wait(fd.as_fd(), PollFlags::IN) {
+        if !wait(fd.as_fd(), PollFlags::IN, timeout) {
             return;
         }
         match rustix::net::recv(&fd, &mut buf[..], RecvFlags::empty()) {
@@ -150,21 +157,20 @@ fn connection(fd: OwnedFd, service: &Service) {
     }
 }
 
-/// Waits until `fd` is ready for `what` (or the peer hung up); false after
-/// [`IO_TIMEOUT`].
-fn wait(fd: BorrowedFd<'_>, what: PollFlags) -> bool {
-    let deadline = Instant::now() + IO_TIMEOUT;
+/// Waits until `fd` is ready for `what` (or the peer hung up); false after `timeout`.
+fn wait(fd: BorrowedFd<'_>, what: PollFlags, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return false;
         }
-        let timeout = Timespec {
+        let left = Timespec {
             tv_sec: left.as_secs() as i64,
             tv_nsec: i64::from(left.subsec_nanos()),
         };
         let mut fds = [PollFd::new(&fd, what)];
-        match poll(&mut fds, Some(&timeout)) {
+        match poll(&mut fds, Some(&left)) {
             Ok(0) => return false,
             Ok(_) => return true,
             Err(rustix::io::Errno::INTR) => continue,
@@ -173,15 +179,14 @@ fn wait(fd: BorrowedFd<'_>, what: PollFlags) -> bool {
     }
 }
 
-/// Writes all of `bytes`; false if the peer is gone or does not read for
-/// [`IO_TIMEOUT`].
-fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> bool {
+/// Writes all of `bytes`; false if the peer is gone or does not read for `timeout`.
+fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8], timeout: Duration) -> bool {
     while !bytes.is_empty() {
         match rustix::net::send(fd, bytes, SendFlags::NOSIGNAL) {
             Ok(n) => bytes = &bytes[n.min(bytes.len())..],
             Err(rustix::io::Errno::INTR) => {}
             Err(rustix::io::Errno::AGAIN) => {
-                if !wait(fd, PollFlags::OUT) {
+                if !wait(fd, PollFlags::OUT, timeout) {
                     return false;
                 }
             }

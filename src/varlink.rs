@@ -1,6 +1,7 @@
 //! The `io.systemd.sysext` Varlink service: what each call does and what it answers, as
 //! systemd 262's `systemd-sysext` serves it (`vl_method_merge`/`unmerge`/`refresh`/`list`
-//! in `src/sysext/sysext.c`), over [`Context`]. The socket is the kernel layer's
+//! in `src/sysext/sysext.c`), and `io.systemd.SysUpdate.Notify.OnCompletedUpdate`, by
+//! which systemd-sysupdate asks for a refresh, over [`Context`]. The socket is the kernel layer's
 //! ([`crate::sys::varlink`]); the wire format is [`crate::format::varlink`].
 //!
 //! Parameters override the defaults the program was started with (`--root=`, the
@@ -16,9 +17,6 @@ use crate::format::json::Json;
 use crate::format::varlink::{self as wire, Call, Kind};
 use crate::inspect::discover::{Image, ImageKind};
 use crate::inspect::fsutil::Root;
-
-/// The interface served.
-pub const INTERFACE: &str = "io.systemd.sysext";
 
 /// What the service works with: the context the program was started with.
 #[derive(Debug, Clone)]

@@ -22,7 +22,7 @@ have() {
 }
 
 for t in env_file vpick image_name gpt fs_superblock verity_superblock verity_sig_json \
-    image_policy metadata cmdline mountinfo hierarchies; do
+    image_policy metadata cmdline mountinfo hierarchies varlink; do
     mkdir -p "$C/$t"
     rm -f "$C/$t"/seed-*
 done
@@ -261,6 +261,14 @@ printf '{"rootHash":"%s","certificateFingerprint":"%s","signature":"%s"}' "$root
 printf ' {\n  "signature" : "%s",\n  "rootHash" : "%s", "\\ud83d\\ude00": "\\"\\\\\\/\\b\\f\\r\\t" }\t' \
     "$sig" "$(echo "$root_hash" | tr a-f A-F)" | seed whitespace verity_sig_json
 printf '{"rootHash":1,"signature":"%s"}' "$sig" | seed not-a-string verity_sig_json
+
+# ---- varlink: calls as systemd 262's varlinkctl and sysupdate send them ------------------
+printf '{"method":"io.systemd.sysext.List","parameters":{},"more":true}\0' | seed list varlink
+printf '{"method":"org.varlink.service.GetInfo"}\0{"method":"io.systemd.sysext.Merge","parameters":{"class":"confext","force":true,"noReload":false}}\0' |
+    seed two-calls varlink
+printf '{"method":"io.systemd.SysUpdate.Notify.OnCompletedUpdate","parameters":{"component":"os","version":null,"resources":[{"transfer":"t","path":"/x"}]},"oneway":true}\0' |
+    seed notify varlink
+printf '{"method":"a.B","parameters":{"x":[1,-2.5e3,{"y":"\\u00e9"}]}}\0{"meth' | seed partial varlink
 
 echo "make-seeds: $(find "$C" -name 'seed-*' | wc -l) seeds, $(du -sk "$C" | cut -f1) KiB"
 for t in "$C"/*/; do printf '  %-18s %s\n' "$(basename "$t")" "$(find "$t" -name 'seed-*' | wc -l)"; done

@@ -15,6 +15,9 @@ pub const MERGE_PAUSE_ENV: &str = "EXTMERGE_PAUSE_AT_STEP";
 /// Environment variable: the N-th step of image setup (loop device, dm device, keyring,
 /// mount, staging directory, attach) fails.
 pub const IMAGE_FAIL_ENV: &str = "EXTMERGE_FAIL_AT_IMAGE_STEP";
+/// Environment variable: the Varlink service's I/O timeout in milliseconds, instead of
+/// 45 s, so a test sees a silent peer cut off without waiting that long.
+pub const VARLINK_TIMEOUT_ENV: &str = "EXTMERGE_VARLINK_TIMEOUT_MS";
 
 /// Which steps a test asked to fail or pause, as read from the environment by a
 /// front-end (as part of `options::Environment`). Only builds with the `fault-injection`
@@ -27,6 +30,8 @@ pub struct FaultSettings {
     pub merge_pause_at: Option<(usize, u64)>,
     /// [`IMAGE_FAIL_ENV`].
     pub image_fail_at: Option<usize>,
+    /// [`VARLINK_TIMEOUT_ENV`].
+    pub varlink_timeout_ms: Option<u64>,
 }
 
 impl FaultSettings {
@@ -43,6 +48,9 @@ impl FaultSettings {
                     Some((n.parse().ok()?, s.parse().ok()?))
                 }),
                 image_fail_at: n(IMAGE_FAIL_ENV),
+                varlink_timeout_ms: std::env::var(VARLINK_TIMEOUT_ENV)
+                    .ok()
+                    .and_then(|v| v.parse().ok()),
             }
         }
         #[cfg(not(feature = "fault-injection"))]

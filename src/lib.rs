@@ -26,6 +26,7 @@ pub mod plan;
 pub mod record;
 pub mod report;
 pub mod sys;
+pub mod varlink;
 
 #[cfg(test)]
 mod testutil;

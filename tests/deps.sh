@@ -14,7 +14,8 @@ PACKAGES=(
     util-linux fdisk e2fsprogs erofs-utils squashfs-tools cryptsetup-bin openssl keyutils
     # the C ABI tests
     gcc libc6-dev binutils pkg-config valgrind
-    # the differential test and the boot tests' real root
+    # the differential test and the boot tests' real root; systemd-socket-activate for
+    # the Varlink test (tests/varlink.rs)
     systemd dracut-core jq
     # the differential test against Debian unstable's systemd (tests/diff/sid-root.sh)
     mmdebstrap

@@ -533,6 +533,33 @@ fn generator(args: &[OsString]) -> ExitCode {
     }
 }
 
+/// Started by socket activation as systemd-sysext's Varlink service
+/// (`systemd-sysext.socket`): serves `io.systemd.sysext` instead of running a verb, with
+/// the options given as the defaults of every call (systemd-sysext's `arg_*`).
+fn varlink(cli: &Cli, prog: &str, fd: std::os::fd::OwnedFd) -> ExitCode {
+    let mut opts = cli.opts.clone();
+    opts.env = Environment::from_process();
+    opts.config = extmerge::inspect::conf::load_seen_by(None, &opts.root, &Class::ALL);
+    let mut base = Context::new(opts, &Class::ALL);
+    base.mutable = cli.cli_mutable;
+    let service = extmerge::varlink::Service {
+        base,
+        // systemd-sysext's default class; a call's `class` picks another.
+        default_class: match (cli.fixed_class, cli.classes.as_slice()) {
+            (true, [c]) => *c,
+            _ => Class::Sysext,
+        },
+        product: if cli.fixed_class { prog } else { "extmerge" }.to_string(),
+    };
+    match service.serve(fd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format_args!(
+            "Varlink socket: {}",
+            extmerge::log::os_text(&e)
+        )),
+    }
+}
+
 fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
     let prog = argv
@@ -549,6 +576,9 @@ fn main() -> ExitCode {
         Err(e) => return fail(e),
     };
     extmerge::inspect::fsutil::raise_nofile_limit();
+    if let Some(fd) = extmerge::varlink::invocation() {
+        return varlink(&cli, prog, fd);
+    }
     if let Some(l) = std::env::var("SYSTEMD_LOG_LEVEL")
         .ok()
         .and_then(|v| log_level(&v))

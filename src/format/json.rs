@@ -267,45 +267,9 @@ impl<'a> Reader<'a> {
     pub fn skip_value(&mut self, depth: usize) -> Result<(), JsonError> {
         match self.peek() {
             Some(b'"') => self.string().map(drop),
-            Some(b'{') | Some(b'[') => {
-                if depth > self.max_depth {
-                    return Err(self.error("nesting too deep"));
-                }
-                let close = if self.peek() == Some(b'{') {
-                    b'}'
-                } else {
-                    b']'
-                };
-                let object = close == b'}';
-                self.pos += 1;
-                self.skip_ws();
-                if self.peek() == Some(close) {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.skip_ws();
-                    if object {
-                        if self.peek() != Some(b'"') {
-                            return Err(self.error("expected a string key"));
-                        }
-                        self.string()?;
-                        self.skip_ws();
-                        self.expect(b':', "expected ':'")?;
-                        self.skip_ws();
-                    }
-                    self.skip_value(depth + 1)?;
-                    self.skip_ws();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(c) if c == close => {
-                            self.pos += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(self.error("expected ',' or a closing bracket")),
-                    }
-                }
-            }
+            Some(b'{' | b'[') if depth > self.max_depth => Err(self.error("nesting too deep")),
+            Some(b'{') => self.object(|r, _| r.skip_value(depth + 1)),
+            Some(b'[') => self.array(|r| r.skip_value(depth + 1)),
             Some(b't') => self.literal("true"),
             Some(b'f') => self.literal("false"),
             Some(b'n') => self.literal("null"),
@@ -321,53 +285,22 @@ impl<'a> Reader<'a> {
     pub fn value(&mut self, depth: usize) -> Result<Json, JsonError> {
         match self.peek() {
             Some(b'"') => self.string().map(Json::Str),
-            Some(c @ (b'{' | b'[')) => {
-                if depth > self.max_depth {
-                    return Err(self.error("nesting too deep"));
-                }
-                let object = c == b'{';
-                let close = if object { b'}' } else { b']' };
-                self.pos += 1;
-                let (mut items, mut pairs) = (Vec::new(), Vec::new());
-                self.skip_ws();
-                if self.peek() == Some(close) {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        self.skip_ws();
-                        let key = if object {
-                            if self.peek() != Some(b'"') {
-                                return Err(self.error("expected a string key"));
-                            }
-                            let k = self.string()?;
-                            self.skip_ws();
-                            self.expect(b':', "expected ':'")?;
-                            self.skip_ws();
-                            Some(k)
-                        } else {
-                            None
-                        };
-                        let v = self.value(depth + 1)?;
-                        match key {
-                            Some(k) => pairs.push((k, v)),
-                            None => items.push(v),
-                        }
-                        self.skip_ws();
-                        match self.peek() {
-                            Some(b',') => self.pos += 1,
-                            Some(c) if c == close => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return Err(self.error("expected ',' or a closing bracket")),
-                        }
-                    }
-                }
-                Ok(if object {
-                    Json::Object(pairs)
-                } else {
-                    Json::Array(items)
-                })
+            Some(b'{' | b'[') if depth > self.max_depth => Err(self.error("nesting too deep")),
+            Some(b'{') => {
+                let mut pairs = Vec::new();
+                self.object(|r, key| {
+                    pairs.push((key, r.value(depth + 1)?));
+                    Ok::<(), JsonError>(())
+                })?;
+                Ok(Json::Object(pairs))
+            }
+            Some(b'[') => {
+                let mut items = Vec::new();
+                self.array(|r| {
+                    items.push(r.value(depth + 1)?);
+                    Ok::<(), JsonError>(())
+                })?;
+                Ok(Json::Array(items))
             }
             Some(b't') => self.literal("true").map(|()| Json::Bool(true)),
             Some(b'f') => self.literal("false").map(|()| Json::Bool(false)),
@@ -395,6 +328,70 @@ impl<'a> Reader<'a> {
             return Err(r.error("text after the JSON value"));
         }
         Ok(v)
+    }
+
+    /// Walks an object (the reader at its `{`): `member` gets each key with the reader at
+    /// its value, and must consume the value. Nesting below is the caller's to bound.
+    pub fn object<E: From<JsonError>>(
+        &mut self,
+        mut member: impl FnMut(&mut Self, String) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.items(b'{', b'}', |r| {
+            if r.peek() != Some(b'"') {
+                return Err(r.error("expected a string key").into());
+            }
+            let key = r.string()?;
+            r.skip_ws();
+            r.expect(b':', "expected ':'")?;
+            r.skip_ws();
+            member(r, key)
+        })
+    }
+
+    /// Walks an array (the reader at its `[`): `item` gets the reader at each item, and
+    /// must consume it. Nesting below is the caller's to bound.
+    pub fn array<E: From<JsonError>>(
+        &mut self,
+        item: impl FnMut(&mut Self) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.items(b'[', b']', item)
+    }
+
+    /// The comma-separated entries between `open` and `close`.
+    fn items<E: From<JsonError>>(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut entry: impl FnMut(&mut Self) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.expect(open, "expected an array or object")?;
+        self.skip_ws();
+        if self.peek() == Some(close) {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.skip_ws();
+            entry(self)?;
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(c) if c == close => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected ',' or a closing bracket").into()),
+            }
+        }
+    }
+
+    /// Reads `true` or `false`.
+    pub fn boolean(&mut self) -> Result<bool, JsonError> {
+        match self.peek() {
+            Some(b't') => self.literal("true").map(|()| true),
+            Some(b'f') => self.literal("false").map(|()| false),
+            _ => Err(self.error("expected a boolean")),
+        }
     }
 
     fn literal(&mut self, word: &'static str) -> Result<(), JsonError> {

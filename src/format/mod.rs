@@ -19,5 +19,6 @@ pub mod policy;
 pub(crate) mod strerror;
 pub mod text;
 pub mod unit;
+pub mod varlink;
 pub mod verity;
 pub mod vpick;

@@ -56,12 +56,23 @@ mod tests {
         assert!(is_first_boot(&r), "no machine-id: first boot");
         std::fs::write(root.join("etc/machine-id"), "uninitialized\n").unwrap();
         assert!(is_first_boot(&r));
-        std::fs::write(root.join("etc/machine-id"), "3b2f8c6a1d9e4f5b8a7c6d5e4f3a2b1c\n").unwrap();
+        std::fs::write(
+            root.join("etc/machine-id"),
+            "3b2f8c6a1d9e4f5b8a7c6d5e4f3a2b1c\n",
+        )
+        .unwrap();
         assert!(!is_first_boot(&r));
         // A symlink out of the root resolves inside it: the host's machine-id is not read.
-        std::fs::write(t.path().join("host-id"), "3b2f8c6a1d9e4f5b8a7c6d5e4f3a2b1c\n").unwrap();
+        std::fs::write(
+            t.path().join("host-id"),
+            "3b2f8c6a1d9e4f5b8a7c6d5e4f3a2b1c\n",
+        )
+        .unwrap();
         std::fs::remove_file(root.join("etc/machine-id")).unwrap();
         symlink("../../host-id", root.join("etc/machine-id")).unwrap();
-        assert!(is_first_boot(&r), "the link stays in the root, where nothing is");
+        assert!(
+            is_first_boot(&r),
+            "the link stays in the root, where nothing is"
+        );
     }
 }

@@ -14,3 +14,4 @@ pub mod origin;
 pub mod staging;
 pub mod target;
 pub mod txn;
+pub mod varlink;

@@ -2,7 +2,8 @@
 # Differential test against the newest systemd-sysext (Debian unstable, systemd 262 when
 # written), run from a chroot: the same checks as tests/diff/systemd-diff.sh (v252), with
 # the expectations of the newer systemd, plus status/list JSON field by field, no-change
-# refreshes across the tools and a merge of 102 directory extensions.
+# refreshes across the tools, a merge of 102 directory extensions, and the Varlink service
+# (io.systemd.sysext) of each tool called by 262's varlinkctl.
 #
 # The root comes from tests/diff/sid-root.sh (mmdebstrap minbase + systemd, cached as
 # target/sid-root). In our private mount namespace, /proc, /sys, /dev, the test's /run
@@ -545,6 +546,76 @@ check_eq "vpick: the entries picked from each .v/" "$SD_PICKED" "$(picked "$OUT"
 check_eq "vpick: systemd 262 picks as expected" \
     $'var/lib/extensions/bar.v/bar_2~rc1\nvar/lib/extensions/baz.v/baz_1\nvar/lib/extensions/foo.v/foo_1\nvar/lib/extensions/qux.v/qux_1_2\nvar/lib/extensions/wt.v/wt_1' \
     "$SD_PICKED" expected systemd-sysext
+
+# ================================================================ Varlink
+# Both tools as systemd-sysext.socket starts them (Accept=yes, fd name varlink) on two
+# identical roots, each called by 262's own varlinkctl with the same calls: replies and
+# exit codes compared with the roots' paths made equal (and the directories' birth times
+# left out: the roots were made at different times), the merged trees compared as in
+# case 1. GetInfo's vendor and product differ by design; its interfaces must not.
+echo "# Varlink: io.systemd.sysext served by each tool (A: systemd-sysext, B: extmerge), called by 262's varlinkctl"
+two_roots varlink make_root_output
+VL_SD=$WORK/vl-sd.sock
+VL_EM=$WORK/vl-em.sock
+systemd-socket-activate --accept --fdname=varlink -l "$VL_SD" -- \
+    chroot "$SID_ROOT" /usr/bin/systemd-sysext --root="$A" >/dev/null 2>&1 &
+VL_PIDS=$!
+systemd-socket-activate --accept --fdname=varlink -l "$VL_EM" -- \
+    chroot "$SID_ROOT" "$EM" --root="$B" >/dev/null 2>&1 &
+VL_PIDS="$VL_PIDS $!"
+for _ in $(seq 100); do [ -S "$VL_SD" ] && [ -S "$VL_EM" ] && break; sleep 0.1; done
+# vl SOCKET ROOT ARGS...: varlinkctl ARGS with SOCKET's path after the verb's options;
+# sets OUT (stdout+stderr, ROOT written as ROOT, times dropped, lines sorted) and RC.
+vl() {
+    local sock=$1 root=$2 verb=$3
+    shift 3
+    OUT=$(chroot "$SID_ROOT" varlinkctl "$verb" --json=short "$@" 2>&1 | sed "s|$sock|SOCKET|g")
+    RC=${PIPESTATUS[0]}
+    OUT=$(printf '%s\n' "$OUT" | sed "s|$root|ROOT|g; s|\"CreationTimestamp\":[0-9]*|\"CreationTimestamp\":T|" | sort)
+}
+# vl_call DESC [--more] @ METHOD PARAMS: both tools answer alike (@: each one's socket).
+vl_call() {
+    local desc=$1 sd_out a
+    shift
+    local sd_args=() em_args=()
+    for a in "$@"; do
+        if [ "$a" = @ ]; then sd_args+=("$VL_SD"); em_args+=("$VL_EM"); else sd_args+=("$a"); em_args+=("$a"); fi
+    done
+    vl "$VL_SD" "$A" call "${sd_args[@]}"
+    sd_out="$OUT rc=$RC"
+    vl "$VL_EM" "$B" call "${em_args[@]}"
+    check_eq "Varlink: $desc" "$sd_out" "$OUT rc=$RC"
+}
+vl "$VL_SD" "$A" introspect "$VL_SD" io.systemd.sysext
+SD_IDL=$OUT
+vl "$VL_EM" "$B" introspect "$VL_EM" io.systemd.sysext
+check_eq "Varlink: the io.systemd.sysext interface description" "$SD_IDL" "$OUT"
+vl "$VL_EM" "$B" call "$VL_EM" org.varlink.service.GetInfo '{}'
+OUT_EM=$(printf '%s\n' "$OUT" | jq -c .interfaces 2>&1)
+vl "$VL_SD" "$A" call "$VL_SD" org.varlink.service.GetInfo '{}'
+check_eq "Varlink: GetInfo lists the same interfaces" "$(printf '%s\n' "$OUT" | jq -c .interfaces 2>&1)" "$OUT_EM"
+vl_call "List, streamed with more" --more @ io.systemd.sysext.List '{}'
+vl_call "List without more" @ io.systemd.sysext.List '{}'
+vl_call "List of a class without extensions" --more @ io.systemd.sysext.List '{"class":"confext"}'
+vl_call "an unknown class" --more @ io.systemd.sysext.List '{"class":"usr"}'
+vl_call "a parameter of the wrong type" @ io.systemd.sysext.Merge '{"force":"yes"}'
+vl_call "an unknown parameter" @ io.systemd.sysext.Unmerge '{"force":true}'
+vl_call "an unknown method" @ io.systemd.sysext.Nope '{}'
+vl_call "Merge" @ io.systemd.sysext.Merge '{}'
+check_eq "Varlink: the trees Merge made" "$(listing "$A/usr")" "$(listing "$B/usr")"
+vl_call "Merge of a merged hierarchy: AlreadyMerged" @ io.systemd.sysext.Merge '{"noReload":true}'
+ext "$A" var/lib/extensions/three three "$LVL"
+ext "$B" var/lib/extensions/three three "$LVL"
+vl_call "Refresh" @ io.systemd.sysext.Refresh '{"alwaysRefresh":true}'
+check_eq "Varlink: the trees Refresh made" "$(listing "$A/usr")" "$(listing "$B/usr")"
+vl_call "Unmerge" @ io.systemd.sysext.Unmerge '{}'
+check_eq "Varlink: nothing mounted after Unmerge" "$(mounts_under "$A" | sed "s|$A|ROOT|g")" "$(mounts_under "$B" | sed "s|$B|ROOT|g")"
+vl_call "sysupdate's OnCompletedUpdate" @ io.systemd.SysUpdate.Notify.OnCompletedUpdate '{"component":"x"}'
+check_eq "Varlink: the trees OnCompletedUpdate made" "$(listing "$A/usr")" "$(listing "$B/usr")"
+vl_call "Unmerge after OnCompletedUpdate" @ io.systemd.sysext.Unmerge '{}'
+# shellcheck disable=SC2086 # two PIDs
+kill $VL_PIDS 2>/dev/null
+wait
 
 # ================================================================ leftovers
 check_eq "no sysext overlay or staging tmpfs left anywhere in the namespace" "" \

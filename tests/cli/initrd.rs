@@ -183,10 +183,8 @@ fn read_only_etc_on_first_boot_is_warned_about() {
             std::ffi::CString::new(fx.root.join("etc").into_os_string().into_encoded_bytes())
                 .unwrap();
         // SAFETY: a NUL-terminated path, only read by umount2(2).
-        assert_eq!(
-            unsafe { libc::umount2(etc_path.as_ptr(), libc::MNT_DETACH) },
-            0
-        );
+        let r = unsafe { libc::umount2(etc_path.as_ptr(), libc::MNT_DETACH) };
+        assert_eq!(r, 0, "umount /etc: {}", std::io::Error::last_os_error());
         std::fs::create_dir_all(own("systemd")).unwrap();
         std::fs::write(own("systemd/confext.conf"), "[ConfExt]\nMutable=yes\n").unwrap();
         let mutable = run_initrd(base, &sysroot);

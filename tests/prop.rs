@@ -27,6 +27,7 @@ use extmerge::format::mountinfo::{
 use extmerge::format::name::{image_name_is_valid, release_base_name};
 use extmerge::format::os_release::EnvFile;
 use extmerge::format::policy::{ImagePolicy, PartitionDesignator, PolicyFlags};
+use extmerge::format::varlink::{check_parameters, parse_call, Framer, Kind};
 use extmerge::format::verity::{RootHash, VeritySig, VeritySuperblock};
 use extmerge::format::vpick::{pick, strverscmp_improved};
 use extmerge::inspect::metadata::{cescape, cunescape, format_dev, parse_dev};
@@ -1088,6 +1089,26 @@ fn replay(target: &str, data: &[u8]) {
                 };
                 let _ = opts.hierarchies_for(Class::Sysext);
                 let _ = (MutableMode::parse(t), parse_boolean(t));
+            }
+        }
+        "varlink" => {
+            // Framing does not depend on how the bytes arrive: whole, or a byte a read.
+            let frames = |chunk: usize| {
+                let mut f = Framer::default();
+                let mut out = Vec::new();
+                for part in data.chunks(chunk.max(1)) {
+                    f.push(part);
+                    while let Ok(Some(m)) = f.next_message() {
+                        out.push(m);
+                    }
+                }
+                out
+            };
+            let whole = frames(data.len());
+            assert_eq!(whole, frames(1), "framing depends on the reads");
+            for call in whole.iter().filter_map(|m| parse_call(m).ok()) {
+                assert!(!(call.more && call.oneway));
+                let _ = check_parameters(&call, &[("class", Kind::Str)], call.oneway);
             }
         }
         other => panic!("unknown fuzz target {other}"),

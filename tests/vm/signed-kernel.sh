@@ -11,7 +11,10 @@
 #                                     secondary keyring (added at run time in the guest)
 #   keys/untrusted.pem, untrusted.key a self-signed key the kernel does not trust
 #   bzImage, config, stamp            the kernel, its .config, what it was built from
-#   src/                              the unpacked source and the build tree
+#   src/                              the unpacked source and the build tree (when the
+#                                     path has a space or colon, which the kernel's
+#                                     Makefile refuses: a /var/tmp directory, removed
+#                                     after the build)
 # The keys are made with openssl when absent and kept afterwards. FOR TESTS ONLY: the
 # private keys are unprotected; never trust ca.pem outside a throw-away VM.
 #
@@ -135,13 +138,21 @@ fi
 rm -f "$dir/stamp"
 
 # ------------------------------------------------------------------ source tree
-tree=$dir/src/linux-source-6.1
-if [[ ! -f $tree/Makefile || $(cat "$dir/src/version" 2>/dev/null) != "$src_version" ]]; then
-    rm -rf "$dir/src"
-    mkdir -p "$dir/src"
+# The kernel's Makefile refuses a source directory whose path has a space or a colon:
+# then the tree goes to a directory of its own under /var/tmp (named after $dir), which
+# is removed again once the kernel is built (only the kernel is cached).
+src=$dir/src
+if [[ $src == *[[:space:]:]* ]]; then
+    src=/var/tmp/extmerge-kbuild-$(printf '%s' "$dir" | sha256sum | cut -c1-12)
+    say "$dir has a space or colon: building in $src"
+fi
+tree=$src/linux-source-6.1
+if [[ ! -f $tree/Makefile || $(cat "$src/version" 2>/dev/null) != "$src_version" ]]; then
+    rm -rf "$src"
+    mkdir -p "$src"
     say "unpacking $tarball ($src_version)"
-    tar -xaf "$tarball" -C "$dir/src"
-    echo "$src_version" >"$dir/src/version"
+    tar -xaf "$tarball" -C "$src"
+    echo "$src_version" >"$src/version"
 fi
 cd "$tree"
 # In the tree, so that .config holds a relative path.
@@ -185,4 +196,8 @@ cp arch/x86/boot/bzImage "$dir/bzImage"
 cp .config "$dir/config"
 echo "$stamp" >"$dir/stamp"
 say "built $(make -s kernelrelease) in $((SECONDS - start)) s (stamp $stamp)"
+if [[ $src != "$dir/src" ]]; then
+    cd /
+    rm -rf "$src"
+fi
 echo "$dir/bzImage"

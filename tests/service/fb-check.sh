@@ -6,16 +6,7 @@
 # Prints "EXTMERGE-SD PASS|FAIL name" lines, "EXTMERGE-FB key=value" facts for the host
 # to compare across the two boots, "EXTMERGE-SD-DONE", then powers off.
 # (tests/service/run-service-tests.sh builds the root and reads the console.)
-export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-con=/dev/ttyS0
-say() { echo "$*" >"$con"; }
-pass() { say "EXTMERGE-SD PASS $1"; }
-fail() { say "EXTMERGE-SD FAIL $1: $2"; }
-check() { # NAME COMMAND...
-    n=$1; shift
-    if "$@" >/tmp/check.out 2>&1; then pass "$n"; else fail "$n" "$(tr '\n' '|' </tmp/check.out | cut -c1-300)"; fi
-}
-same() { [ "$1" = "$2" ] || { echo "got '$1', want '$2'"; return 1; }; }
+. /usr/local/lib/extmerge-tests/guest-lib.sh
 
 # Which boot this is: the first one has no /etc/fb-written yet (the check writes it).
 if [ -e /etc/fb-written ]; then boot=second; else boot=first; fi

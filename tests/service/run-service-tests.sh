@@ -139,17 +139,47 @@ boot() {
     fi
 }
 
+# new_root NAME ROOT: sets d (the variant's directory) and R (a copy of ROOT, a Debian
+# tree with systemd, with extmerge, the guest scripts' library and the slow units masked);
+# everything the variant adds is written into $R, never anywhere else.
+new_root() {
+    d=$W/$1
+    R=$d/rootfs
+    [[ $R == "$W"/*/rootfs ]] || fatal "bad root path '$R'"
+    mkdir -p "$d"
+    cp -a "$2" "$R"
+    install -Dm755 "$BIN" "$R/usr/local/bin/extmerge"
+    install -Dm644 "$HERE/guest-lib.sh" "$R/usr/local/lib/extmerge-tests/guest-lib.sh"
+    # Units these tests do not need, and slow under TCG.
+    mkdir -p "$R/etc/systemd/system/multi-user.target.wants"
+    for u in systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do
+        ln -sfn /dev/null "$R/etc/systemd/system/$u"
+    done
+}
+
+# release_of R NAME DIR: DIR/etc/extension-release.d/extension-release.NAME with R's own
+# ID and VERSION_ID (Debian unstable has no VERSION_ID: ID alone).
+release_of() {
+    mkdir -p "$3/etc/extension-release.d"
+    (
+        . "$1/usr/lib/os-release"
+        echo "ID=$ID"
+        [[ -z ${VERSION_ID:-} ]] || echo "VERSION_ID=$VERSION_ID"
+    ) >"$3/etc/extension-release.d/extension-release.$2"
+}
+
+# make_image: $R into $d/root.img (ext4), then $R goes.
+make_image() {
+    mkfs.ext4 -q -F -L sdroot -d "$R" "$d/root.img" 1G >"$d/mkfs.log" 2>&1 ||
+        fatal "mkfs.ext4: $(cat "$d/mkfs.log")"
+    rm -rf "$R"
+}
+
 # variant NAME ROOT: a copy of ROOT (a Debian tree with systemd) with the test's files,
 # made into an image, booted; its console's verdicts counted.
 variant() {
-    local name=$1 root=$2 d R V u n
-    d=$W/$name
-    R=$d/rootfs
-    # Everything below writes into $R: never anywhere else.
-    [[ $R == "$W"/*/rootfs ]] || fatal "bad root path '$R'"
-    mkdir -p "$d"
-    cp -a "$root" "$R"
-    install -Dm755 "$BIN" "$R/usr/local/bin/extmerge"
+    local name=$1 d R V n
+    new_root "$name" "$2"
     # The generator link, as ./install.sh makes it.
     mkdir -p "$R/usr/local/lib/systemd/system-generators"
     ln -sfn /usr/local/bin/extmerge "$R/usr/local/lib/systemd/system-generators/extmerge-generator"
@@ -163,26 +193,12 @@ variant() {
     unit_file plain.service "the same service without extensions" "/usr/local/bin/websvc /run/plain.log" \
         >"$R/etc/systemd/system/plain.service"
     V=$R/etc/systemd/system/web.service.confext.d/web.v/web_1
-    mkdir -p "$V/etc/extension-release.d"
-    # The root's own ID and VERSION_ID (Debian unstable has no VERSION_ID: ID alone).
-    (
-        . "$R/usr/lib/os-release"
-        echo "ID=$ID"
-        [[ -z ${VERSION_ID:-} ]] || echo "VERSION_ID=$VERSION_ID"
-    ) >"$V/etc/extension-release.d/extension-release.web"
+    release_of "$R" web "$V"
     echo v1 >"$V/etc/web.conf"
     printf '[Unit]\nDescription=extmerge per-service test driver\nAfter=basic.target\n[Service]\nType=oneshot\nExecStart=/usr/local/bin/sd-test.sh\n' \
         >"$R/etc/systemd/system/sd-test.service"
-    mkdir -p "$R/etc/systemd/system/multi-user.target.wants"
     ln -sfn /etc/systemd/system/sd-test.service "$R/etc/systemd/system/multi-user.target.wants/sd-test.service"
-    # Units this test does not need, and slow under TCG.
-    for u in systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do
-        ln -sfn /dev/null "$R/etc/systemd/system/$u"
-    done
-    mkfs.ext4 -q -F -L sdroot -d "$R" "$d/root.img" 1G >"$d/mkfs.log" 2>&1 ||
-        fatal "mkfs.ext4: $(cat "$d/mkfs.log")"
-    rm -rf "$R"
-
+    make_image
     boot "$name" "$d" "$W/initrd.img" snapshot=on
     n=$BOOT_PASSED
     rm -f "$d/root.img"
@@ -198,37 +214,21 @@ variant() {
 # boot, machine-id and preset links, go to /var/lib/extensions.mutable/etc), and a unit
 # that only preset-all enables runs the checks (tests/service/fb-check.sh).
 firstboot() {
-    local name=$1 root=$2 d R C first second
-    d=$W/$name
-    R=$d/rootfs
-    [[ $R == "$W"/*/rootfs ]] || fatal "bad root path '$R'"
-    mkdir -p "$d"
-    cp -a "$root" "$R"
-    install -Dm755 "$BIN" "$R/usr/local/bin/extmerge"
+    local name=$1 d R C first second
+    new_root "$name" "$2"
     install -Dm755 "$HERE/fb-check.sh" "$R/usr/local/bin/fb-check.sh"
     echo uninitialized >"$R/etc/machine-id"
     printf '[ConfExt]\nMutable=yes\n' >"$R/etc/systemd/confext.conf"
     C=$R/var/lib/confexts/fbconf
-    mkdir -p "$C/etc/extension-release.d"
-    (
-        . "$R/usr/lib/os-release"
-        echo "ID=$ID"
-        [[ -z ${VERSION_ID:-} ]] || echo "VERSION_ID=$VERSION_ID"
-    ) >"$C/etc/extension-release.d/extension-release.fbconf"
+    release_of "$R" fbconf "$C"
     echo "from the confext" >"$C/etc/fbconf.conf"
     printf '[Unit]\nDescription=extmerge first-boot checks\nAfter=basic.target\n[Service]\nType=oneshot\nExecStart=/usr/local/bin/fb-check.sh\n[Install]\nWantedBy=multi-user.target\n' \
         >"$R/usr/lib/systemd/system/fb-check.service"
     printf 'enable fb-check.service\n' >"$R/usr/lib/systemd/system-preset/00-extmerge-fb.preset"
     printf '[Unit]\nDescription=runs on the first boot only\nConditionFirstBoot=yes\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n' \
         >"$R/usr/lib/systemd/system/fb-firstboot.service"
-    mkdir -p "$R/etc/systemd/system/multi-user.target.wants"
     ln -sfn /usr/lib/systemd/system/fb-firstboot.service "$R/etc/systemd/system/multi-user.target.wants/fb-firstboot.service"
-    for u in systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do
-        ln -sfn /dev/null "$R/etc/systemd/system/$u"
-    done
-    mkfs.ext4 -q -F -L sdroot -d "$R" "$d/root.img" 1G >"$d/mkfs.log" 2>&1 ||
-        fatal "mkfs.ext4: $(cat "$d/mkfs.log")"
-    rm -rf "$R"
+    make_image
     boot "$name-1" "$d" "$W/initrd-extmerge.img" cache=unsafe
     boot "$name-2" "$d" "$W/initrd-extmerge.img" cache=unsafe
     rm -f "$d/root.img"

@@ -6,17 +6,8 @@
 # systemd-sysext 262. Prints "EXTMERGE-SD PASS|FAIL name" lines and "EXTMERGE-SD-DONE" to
 # the console, then powers off. tests/service/sd-test.sh runs it when it is done (the
 # runner installs both; it needs no web.service).
-export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-con=/dev/ttyS0
-say() { echo "$*" >"$con"; }
-pass() { say "EXTMERGE-SD PASS $1"; }
-fail() { say "EXTMERGE-SD FAIL $1: $2"; }
-check() { # NAME COMMAND...
-    n=$1; shift
-    if "$@" >/tmp/check.out 2>&1; then pass "$n"; else fail "$n" "$(tr '\n' '|' </tmp/check.out | cut -c1-300)"; fi
-}
+. /usr/local/lib/extmerge-tests/guest-lib.sh
 mainpid() { systemctl show -P MainPID "$1"; }
-same() { [ "$1" = "$2" ] || { echo "'$1' != '$2'"; return 1; }; }
 differ() { [ "$1" != "$2" ] || { echo "both '$1'"; return 1; }; }
 active() { systemctl --quiet is-active "$1"; }
 inactive() { ! systemctl --quiet is-active "$1"; }

@@ -3,15 +3,7 @@
 # extmerge-generator wrote web.service's drop-in. Prints "EXTMERGE-SD PASS|FAIL name"
 # lines, timing lines and "EXTMERGE-SD-DONE" to the console, then powers off.
 # (tests/service/run-service-tests.sh builds the root and reads the console.)
-export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-con=/dev/ttyS0
-say() { echo "$*" >"$con"; }
-pass() { say "EXTMERGE-SD PASS $1"; }
-fail() { say "EXTMERGE-SD FAIL $1: $2"; }
-check() { # NAME COMMAND...
-    n=$1; shift
-    if "$@" >/tmp/check.out 2>&1; then pass "$n"; else fail "$n" "$(tr '\n' '|' </tmp/check.out | cut -c1-300)"; fi
-}
+. /usr/local/lib/extmerge-tests/guest-lib.sh
 D=/etc/systemd/system/web.service.confext.d/web.v
 LOG=/run/websvc.log
 EXPORT=/run/extmerge/units/web.service

@@ -148,7 +148,6 @@ fn main() -> ExitCode {
     let mut failed = false;
     // One context per class, on purpose: in early boot a broken sysext must not take
     // the confexts' /etc away (and the other way round). Each class is all or nothing.
-    let mut etc_merged = false;
     for class in Class::ALL {
         if !cmd.class_enabled(class, initrd_own) {
             log::info(&format!("{class} disabled on the kernel command line"));
@@ -171,7 +170,6 @@ fn main() -> ExitCode {
             ctx.refresh()
                 .map(|mut v| v.pop().map(|(_, o)| o).unwrap_or_default())
                 .map(|o| {
-                    etc_merged |= class == Class::Confext && !o.extensions.is_empty();
                     rec.with(class, |c| {
                         c.result = match (o.extensions.is_empty(), o.unchanged) {
                             (true, _) => "nothing",
@@ -216,10 +214,13 @@ fn main() -> ExitCode {
             }
         }
     }
+    let classes = rec.snapshot();
+    let etc_merged = classes
+        .iter()
+        .any(|c| c.class == Some(Class::Confext) && matches!(c.result, "merged" | "unchanged"));
     if verb == "sysroot" && etc_merged {
         warn_read_only_first_boot(&root);
     }
-    let classes = rec.snapshot();
     let unmet = record::unmet(&required, &classes);
     for (name, why) in &unmet {
         log::log(
@@ -266,17 +267,15 @@ fn main() -> ExitCode {
 
 /// The real root's own `/etc/extmerge/initrd.conf` (resolved inside the root), if any.
 fn read_config(root: &std::path::Path) -> Option<Vec<u8>> {
-    use std::io::Read;
-    let fd = extmerge::inspect::fsutil::Root::open(root)
-        .and_then(|r| r.open_at(record::CONFIG_PATH, rustix::fs::OFlags::RDONLY))
-        .ok()?;
-    let mut data = Vec::new();
-    // Bounded as systemd's configuration files are.
-    std::fs::File::from(fd)
-        .take(1 << 20)
-        .read_to_end(&mut data)
-        .ok()?;
-    Some(data)
+    let r = extmerge::inspect::fsutil::Root::open(root).ok()?;
+    // Bounded as systemd's configuration files are; a regular file only.
+    extmerge::inspect::fsutil::read_file_in(
+        r.fd(),
+        std::path::Path::new(record::CONFIG_PATH),
+        rustix::fs::ResolveFlags::empty(),
+        1 << 20,
+    )
+    .ok()
 }
 
 /// Names (extensions, hierarchies) for a log line: each escaped ([`esc`]), joined by `sep`.

@@ -197,3 +197,41 @@ fn read_only_etc_on_first_boot_is_warned_about() {
         std::fs::write(fx.root.join("etc/written"), "x\n").expect("/etc is writable now");
     });
 }
+
+/// `Require=` in the real root's own `/etc/extmerge/initrd.conf` is read (a missing
+/// required extension fails the run, named), and a FIFO planted there is refused
+/// without blocking on it.
+#[test]
+fn required_extensions_from_the_root_config() {
+    ns_test_with(Prop::Private, |base| {
+        silence_kmsg();
+        let fx = Fx::new(base);
+        fx.sysext("a", &[("usr/share/a", "a\n")]);
+        let conf = fx.root.join("etc/extmerge/initrd.conf");
+        std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+        std::fs::write(&conf, "[Initrd]\nRequire=a gone\n").unwrap();
+        let sysroot = vec![format!("--sysroot={}", fx.root.display())];
+        let r = run_initrd(base, &sysroot);
+        assert_eq!(r.code, 1, "{}", r.err);
+        assert!(
+            r.err
+                .contains("required extension gone is not merged, stopping the boot"),
+            "{}",
+            r.err
+        );
+        assert!(!r.err.contains("required extension a "), "{}", r.err);
+
+        std::fs::remove_file(&conf).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &conf,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        // A reader of the FIFO would wait for a writer for ever: the run must not.
+        let r = run_initrd(base, &sysroot);
+        r.ok();
+    });
+}

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use crate::format::class::Class;
 use crate::format::escape::esc;
-use crate::inspect::discover::{self, Discovery, Image};
+use crate::inspect::discover::{Discovery, Image};
 use crate::inspect::facts::{self, DirOpener, Handles, OnUnusable, Opener};
 use crate::inspect::fsutil::Root;
 use crate::inspect::metadata::{self, find_merged, StatusRow};
@@ -208,7 +208,8 @@ impl Context {
         self.classes
             .iter()
             .map(|&c| {
-                discover::discover_in(&root, c, &self.options.search_dirs(c, initrd))
+                self.options
+                    .discover(&root, c, initrd)
                     .map(|d| (c, d))
                     .map_err(|e| MergeError::Plan(e.into()))
             })
@@ -511,7 +512,8 @@ impl Context {
             let hs = checked_hierarchies(&root, &opts, class)?;
             let (initrd, _) = facts::root_scope(&root);
             let t = record::start(opts.recorder.as_ref());
-            let found = discover::discover_in(&root, class, &opts.search_dirs(class, initrd))
+            let found = opts
+                .discover(&root, class, initrd)
                 .map_err(PlanError::from)?;
             if let (Some(r), Some(t)) = (&opts.recorder, t) {
                 r.phase(class, Phase::Discover, record::usec_since(t));

@@ -89,6 +89,11 @@ pub struct Options {
     /// Records phase times and verdicts for a report (`extmerge-initrd`'s boot report);
     /// `None`: nothing is measured.
     pub recorder: Option<crate::record::Recorder>,
+    /// Another root whose `/.extra` images are merged too, after the root's own
+    /// ([`crate::inspect::discover::discover_extra`]): `extmerge-initrd`'s
+    /// `extmerge.extra=sysroot` (the initrd's `/`, its UKI and ESP extensions, onto the
+    /// real root), under the strict `/.extra` image policy.
+    pub extra_root: Option<PathBuf>,
 }
 
 /// Explicit sources of extensions. Entries inside are extensions exactly as in the
@@ -371,11 +376,35 @@ impl Default for Options {
             search: None,
             per_service: false,
             recorder: None,
+            extra_root: None,
         }
     }
 }
 
 impl Options {
+    /// Discovery of `class` in `root` as these options say: the search directories
+    /// ([`search_dirs`](Self::search_dirs)), then the [`extra_root`](Self::extra_root)'s
+    /// `/.extra` images.
+    pub fn discover(
+        &self,
+        root: &crate::inspect::fsutil::Root,
+        class: Class,
+        initrd: bool,
+    ) -> Result<crate::inspect::discover::Discovery, crate::inspect::discover::DiscoverError> {
+        use crate::inspect::discover;
+        let mut found = discover::discover_in(root, class, &self.search_dirs(class, initrd))?;
+        if let Some(p) = &self.extra_root {
+            let extra = crate::inspect::fsutil::Root::open(p).map_err(|source| {
+                discover::DiscoverError {
+                    path: p.clone(),
+                    source,
+                }
+            })?;
+            discover::discover_extra(&mut found, &std::sync::Arc::new(extra), class)?;
+        }
+        Ok(found)
+    }
+
     /// The directories `class`'s extensions are looked for in, strongest first.
     pub fn search_dirs(&self, class: Class, initrd: bool) -> Vec<String> {
         match &self.search {

@@ -335,6 +335,7 @@ mod tests {
                 mtime_usec: None,
                 picked: None,
                 opened: Default::default(),
+                base: None,
             },
             verdict,
             release: None,

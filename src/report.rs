@@ -86,7 +86,7 @@ pub fn list_json(root: &Root, c: &Candidate, with_class: bool) -> Json {
         ("type".to_string(), Json::str(i.kind.as_str())),
         (
             "path".to_string(),
-            Json::str(root.display_path(&i.path).to_string_lossy()),
+            Json::str(i.shown(root).to_string_lossy()),
         ),
         (
             "time".to_string(),
@@ -141,10 +141,7 @@ pub fn plan_json(root: &Root, p: &MergePlan) -> Json {
             Json::obj([
                 ("name", Json::str(&c.image.name)),
                 ("type", Json::str(c.image.kind.as_str())),
-                (
-                    "path",
-                    Json::str(root.display_path(&c.image.path).to_string_lossy()),
-                ),
+                ("path", Json::str(c.image.shown(root).to_string_lossy())),
                 ("verdict", v),
                 ("reason", r),
             ])
@@ -240,7 +237,7 @@ pub fn plan_text(root: &Root, p: &MergePlan) -> String {
         esc(p.host.arch.as_deref().unwrap_or("unknown")),
     );
     for c in &p.candidates {
-        let path = root.display_path(&c.image.path);
+        let path = c.image.shown(root);
         let name = esc(&c.image.name);
         match &c.verdict {
             Verdict::Match => {

@@ -256,6 +256,7 @@ fn describe(call: &Call) -> Vec<u8> {
 /// `CreationTimestamp`, a file's modification time as `ModificationTimestamp`).
 /// `ReadOnly`: the image is on a read-only file system.
 fn image_json(root: &Root, i: &Image) -> Json {
+    let root = i.root_in(root);
     let read_only = root
         .open_at(&i.path, rustix::fs::OFlags::PATH)
         .ok()

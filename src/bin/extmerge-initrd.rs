@@ -13,7 +13,8 @@
 //! merge fail the program (and so the unit or hook); `extmerge.require=NAME,…` (and
 //! `Require=` in the real root's `/etc/extmerge/initrd.conf`) makes a missing, refused
 //! or failed extension of that name fail it; `extmerge.debug=1` logs at debug
-//! level. systemd's `systemd.sysext=0` / `systemd.confext=0` (sysroot) and
+//! level; `extmerge.extra=sysroot` merges the initrd's own `/.extra` images (from the
+//! UKI and the ESP) onto the real root too, after the root's own, signed only. systemd's `systemd.sysext=0` / `systemd.confext=0` (sysroot) and
 //! `rd.systemd.sysext=0` / `rd.systemd.confext=0` (initrd's own) skip that class.
 //! Messages go to `/dev/kmsg` (and stderr), each naming the file and the reason; the
 //! `sysroot` verb writes its boot report to `/run/extmerge/report.json`.
@@ -48,7 +49,7 @@ fn kmsg_sink() -> log::Sink {
 }
 
 const HELP: &str = "\
-Usage: extmerge-initrd [--sysroot=PATH] [--cmdline=FILE] [VERB]
+Usage: extmerge-initrd [--sysroot=PATH] [--cmdline=FILE] [--extra-root=PATH] [VERB]
 
 Merge extensions from the initrd, before switch-root.
 
@@ -63,6 +64,7 @@ and writes what it saw and did to /run/extmerge/report.json.
 Options:
   --sysroot=PATH  The real root, mounted for switch-root (default: /sysroot)
   --cmdline=FILE  The kernel command line (default: /proc/cmdline)
+  --extra-root=PATH  Where extmerge.extra=sysroot finds /.extra (default: /)
   -h --help
 
 Kernel command line:
@@ -70,6 +72,8 @@ Kernel command line:
   extmerge.fatal=1      A failed merge fails the program (and the unit or hook)
   extmerge.require=N,..  sysroot: extensions that must be merged, or it fails
   extmerge.debug=1      Log at debug level
+  extmerge.extra=sysroot  sysroot: merge the initrd's /.extra images (UKI, ESP)
+                        onto the real root too (signed verity images only)
   systemd.sysext=0      sysroot: skip system extensions
   systemd.confext=0     sysroot: skip configuration extensions
   rd.systemd.sysext=0   initrd, initrd-unmerge: skip system extensions
@@ -88,11 +92,14 @@ fn main() -> ExitCode {
     let mut verb = None;
     let mut sysroot = PathBuf::from("/sysroot");
     let mut cmdline_path = PathBuf::from("/proc/cmdline");
+    let mut extra_root = PathBuf::from("/");
     for a in std::env::args().skip(1) {
         if let Some(v) = a.strip_prefix("--sysroot=") {
             sysroot = v.into();
         } else if let Some(v) = a.strip_prefix("--cmdline=") {
             cmdline_path = v.into();
+        } else if let Some(v) = a.strip_prefix("--extra-root=") {
+            extra_root = v.into();
         } else if a == "-h" || a == "--help" {
             print!("{HELP}");
             return ExitCode::SUCCESS;
@@ -143,6 +150,8 @@ fn main() -> ExitCode {
         env: Environment::from_process(),
         config: extmerge::inspect::conf::load(&root),
         recorder: (verb == "sysroot").then(|| rec.clone()),
+        // The initrd's own `/.extra` (UKI and ESP extensions), after the root's own.
+        extra_root: (verb == "sysroot" && cmd.extra_sysroot).then_some(extra_root),
         ..Options::default()
     };
     let mut failed = false;

@@ -675,7 +675,7 @@ fn main() -> ExitCode {
                             let mut r = vec![
                                 escape(&c.image.name),
                                 c.image.kind.as_str().into(),
-                                escape(&root.display_path(&c.image.path)),
+                                escape(&c.image.shown(&root)),
                                 c.image
                                     .mtime_usec
                                     .map(report::format_usec)

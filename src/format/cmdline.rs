@@ -47,6 +47,11 @@ pub struct Cmdline {
     pub fatal: bool,
     /// `extmerge.debug=1`: log at debug level.
     pub debug: bool,
+    /// `extmerge.extra=sysroot`: the initrd's `/.extra` extensions (the UKI's and the
+    /// ESP's, from systemd-stub) are merged onto the real root too (default off: systemd
+    /// keeps them in the initrd). The value is a comma-separated list; the last
+    /// occurrence decides.
+    pub extra_sysroot: bool,
     args: Vec<(String, Option<String>)>,
 }
 
@@ -76,6 +81,12 @@ impl Cmdline {
             enabled: flag("extmerge", true),
             fatal: flag("extmerge.fatal", false),
             debug: flag("extmerge.debug", false),
+            extra_sysroot: args
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "extmerge.extra")
+                .and_then(|(_, v)| v.as_deref())
+                .is_some_and(|v| v.split(',').any(|t| t == "sysroot")),
             args,
         }
     }
@@ -154,6 +165,17 @@ mod tests {
         assert!(!c.enabled && !c.fatal && !c.debug);
         let c = Cmdline::parse("extmerge extmerge.fatal=1 extmerge.debug systemd.confext=0");
         assert!(c.enabled && c.fatal && c.debug);
+        assert!(!c.extra_sysroot);
+        for (line, want) in [
+            ("extmerge.extra=sysroot", true),
+            ("extmerge.extra=initrd,sysroot", true),
+            ("extmerge.extra=sysroot extmerge.extra=no", false),
+            ("extmerge.extra", false),
+            ("extmerge.extra=sysrootx", false),
+            ("extmerge.extra=no extmerge.extra=sysroot", true),
+        ] {
+            assert_eq!(Cmdline::parse(line).extra_sysroot, want, "{line}");
+        }
         assert!(!c.class_enabled(Class::Confext, false));
         assert!(c.class_enabled(Class::Confext, true));
         assert!(c.class_enabled(Class::Sysext, false));

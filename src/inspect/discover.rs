@@ -68,7 +68,36 @@ pub struct Image {
     /// and not a `.v` pick), for [`crate::inspect::DirOpener`] to take instead of opening
     /// the path again from the root.
     pub opened: Opened,
+    /// The root [`path`](Self::path) is inside when it is not the merge's own: the
+    /// initrd's `/.extra` images merged onto the real root ([`discover_extra`]).
+    pub base: Option<Base>,
 }
+
+impl Image {
+    /// The root this image's path is inside: its own [`base`](Self::base), else `root`
+    /// (the root being merged).
+    pub fn root_in<'a>(&'a self, root: &'a Root) -> &'a Root {
+        self.base.as_ref().map_or(root, |b| &b.0)
+    }
+
+    /// The image's path as people see it (`/sysroot/etc/extensions/a.raw`,
+    /// `/.extra/sysext/b.raw`).
+    pub fn shown(&self, root: &Root) -> PathBuf {
+        self.root_in(root).display_path(&self.path)
+    }
+}
+
+/// A root other than the merge's own that an image was found in. Compared by its path.
+#[derive(Clone, Debug)]
+pub struct Base(pub Arc<Root>);
+
+impl PartialEq for Base {
+    fn eq(&self, other: &Base) -> bool {
+        self.0.display_path("/") == other.0.display_path("/")
+    }
+}
+
+impl Eq for Base {}
 
 /// An extension directory opened by discovery, taken (once) by whoever mounts it, with
 /// what one `statx` of it said ([`IDENTITY_MASK`]): the fingerprints of a merge record
@@ -244,6 +273,55 @@ pub fn discover_in<S: AsRef<str>>(
     Ok(out)
 }
 
+/// The class's `/.extra` directories of another root (the initrd's own, where
+/// systemd-stub puts the UKI's and the ESP's extensions), looked in after the root's
+/// own: `found` gains the disk images whose names it does not have yet, each with that
+/// root as its [`base`](Image::base). The root's own extensions win a name (the machine's
+/// own configuration over what an ESP carries); directories are not taken (only signed
+/// images pass the strict `/.extra` policy). What is not taken is logged, naming the file.
+pub fn discover_extra(
+    found: &mut Discovery,
+    extra: &Arc<Root>,
+    class: Class,
+) -> Result<(), DiscoverError> {
+    let dirs: Vec<&str> = class
+        .search_dirs(true)
+        .iter()
+        .copied()
+        .filter(|d| d.starts_with("/.extra/"))
+        .collect();
+    let more = discover_in(extra, class, &dirs)?;
+    for s in &more.skipped {
+        crate::log::info(&format!(
+            "{}: not used: {}",
+            esc(&extra.display_path(&s.path)),
+            s.reason
+        ));
+    }
+    for mut image in more.images {
+        let shown = extra.display_path(&image.path);
+        if let Some(winner) = found.images.iter().find(|i| i.name == image.name) {
+            crate::log::info(&format!(
+                "{}: not used: shadowed by {}",
+                esc(&shown),
+                esc(&winner.path)
+            ));
+        } else if image.kind == ImageKind::Directory {
+            crate::log::warn(&format!(
+                "{}: not used: a directory, and only signed disk images are taken from /.extra onto the real root",
+                esc(&shown)
+            ));
+        } else {
+            image.base = Some(Base(extra.clone()));
+            found.images.push(image);
+        }
+    }
+    found
+        .images
+        .sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    Ok(())
+}
+
 /// What an entry's type and name make of it (before the `.v` pick).
 #[derive(Debug, PartialEq, Eq)]
 enum Candidate {
@@ -342,6 +420,7 @@ fn examine(
                     mtime_usec: statx_list_time(&x),
                     picked: None,
                     opened: Opened::with_stat(fd, x),
+                    base: None,
                 });
             }
             // A `NAME.v/` directory: picked inside below.
@@ -384,6 +463,7 @@ fn examine(
                 mtime_usec: list_time(root, path, kind, &st),
                 picked: None,
                 opened,
+                base: None,
             })
         }
         Candidate::Pick(suffix) => {
@@ -397,6 +477,7 @@ fn examine(
                 mtime_usec: list_time(root, &path.join(&picked.file_name), kind, &st),
                 picked: Some(picked),
                 opened: Opened::default(),
+                base: None,
             })
         }
     }

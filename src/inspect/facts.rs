@@ -65,6 +65,7 @@ impl Opener for DirOpener {
         if let Some(fd) = image.opened.take() {
             return Ok(Some(fd));
         }
+        let root = image.root_in(root);
         root.open_at(&image.path, OFlags::RDONLY | OFlags::DIRECTORY)
             .map(Some)
             .map_err(|e| {
@@ -317,7 +318,14 @@ fn record_image(
     f: impl FnOnce(&mut record::Entry),
 ) {
     r.entry(image.class, &image.name, |en| {
-        en.path = image.path.to_string_lossy().into_owned();
+        // A path inside the root; an image of another root (the initrd's `/.extra`) as
+        // that root shows it.
+        en.path = match &image.base {
+            Some(b) => b.0.display_path(&image.path),
+            None => image.path.clone(),
+        }
+        .to_string_lossy()
+        .into_owned();
         en.kind = image.kind.as_str();
         en.inspect_usec = t.map(record::usec_since);
         f(en)
@@ -404,7 +412,7 @@ pub fn inspect(
         Some(f) => f,
         None => {
             let t = record::start(rec);
-            let f = discover::discover_in(root, class, &opts.search_dirs(class, initrd))?;
+            let f = opts.discover(root, class, initrd)?;
             if let (Some(r), Some(t)) = (rec, t) {
                 r.phase(class, Phase::Discover, record::usec_since(t));
             }
@@ -432,7 +440,7 @@ pub fn inspect(
             _ => None,
         }) {
             return Err(PlanError::Mismatch {
-                path: root.display_path(&c.image.path),
+                path: c.image.shown(root),
                 reason: reason.clone(),
             });
         }

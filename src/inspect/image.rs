@@ -644,6 +644,8 @@ pub struct ImageDirs {
 struct ImageDir {
     /// The directory's path inside the root, as the images' paths have it.
     rel: PathBuf,
+    /// That root's path: one run may look at two roots (the initrd's `/.extra`).
+    root: PathBuf,
     fd: OwnedFd,
     /// Images looked up in it so far.
     images: u32,
@@ -779,7 +781,12 @@ impl ImageDirs {
     fn site<'p>(&mut self, root: &Root, path: &'p Path) -> Option<Site<'p>> {
         let name = path.file_name()?;
         let parent = path.parent()?;
-        let dir = match self.dirs.iter().position(|d| d.rel == parent) {
+        let root_path = root.display_path("/");
+        let dir = match self
+            .dirs
+            .iter()
+            .position(|d| d.rel == parent && d.root == root_path)
+        {
             Some(i) => i,
             None => {
                 let fd = root
@@ -787,6 +794,7 @@ impl ImageDirs {
                     .ok()?;
                 self.dirs.push(ImageDir {
                     rel: parent.to_path_buf(),
+                    root: root_path,
                     fd,
                     images: 0,
                     listing: Listing::NotYet,
@@ -883,6 +891,7 @@ pub fn verity_inputs_stamp(root: &Root, image: &Image) -> String {
 /// the same text, with fewer lookups when one `dirs` serves all images of a run (the
 /// sidecars of the second and later images of a directory on tmpfs then cost none).
 pub fn verity_inputs_stamp_in(root: &Root, image: &Image, dirs: &mut ImageDirs) -> String {
+    let root = image.root_in(root);
     if image.kind != ImageKind::Raw {
         return String::new();
     }
@@ -1284,6 +1293,7 @@ pub fn probe_in(
     arch: &str,
     dirs: &mut ImageDirs,
 ) -> Result<Probed, ImageError> {
+    let root = image.root_in(root);
     if image.kind == ImageKind::Directory {
         return Err(ImageError::invalid(
             ImageStep::Open,
@@ -1712,7 +1722,7 @@ pub fn probe_in(
 pub fn inspect(root: &Root, image: &Image) -> Result<ImageInfo, ImageError> {
     probe(root, image, crate::format::arch::native())
         .map(|p| p.info)
-        .map_err(|e| e.at(root.display_path(&image.path)))
+        .map_err(|e| e.at(image.shown(root)))
 }
 
 /// Probes the file system through the verity device `dev` (read-only): the type that is
@@ -1959,6 +1969,7 @@ mod tests {
                 mtime_usec: None,
                 picked: None,
                 opened: Default::default(),
+                base: None,
             };
             let arch = crate::format::arch::native();
             let outcome = |r: Result<Probed, ImageError>| match r {
@@ -2043,6 +2054,7 @@ mod tests {
             mtime_usec: None,
             picked: None,
             opened: Default::default(),
+            base: None,
         };
         let e = inspect(&root, &img).unwrap_err();
         assert_eq!((e.step, e.errno()), (ImageStep::Open, libc::EISDIR));

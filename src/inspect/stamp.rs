@@ -195,7 +195,7 @@ fn image_line(
     let fd = match fd {
         Some(fd) => Some(fd),
         None => {
-            reopened = root.open_at(&image.path, OFlags::PATH).ok();
+            reopened = image.root_in(root).open_at(&image.path, OFlags::PATH).ok();
             reopened.as_ref().map(|f| f.as_fd())
         }
     };

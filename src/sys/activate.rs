@@ -500,11 +500,15 @@ impl ImageOpener {
 
     /// The image policy that applies to `image`.
     pub fn policy_for(&self, image: &Image) -> ImagePolicy {
+        // The initrd's own `/.extra` images on the real root: the strict `/.extra` policy
+        // by their path, whatever the real root's configuration says (it is written for
+        // the root's own images, not for what an ESP brings).
+        let extra = image.base.is_some();
         policy::pick_for_image(
             self.class == Class::Sysext,
             &image.path.to_string_lossy(),
-            self.in_initrd_no_root,
-            self.policy.as_ref(),
+            self.in_initrd_no_root || extra,
+            self.policy.as_ref().filter(|_| !extra),
         )
     }
 
@@ -522,6 +526,7 @@ impl ImageOpener {
         root: &Root,
         image: &Image,
     ) -> Result<Option<OwnedFd>, ImageError> {
+        let root = image.root_in(root);
         if image.kind == ImageKind::Directory {
             // As [`DirOpener`]: opened by discovery, or by its name inside the root.
             if let Some(fd) = image.opened.take() {

@@ -331,7 +331,7 @@ fn observe_image(
             return observe(fd.as_fd(), image.opened.stat(), fs);
         }
     }
-    let fd = root.open_at(&image.path, OFlags::PATH)?;
+    let fd = image.root_in(root).open_at(&image.path, OFlags::PATH)?;
     let st = rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, IDENTITY_MASK)?;
     let want = match image.kind {
         ImageKind::Directory => FileType::Directory,

@@ -235,3 +235,91 @@ fn required_extensions_from_the_root_config() {
         r.ok();
     });
 }
+
+/// `extmerge.extra=sysroot`: the initrd's `/.extra` images are looked at for the real
+/// root only when asked, under the strict `/.extra` policy whatever the real root's own
+/// configuration allows (an unsigned image is refused, naming it, and the class is not
+/// merged: all or nothing), a directory there is not taken, and the root's own
+/// extension wins a name. The accepted, signed case needs dm-verity and a trusted key:
+/// `tests/vm/run-signed-tests.sh` boots it through switch-root.
+#[test]
+fn initrd_extra_images_onto_the_sysroot() {
+    ns_test_with(Prop::Private, |base| {
+        silence_kmsg();
+        let fx = Fx::new(base);
+        fx.sysext("a", &[("usr/share/a", "a\n")]);
+        fx.confext("c", &[("etc/c.conf", "c\n")]);
+        // The sysroot allows unprotected images for its own: not for /.extra.
+        fx.write(
+            "/etc/systemd/sysext.conf",
+            "[SysExt]\nImagePolicy=root=unprotected+absent:usr=unprotected+absent:=unused+absent\n",
+        );
+        let initrd = base.join("initrd");
+        let extra = initrd.join(".extra/sysext");
+        std::fs::create_dir_all(&extra).unwrap();
+        // b: an erofs image without verity; a: a directory of the same name as the root's.
+        let tree = fx.sysext("b", &[("usr/share/b", "b\n")]);
+        let o = Command::new("mkfs.erofs")
+            .arg("--quiet")
+            .arg(extra.join("b.raw"))
+            .arg(&tree)
+            .output()
+            .expect("mkfs.erofs (erofs-utils) is needed");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::remove_dir_all(&tree).unwrap();
+        let shadow = extra.join("a");
+        std::fs::create_dir_all(shadow.join("usr/share")).unwrap();
+        std::fs::write(shadow.join("usr/share/not-a"), "x\n").unwrap();
+        std::fs::create_dir_all(initrd.join(".extra/global_sysext/d/usr/share")).unwrap();
+
+        let args = vec![
+            format!("--sysroot={}", fx.root.display()),
+            format!("--extra-root={}", initrd.display()),
+        ];
+        // Without the switch: the initrd's /.extra is not looked at.
+        let r = run_initrd(base, &args);
+        r.ok();
+        assert!(!r.err.contains(".extra"), "{}", r.err);
+        assert_eq!(fx.ls("/usr/share"), ["a"]);
+        fx.run(&["unmerge"]).ok();
+        assert_eq!(fx.ls("/usr/share"), Vec::<String>::new());
+
+        std::fs::write(
+            base.join("cmdline"),
+            "root=/dev/vda extmerge.extra=sysroot\n",
+        )
+        .unwrap();
+        let r = run_initrd(base, &args);
+        assert_eq!(r.code, 0, "not fatal without extmerge.fatal=1:\n{}", r.err);
+        let b = format!("{}/.extra/sysext/b.raw", initrd.display());
+        assert!(
+            r.err
+                .contains(&format!("sysext merge failed, continuing without it: {b}")),
+            "the refused image is named:\n{}",
+            r.err
+        );
+        assert!(r.err.contains("signed"), "the policy says why:\n{}", r.err);
+        assert!(
+            r.err.contains(&format!(
+                "{}/.extra/sysext/a: not used: shadowed by",
+                initrd.display()
+            )),
+            "{}",
+            r.err
+        );
+        assert!(
+            r.err.contains(&format!(
+                "{}/.extra/global_sysext/d: not used: a directory",
+                initrd.display()
+            )),
+            "{}",
+            r.err
+        );
+        // The sysext class is all or nothing; the confexts are merged.
+        assert_eq!(fx.ls("/usr/share"), Vec::<String>::new());
+        assert_eq!(fx.read("/etc/c.conf").as_deref(), Some("c\n"));
+        let report = std::fs::read_to_string("/run/extmerge/report.json").unwrap();
+        assert!(report.contains("extmerge.extra=sysroot"), "{report}");
+        assert!(report.contains(&b), "the report names it:\n{report}");
+    });
+}

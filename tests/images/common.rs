@@ -285,6 +285,7 @@ pub fn raw_image(name: &str, rel: &str) -> Image {
         mtime_usec: None,
         picked: None,
         opened: Default::default(),
+        base: None,
     }
 }
 

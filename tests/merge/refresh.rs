@@ -707,6 +707,10 @@ fn refresh_over_a_mounted_hierarchy_merges_again() {
             m[1].clone()
         };
         let first = top(&fx);
+        // Mount IDs are recycled once a mount is freed: a process still inside the old
+        // merge (as a shell with its cwd there would be) keeps its ID taken, so a new ID
+        // proves a new mount.
+        let pinned = std::fs::File::open(fx.path("/usr/share")).expect("open the merged /usr");
         fx.sysext("b", &[("usr/share/b", "b\n")]);
         let r = fx.run(&["--class=sysext", "refresh"]);
         r.ok();
@@ -717,6 +721,7 @@ fn refresh_over_a_mounted_hierarchy_merges_again() {
         );
         let second = top(&fx);
         assert_ne!(second.id, first.id);
+        drop(pinned);
         assert_eq!(second.parent, first.parent, "on the same host mount");
         assert_eq!(fx.ls("/usr/share"), ["a", "b", "host"]);
         // A refresh with nothing changed still leaves it alone.

@@ -33,12 +33,14 @@ fail=0
 core=(sys::loopdev:: sys::dm:: sys::keyring:: sys::mount:: format::os_release:: format::vpick:: format::name:: format::policy format::verity
     inspect::metadata:: format::json:: format::bytes:: format::text:: sys::txn:: fault::)
 echo "==> cargo miri test -p extmerge --lib (${core[*]})"
-cargo +nightly miri test -p extmerge --lib --target-dir "$target" -- "${core[@]}" 2>&1 |
-    tee /tmp/run-miri-core.log | grep -E '^test result|FAILED|Undefined Behavior|error:' || true
+# The exit status counts, not only the summary line: miri's leak check runs after the
+# tests and fails the run after a "test result: ok".
+cargo +nightly miri test -p extmerge --lib --target-dir "$target" -- "${core[@]}" >/tmp/run-miri-core.log 2>&1 || fail=1
+grep -E '^test result|FAILED|Undefined Behavior|error:' /tmp/run-miri-core.log
 grep -q '^test result: ok' /tmp/run-miri-core.log || fail=1
 echo "==> cargo miri test -p extmerge-capi --lib"
-cargo +nightly miri test -p extmerge-capi --lib --target-dir "$target" 2>&1 |
-    tee /tmp/run-miri-capi.log | grep -E '^test result|FAILED|Undefined Behavior|error:' || true
+cargo +nightly miri test -p extmerge-capi --lib --target-dir "$target" >/tmp/run-miri-capi.log 2>&1 || fail=1
+grep -E '^test result|FAILED|Undefined Behavior|error:' /tmp/run-miri-capi.log
 grep -q '^test result: ok' /tmp/run-miri-capi.log || fail=1
 if [ "$fail" != 0 ]; then
     echo "run-miri: FAILED (logs: /tmp/run-miri-core.log, /tmp/run-miri-capi.log)"

@@ -111,12 +111,13 @@ _extmerge_initrd() {
     case $cur in
         --sysroot=*) cur=${cur#*=}; __extmerge_paths -d; return 0 ;;
         --cmdline=*) cur=${cur#*=}; __extmerge_paths; return 0 ;;
+        --extra-root=*) cur=${cur#*=}; __extmerge_paths -d; return 0 ;;
     esac
     for ((i = 1; i < cword; i++)); do
         [[ ${words[i]} != -* ]] && verb=${words[i]}
     done
     if [[ $cur == -* || -n $verb ]]; then
-        __extmerge_offer "--sysroot= --cmdline= -h --help"
+        __extmerge_offer "--sysroot= --cmdline= --extra-root= -h --help"
     else
         __extmerge_offer "sysroot initrd initrd-unmerge"
     fi

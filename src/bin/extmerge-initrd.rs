@@ -72,8 +72,7 @@ Kernel command line:
   extmerge.fatal=1      A failed merge fails the program (and the unit or hook)
   extmerge.require=N,..  sysroot: extensions that must be merged, or it fails
   extmerge.debug=1      Log at debug level
-  extmerge.extra=sysroot  sysroot: merge the initrd's /.extra images (UKI, ESP)
-                        onto the real root too (signed verity images only)
+  extmerge.extra=sysroot  sysroot: also the initrd's /.extra images (signed only)
   systemd.sysext=0      sysroot: skip system extensions
   systemd.confext=0     sysroot: skip configuration extensions
   rd.systemd.sysext=0   initrd, initrd-unmerge: skip system extensions

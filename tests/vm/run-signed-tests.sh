@@ -16,6 +16,10 @@
 #                block fails with EIO and never yields the changed bytes
 #   unsigned     verity without signature: merges; refused under --image-policy=usr=signed
 #                (while the signed one merges) and under dm_verity.require_signatures=1
+#   extra        extmerge-initrd with extmerge.extra=sysroot: the initramfs's /.extra
+#                images onto a real root (unsigned refused, CA-signed merged); the
+#                initramfs emptied, the real root entered as switch_root does: the
+#                image's files still read unchanged
 # Every refusal must name the image file and the kernel's reason, and leave no loop
 # device, dm device or mount behind.
 #
@@ -54,6 +58,9 @@ keys=$(dirname "$kernel")/keys
 # --- the CLI ------------------------------------------------------------------------------
 bin=$(vm_build_exe "$tmp/build.log" bin extmerge build --bin extmerge) || die "building extmerge failed"
 strip --strip-debug -o "$tmp/extmerge" "$bin"
+bin=$(vm_build_exe "$tmp/build-initrd.log" bin extmerge-initrd build --bin extmerge-initrd) ||
+    die "building extmerge-initrd failed"
+strip --strip-debug -o "$tmp/extmerge-initrd" "$bin"
 
 # --- images -------------------------------------------------------------------------------
 img=$tmp/images
@@ -73,6 +80,8 @@ sign() {
         -inkey "$keys/$2.key" -signer "$keys/$2.pem" -outform der -out "$3"
 }
 ddi ca ca >/dev/null
+# The blob's checksum, for reading it back after switch-root (case extra).
+sha256sum "$tmp/work-ca/usr/share/extmerge-test/blob.bin" | cut -d' ' -f1 >"$img/ca.blob.sha256"
 ddi leaf leaf >/dev/null
 ddi untrusted untrusted >/dev/null
 ddi wronghash ca "$(printf other | sha256sum | cut -d' ' -f1)" >/dev/null
@@ -111,6 +120,7 @@ for phase in default require; do
     prc=0
     bash "$VM_RUN" --kernel "$kernel" --modules none --out "$out/$phase" --timeout 600 \
         --quiet --append "$append" --add "$img:/images" --add "$tmp/extmerge:/usr/bin/extmerge" \
+        --add "$tmp/extmerge-initrd:/usr/bin/extmerge-initrd" \
         --bin "$(command -v dmsetup)" --bin "$(command -v keyctl)" \
         "$@" -- tests/vm/signed-guest.sh || prc=$?
     r=$out/$phase/results.txt

@@ -113,6 +113,83 @@ refused() {
     fi
 }
 
+# extra: extmerge-initrd with extmerge.extra=sysroot takes the initrd's /.extra images (this
+# initramfs is a real one: its / is the kernel's rootfs) onto a real root at /sysroot:
+# not without the switch; an unsigned one is refused by the strict /.extra policy (named,
+# nothing left); the CA-signed one merges with its signature in the dm table. Then the
+# initramfs is emptied as switch-root empties it (the image file deleted, caches
+# dropped), the real root is moved onto / and entered as switch_root does, in a mount
+# namespace of its own, and the image's files still read, whole and unchanged.
+extra() {
+    mkdir -p /.extra/sysext /sysroot
+    mount -t tmpfs -o mode=0755 tmpfs /sysroot
+    mkdir -p /sysroot/usr/lib /sysroot/usr/share /sysroot/etc /sysroot/bin /sysroot/opt
+    printf 'ID=debian\nVERSION_ID=12\nSYSEXT_LEVEL=1.0\n' >/sysroot/usr/lib/os-release
+    cp /bin/busybox /sysroot/bin/busybox
+    cp /images/ca.raw /images/unsigned.raw /.extra/sysext/
+    state >/tmp/state.extra
+    want=$(cat /images/ca.blob.sha256)
+    printf 'root=/dev/vda\n' >/tmp/cmdline.off
+    printf 'root=/dev/vda extmerge.extra=sysroot\n' >/tmp/cmdline.on
+    initrd() {
+        rc=0
+        extmerge-initrd --sysroot=/sysroot --cmdline="/tmp/cmdline.$1" sysroot >/tmp/extra.log 2>&1 || rc=$?
+        sed "s/^/  [extra $1] /" /tmp/extra.log
+    }
+    initrd off
+    if [ "$rc" = 0 ] && [ ! -e /sysroot/usr/share/extmerge-test ] && ! grep -q '\.extra' /tmp/extra.log; then
+        ok "extra: without extmerge.extra=sysroot /.extra is not looked at"
+    else
+        ko "extra: without the switch (status $rc): $(cat /tmp/extra.log)"
+    fi
+    initrd on
+    if grep -qF "/.extra/sysext/unsigned.raw: image policy" /tmp/extra.log && [ ! -e /sysroot/usr/share/extmerge-test ]; then
+        ok "extra: the unsigned /.extra image is refused by the strict policy, named"
+    else
+        ko "extra: the unsigned image was not refused as it should be: $(cat /tmp/extra.log)"
+    fi
+    settle_extra
+    rm /.extra/sysext/unsigned.raw
+    initrd on
+    table=$(dmsetup table 2>&1)
+    if [ "$rc" = 0 ] && echo "$table" | grep ' verity ' | grep -q root_hash_sig_key_desc; then
+        ok "extra: the signed /.extra image merged onto the real root, signature in the dm table"
+    else
+        ko "extra: merge (status $rc): $(cat /tmp/extra.log) dm: $table"
+    fi
+    if grep -qF '"/.extra/sysext/ca.raw"' /run/extmerge/report.json && grep -qF 'extmerge.extra=sysroot' /run/extmerge/report.json; then
+        ok "extra: the boot report names /.extra/sysext/ca.raw and the switch"
+    else
+        ko "extra: the boot report: $(cat /run/extmerge/report.json)"
+    fi
+    # What switch-root does to the initramfs: its files are deleted.
+    rm -rf /.extra
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+    got=$(unshare -m sh -c 'cd /sysroot && mount --move . / && exec chroot . /bin/busybox sh -c "
+        /bin/busybox cat /usr/share/extmerge-test/ddi-sentinel
+        /bin/busybox sha256sum /usr/share/extmerge-test/blob.bin"' 2>&1)
+    echo "$got" | sed 's/^/  [extra after switch-root] /'
+    if echo "$got" | grep -qx "ddi-sentinel ca" && echo "$got" | grep -q "^$want "; then
+        ok "extra: after the initramfs is emptied and the real root entered, the image's files read unchanged"
+    else
+        ko "extra: after switch-root (want blob $want): $got"
+    fi
+}
+# Waits until the state is what it was before extra's merges.
+settle_extra() {
+    i=0
+    while [ $i -lt 50 ] && ! state | cmp -s - /tmp/state.extra; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if state | cmp -s - /tmp/state.extra; then
+        ok "extra: the refusal left no loop device, dm device or mount"
+    else
+        ko "extra: the refusal left: $(state | diff /tmp/state.extra - | grep '^[+-][^+-]' | tr '\n' ' ')"
+    fi
+}
+
 NOT_TRUSTED="not in the kernel's trusted keyrings"
 NOT_COVERED="does not cover this root hash"
 
@@ -180,6 +257,8 @@ default)
     refused unsigned-policy unsigned.raw "forbids this image" --image-policy=usr=signed
     root ca-policy ca.raw
     merges ca-policy ca --image-policy=usr=signed
+
+    extra
     ;;
 require)
     req=$(cat /sys/module/dm_verity/parameters/require_signatures 2>&1)

@@ -23,21 +23,25 @@
 #                                does not cover the image; the JSON still names its hash)
 #   DDI_BLOB_LINES               also usr/share/extmerge-test/blob.bin: that many lines
 #                                "VERITY-BLOCK-XX" (for corruption tests)
+#   DDI_SHARE_DIR                the directory below usr/share for the sentinel and blob
+#                                (default extmerge-test; the boot tests' /.extra image
+#                                uses another, so that two DDIs do not cover each other)
 set -euo pipefail
 name=${1:?name} out=${2:?out.raw} work=${3:?workdir}
+share=${DDI_SHARE_DIR:-extmerge-test}
 USR_TYPE=8484680c-9521-48c6-9c11-b0720656f69e
 USR_VERITY_TYPE=77ff5f63-e7b6-4633-acf4-1565b864c0e6
 USR_VERITY_SIG_TYPE=e7bb33fb-06cf-4e81-8273-e543b413e2e2
 MIB=$((1 << 20))
 
 rm -rf "$work"
-mkdir -p "$work/usr/lib/extension-release.d" "$work/usr/share/extmerge-test"
+mkdir -p "$work/usr/lib/extension-release.d" "$work/usr/share/$share"
 # The usr partition's tree is /usr's contents (no usr/ prefix): systemd mounts it at usr/.
 printf 'ID=debian\nSYSEXT_LEVEL=1.0\n' >"$work/usr/lib/extension-release.d/extension-release.$name"
-echo "ddi-sentinel $name" >"$work/usr/share/extmerge-test/ddi-sentinel"
+echo "ddi-sentinel $name" >"$work/usr/share/$share/ddi-sentinel"
 if [[ -n ${DDI_BLOB_LINES:-} ]]; then
     awk -v n="$DDI_BLOB_LINES" 'BEGIN { for (i = 0; i < n; i++) print "VERITY-BLOCK-XX" }' \
-        >"$work/usr/share/extmerge-test/blob.bin"
+        >"$work/usr/share/$share/blob.bin"
 fi
 mkfs.erofs --quiet -T0 --all-root "$work/usr.erofs" "$work/usr" >&2
 veritysetup format "$work/usr.erofs" "$work/usr.verity" >"$work/veritysetup.out"

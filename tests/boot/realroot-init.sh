@@ -79,6 +79,9 @@ put confext_sentinel "$(val /etc/extmerge-test/confext-sentinel)"
 put sysext_sentinel "$(val /usr/share/extmerge-test/sysext-sentinel)"
 put opt_sentinel "$(val /opt/extmerge-test/opt-sentinel)"
 put ddi_sentinel "$(val /usr/share/extmerge-test/ddi-sentinel)"
+# The initrd's /.extra DDI (extmerge.extra=sysroot): its backing file was in the initramfs,
+# which switch-root emptied.
+put extra_sentinel "$(val /usr/share/extmerge-extra/ddi-sentinel)"
 put broken_sentinel "$(val /usr/share/extmerge-test/broken-sentinel)"
 put otheros_sentinel "$(val /usr/share/extmerge-test/otheros-sentinel)"
 put host_etc "$(val /etc/host-sentinel)"
@@ -132,6 +135,10 @@ put kmsg_extmerge "$($B dmesg | $B grep 'extmerge-initrd' | $B sed 's/^\[[ 0-9.]
 put dm_names "$(dm_names)"
 put dm_slaves "$(dm_slaves)"
 put loops "$(loops)"
+# Read again with no page cache: the blocks come from the loop devices' backing files.
+$B sync
+echo 3 >/proc/sys/vm/drop_caches
+put extra_sentinel_uncached "$(val /usr/share/extmerge-extra/ddi-sentinel)"
 # The real root's extmerge CLI (when the image carries it): its view of the initrd's report.
 if [ -x /usr/bin/extmerge ]; then
     put extmerge_status "$(/usr/bin/extmerge status --no-pager 2>&1 | $B tr '\n' '|')"

@@ -34,6 +34,13 @@
 #       The successful boots of (1), (2), (3) require testsys and the DDI on the kernel
 #       command line and testconf in the root's /etc/extmerge/initrd.conf, and their
 #       boot report (/run/extmerge/report.json) and `extmerge status` are checked.
+#   (9) UKI/ESP extensions (extmerge.extra=sysroot): the initrds with an appended cpio that
+#       holds /.extra/sysext/uki.raw (a DDI signed by the test CA): f9-extra-systemd,
+#       f9-extra-shell, f9-extra-mkosi boot the signed test kernel (tests/vm/
+#       signed-kernel.sh) and must show uki's files on the real root, also with the page
+#       cache dropped after switch-root emptied the initramfs; f9-noextra-systemd (no
+#       switch) must not; f9-untrusted-shell (Debian's kernel: ENOKEY) and
+#       f9-unsigned-systemd (no signature: the strict /.extra policy) require uki and stop.
 # The root images carry, besides directory extensions, a verity-protected GPT DDI
 # /var/lib/extensions/testddi.raw (usr + usr-verity, erofs, root hash in testddi.usrhash;
 # built by make-verity-ddi.sh), checked in flows (1), (2), (3).
@@ -394,6 +401,35 @@ echo "not a directory" >"$X/opt"
 mkfs.ext4 -q -F -L btroot -d "$R" "$W/root-corrupt.img" 96M >>"$W/logs/mkfs.log" 2>&1 ||
     fatal "mkfs.ext4 -d failed: $(cat "$W/logs/mkfs.log")"
 
+# ------------------------------------------------------------ (9) UKI and ESP extensions
+# systemd-stub puts a UKI's and the ESP's extensions into the initrd as extra cpio
+# archives under /.extra/; here one is appended to each initrd: /.extra/sysext/uki.raw, a
+# verity DDI signed by the test CA of tests/vm/signed-kernel.sh (whose kernel trusts it;
+# Debian's does not), its files under /usr/share/extmerge-extra. A second cpio holds the
+# same DDI without its signature partition (refused by the strict /.extra policy).
+declare -A BOOT_KERNEL=()
+SKERNEL="" skrc=0
+SKERNEL=$(bash "$PROJ/tests/vm/signed-kernel.sh" 2>"$W/logs/signed-kernel.log" | tail -n1) || skrc=$?
+if ((skrc != 0)) || [[ ! -s $SKERNEL ]]; then
+    fail build-extra "the signed test kernel (tests/vm/signed-kernel.sh, status $skrc)" "$(tail -n3 "$W/logs/signed-kernel.log" | tr '\n' '|')"
+    SKERNEL=$KERNEL
+else
+    pass build-extra "the signed test kernel: $SKERNEL"
+fi
+SKEYS=$(dirname "$SKERNEL")/keys
+extra_initrds() {   # SUFFIX DDI-ENV...: initrd-{sd,sh,mkosi}-SUFFIX.img with /.extra/sysext/uki.raw
+    local s=$1 t=$W/extra-$1 i
+    shift
+    rm -rf "$t" && mkdir -p "$t/.extra/sysext"
+    env DDI_SHARE_DIR=extmerge-extra "$@" bash "$HERE/make-verity-ddi.sh" uki "$t/.extra/sysext/uki.raw" "$W/ddi-work-$s" \
+        >/dev/null 2>"$W/logs/ddi-$s.log" || fatal "building the /.extra DDI ($s) failed: $(cat "$W/logs/ddi-$s.log")"
+    (cd "$t" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) >"$W/extra-$s.cpio"
+    for i in sd sh mkosi; do cat "$W/initrd-$i.img" "$W/extra-$s.cpio" >"$W/initrd-$i-$s.img"; done
+}
+extra_initrds signed DDI_SIGN_KEY="$SKEYS/ca.key" DDI_SIGN_CERT="$SKEYS/ca.pem"
+extra_initrds unsigned
+say "initrds with /.extra/sysext/uki.raw: signed by the test CA and unsigned ($(($(stat -c %s "$W/extra-signed.cpio") >> 10)) KiB cpio each)"
+
 # ============================================================ 5. booting
 # Kernel command line of every boot: the brief's, plus quiet consoles (under TCG each
 # serial character costs; the init reads the kernel log itself), systemd logging to the
@@ -407,14 +443,14 @@ BASE_APPEND+=" loglevel=4 printk.devkmsg=on systemd.show_status=0 systemd.log_ta
 # (the guest's whole kernel log, from the report disk), t_report (seconds from qemu start
 # to the real root init's first console line), t_total, rc.
 boot() {
-    local name=$1 initrd=$2 img=$3 extra=$4 d=$W/boots/$1 start qpid
+    local name=$1 initrd=$2 img=$3 extra=$4 d=$W/boots/$1 start qpid kernel=${BOOT_KERNEL[$1]:-$KERNEL}
     mkdir -p "$d"
     truncate -s 4M "$d/report.img"
     : >"$d/console.log"
     start=$(date +%s.%N)
     timeout -k 5 "$BOOT_TIMEOUT" "$QEMU" -nodefaults -no-user-config -display none -monitor none \
         -no-reboot -accel tcg -cpu qemu64 -m "$MEM" -smp 1 \
-        -kernel "$KERNEL" -initrd "$initrd" -append "$BASE_APPEND $extra" \
+        -kernel "$kernel" -initrd "$initrd" -append "$BASE_APPEND $extra" \
         -serial "file:$d/console.log" \
         -drive "file=$img,format=raw,if=none,id=root,snapshot=on" \
         -device virtio-blk-pci,drive=root,addr=0x4 \
@@ -532,6 +568,7 @@ all_in() {   # LO HI VALUES...
     for x; do [[ $x =~ ^[0-9]+$ ]] && ((x >= lo && x <= hi)) || return 1; done
 }
 REPORT_REQ="extmerge.require=testsys,testddi"   # the successful boots' requirements
+EXTRA_REQ="$REPORT_REQ extmerge.extra=sysroot extmerge.require=uki"   # (9)
 # Field by field, after a successful boot with $REPORT_REQ and the root's Require=testconf.
 check_report() {   # FLOW BOOT
     local f=$1 b=$2 v want
@@ -751,6 +788,16 @@ specs+=("f2-dracut-shell $W/initrd-sh.img $W/root.img $REPORT_REQ"
         "f8-require-mkosi $W/initrd-mkosi.img $W/root.img extmerge.require=nosuch")
 for ((i = 4; i <= NW || i <= RUNS; i++)); do add_timing "$i"; done
 specs+=("f5-disabled-shell $W/initrd-sh.img $W/root.img extmerge=0")
+# (9) on the signed test kernel: the /.extra DDI on the real root in each flow, and not
+# without the switch; on Debian's kernel (which does not trust the CA) and unsigned: a
+# required /.extra extension refused stops the boot.
+for b in f9-extra-systemd f9-extra-shell f9-extra-mkosi f9-noextra-systemd; do BOOT_KERNEL[$b]=$SKERNEL; done
+specs+=("f9-extra-systemd $W/initrd-sd-signed.img $W/root.img $EXTRA_REQ"
+        "f9-extra-shell $W/initrd-sh-signed.img $W/root.img $EXTRA_REQ"
+        "f9-extra-mkosi $W/initrd-mkosi-signed.img $W/root.img $EXTRA_REQ"
+        "f9-noextra-systemd $W/initrd-sd-signed.img $W/root.img $REPORT_REQ"
+        "f9-untrusted-shell $W/initrd-sh-signed.img $W/root.img $EXTRA_REQ"
+        "f9-unsigned-systemd $W/initrd-sd-unsigned.img $W/root.img $EXTRA_REQ")
 say "${#specs[@]} boots, $JOBS at a time (TCG; about 15-30 s each on an idle machine, several times that under load)"
 if [[ -n $ONLY ]]; then
     kept=()
@@ -829,6 +876,52 @@ grep -q "required extension $DDI .*Input/output error" "$W/boots/f8-require-syst
     pass f8-systemd "console: the reason for $DDI is dm-verity's EIO" || fail f8-systemd "console: the reason for $DDI is dm-verity's EIO" "$(grep -m1 "required extension $DDI" "$W/boots/f8-require-systemd/console.txt")"
 check_require_stop f8-shell f8-require-shell shell "$DDI is not merged, stopping the boot: sysext /var/lib/extensions/$DDI.raw refused: "
 check_require_stop f8-mkosi f8-require-mkosi systemd "nosuch is not merged, stopping the boot: not found in the search directories"
+
+echo "(9) extensions from the UKI and the ESP (/.extra in the initrd) on the real root: extmerge.extra=sysroot"
+check_extra() {   # FLOW BOOT
+    local f=$1 b=$2 v
+    if [[ ! -s $W/boots/$b/report ]]; then
+        fail "$f" "real root reached its init and reported" "no report; rc $(cat "$W/boots/$b/rc"), console: $(tailof "$b")"
+        return
+    fi
+    pass "$f" "real root's init ran and reported (kernel $(r "$b" cmdline | grep -o 'BOOT_IMAGE=[^ ]*' || echo "$(basename "${BOOT_KERNEL[$b]:-$KERNEL}")"))"
+    same "$f" "the /.extra DDI's file in /usr, first thing after switch-root" "ddi-sentinel uki" "$(r "$b" extra_sentinel)"
+    same "$f" "read again with the page cache dropped (from the emptied initramfs's file, through loop and dm-verity)" "ddi-sentinel uki" "$(r "$b" extra_sentinel_uncached)"
+    v=$(r "$b" loops)
+    [[ $v == *"uki.raw"* ]] && pass "$f" "loop devices over the initramfs's uki.raw ($(grep -o '[^ ]*uki.raw[^@]*' <<<"$v" | sort -u | tr '\n' ' '))" ||
+        fail "$f" "loop devices over uki.raw" "$v"
+    same "$f" "the root's own extensions merged too" "sysext-sentinel testsys confext-sentinel testconf ddi-sentinel $DDI" \
+        "$(r "$b" sysext_sentinel) $(r "$b" confext_sentinel) $(r "$b" ddi_sentinel)"
+    same "$f" "/usr metadata lists $DDI testsys uki" "$DDI testsys uki" "$(r "$b" usr_meta_list)"
+    same "$f" "report: uki from /.extra/sysext/uki.raw, merged, verity and signature verified" \
+        "/.extra/sysext/uki.raw:raw:merged:verified:verified" \
+        "$(jqr "$b" '.classes[].entries[] | select(.name == "uki") | "\(.path):\(.kind):\(.verdict):\(.verity):\(.signature)"')"
+    same "$f" "report: required uki met, the switch in force" "true extmerge.extra=sysroot" \
+        "$(jqr "$b" '[(.required[] | select(.name == "uki") | .met), (.cmdline[] | select(startswith("extmerge.extra")))] | map(tostring) | join(" ")')"
+}
+check_extra f9-systemd f9-extra-systemd
+unit_ran f9-systemd f9-extra-systemd
+check_extra f9-shell f9-extra-shell
+check_extra f9-mkosi f9-extra-mkosi
+unit_ran f9-mkosi f9-extra-mkosi
+b=f9-noextra-systemd
+if [[ -s $W/boots/$b/report ]]; then
+    same f9-noextra "without the switch: no /.extra DDI on the real root" "MISSING" "$(r $b extra_sentinel)"
+    same f9-noextra "without the switch: the report has no uki entry, the root's own merged" "0 sysext-sentinel testsys" \
+        "$(jqr $b '[.classes[].entries[] | select(.name == "uki")] | length') $(r $b sysext_sentinel)"
+    v=$(r $b loops)
+    [[ $v != *uki.raw* ]] && pass f9-noextra "without the switch: no loop device over uki.raw" || fail f9-noextra "no loop device over uki.raw" "$v"
+else
+    fail f9-noextra "real root reached its init and reported" "no report; console: $(tailof $b)"
+fi
+check_require_stop f9-untrusted f9-untrusted-shell shell "uki is not merged, stopping the boot: sysext /.extra/sysext/uki.raw refused: "
+grep -q "required extension uki .*not in the kernel's trusted keyrings" "$W/boots/f9-untrusted-shell/console.txt" &&
+    pass f9-untrusted "console: Debian's kernel does not trust the test CA (ENOKEY)" ||
+    fail f9-untrusted "console: the reason is the untrusted signer" "$(grep -m1 'required extension uki' "$W/boots/f9-untrusted-shell/console.txt")"
+check_require_stop f9-unsigned f9-unsigned-systemd systemd "uki is not merged, stopping the boot: sysext /.extra/sysext/uki.raw refused: "
+grep -q "required extension uki .*image policy 'root=signed+absent:usr=signed+absent' forbids" "$W/boots/f9-unsigned-systemd/console.txt" &&
+    pass f9-unsigned "console: the strict /.extra image policy refuses the unsigned DDI" ||
+    fail f9-unsigned "console: the strict /.extra policy is the reason" "$(grep -m1 'required extension uki' "$W/boots/f9-unsigned-systemd/console.txt")"
 
 echo "(5) extmerge=0"
 check_disabled f5 f5-disabled-systemd

@@ -2,6 +2,8 @@
 # Builds (or reuses) a small test kernel whose built-in trusted keyring holds a test CA,
 # so that the VM tests can check the *accepting* side of dm-verity root-hash signatures
 # (Debian's kernel trusts only Debian's keys: with it a signed image can only be refused).
+# It also boots the boot tests' dracut and mkosi-style initrds (systemd and udev in the
+# initrd) when they carry a CA-signed extension in /.extra (tests/boot, flow 9).
 #
 #   tests/vm/signed-kernel.sh [-j N]     prints the kernel's path on stdout (last line)
 #
@@ -66,6 +68,8 @@ Y=(
     KEYS CRYPTO ASYMMETRIC_KEY_TYPE ASYMMETRIC_PUBLIC_KEY_SUBTYPE X509_CERTIFICATE_PARSER
     PKCS7_MESSAGE_PARSER SYSTEM_DATA_VERIFICATION SYSTEM_TRUSTED_KEYRING
     SECONDARY_TRUSTED_KEYRING CRYPTO_RSA CRYPTO_SHA1 CRYPTO_SHA256 CRYPTO_SHA512
+    # systemd and udev in a dracut or mkosi initrd (the boot tests): systemd's README list
+    CGROUPS AUTOFS_FS DMI DMIID RD_ZSTD CRYPTO_USER_API_HASH CRYPTO_HMAC POSIX_MQUEUE
 )
 N=(MODULES KERNEL_XZ SLOB CC_OPTIMIZE_FOR_SIZE LOCALVERSION_AUTO VT DEBUG_INFO)
 

@@ -14,7 +14,8 @@
 //! `Require=` in the real root's `/etc/extmerge/initrd.conf`) makes a missing, refused
 //! or failed extension of that name fail it; `extmerge.debug=1` logs at debug
 //! level; `extmerge.extra=sysroot` merges the initrd's own `/.extra` images (from the
-//! UKI and the ESP) onto the real root too, after the root's own, signed only. systemd's `systemd.sysext=0` / `systemd.confext=0` (sysroot) and
+//! UKI and the ESP) onto the real root too, after the root's own, signed only.
+//! systemd's `systemd.sysext=0` / `systemd.confext=0` (sysroot) and
 //! `rd.systemd.sysext=0` / `rd.systemd.confext=0` (initrd's own) skip that class.
 //! Messages go to `/dev/kmsg` (and stderr), each naming the file and the reason; the
 //! `sysroot` verb writes its boot report to `/run/extmerge/report.json`.

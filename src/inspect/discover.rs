@@ -93,7 +93,7 @@ pub struct Base(pub Arc<Root>);
 
 impl PartialEq for Base {
     fn eq(&self, other: &Base) -> bool {
-        self.0.display_path("/") == other.0.display_path("/")
+        self.0.path() == other.0.path()
     }
 }
 

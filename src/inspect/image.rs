@@ -781,11 +781,10 @@ impl ImageDirs {
     fn site<'p>(&mut self, root: &Root, path: &'p Path) -> Option<Site<'p>> {
         let name = path.file_name()?;
         let parent = path.parent()?;
-        let root_path = root.display_path("/");
         let dir = match self
             .dirs
             .iter()
-            .position(|d| d.rel == parent && d.root == root_path)
+            .position(|d| d.rel == parent && d.root == root.path())
         {
             Some(i) => i,
             None => {
@@ -794,7 +793,7 @@ impl ImageDirs {
                     .ok()?;
                 self.dirs.push(ImageDir {
                     rel: parent.to_path_buf(),
-                    root: root_path,
+                    root: root.path().to_path_buf(),
                     fd,
                     images: 0,
                     listing: Listing::NotYet,

@@ -24,10 +24,11 @@ state() {
         [ -e "$b" ] && echo "${b%/loop/backing_file}: $(cat "$b")"
     done
 }
-# Deferred dm removal and loop autoclear finish in kernel workers: give them a moment.
+# settle [BASE]: waits (up to 5 s) until the state is BASE's (default /tmp/state.base):
+# deferred dm removal and loop autoclear finish in kernel workers.
 settle() {
     i=0
-    while [ $i -lt 50 ] && ! state | cmp -s - /tmp/state.base; do
+    while [ $i -lt 50 ] && ! state | cmp -s - "${1:-/tmp/state.base}"; do
         sleep 0.1
         i=$((i + 1))
     done
@@ -148,7 +149,12 @@ extra() {
     else
         ko "extra: the unsigned image was not refused as it should be: $(cat /tmp/extra.log)"
     fi
-    settle_extra
+    settle /tmp/state.extra
+    if state | cmp -s - /tmp/state.extra; then
+        ok "extra: the refusal left no loop device, dm device or mount"
+    else
+        ko "extra: the refusal left: $(state | diff /tmp/state.extra - | grep '^[+-][^+-]' | tr '\n' ' ')"
+    fi
     rm /.extra/sysext/unsigned.raw
     initrd on
     table=$(dmsetup table 2>&1)
@@ -174,19 +180,6 @@ extra() {
         ok "extra: after the initramfs is emptied and the real root entered, the image's files read unchanged"
     else
         ko "extra: after switch-root (want blob $want): $got"
-    fi
-}
-# Waits until the state is what it was before extra's merges.
-settle_extra() {
-    i=0
-    while [ $i -lt 50 ] && ! state | cmp -s - /tmp/state.extra; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-    if state | cmp -s - /tmp/state.extra; then
-        ok "extra: the refusal left no loop device, dm device or mount"
-    else
-        ko "extra: the refusal left: $(state | diff /tmp/state.extra - | grep '^[+-][^+-]' | tr '\n' ' ')"
     fi
 }
 

@@ -58,14 +58,14 @@ _extmerge() {
 
     local verbs="status merge unmerge refresh list plan help"
     local opts="--root= --json= --force --no-reload --noexec= --mutable=
-        --always-refresh --always-refresh= --image-policy= --pid= --unit= --search= --export= --dry-run --no-legend
+        --always-refresh --always-refresh= --image-policy= --pid= --unit= --search= --export= --main-pid= --dry-run --no-legend
         --no-pager -h --help --version"
     # Invoked as systemd-sysext or systemd-confext, the class is fixed: no --class.
     case $prog in
         systemd-sysext | systemd-confext) ;;
         *) opts+=" --class=" ;;
     esac
-    local takes_arg="--root --class --json --noexec --mutable --image-policy --pid --unit --search --export"
+    local takes_arg="--root --class --json --noexec --mutable --image-policy --pid --unit --search --export --main-pid"
 
     # The option whose value is being completed: "--opt=VALUE" or "--opt VALUE".
     opt=

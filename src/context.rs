@@ -58,6 +58,12 @@ pub struct Context {
     /// swaps it, `unmerge` removes it. Read-only merges only. With a target, "the
     /// caller's namespace" is the target's (`--pid=1` from a unit's own namespace).
     pub export: Option<std::path::PathBuf>,
+    /// With `export` and `refresh`: this process's mount namespace gets the new merge
+    /// too, replacing the one on its hierarchies (`--main-pid`: a service's main
+    /// process, whose `/etc` is bound from an earlier export). One build for both, in
+    /// one process, all or nothing: a reload refreshes the export for the unit's later
+    /// processes and the running one at the cost of one command.
+    pub main_pid: Option<i32>,
 }
 
 impl Context {
@@ -74,6 +80,7 @@ impl Context {
             classes: classes.to_vec(),
             target: None,
             export: None,
+            main_pid: None,
         }
     }
 
@@ -363,31 +370,71 @@ impl Context {
                 }
             }
         }
+        // Opened before anything changes: a process that is not there fails the call.
+        let main = match self.main_pid.filter(|_| replace) {
+            Some(pid) => Some(main_target(pid)?),
+            None => None,
+        };
         let mut inner = self.clone();
         inner.export = None;
         inner.target = None;
+        inner.main_pid = None;
         inner.options.no_reload = true;
         inner.mutable = Some(MutableMode::No);
+        let copies = if main.is_some() { 2 } else { 1 };
         let (out, trees) = crate::sys::target::run_private(|| {
             let out = inner.merge()?;
             let root = inner.open_root()?;
             let mut trees = Vec::new();
             for (class, o) in &out {
                 for h in &o.merged {
-                    trees.push((*class, h.clone(), apply::clone_merged(&root, h)?));
+                    for copy in 0..copies {
+                        trees.push((copy, *class, h.clone(), apply::clone_merged(&root, h)?));
+                    }
                 }
             }
             Ok::<_, MergeError>((out, trees))
         })??;
         let mut txn = Txn::new(self.options.env.faults.merge());
-        for (class, h, tree) in trees {
-            apply::attach_export(&dir, class, &h, tree, &self.options.env, &mut txn)?;
+        let mut for_main = Vec::new();
+        for (copy, class, h, tree) in trees {
+            if copy == 0 {
+                apply::attach_detached(
+                    &dir,
+                    class,
+                    &h,
+                    tree,
+                    &self.options.env,
+                    "export",
+                    &mut txn,
+                )?;
+            } else {
+                for_main.push((class, h, tree));
+            }
+        }
+        // Hierarchies with nothing merged now: what an earlier export put there goes.
+        let mut gone = Vec::new();
+        for (class, o) in &out {
+            for h in self.hierarchies(*class)? {
+                if !o.merged.contains(&h) {
+                    gone.push((*class, h));
+                }
+            }
+        }
+        if let Some((pid, target)) = main {
+            let (env, root) = (&self.options.env, &self.options.root);
+            target
+                .run(|| put_in_process(root, for_main, &gone, env))?
+                .map_err(|e| MergeError::InTarget {
+                    pid,
+                    source: Box::new(e),
+                })?;
         }
         txn.commit();
         let mut out = out;
-        for (class, o) in &mut out {
-            for h in self.hierarchies(*class)? {
-                if !o.merged.contains(&h) && apply::unmerge_hierarchy(&dir, *class, &h)? {
+        for (class, h) in gone {
+            if apply::unmerge_hierarchy(&dir, class, &h)? {
+                if let Some((_, o)) = out.iter_mut().find(|(c, _)| *c == class) {
                     o.unmerged.push(h);
                 }
             }
@@ -890,6 +937,45 @@ fn unchanged(
         }
     }
     Ok(true)
+}
+
+/// The process of `--main-pid`, which must live in a mount namespace of its own: the
+/// export's own namespace holds the export, not a service's hierarchies.
+fn main_target(pid: i32) -> Result<(i32, Target), MergeError> {
+    match Target::open(pid)? {
+        Some(t) if !t.same_namespace() => Ok((pid, t)),
+        _ => Err(MergeError::Target(crate::sys::target::TargetError::new(
+            pid,
+            "in the mount namespace the export is attached in, with no hierarchies of its own",
+            std::io::Error::from_raw_os_error(libc::EINVAL),
+        ))),
+    }
+}
+
+/// Inside `--main-pid`'s namespace (a helper thread there): puts each detached merge on
+/// its hierarchy below `root` (the root the export was made from, as the process sees
+/// it), replacing the merge there, and unmerges the hierarchies in `gone` (nothing left
+/// to merge on them), under that namespace's lock, all or nothing.
+fn put_in_process(
+    root: &Path,
+    trees: Vec<(Class, String, OwnedFd)>,
+    gone: &[(Class, String)],
+    env: &crate::options::Environment,
+) -> Result<(), MergeError> {
+    let _lock = apply::lock()?;
+    let mut txn = Txn::new(env.faults.merge());
+    let root = Root::open(root).map_err(|source| MergeError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    for (class, h, tree) in trees {
+        apply::attach_detached(&root, class, &h, tree, env, "put", &mut txn)?;
+    }
+    txn.commit();
+    for (class, h) in gone {
+        apply::unmerge_hierarchy(&root, *class, h)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

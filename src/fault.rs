@@ -5,7 +5,9 @@
 //!
 //! Every step that changes the system calls [`Injector::step`] first, so a test can
 //! sweep N = 1, 2, … and check after each failure that everything done before it was
-//! undone. The merge executor and the image opener count their steps separately.
+//! undone. The merge executor and the image opener count their steps separately; the
+//! merge steps of one process are counted on across its transactions (an export's
+//! private merge, its attach, the main process's put), so a sweep reaches each of them.
 
 /// Environment variable: the N-th step of the merge executor fails with `EIO`.
 pub const MERGE_FAIL_ENV: &str = "EXTMERGE_FAIL_AT_STEP";
@@ -57,12 +59,15 @@ impl FaultSettings {
         FaultSettings::default()
     }
 
-    /// The merge executor's injector.
+    /// The merge executor's injector. One asked to fail or pause counts on the
+    /// process's count of merge steps.
     pub fn merge(&self) -> Injector {
+        let asked = self.merge_fail_at.is_some() || self.merge_pause_at.is_some();
         Injector {
             steps: 0,
             fail_at: self.merge_fail_at,
             pause_at: self.merge_pause_at,
+            process: asked.then_some(&MERGE_STEPS),
         }
     }
 
@@ -72,9 +77,13 @@ impl FaultSettings {
             steps: 0,
             fail_at: self.image_fail_at,
             pause_at: None,
+            process: None,
         }
     }
 }
+
+/// The merge steps this process has counted (see [`FaultSettings::merge`]).
+static MERGE_STEPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Counts steps and fails or pauses the one a test asked for.
 #[derive(Debug, Default)]
@@ -82,6 +91,8 @@ pub struct Injector {
     steps: usize,
     fail_at: Option<usize>,
     pause_at: Option<(usize, u64)>,
+    /// Counts on this process-wide count instead of its own.
+    process: Option<&'static std::sync::atomic::AtomicUsize>,
 }
 
 impl Injector {
@@ -96,7 +107,10 @@ impl Injector {
 
     /// Counts one step; `Err(n)` when step `n` is the one to fail.
     pub fn step(&mut self) -> Result<(), usize> {
-        self.steps += 1;
+        self.steps = match self.process {
+            Some(c) => c.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+            None => self.steps + 1,
+        };
         if let Some((n, secs)) = self.pause_at {
             if n == self.steps {
                 // Test hook: a window in which the test kills us (kill -9 mid-merge).

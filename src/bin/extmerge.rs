@@ -53,6 +53,9 @@ Options:
   --export=DIR          With merge/refresh/unmerge: merge in a namespace of its own
                         and attach the result below DIR (DIR/etc...), not on the
                         hierarchies
+  --main-pid=PID        With --export and refresh: also replace the merge in process
+                        PID's mount namespace (a service's main process) with the
+                        new one
   --dry-run             With merge/refresh: print the plan, change nothing
   --no-legend, --no-pager
   -h --help, --version
@@ -122,6 +125,7 @@ struct Cli {
     target: Option<i32>,
     unit: Option<String>,
     export: Option<PathBuf>,
+    main_pid: Option<i32>,
     cli_mutable: Option<MutableMode>,
     classes: Vec<Class>,
     fixed_class: bool,
@@ -157,6 +161,7 @@ fn parse_args() -> Result<Option<Cli>, String> {
     let mut target = None;
     let mut unit = None;
     let mut export = None;
+    let mut main_pid = None;
     let mut search: Vec<String> = Vec::new();
     let rest_os: Vec<OsString> = args.collect();
     let rest: Vec<String> = rest_os
@@ -269,14 +274,19 @@ fn parse_args() -> Result<Option<Cli>, String> {
                         .map_err(|e| format!("invalid --image-policy={v}: {e}"))?,
                 );
             }
-            "--pid" => {
-                let v = value("--pid")?;
-                target = Some(
-                    v.parse::<i32>()
-                        .ok()
-                        .filter(|p| *p > 0)
-                        .ok_or_else(|| format!("invalid --pid={v}: a process ID"))?,
-                );
+            "--pid" | "--main-pid" => {
+                let name = key.clone();
+                let v = value(&name)?;
+                let pid = v
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("invalid {name}={v}: a process ID"))?;
+                if name == "--pid" {
+                    target = Some(pid);
+                } else {
+                    main_pid = Some(pid);
+                }
             }
             "--unit" => {
                 let v = value("--unit")?;
@@ -332,11 +342,15 @@ fn parse_args() -> Result<Option<Cli>, String> {
     if export.is_some() && (!["merge", "refresh", "unmerge"].contains(&verb.as_str()) || dry_run) {
         return Err("--export is for merge, refresh and unmerge".into());
     }
+    if main_pid.is_some() && (export.is_none() || verb != "refresh" || dry_run) {
+        return Err("--main-pid is for refresh with --export".into());
+    }
     Ok(Some(Cli {
         opts,
         target,
         unit,
         export,
+        main_pid,
         cli_mutable,
         classes,
         fixed_class,
@@ -394,6 +408,7 @@ fn context_of(cli: &Cli, target: Option<i32>) -> Context {
     ctx.mutable = cli.cli_mutable;
     ctx.target = target;
     ctx.export = cli.export.clone();
+    ctx.main_pid = cli.main_pid;
     ctx
 }
 
@@ -513,7 +528,9 @@ fn generator(args: &[OsString]) -> ExitCode {
         let base = format!("{exe} --unit={} --class=confext", u.unit);
         let cmds = extmerge::format::generator::Commands {
             export_refresh: format!("{base} --pid=1 --export={export} refresh"),
-            main_refresh: format!("{base} --pid=${{MAINPID}} refresh"),
+            reload_refresh: format!(
+                "{base} --pid=1 --export={export} --main-pid=${{MAINPID}} refresh"
+            ),
             export_remove: format!("{base} --pid=1 --export={export} unmerge"),
         };
         let body = extmerge::format::generator::dropin(&u.unit, &cmds, text);

@@ -9,10 +9,11 @@
 //! of the unit with `BindReadOnlyPaths=DIR/etc:/etc`. systemd 252 gives even `+`
 //! commands the unit's namespace when it binds paths, so the export is attached in the
 //! init process's namespace, wherever the command runs; the generator creates `DIR/etc`
-//! (empty) so that namespace can be set up before it exists. On reload the export is
-//! rebuilt and the main process's own namespace is refreshed in place (`${MAINPID}`),
-//! before the unit's own reload command, which then sees the new `/etc`. The unit's `ExecStartPre=`/`ExecReload=`
-//! lines are re-emitted after ours (a drop-in can only append, so it resets the list
+//! (empty) so that namespace can be set up before it exists. On reload one command
+//! rebuilds the export and puts a copy of the same new merge on the main process's own
+//! `/etc` (`${MAINPID}`), before the unit's own reload command, which then sees the new
+//! `/etc` (one process, not two: each spawned command is a cost the reload waits for).
+//! The unit's `ExecStartPre=`/`ExecReload=` lines are re-emitted after ours (a drop-in can only append, so it resets the list
 //! first); the drop-in is named `00-…` so later drop-ins append after it.
 
 /// Where a unit's export lives (`/run/extmerge/units/NAME`).
@@ -76,8 +77,9 @@ pub struct Commands {
     /// Rebuilds the unit's export (`EXPORT_BASE/NAME/etc`) in the init process's
     /// namespace: before the start and on reload.
     pub export_refresh: String,
-    /// Refreshes the main process's own namespace in place on reload (`${MAINPID}`).
-    pub main_refresh: String,
+    /// On reload: rebuilds the export and replaces the main process's merge
+    /// (`${MAINPID}`) with a copy of it, in one process.
+    pub reload_refresh: String,
     /// Removes the export after the unit stopped.
     pub export_remove: String,
 }
@@ -93,7 +95,7 @@ pub fn dropin(unit: &str, cmds: &Commands, unit_text: &str) -> String {
     let export = export_dir(unit);
     let Commands {
         export_refresh,
-        main_refresh,
+        reload_refresh,
         export_remove,
     } = cmds;
     let mut s = format!(
@@ -109,8 +111,7 @@ pub fn dropin(unit: &str, cmds: &Commands, unit_text: &str) -> String {
     }
     s += &format!(
         "ExecReload=\n\
-         ExecReload=+{export_refresh}\n\
-         ExecReload=+{main_refresh}\n"
+         ExecReload=+{reload_refresh}\n"
     );
     for v in service_values(unit_text, "ExecReload") {
         s += &format!("ExecReload={v}\n");
@@ -164,7 +165,7 @@ ExecReload=/usr/bin/web-ctl \\
     fn dropin_puts_ours_first_and_keeps_the_units() {
         let cmds = Commands {
             export_refresh: "/x export-refresh".into(),
-            main_refresh: "/x main-refresh ${MAINPID}".into(),
+            reload_refresh: "/x reload-refresh ${MAINPID}".into(),
             export_remove: "/x export-remove".into(),
         };
         let d = dropin("web.service", &cmds, UNIT);
@@ -178,8 +179,7 @@ ExecReload=/usr/bin/web-ctl \\
                 "ExecStartPre=+/x export-refresh",
                 "ExecStartPre=/usr/bin/check-config",
                 "ExecReload=",
-                "ExecReload=+/x export-refresh",
-                "ExecReload=+/x main-refresh ${MAINPID}",
+                "ExecReload=+/x reload-refresh ${MAINPID}",
                 "ExecReload=/bin/kill -HUP $MAINPID",
                 "ExecReload=/usr/bin/web-ctl      reload --all",
                 "ExecStopPost=+/x export-remove",

@@ -829,18 +829,20 @@ pub fn clone_merged(root: &Root, h: &str) -> Result<OwnedFd, MergeError> {
     )?)
 }
 
-/// Puts the detached merge `new` on `h` below the export directory `dir` (created if
-/// missing), replacing the merge an earlier export put there the way refresh replaces
-/// one (beneath where the kernel allows it). Undone by `txn`.
-pub fn attach_export(
+/// Puts the detached merge `new` on `h` below `dir` (created if missing): the export
+/// directory, or a service's root (`--main-pid`). A merge of ours already there is
+/// replaced the way refresh replaces one (beneath where the kernel allows it). `what`
+/// names the step (`export`, `put`). Undone by `txn`.
+pub fn attach_detached(
     dir: &Root,
     class: Class,
     h: &str,
     new: OwnedFd,
     env: &Environment,
+    what: &str,
     txn: &mut Txn,
 ) -> Result<(), MergeError> {
-    txn.step(&format!("export {}", esc(&dir.display_path(h))))?;
+    txn.step(&format!("{what} {}", esc(&dir.display_path(h))))?;
     mkdir_p_in_root(dir, Path::new(h), 0o755).map_err(io_at(dir.display_path(h)))?;
     let old = find_merged(dir, class, h)?;
     put_on(
@@ -849,7 +851,7 @@ pub fn attach_export(
         old.as_ref().map(|o| &o.fd),
         new,
         use_beneath(env),
-        format!("export of {}", esc(&dir.display_path(h))),
+        format!("{what} of {}", esc(&dir.display_path(h))),
         txn,
     )?;
     Ok(())

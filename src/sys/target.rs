@@ -61,7 +61,7 @@ pub struct TargetError {
 }
 
 impl TargetError {
-    fn new(pid: i32, what: impl Into<String>, source: impl Into<io::Error>) -> Self {
+    pub(crate) fn new(pid: i32, what: impl Into<String>, source: impl Into<io::Error>) -> Self {
         TargetError {
             pid,
             what: what.into(),
@@ -82,6 +82,7 @@ pub struct Target {
     pidfd: OwnedFd,
     mntns: OwnedFd,
     root: OwnedFd,
+    same_namespace: bool,
 }
 
 impl Target {
@@ -131,7 +132,13 @@ impl Target {
             pidfd,
             mntns,
             root,
+            same_namespace: ns == own_ns,
         }))
+    }
+
+    /// Whether the target is in the caller's mount namespace (with a root of its own).
+    pub fn same_namespace(&self) -> bool {
+        self.same_namespace
     }
 
     /// Runs `f` in a thread inside the target's mount namespace, with the target's root

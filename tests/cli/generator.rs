@@ -95,7 +95,7 @@ fn generator_writes_dropins_for_units_with_confexts() {
     for want in [
         "BindReadOnlyPaths=/run/extmerge/units/web.service/etc:/etc\n".to_string(),
         format!("ExecStartPre=\nExecStartPre=+{host} refresh\n"),
-        format!("ExecReload=\nExecReload=+{host} refresh\nExecReload=+{ex} --pid=${{MAINPID}} refresh\nExecReload=/bin/kill -HUP $MAINPID\n"),
+        format!("ExecReload=\nExecReload=+{host} --main-pid=${{MAINPID}} refresh\nExecReload=/bin/kill -HUP $MAINPID\n"),
         format!("ExecStopPost=+{host} unmerge\n"),
     ] {
         assert!(d.contains(&want), "{want:?} not in:\n{d}");

@@ -623,3 +623,119 @@ fn export_for_a_service_then_reload_in_its_namespace() {
         assert_eq!(workspace_leftovers(), Vec::<String>::new());
     });
 }
+
+/// What the generator's reload runs: one process rebuilds the export and puts a copy of
+/// the same new merge on the service's `/etc` (`--main-pid`), so the unit's later
+/// processes and the running one see the new version. After many reloads the service
+/// has exactly one overlay on `/etc` and the export one mount; a broken version, a
+/// fault at the service's step, a process that is not there or one in the export's
+/// own namespace change neither.
+#[test]
+fn export_and_main_process_refreshed_by_one_command() {
+    ns_test(|base| {
+        let fx = Fx::new(base);
+        let dir = "/etc/systemd/system/web.service.confext.d/web.v";
+        confext_in(&fx, dir, "web_1", &[("etc/web.conf", "v1\n")]);
+        let export = base.join("export");
+        let ex = format!("--export={}", export.display());
+        let unit = "--unit=web.service";
+        let before = fx.read("/etc/web.conf");
+        fx.run(&[unit, "--class=confext", &ex, "merge"]).ok();
+        let etc = fx.path("/etc");
+        let t = Target::spawn_bound(&export.join("etc"), &etc);
+        let main = format!("--main-pid={}", t.pid());
+        let reload = [unit, "--class=confext", &ex, &main, "refresh"];
+        let export_mounts = || {
+            mountinfo()
+                .iter()
+                .filter(|m| Path::new(&m.point) == export.join("etc"))
+                .count()
+        };
+        for v in 2..=6 {
+            confext_in(
+                &fx,
+                dir,
+                &format!("web_{v}"),
+                &[("etc/web.conf", &format!("v{v}\n"))],
+            );
+            fx.run(&reload).ok();
+            let want = format!("v{v}\n");
+            assert_eq!(t.read(&etc.join("web.conf")), Some(want.clone()));
+            assert_eq!(
+                fs::read_to_string(export.join("etc/web.conf")).unwrap(),
+                want
+            );
+            assert_eq!(
+                t.read(&etc.join("host.conf")).as_deref(),
+                Some("host conf\n")
+            );
+            t.overlay_at(&etc);
+            assert_eq!(export_mounts(), 1);
+        }
+        let kept = t.overlay_at(&etc);
+        let unchanged = |what: &str| {
+            assert_eq!(t.overlay_at(&etc).id, kept.id, "{what}");
+            assert_eq!(
+                t.read(&etc.join("web.conf")).as_deref(),
+                Some("v6\n"),
+                "{what}"
+            );
+            assert_eq!(
+                fs::read_to_string(export.join("etc/web.conf")).unwrap(),
+                "v6\n",
+                "{what}"
+            );
+            assert_eq!(export_mounts(), 1, "{what}");
+            assert_eq!(workspace_leftovers(), Vec::<String>::new(), "{what}");
+        };
+        // A new version for another OS: the whole reload fails, naming the file.
+        let bad = confext_in(&fx, dir, "web_7", &[("etc/web.conf", "v7\n")]);
+        write_file(
+            &bad.join("etc/extension-release.d/extension-release.web"),
+            "ID=other\n",
+        );
+        fx.run(&reload).fails_with(&format!(
+            "{}: extension-release does not match",
+            bad.display()
+        ));
+        unchanged("broken version");
+        fs::remove_dir_all(&bad).unwrap();
+        // A fault at each step up to the service's own: the export is rolled back too.
+        confext_in(&fx, dir, "web_8", &[("etc/web.conf", "v8\n")]);
+        let mut hit_put = false;
+        for n in 1..40 {
+            let r = fx.run_env(&reload, &[("EXTMERGE_FAIL_AT_STEP", &n.to_string())]);
+            if r.code == 0 {
+                break;
+            }
+            r.fails_with("injected fault");
+            hit_put |= r.err.contains(&format!("process {}: ", t.pid()));
+            unchanged(&format!("fault at step {n}: {}", r.err));
+        }
+        assert!(hit_put, "no fault was injected in the service's namespace");
+        assert_eq!(t.read(&etc.join("web.conf")).as_deref(), Some("v8\n"));
+        // No such process; a process in the export's own namespace: refused first.
+        let kept = t.overlay_at(&etc);
+        confext_in(&fx, dir, "web_9", &[("etc/web.conf", "v9\n")]);
+        let gone = format!("--main-pid={}", i32::MAX);
+        fx.run(&[unit, "--class=confext", &ex, &gone, "refresh"])
+            .fails_with(&format!("process {}", i32::MAX));
+        let own = Target::spawn_with(false);
+        let same = format!("--main-pid={}", own.pid());
+        fx.run(&[unit, "--class=confext", &ex, &same, "refresh"])
+            .fails_with("in the mount namespace the export is attached in");
+        assert_eq!(t.overlay_at(&etc).id, kept.id);
+        assert_eq!(
+            fs::read_to_string(export.join("etc/web.conf")).unwrap(),
+            "v8\n"
+        );
+        // Only with --export and refresh.
+        fx.run(&[unit, "--class=confext", &main, "refresh"])
+            .fails_with("--main-pid is for refresh with --export");
+        fx.run(&[unit, "--class=confext", &ex, &main, "merge"])
+            .fails_with("--main-pid is for refresh with --export");
+        fx.run(&[unit, "--class=confext", &ex, "unmerge"]).ok();
+        assert_eq!(fx.read("/etc/web.conf"), before);
+        assert_eq!(workspace_leftovers(), Vec::<String>::new());
+    });
+}

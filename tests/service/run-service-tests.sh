@@ -10,7 +10,9 @@
 # first); a broken version fails the reload visibly and leaves the service's /etc as it
 # was; after five reloads exactly one overlay is on the service's /etc; stopping leaves
 # nothing behind. Also the reload round trip against the same service without
-# extensions (median of 5). On the newest systemd the same checks show that its own
+# extensions, in a namespace of its own without extensions, and with one more reload
+# command that does nothing, and on the newest systemd with its own
+# ExtensionDirectories= (medians of 5, interleaved). On the newest systemd the same checks show that its own
 # extension handling (ExtensionImages=, refresh on reload) and ours do not meet: one
 # overlay on the service's /etc after every reload. Then, in the same boot,
 # tests/service/sd-actions.sh: the service manager actions of extension-release
@@ -152,7 +154,7 @@ new_root() {
     install -Dm644 "$HERE/guest-lib.sh" "$R/usr/local/lib/extmerge-tests/guest-lib.sh"
     # Units these tests do not need, and slow under TCG.
     mkdir -p "$R/etc/systemd/system/multi-user.target.wants"
-    for u in systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do
+    for u in serial-getty@ttyS0.service systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do
         ln -sfn /dev/null "$R/etc/systemd/system/$u"
     done
 }
@@ -192,9 +194,24 @@ variant() {
         >"$R/etc/systemd/system/web.service"
     unit_file plain.service "the same service without extensions" "/usr/local/bin/websvc /run/plain.log" \
         >"$R/etc/systemd/system/plain.service"
+    { unit_file floor.service "the same with one more reload command, which does nothing" \
+        "/usr/local/bin/websvc /run/floor.log"; echo "ExecReload=+/bin/true"; } >"$R/etc/systemd/system/floor.service"
+    # The same with its own mount namespace and no extensions: every command of it gets
+    # a namespace built, as web.service's do for BindReadOnlyPaths=.
+    { unit_file bound.service "the same in a mount namespace of its own, without extensions" \
+        "/usr/local/bin/websvc /run/bound.log"; echo "BindReadOnlyPaths=/etc"; } >"$R/etc/systemd/system/bound.service"
     V=$R/etc/systemd/system/web.service.confext.d/web.v/web_1
     release_of "$R" web "$V"
     echo v1 >"$V/etc/web.conf"
+    if [[ $name == systemd-newest ]]; then
+        # systemd's own per-service confexts (ExtensionDirectories= with a .v/ directory,
+        # refreshed by PID 1 on reload since 258), timed beside ours.
+        { unit_file native.service "the same with systemd's own ExtensionDirectories=" \
+            "/usr/local/bin/websvc /run/native.log"; echo "ExtensionDirectories=/srv/native/web.v"; } \
+            >"$R/etc/systemd/system/native.service"
+        release_of "$R" web "$R/srv/native/web.v/web_1"
+        echo v1 >"$R/srv/native/web.v/web_1/etc/web.conf"
+    fi
     printf '[Unit]\nDescription=extmerge per-service test driver\nAfter=basic.target\n[Service]\nType=oneshot\nExecStart=/usr/local/bin/sd-test.sh\n' \
         >"$R/etc/systemd/system/sd-test.service"
     ln -sfn /etc/systemd/system/sd-test.service "$R/etc/systemd/system/multi-user.target.wants/sd-test.service"
@@ -202,7 +219,7 @@ variant() {
     boot "$name" "$d" "$W/initrd.img" snapshot=on
     n=$BOOT_PASSED
     rm -f "$d/root.img"
-    # sd-test.sh's checks (29) and then sd-actions.sh's (24).
+    # sd-test.sh's checks (33; 36 with the newest systemd) and then sd-actions.sh's (24).
     ((n >= 50)) || { FAIL=$((FAIL + 1)); echo "  FAIL  $name: only $n checks passed (expected at least 50)"; }
 }
 

@@ -236,6 +236,9 @@ fn refresh_picks_up_a_replaced_directory_and_keeps_one_overlay() {
         let run = |a: Vec<String>| fx.run(&a.iter().map(String::as_str).collect::<Vec<_>>());
         run(args("merge")).ok();
         let first = t.overlay_at(&etc);
+        // Mount IDs are reused once a mount is freed: a file held open inside each
+        // replaced overlay keeps it allocated, so a new ID means a new mount.
+        let _pin_first = fs::File::open(t.path(&etc)).unwrap();
         fs::remove_dir_all(&d).unwrap();
         confext_in(&fx, "/srv/confexts", "web", &[("etc/web.conf", "v2\n")]);
         run(args("refresh")).ok();
@@ -248,6 +251,7 @@ fn refresh_picks_up_a_replaced_directory_and_keeps_one_overlay() {
             assert!(r.err.contains("no change"), "{}", r.err);
         }
         assert_eq!(t.overlay_at(&etc).id, second.id);
+        let _pin_second = fs::File::open(t.path(&etc)).unwrap();
         let mut always = args("refresh");
         always.insert(0, "--always-refresh".into());
         for _ in 0..5 {

@@ -422,6 +422,9 @@ impl Context {
             }
         }
         if let Some((pid, target)) = main {
+            // Its lock file, made here: a service's /run is often the caller's, read-only
+            // in its namespace (ProtectSystem=strict), where it could not be made.
+            let _ = crate::sys::staging::touch_workspace_file(&target.lock_name()?);
             let (env, root) = (&self.options.env, &self.options.root);
             target
                 .run(|| put_in_process(root, for_main, &gone, env))?

@@ -226,12 +226,20 @@ pub fn open_workspace() -> Result<OwnedFd, RuntimeDirError> {
 /// group and others cannot write.
 pub fn open_workspace_file(ws: BorrowedFd<'_>, name: &str) -> Result<OwnedFd, RuntimeDirError> {
     let path = Path::new(WORKSPACE).join(name);
-    let fd = rustix::fs::openat(
-        ws,
-        name,
-        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
+    let open = |rw: OFlags| {
+        rustix::fs::openat(
+            ws,
+            name,
+            rw | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+    };
+    // A read-only /run (a service's namespace with ProtectSystem=strict): a file made
+    // from outside is still there to lock (flock needs no write access).
+    let fd = match open(OFlags::RDWR | OFlags::CREATE) {
+        Err(Errno::ROFS) => open(OFlags::RDONLY).map_err(|_| Errno::ROFS),
+        r => r,
+    }
     .map_err(|e| RuntimeDirError::open_failed(ws, name, &path, FileType::RegularFile, e))?;
     check_private(fd.as_fd(), &path, FileType::RegularFile)?;
     Ok(fd)

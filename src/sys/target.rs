@@ -43,9 +43,14 @@ pub fn lock_name() -> String {
     // (its main thread's) stands for it.
     let home = ino("/proc/1/ns/mnt").or_else(|| ino("/proc/self/ns/mnt"));
     match (ino("/proc/thread-self/ns/mnt"), home) {
-        (Some(cur), Some(home)) if cur != home => format!("lock.mnt-{cur}"),
+        (Some(cur), Some(home)) if cur != home => namespace_lock(cur),
         _ => "lock".to_string(),
     }
+}
+
+/// The lock file of the mount namespace with inode `ino` (not the init process's).
+fn namespace_lock(ino: u64) -> String {
+    format!("lock.mnt-{ino}")
 }
 
 /// Why a target process cannot be worked on.
@@ -139,6 +144,15 @@ impl Target {
     /// Whether the target is in the caller's mount namespace (with a root of its own).
     pub fn same_namespace(&self) -> bool {
         self.same_namespace
+    }
+
+    /// The name of the lock file [`lock_name`] gives inside the target's namespace, so
+    /// the caller can make it where the target cannot (a read-only `/run` shared with
+    /// the caller's).
+    pub fn lock_name(&self) -> Result<String, TargetError> {
+        rustix::fs::fstat(&self.mntns)
+            .map(|s| namespace_lock(s.st_ino))
+            .map_err(|e| TargetError::new(self.pid, "fstat(mount namespace)", e))
     }
 
     /// Runs `f` in a thread inside the target's mount namespace, with the target's root

@@ -34,7 +34,17 @@ impl Target {
         Self::spawn_full(true, Some((src.to_path_buf(), dst.to_path_buf())))
     }
 
+    /// [`Target::spawn_bound`] with `/run` read-only in its namespace, as
+    /// `ProtectSystem=strict` makes it.
+    fn spawn_bound_strict(src: &Path, dst: &Path) -> Target {
+        Self::spawn_full_with(true, Some((src.to_path_buf(), dst.to_path_buf())), true)
+    }
+
     fn spawn_full(own_ns: bool, bind: Option<(PathBuf, PathBuf)>) -> Target {
+        Self::spawn_full_with(own_ns, bind, false)
+    }
+
+    fn spawn_full_with(own_ns: bool, bind: Option<(PathBuf, PathBuf)>, ro_run: bool) -> Target {
         let mut c = Command::new("sleep");
         c.arg("600");
         let bind = bind.map(|(s, d)| {
@@ -69,6 +79,16 @@ impl Target {
                             flags,
                             std::ptr::null(),
                         ) != 0
+                        {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    if ro_run {
+                        let run = c"/run".as_ptr();
+                        let bind = libc::MS_BIND | libc::MS_REC;
+                        let ro = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+                        if libc::mount(run, run, std::ptr::null(), bind, std::ptr::null()) != 0
+                            || libc::mount(run, run, std::ptr::null(), ro, std::ptr::null()) != 0
                         {
                             return Err(std::io::Error::last_os_error());
                         }
@@ -628,6 +648,22 @@ fn export_for_a_service_then_reload_in_its_namespace() {
     });
 }
 
+/// The `.v/` directory of `web.service`'s own confexts.
+const WEB_V: &str = "/etc/systemd/system/web.service.confext.d/web.v";
+
+/// A fixture whose `web.service` has `web_1` (`/etc/web.conf` "v1") in [`WEB_V`],
+/// exported below `<base>/export` as the generator's `ExecStartPre=` does: the fixture,
+/// the export directory and its `--export=` argument.
+fn exported_web(base: &Path) -> (Fx, PathBuf, String) {
+    let fx = Fx::new(base);
+    confext_in(&fx, WEB_V, "web_1", &[("etc/web.conf", "v1\n")]);
+    let export = base.join("export");
+    let ex = format!("--export={}", export.display());
+    fx.run(&["--unit=web.service", "--class=confext", &ex, "merge"])
+        .ok();
+    (fx, export, ex)
+}
+
 /// What the generator's reload runs: one process rebuilds the export and puts a copy of
 /// the same new merge on the service's `/etc` (`--main-pid`), so the unit's later
 /// processes and the running one see the new version. After many reloads the service
@@ -637,14 +673,8 @@ fn export_for_a_service_then_reload_in_its_namespace() {
 #[test]
 fn export_and_main_process_refreshed_by_one_command() {
     ns_test(|base| {
-        let fx = Fx::new(base);
-        let dir = "/etc/systemd/system/web.service.confext.d/web.v";
-        confext_in(&fx, dir, "web_1", &[("etc/web.conf", "v1\n")]);
-        let export = base.join("export");
-        let ex = format!("--export={}", export.display());
-        let unit = "--unit=web.service";
-        let before = fx.read("/etc/web.conf");
-        fx.run(&[unit, "--class=confext", &ex, "merge"]).ok();
+        let (fx, export, ex) = exported_web(base);
+        let (dir, unit) = (WEB_V, "--unit=web.service");
         let etc = fx.path("/etc");
         let t = Target::spawn_bound(&export.join("etc"), &etc);
         let main = format!("--main-pid={}", t.pid());
@@ -739,7 +769,38 @@ fn export_and_main_process_refreshed_by_one_command() {
         fx.run(&[unit, "--class=confext", &ex, &main, "merge"])
             .fails_with("--main-pid is for refresh with --export");
         fx.run(&[unit, "--class=confext", &ex, "unmerge"]).ok();
-        assert_eq!(fx.read("/etc/web.conf"), before);
+        assert_eq!(fx.read("/etc/web.conf"), None, "the caller's /etc");
+        assert_eq!(workspace_leftovers(), Vec::<String>::new());
+    });
+}
+
+/// A service whose `/run` is read-only in its namespace (`ProtectSystem=strict`; the
+/// same tmpfs as the caller's): a refresh inside it cannot build there (it needs the
+/// runtime directory) and says so, leaving it as it was; the reload command, which
+/// builds outside and only swaps inside, works.
+#[test]
+fn main_process_with_a_read_only_run() {
+    ns_test(|base| {
+        let (fx, export, ex) = exported_web(base);
+        let (dir, unit) = (WEB_V, "--unit=web.service");
+        let etc = fx.path("/etc");
+        let t = Target::spawn_bound_strict(&export.join("etc"), &etc);
+        assert!(
+            fs::write(t.path(Path::new("/run/extmerge/probe")), "").is_err(),
+            "/run is writable in the target"
+        );
+        let kept = t.overlay_at(&etc);
+        confext_in(&fx, dir, "web_2", &[("etc/web.conf", "v2\n")]);
+        fx.run(&[unit, "--class=confext", &t.arg(), "refresh"])
+            .fails_with("Read-only file system");
+        assert_eq!(t.overlay_at(&etc).id, kept.id);
+        assert_eq!(t.read(&etc.join("web.conf")).as_deref(), Some("v1\n"));
+        let main = format!("--main-pid={}", t.pid());
+        fx.run(&[unit, "--class=confext", &ex, &main, "refresh"])
+            .ok();
+        assert_eq!(t.read(&etc.join("web.conf")).as_deref(), Some("v2\n"));
+        t.overlay_at(&etc);
+        fx.run(&[unit, "--class=confext", &ex, "unmerge"]).ok();
         assert_eq!(workspace_leftovers(), Vec::<String>::new());
     });
 }

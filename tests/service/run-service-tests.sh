@@ -203,6 +203,11 @@ variant() {
     V=$R/etc/systemd/system/web.service.confext.d/web.v/web_1
     release_of "$R" web "$V"
     echo v1 >"$V/etc/web.conf"
+    # The same confext for a service with ProtectSystem=strict (read-only /run).
+    { unit_file strict.service "the same with ProtectSystem=strict" "/usr/local/bin/websvc /run/strict/websvc.log"
+        printf 'ProtectSystem=strict\nRuntimeDirectory=strict\n'; } >"$R/etc/systemd/system/strict.service"
+    mkdir -p "$R/etc/systemd/system/strict.service.confext.d/web.v"
+    cp -a "$V" "$R/etc/systemd/system/strict.service.confext.d/web.v/"
     if [[ $name == systemd-newest ]]; then
         # systemd's own per-service confexts (ExtensionDirectories= with a .v/ directory,
         # refreshed by PID 1 on reload since 258), timed beside ours.
@@ -219,7 +224,7 @@ variant() {
     boot "$name" "$d" "$W/initrd.img" snapshot=on
     n=$BOOT_PASSED
     rm -f "$d/root.img"
-    # sd-test.sh's checks (33; 36 with the newest systemd) and then sd-actions.sh's (24).
+    # sd-test.sh's checks (39; 42 with the newest systemd) and then sd-actions.sh's (24).
     ((n >= 50)) || { FAIL=$((FAIL + 1)); echo "  FAIL  $name: only $n checks passed (expected at least 50)"; }
 }
 

@@ -12,13 +12,14 @@ newver() { # N [ID]: web_N with web.conf "vN"
     printf 'ID=%s\nVERSION_ID=12\n' "${2:-debian}" >"$D/web_$1/etc/extension-release.d/extension-release.web"
     echo "v$1" >"$D/web_$1/etc/web.conf"
 }
-wait_log() { # PATTERN: up to 30 s
+wait_log() { # PATTERN [LOG]: up to 30 s
+    l=${2:-$LOG}
     i=0
     while [ $i -lt 300 ]; do
-        grep -qx "$1" "$LOG" 2>/dev/null && return 0
+        grep -qx "$1" "$l" 2>/dev/null && return 0
         sleep 0.1; i=$((i + 1))
     done
-    echo "no line '$1' in $LOG: $(tr '\n' '|' <"$LOG" 2>/dev/null)"
+    echo "no line '$1' in $l: $(tr '\n' '|' <"$l" 2>/dev/null)"
     return 1
 }
 mainpid() { systemctl show -P MainPID "$1"; }
@@ -42,6 +43,22 @@ check host-etc-untouched test ! -e /etc/web.conf
 check service-etc-has-v1 grep -qx v1 "/proc/$P/root/etc/web.conf"
 check service-etc-has-host-files test -s "/proc/$P/root/etc/os-release"
 check status-in-service sh -c "extmerge --unit=web.service --class=confext status | grep -q web"
+
+# A service with ProtectSystem=strict: /run is read-only in its namespace; the reload
+# builds outside and only swaps inside.
+SD=/etc/systemd/system/strict.service.confext.d/web.v
+SLOG=/run/strict/websvc.log
+check strict-start systemctl start strict.service
+check strict-sees-v1 wait_log "start: v1" $SLOG
+SP=$(mainpid strict.service)
+check strict-run-read-only sh -c "! touch /proc/$SP/root/run/extmerge/probe"
+mkdir -p "$SD/web_2"
+cp -a "$SD/web_1/etc" "$SD/web_2/"
+echo v2 >"$SD/web_2/etc/web.conf"
+check strict-reload systemctl reload strict.service
+check strict-reload-sees-v2 wait_log "reload: v2" $SLOG
+check strict-one-overlay test "$(overlays_on_etc "$SP")" = 1
+systemctl stop strict.service
 
 journal() { # why a unit's job failed, on the console
     journalctl -u "$1" --no-pager -o cat | tail -n 25 | sed 's/^/EXTMERGE-SD-JOURNAL /' >"$con"
